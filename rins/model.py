@@ -1,0 +1,703 @@
+"""The recursive transformer: blocks, the plan executor (recursion, stochastic depth, adapters), and
+the decoder-only language model with exact per-executed-layer FLOPs and a KV cache per application.
+
+Everything about *which* layer runs *when* comes from :mod:`rins.plan`; this file only applies modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .plan import Plan, SignatureError, compile_plan, parse_signature, resolve_signature
+
+__all__ = [
+    "LMConfig",
+    "RecursiveLM",
+    "RecursiveStack",
+    "StackConfig",
+    "Block",
+    "KVCache",
+    "sample_depth",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Configs
+
+
+@dataclass
+class StackConfig:
+    """How a stack of layers is executed: the plan, stochastic depth and adapters (shared by all models).
+
+    Attributes:
+        signature: block signature or preset (``"AB"``, ``"A^2B"``, ``"rins(3)"``, ``"(AB)^2"`` ...).
+        degree: nesting degree of the signature.
+        block_sizes: explicit layer counts per block (default: equal).
+        p_skip: stochastic RINS, probability that each extra round is skipped in training (0 = plain).
+        per_sequence_depth: draw r per sequence instead of per step (rounds run to the batch max; finished
+            sequences are frozen).
+        adapters: ``"none"`` | ``"round"`` (after round k: h += W_k RMSNorm(h)) | ``"depth"`` (one adapter
+            per inference depth r, applied at the top of the stack).
+        adapter_rank: None = full d×d adapters, else rank-k (down random, up zero).
+        kv_share: later applications of a layer reuse the K/V of its first application (saves KV memory).
+        depth_seed: seed of the depth sampler; the draw at step s depends only on (depth_seed, s).
+        activation_checkpointing: recompute each block application in backward (saves memory).
+    """
+
+    signature: str = "AB"
+    degree: int = 1
+    block_sizes: tuple[int, ...] | None = None
+    p_skip: float = 0.0
+    per_sequence_depth: bool = False
+    adapters: str = "none"
+    adapter_rank: int | None = None
+    kv_share: bool = False
+    depth_seed: int = 0
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class LMConfig(StackConfig):
+    """A decoder-only LM (defaults: Llama-style pre-norm RMSNorm, RoPE, SwiGLU, SDPA, tied embeddings).
+
+    The architecture switches (``norm``, ``mlp``, ``pos_embedding``, biases) exist so that GPT-2 and
+    Qwen2-style checkpoints convert exactly; the defaults are the modern choices.
+    """
+
+    vocab_size: int = 8192
+    n_layers: int = 6
+    d_model: int = 256
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    d_ff: int | None = None  # default: SwiGLU 8/3·d rounded up to 64; GELU 4·d
+    max_seq_len: int = 256
+    tie_embeddings: bool = True
+    rope_theta: float = 10000.0
+    norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
+    norm_eps: float = 1e-6
+    mlp: str = "swiglu"  # "swiglu" | "gelu"
+    pos_embedding: str = "rope"  # "rope" | "learned"
+    qkv_bias: bool = False
+    proj_bias: bool = False  # bias on the attention output and MLP projections
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if isinstance(self.block_sizes, list):
+            self.block_sizes = tuple(self.block_sizes)
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def ff_dim(self) -> int:
+        if self.d_ff:
+            return self.d_ff
+        if self.mlp == "swiglu":
+            return 64 * math.ceil(8 * self.d_model / 3 / 64)
+        return 4 * self.d_model
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with the fix for any inconsistent field."""
+        _validate_stack(self, self.n_layers)
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.head_dim % 2 and self.pos_embedding == "rope":
+            raise ValueError(f"RoPE needs an even head_dim, got {self.head_dim}")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.kv_heads}")
+        for name, val, ok in (("norm", self.norm, ("rmsnorm", "layernorm")), ("mlp", self.mlp, ("swiglu", "gelu")),
+                              ("pos_embedding", self.pos_embedding, ("rope", "learned"))):
+            if val not in ok:
+                raise ValueError(f"{name}={val!r} is not one of {ok}")
+        if self.vocab_size < 2 or self.max_seq_len < 1:
+            raise ValueError("vocab_size must be >= 2 and max_seq_len >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["block_sizes"] = list(self.block_sizes) if self.block_sizes else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LMConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown LMConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def _validate_stack(cfg: StackConfig, n_layers: int) -> None:
+    if not 0.0 <= float(cfg.p_skip) <= 1.0:
+        raise ValueError(f"p_skip must be in [0, 1], got {cfg.p_skip}")
+    if cfg.adapters not in ("none", "round", "depth"):
+        raise ValueError(f"adapters must be 'none', 'round' or 'depth', got {cfg.adapters!r}")
+    if cfg.adapter_rank is not None and cfg.adapter_rank < 1:
+        raise ValueError(f"adapter_rank must be None (full) or >= 1, got {cfg.adapter_rank}")
+    plan = compile_plan(cfg.signature, n_layers, cfg.degree, cfg.block_sizes)  # raises SignatureError
+    if plan.r is None and (cfg.p_skip > 0 or cfg.adapters != "none"):
+        raise SignatureError(
+            f"signature {cfg.signature!r} has no recursion exponent; stochastic depth (p_skip) and adapters "
+            "need one, e.g. 'A^2B'"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Depth sampling (stochastic RINS)
+
+
+def sample_depth(r_max: int, p_skip: float, seed: int, step: int, n: int | None = None) -> int | list[int]:
+    """Draw ``r = 1 + Binomial(r_max - 1, 1 - p_skip)`` from a generator seeded by ``(seed, step)``.
+
+    Identical across processes, ranks and resumes. ``n`` draws one r per sequence instead.
+    """
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(step)])
+    draws = 1 + rng.binomial(r_max - 1, 1.0 - p_skip, size=1 if n is None else n)
+    return int(draws[0]) if n is None else [int(x) for x in draws]
+
+
+def depth_distribution(r_max: int, p_skip: float, batch: int | None = None) -> dict[int, float]:
+    """P(r) of the training depth (of the batch max when per-sequence draws with ``batch`` sequences)."""
+    from scipy.stats import binom
+
+    ks = np.arange(r_max)
+    if batch is None:
+        pmf = binom.pmf(ks, r_max - 1, 1 - p_skip)
+    else:
+        cdf = binom.cdf(ks, r_max - 1, 1 - p_skip) ** batch
+        pmf = np.diff(np.concatenate([[0.0], cdf]))
+    return {int(k) + 1: float(p) for k, p in zip(ks, pmf) if p > 0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def make_norm(kind: str, d: int, eps: float) -> nn.Module:
+    return RMSNorm(d, eps) if kind == "rmsnorm" else nn.LayerNorm(d, eps=eps)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
+    """cos/sin of shape (B, 1, T, head_dim) for integer ``positions`` (B, T) — HF "rotate_half" layout."""
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    ang = positions.float()[..., None] * inv
+    emb = torch.cat((ang, ang), dim=-1)[:, None]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+class KVCache:
+    """Pre-allocated K/V buffers, **one slot per layer application** of the plan (never per module).
+
+    With ``kv_share`` the plan's repeated applications point at their layer's first slot, so only
+    distinct layers hold memory.
+    """
+
+    def __init__(self, plan: Plan, batch: int, max_len: int, n_kv_heads: int, head_dim: int,
+                 device, dtype, share: bool = False) -> None:
+        self.slot_of = plan.first_application() if share else tuple(range(plan.n_applications))
+        slots = sorted(set(self.slot_of))
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        self.k = {s: torch.zeros(shape, device=device, dtype=dtype) for s in slots}
+        self.v = {s: torch.zeros(shape, device=device, dtype=dtype) for s in slots}
+        self.share = share
+        self.length = 0  # tokens already stored
+        self.max_len = max_len
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.k.values(), *self.v.values()))
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LMConfig, causal: bool = True) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        d = cfg.d_model
+        self.q = nn.Linear(d, self.n_heads * self.hd, bias=cfg.qkv_bias)
+        self.k = nn.Linear(d, self.n_kv * self.hd, bias=cfg.qkv_bias)
+        self.v = nn.Linear(d, self.n_kv * self.hd, bias=cfg.qkv_bias)
+        self.o = nn.Linear(self.n_heads * self.hd, d, bias=cfg.proj_bias)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
+        shared = ctx.share_from.get(app)
+        if shared is not None and shared in ctx.kv:
+            k, v = ctx.kv[shared]  # already rotated and (if cached) including the past
+        else:
+            k = self.k(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+            v = self.v(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+            if ctx.cos is not None:
+                k = k * ctx.cos + rotate_half(k) * ctx.sin
+            if ctx.cache is not None:
+                slot = ctx.cache.slot_of[app]
+                p0 = ctx.cache.length
+                ctx.cache.k[slot][:, :, p0:p0 + T] = k
+                ctx.cache.v[slot][:, :, p0:p0 + T] = v
+                k = ctx.cache.k[slot][:, :, : p0 + T]
+                v = ctx.cache.v[slot][:, :, : p0 + T]
+            if ctx.share_from:
+                ctx.kv[app] = (k, v)
+        if ctx.cos is not None:
+            q = q * ctx.cos + rotate_half(q) * ctx.sin
+        rep = self.n_heads // self.n_kv
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=ctx.mask, is_causal=self.causal and ctx.mask is None and T > 1,
+            enable_gqa=rep > 1,
+        )
+        return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LMConfig) -> None:
+        super().__init__()
+        d, f, b = cfg.d_model, cfg.ff_dim, cfg.proj_bias
+        self.kind = cfg.mlp
+        if self.kind == "swiglu":
+            self.gate = nn.Linear(d, f, bias=b)
+        self.up = nn.Linear(d, f, bias=b)
+        self.down = nn.Linear(f, d, bias=b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "swiglu":
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+        return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``h + attn(norm(h))`` then ``h + mlp(norm(h))``."""
+
+    def __init__(self, cfg: LMConfig, causal: bool = True) -> None:
+        super().__init__()
+        self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg, causal)
+        self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, h: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
+        h = h + self.attn(self.norm1(h), ctx, app)
+        return h + self.mlp(self.norm2(h))
+
+
+@dataclass
+class _Ctx:
+    """Per-forward state handed to every block application."""
+
+    cos: torch.Tensor | None = None
+    sin: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    cache: KVCache | None = None
+    share_from: dict[int, int] = field(default_factory=dict)  # application -> application whose K/V it reuses
+    kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+
+class Adapter(nn.Module):
+    """``h ← h + W · RMSNorm(h)``, zero-initialised so that a fresh adapter is the identity."""
+
+    def __init__(self, d: int, rank: int | None, eps: float) -> None:
+        super().__init__()
+        self.norm = RMSNorm(d, eps)
+        if rank is None:
+            self.down = None
+            self.up = nn.Linear(d, d, bias=False)
+        else:
+            self.down = nn.Linear(d, rank, bias=False)
+            self.up = nn.Linear(rank, d, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = self.norm(h)
+        if self.down is not None:
+            z = self.down(z)
+        return h + self.up(z)
+
+
+# ----------------------------------------------------------------------------------------------
+# The plan executor
+
+
+class RecursiveStack(nn.Module):
+    """Applies ``blocks`` in the order of the compiled plan: recursion, stochastic depth, adapters.
+
+    This is the one recursion mechanism of the library: the LM, the ViT and the text tower all wrap it.
+    ``blocks`` must accept ``(h, ctx, app)``; ``d_model`` sizes the adapters.
+    """
+
+    def __init__(self, cfg: StackConfig, blocks: nn.ModuleList, d_model: int, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        _validate_stack(cfg, len(blocks))
+        self.cfg = cfg
+        self.blocks = blocks
+        self.base_plan = compile_plan(cfg.signature, len(blocks), cfg.degree, cfg.block_sizes)
+        self.r_max = self.base_plan.r  # trained exponent (None: no recursion)
+        n_ad = self.r_max if (cfg.adapters != "none" and self.r_max) else 0
+        self.adapters = nn.ModuleList(Adapter(d_model, cfg.adapter_rank, norm_eps) for _ in range(n_ad))
+        self._auto_step = 0
+
+    @property
+    def signature(self) -> str:
+        return resolve_signature(self.cfg.signature)
+
+    def plan(self, r: int | None = None) -> Plan:
+        """The compiled plan at inference depth ``r`` (None: the trained exponent)."""
+        if r is not None and self.r_max is None:
+            raise SignatureError(
+                f"signature {self.signature!r} has no recursion exponent, so r={r} cannot be chosen"
+            )
+        if r is not None and r < 1:
+            raise ValueError(f"r must be >= 1, got {r}")
+        return compile_plan(self.cfg.signature, len(self.blocks), self.cfg.degree, self.cfg.block_sizes, r)
+
+    def draw_depth(self, step: int | None, batch: int) -> int | list[int]:
+        """Training depth for this step (stochastic RINS); ``step=None`` uses an internal counter."""
+        if step is None:
+            step = self._auto_step
+            self._auto_step += 1
+        n = batch if self.cfg.per_sequence_depth else None
+        return sample_depth(self.r_max, self.cfg.p_skip, self.cfg.depth_seed, step, n)
+
+    def resolve_r(self, r: int | None, step: int | None, batch: int) -> tuple[int | None, list[int] | None]:
+        """(rounds to run, per-sequence depths or None)."""
+        if r is not None or self.r_max is None:
+            return r, None
+        if self.training and self.cfg.p_skip > 0:
+            d = self.draw_depth(step, batch)
+            if isinstance(d, list):
+                return max(d), d
+            return d, None
+        return None, None
+
+    def share_map(self, plan: Plan) -> dict[int, int]:
+        if not self.cfg.kv_share:
+            return {}
+        first = plan.first_application()
+        return {i: f for i, f in enumerate(first) if f != i}
+
+    def forward(self, h: torch.Tensor, ctx: _Ctx, r: int | None = None, seq_depth: list[int] | None = None
+                ) -> torch.Tensor:
+        plan = self.plan(r)
+        ctx.share_from = self.share_map(plan)
+        adapters = self.adapters
+        per_round = len(adapters) > 0 and self.cfg.adapters == "round"
+        active = None
+        ends = {a: k for k, a in enumerate(plan.round_ends)}
+        if seq_depth is not None:
+            depth_t = torch.tensor(seq_depth, device=h.device)
+        for i, lay in enumerate(plan.layers):
+            rd = plan.rounds[i]
+            if seq_depth is not None and rd >= 0:
+                active = (depth_t > rd).view(-1, 1, 1)
+            blk = self.blocks[lay]
+            if self.cfg.activation_checkpointing and self.training and ctx.cache is None:
+                new = checkpoint(blk, h, ctx, i, use_reentrant=False)
+            else:
+                new = blk(h, ctx, i)
+            if i in ends and per_round:
+                new = adapters[min(ends[i], len(adapters) - 1)](new)
+            h = new if active is None or rd < 0 else torch.where(active, new, h)
+        if len(adapters) and self.cfg.adapters == "depth":
+            if seq_depth is not None:
+                outs = torch.stack([a(h) for a in adapters])  # (n_ad, B, T, d)
+                idx = (depth_t.clamp(max=len(adapters)) - 1).view(1, -1, 1, 1).expand(1, *h.shape)
+                h = outs.gather(0, idx)[0]
+            else:
+                h = adapters[min(plan.r, len(adapters)) - 1](h)
+        return h
+
+    def adapter_parameters(self) -> int:
+        return sum(p.numel() for p in self.adapters.parameters())
+
+    def adapter_applications(self, r: int | None) -> int:
+        """How many adapter applications a forward at depth ``r`` runs."""
+        if not len(self.adapters):
+            return 0
+        return len(self.plan(r).round_ends) if self.cfg.adapters == "round" else 1
+
+
+# ----------------------------------------------------------------------------------------------
+# The language model
+
+
+class RecursiveLM(nn.Module):
+    """Decoder-only transformer whose layers run in the order of a signature's plan.
+
+    ``model(tokens, r=None)`` returns logits ``(B, T, V)``; ``r`` overrides the recursion exponent (any
+    r >= 1). In training mode with ``p_skip > 0`` and ``r=None``, the depth is drawn per step from a
+    generator seeded by ``(depth_seed, step)``.
+    """
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = cfg = config
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos_embedding == "learned" else None
+        self.stack = RecursiveStack(cfg, nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers)),
+                                    cfg.d_model, cfg.norm_eps)
+        self.norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("attn.o.weight") or name.endswith("mlp.down.weight"):
+                nn.init.normal_(p, 0.0, cfg.init_std / math.sqrt(2 * cfg.n_layers))
+        for a in self.stack.adapters:
+            nn.init.zeros_(a.up.weight)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def _init(self, m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, self.config.init_std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, self.config.init_std)
+
+    # -- conveniences ---------------------------------------------------------------------------
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.stack.blocks
+
+    @property
+    def r_max(self) -> int | None:
+        """The trained recursion exponent (None when the signature has none)."""
+        return self.stack.r_max
+
+    def plan(self, r: int | None = None) -> Plan:
+        return self.stack.plan(r)
+
+    def num_parameters(self, exclude_adapters: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.stack.adapter_parameters() if exclude_adapters else n
+
+    def adapter_fraction(self) -> float:
+        """Share of all parameters held by the adapters."""
+        return self.stack.adapter_parameters() / self.num_parameters()
+
+    # -- forward --------------------------------------------------------------------------------
+    def _context(self, B: int, T: int, device, dtype, attention_mask, position_ids, cache: KVCache | None
+                 ) -> tuple[_Ctx, torch.Tensor]:
+        past = cache.length if cache is not None else 0
+        mask = None
+        if attention_mask is not None:
+            am = attention_mask.to(torch.bool)
+            if am.shape[1] != past + T:
+                raise ValueError(f"attention_mask has length {am.shape[1]}, expected past+new = {past + T}")
+            if position_ids is None:
+                position_ids = (am.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            causal = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(past)
+            mask = causal[None] & am[:, None, :]
+            # a padded query row would attend to nothing (NaN): let it see itself; its output is unused
+            diag = torch.arange(T, device=device)[:, None] + past == torch.arange(past + T, device=device)[None]
+            mask = mask | diag[None]
+            mask = mask[:, None]
+        elif past > 0 and T > 1:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(past)[None, None]
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=device)[None].expand(B, T)
+        if int(position_ids.max()) >= self.config.max_seq_len and self.pos is not None:
+            raise ValueError(f"position {int(position_ids.max())} >= max_seq_len={self.config.max_seq_len}")
+        ctx = _Ctx(mask=mask, cache=cache)
+        if self.config.pos_embedding == "rope":
+            ctx.cos, ctx.sin = rope_tables(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
+        return ctx, position_ids
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        r: int | None = None,
+        *,
+        step: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for ``tokens`` ``(B, T)``.
+
+        Args:
+            r: recursion depth (None: trained exponent, or a stochastic draw in training mode).
+            step: training step that seeds the stochastic depth draw.
+            attention_mask: (B, past+T) 1 for real tokens, 0 for padding (left padding supported).
+            position_ids: (B, T) explicit positions (default: from the mask, or 0..T-1).
+            cache: a :class:`KVCache` to read and extend (see :meth:`generate`).
+        """
+        B, T = tokens.shape
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.max_seq_len and self.pos is not None:
+            raise ValueError(f"sequence length {past + T} exceeds max_seq_len={self.config.max_seq_len}")
+        h = self.embed(tokens)
+        ctx, pos = self._context(B, T, tokens.device, h.dtype, attention_mask, position_ids, cache)
+        if self.pos is not None:
+            h = h + self.pos(pos)
+        rr, seq_depth = self.stack.resolve_r(r, step, B)
+        h = self.stack(h, ctx, rr, seq_depth)
+        if cache is not None:
+            cache.length += T
+        h = self.norm(h)
+        return h if return_hidden else self.head(h)
+
+    def loss(self, tokens: torch.Tensor, targets: torch.Tensor, r: int | None = None, step: int | None = None
+             ) -> torch.Tensor:
+        """Mean next-token cross-entropy (targets of -100 are ignored)."""
+        logits = self(tokens, r, step=step)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    # -- FLOPs ----------------------------------------------------------------------------------
+    def flops_per_token(self, seq_len: int | None = None, r: int | None = None, training: bool = False,
+                        expected: bool = False, batch_size: int | None = None) -> float:
+        """Model FLOPs per token, counted per **executed** layer application.
+
+        Forward: attention projections, the attention sequence term (QKᵀ and AV over the full
+        ``seq_len``, causal mask not discounted — as ``FlopCounterMode`` and Chinchilla count),
+        MLP, adapters, LM head; the embedding is a lookup (0). Norms and elementwise ops are not
+        counted. Training = 3 × forward. ``expected=True`` averages over the stochastic depth
+        distribution (of the batch max with per-sequence draws, given ``batch_size``).
+        """
+        c = self.config
+        T = seq_len or c.max_seq_len
+        if expected and self.r_max and c.p_skip > 0 and r is None:
+            batch = batch_size if c.per_sequence_depth else None
+            dist = depth_distribution(self.r_max, c.p_skip, batch)
+            return sum(p * self.flops_per_token(T, k, training) for k, p in dist.items())
+        plan = self.plan(r)
+        hd, nq, nkv = c.head_dim, c.n_heads, c.kv_heads
+        qo = 2 * 2 * c.d_model * nq * hd
+        kv = 2 * 2 * c.d_model * nkv * hd
+        attn_seq = 2 * 2 * T * nq * hd
+        mlp = (3 if c.mlp == "swiglu" else 2) * 2 * c.d_model * c.ff_dim
+        n_kv_proj = plan.n_applications - len(self.stack.share_map(plan))
+        per_ad = 0
+        if len(self.stack.adapters):
+            rank = c.adapter_rank
+            per_ad = 2 * c.d_model * c.d_model if rank is None else 2 * 2 * c.d_model * rank
+        fwd = (plan.n_applications * (qo + attn_seq + mlp) + n_kv_proj * kv
+               + self.stack.adapter_applications(r) * per_ad + 2 * c.d_model * c.vocab_size)
+        return float(fwd * (3 if training else 1))
+
+    def estimate_mfu(self, tokens_per_second: float, peak_flops: float, seq_len: int | None = None) -> float:
+        """Model FLOPs utilisation of a training run at ``tokens_per_second`` (expected depth)."""
+        return tokens_per_second * self.flops_per_token(seq_len, training=True, expected=True) / peak_flops
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: decay matrices (and embeddings), not norms, biases or gains."""
+        decay, no_decay, seen = [], [], set()
+        for _n, p in self.named_parameters():
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            (decay if p.dim() >= 2 else no_decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    # -- generation -----------------------------------------------------------------------------
+    def new_cache(self, batch: int, max_len: int, r: int | None = None, device=None, dtype=None) -> KVCache:
+        """An empty KV cache for depth ``r``: one slot per layer application (or per layer with kv_share)."""
+        p = next(self.parameters())
+        return KVCache(self.plan(r), batch, max_len, self.config.kv_heads, self.config.head_dim,
+                       device or p.device, dtype or p.dtype, self.config.kv_share)
+
+    def kv_cache_bytes(self, batch: int, seq_len: int, r: int | None = None, dtype=torch.float32) -> int:
+        """Bytes a KV cache for ``batch`` × ``seq_len`` at depth ``r`` holds (reports the kv_share saving)."""
+        plan = self.plan(r)
+        slots = plan.n_applications - len(self.stack.share_map(plan))
+        el = torch.empty((), dtype=dtype).element_size()
+        return 2 * slots * batch * self.config.kv_heads * seq_len * self.config.head_dim * el
+
+    @torch.no_grad()
+    def generate(
+        self,
+        tokens: torch.Tensor,
+        max_new_tokens: int,
+        r: int | None = None,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        attention_mask: torch.Tensor | None = None,
+        eos_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Autoregressive sampling with a KV cache holding one slot per layer application.
+
+        ``temperature=0`` is greedy. ``attention_mask`` allows batched, left-padded prompts. Returns the
+        prompt followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id``
+        are padded with it).
+        """
+        if max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be >= 0")
+        was_training = self.training
+        self.eval()
+        B, T = tokens.shape
+        total = T + max_new_tokens
+        if self.pos is not None and total > self.config.max_seq_len:
+            raise ValueError(f"prompt + new tokens = {total} exceeds max_seq_len={self.config.max_seq_len}")
+        am = attention_mask
+        out = tokens
+        done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
+        cache = self.new_cache(B, total, r) if use_cache else None
+        nxt_in = tokens
+        for _ in range(max_new_tokens):
+            if use_cache:
+                logits = self(nxt_in, r, attention_mask=am, cache=cache)[:, -1]
+            else:
+                logits = self(out, r, attention_mask=am)[:, -1]
+            nxt = self._sample(logits.float(), temperature, top_k, generator)
+            if eos_token_id is not None:
+                nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
+                done |= nxt == eos_token_id
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            nxt_in = nxt[:, None]
+            if am is not None:
+                am = torch.cat([am, torch.ones_like(am[:, :1])], dim=1)
+            if eos_token_id is not None and bool(done.all()):
+                pad = torch.full((B, total - out.shape[1]), eos_token_id, dtype=out.dtype, device=out.device)
+                out = torch.cat([out, pad], dim=1)
+                break
+        self.train(was_training)
+        return out
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen) -> torch.Tensor:
+        if temperature <= 0:
+            return logits.argmax(-1)
+        logits = logits / temperature
+        if top_k is not None:
+            v, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
+            logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
+        return torch.multinomial(F.softmax(logits, -1), 1, generator=gen)[:, 0]
+
+
+def count_parameters(signature: str, **overrides: Any) -> int:
+    """Parameter count of an LM built with ``signature`` (helper for tables)."""
+    return RecursiveLM(LMConfig(signature=signature, **overrides)).num_parameters()
+
+
+_ = parse_signature  # re-exported for convenience

@@ -1,0 +1,455 @@
+"""Signatures → execution plans. Pure Python, no tensors: the one source of truth.
+
+A *signature* such as ``A^2B``, ``(AB)^2`` or ``AB^2C`` names the order in which blocks of layers run.
+Each distinct letter is a contiguous group of layers with its own weights (numbered by first
+appearance); a repeated letter re-applies that block's weights; ``X^k`` repeats the preceding letter
+or parenthesised group k times. Compiling a signature for ``n_layers`` layers gives a :class:`Plan`:
+the ordered tuple of executed layer indices plus, for every application, the round of the recursed
+group it belongs to. Parameter sharing, FLOPs, KV-cache slots, adapters and depth sampling all read
+the plan.
+
+The **recursion exponent** is the first explicit ``^k`` in the signature (textual order). The
+inference depth ``r`` and stochastic RINS replace that exponent. At degree d > 1 the same pattern is
+nested inside every block (method.md §2); ``r`` then replaces the exponent at every level, and
+*rounds* refer to the top level.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+__all__ = [
+    "Plan",
+    "SignatureError",
+    "compile_plan",
+    "enumerate_variants",
+    "parse_signature",
+    "preset",
+    "resolve_signature",
+    "PRESETS",
+]
+
+
+class SignatureError(ValueError):
+    """A signature string, preset or plan request that cannot be compiled."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A parsed item: a block letter (``letter`` set) or a group (``children`` set), repeated."""
+
+    letter: str | None = None
+    children: tuple[_Node, ...] = ()
+    repeat: int = 1
+    exp_id: int | None = None  # textual order of this node's explicit ^k, None when implicit
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A parsed signature: the item tree, the letters in order of first appearance, the exponent."""
+
+    text: str
+    items: tuple[_Node, ...]
+    letters: tuple[str, ...]
+    exponent: int | None  # value of the first explicit ^k, if any
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.letters)
+
+
+def parse_signature(text: str) -> Signature:
+    """Parse a signature string into a :class:`Signature` (raises :class:`SignatureError`)."""
+    if not isinstance(text, str):
+        raise SignatureError(f"signature must be a string, got {type(text).__name__}")
+    s = "".join(text.split())
+    if not s:
+        raise SignatureError("empty signature; use block letters such as 'AB' or 'A^2B'")
+    pos = 0
+    exp_counter = itertools.count()
+    first_exp: list[int] = []
+
+    def fail(msg: str) -> SignatureError:
+        pointer = " " * pos + "^"
+        return SignatureError(f"{msg} in signature {s!r}\n  {s}\n  {pointer}")
+
+    def parse_seq(depth: int) -> tuple[_Node, ...]:
+        nonlocal pos
+        items: list[_Node] = []
+        while pos < len(s):
+            c = s[pos]
+            if "A" <= c <= "Z":
+                pos += 1
+                items.append(_Node(letter=c))
+            elif c == "(":
+                pos += 1
+                children = parse_seq(depth + 1)
+                if pos >= len(s) or s[pos] != ")":
+                    raise fail("unbalanced '(': missing ')'")
+                if not children:
+                    raise fail("empty group '()'")
+                pos += 1
+                items.append(_Node(children=children))
+            elif c == ")":
+                if depth == 0:
+                    raise fail("unbalanced ')': no matching '('")
+                return tuple(items)
+            elif c == "^":
+                if not items:
+                    raise fail("'^' must follow a block letter or a ')' group")
+                pos += 1
+                m = re.match(r"\d+", s[pos:])
+                if not m:
+                    raise fail("'^' must be followed by a positive integer exponent, e.g. 'A^2B'")
+                k = int(m.group(0))
+                if k < 1:
+                    raise fail("exponent must be >= 1 (got ^0)")
+                if k > 1024:
+                    raise fail(f"exponent {k} is unreasonably large (max 1024)")
+                prev = items[-1]
+                if prev.exp_id is not None:
+                    raise fail("double exponent such as 'A^2^3'; use parentheses '(A^2)^3'")
+                eid = next(exp_counter)
+                if eid == 0:
+                    first_exp.append(k)
+                items[-1] = _Node(prev.letter, prev.children, k, eid)
+                pos += m.end()
+            else:
+                raise fail(f"unknown character {c!r}: use block letters A-Z, '(', ')' and '^k'")
+        if depth > 0:
+            raise fail("unbalanced '(': missing ')'")
+        return tuple(items)
+
+    items = parse_seq(0)
+    letters: list[str] = []
+
+    def visit(n: _Node) -> None:
+        if n.letter is not None:
+            if n.letter not in letters:
+                letters.append(n.letter)
+        for ch in n.children:
+            visit(ch)
+
+    for it in items:
+        visit(it)
+    return Signature(s, items, tuple(letters), first_exp[0] if first_exp else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets
+
+PRESETS: dict[str, str] = {
+    "baseline": "AB",
+    "rins(r)": "A^rB",
+    "rao(r)": "(AB)^r",
+    "middle(r)": "AB^rC",
+    "cycle(k)": "(ABC)^k",
+    "sequence": "AABBCC",
+    "cycle_rev": "ABCCBA",
+}
+
+
+def preset(name: str, r: int | None = None) -> str:
+    """Signature of a named preset: ``baseline``, ``rins``, ``rao``, ``middle``, ``cycle``,
+    ``sequence``, ``cycle_rev``. ``r`` is the exponent for the parametric ones (default 2)."""
+    k = 2 if r is None else int(r)
+    if k < 1:
+        raise SignatureError(f"preset {name!r}: r must be >= 1, got {k}")
+    table = {
+        "baseline": "AB",
+        "rins": f"A^{k}B",
+        "rao": f"(AB)^{k}",
+        "middle": f"AB^{k}C",
+        "cycle": f"(ABC)^{k}",
+        "sequence": "AABBCC",
+        "cycle_rev": "ABCCBA",
+    }
+    if name not in table:
+        raise SignatureError(f"unknown preset {name!r}; known presets: {', '.join(table)}")
+    if r is not None and name in ("baseline", "sequence", "cycle_rev"):
+        raise SignatureError(f"preset {name!r} takes no r")
+    return table[name]
+
+
+_PRESET_RE = re.compile(r"^([a-z_]+)(?:\((\d*)\))?$")
+
+
+def resolve_signature(text: str) -> str:
+    """Return the signature for ``text``: a signature string or a preset expression (``rins(3)``)."""
+    m = _PRESET_RE.match(text.strip()) if isinstance(text, str) else None
+    if m:
+        arg = m.group(2)
+        return preset(m.group(1), int(arg) if arg else None)
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Plans
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An execution plan: which layer runs at every step, and which recursion round it belongs to.
+
+    Attributes:
+        signature: the signature it was compiled from (presets resolved).
+        n_layers: number of distinct layers (weights).
+        degree: nesting degree.
+        r: the recursion exponent used (``None`` when the signature has none).
+        layers: executed layer indices, in order (one entry per *application*).
+        rounds: for every application, the top-level round of the recursed group (0-based), or -1.
+        round_ends: application indices after which round k of the recursed group ends (len == r).
+        block_bounds: ``(start, stop)`` layer range of every top-level block, in letter order.
+    """
+
+    signature: str
+    n_layers: int
+    degree: int
+    r: int | None
+    layers: tuple[int, ...]
+    rounds: tuple[int, ...]
+    round_ends: tuple[int, ...]
+    block_bounds: tuple[tuple[int, int], ...]
+    occurrence: tuple[int, ...] = field(default=())
+
+    @property
+    def n_applications(self) -> int:
+        """Number of executed layer applications (= KV-cache slots)."""
+        return len(self.layers)
+
+    @property
+    def recursed_layers(self) -> tuple[int, ...]:
+        """Sorted distinct layers that run inside the recursed group."""
+        return tuple(sorted({lay for lay, rd in zip(self.layers, self.rounds) if rd >= 0}))
+
+    def cost_ratio(self) -> float:
+        """Executed layers per distinct layer (1.0 for the plain model)."""
+        return self.n_applications / self.n_layers
+
+    def first_application(self) -> tuple[int, ...]:
+        """For every application, the index of the first application of the same layer."""
+        first: dict[int, int] = {}
+        return tuple(first.setdefault(lay, i) for i, lay in enumerate(self.layers))
+
+    def describe(self) -> str:
+        """Human-readable one-liner."""
+        rr = f", r={self.r}" if self.r is not None else ""
+        return (
+            f"{self.signature} (degree {self.degree}{rr}) on {self.n_layers} layers: "
+            f"{self.n_applications} applications, cost x{self.cost_ratio():.2f}: {list(self.layers)}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "signature": self.signature,
+            "n_layers": self.n_layers,
+            "degree": self.degree,
+            "r": self.r,
+            "layers": list(self.layers),
+            "rounds": list(self.rounds),
+            "round_ends": list(self.round_ends),
+            "block_bounds": [list(b) for b in self.block_bounds],
+            "n_applications": self.n_applications,
+            "cost_ratio": self.cost_ratio(),
+        }
+
+
+def _split(start: int, stop: int, n: int, sizes: Sequence[int] | None, where: str) -> list[tuple[int, int]]:
+    total = stop - start
+    if sizes is not None:
+        if len(sizes) != n:
+            raise SignatureError(f"block_sizes has {len(sizes)} entries but the signature has {n} blocks")
+        if any(int(x) < 1 for x in sizes):
+            raise SignatureError(f"block_sizes must all be >= 1, got {list(sizes)}")
+        if sum(sizes) != total:
+            raise SignatureError(f"block_sizes {list(sizes)} sum to {sum(sizes)}, but there are {total} layers")
+        out, a = [], start
+        for x in sizes:
+            out.append((a, a + int(x)))
+            a += int(x)
+        return out
+    if n > total:
+        raise SignatureError(
+            f"{where}: {n} blocks but only {total} layers; use fewer letters or more layers"
+        )
+    if total % n:
+        raise SignatureError(
+            f"{where}: {total} layers are not divisible into {n} equal blocks; "
+            f"pass block_sizes=... (e.g. {[total // n + (1 if i < total % n else 0) for i in range(n)]})"
+        )
+    w = total // n
+    return [(start + i * w, start + (i + 1) * w) for i in range(n)]
+
+
+def compile_plan(
+    signature: str,
+    n_layers: int,
+    degree: int = 1,
+    block_sizes: Sequence[int] | None = None,
+    r: int | None = None,
+) -> Plan:
+    """Compile ``signature`` (or a preset expression such as ``"rins(3)"``) for ``n_layers`` layers.
+
+    Args:
+        signature: e.g. ``"AB"``, ``"A^3B"``, ``"(AB)^2"``, ``"AB^2C"``, ``"rins(2)"``.
+        n_layers: number of distinct layers.
+        degree: nesting degree d >= 1 (the pattern is applied again inside every block).
+        block_sizes: explicit layer counts of the top-level blocks (default: equal).
+        r: replace the recursion exponent (first explicit ``^k``) by ``r`` (any r >= 1).
+
+    Raises:
+        SignatureError: on any malformed input, with the fix in the message.
+    """
+    sig_text = resolve_signature(signature)
+    bs = tuple(int(x) for x in block_sizes) if block_sizes is not None else None
+    return _compile_cached(sig_text, int(n_layers), int(degree), bs, None if r is None else int(r))
+
+
+@lru_cache(maxsize=4096)
+def _compile_cached(
+    sig_text: str, n_layers: int, degree: int, block_sizes: tuple[int, ...] | None, r: int | None
+) -> Plan:
+    sig = parse_signature(sig_text)
+    if n_layers < 1:
+        raise SignatureError(f"n_layers must be >= 1, got {n_layers}")
+    if degree < 1:
+        raise SignatureError(f"degree must be >= 1, got {degree}")
+    if r is not None:
+        if sig.exponent is None:
+            raise SignatureError(
+                f"signature {sig.text!r} has no explicit exponent, so r cannot be set; "
+                "write the recursion as '^k', e.g. 'A^2B'"
+            )
+        if r < 1:
+            raise SignatureError(f"r must be >= 1, got {r}")
+    if block_sizes is not None and degree > 1:
+        # explicit sizes describe the top level only; the nested levels split equally
+        pass
+    eff_r = r if r is not None else sig.exponent
+
+    layers: list[int] = []
+    rounds: list[int] = []
+    round_ends: list[int] = []
+
+    def emit(items: tuple[_Node, ...], start: int, stop: int, level: int, rnd: int, sizes) -> None:
+        bounds = _split(start, stop, sig.n_blocks, sizes, f"degree-{level} level on layers {start}-{stop - 1}")
+        block_of = {letter: bounds[i] for i, letter in enumerate(sig.letters)}
+
+        def run(node: _Node, rnd: int) -> None:
+            reps = node.repeat
+            is_rec = node.exp_id == 0
+            if is_rec:
+                reps = eff_r
+            for k in range(reps):
+                cur = k if (is_rec and level == 1) else rnd
+                if node.letter is not None:
+                    a, b = block_of[node.letter]
+                    if level < degree:
+                        emit(sig.items, a, b, level + 1, cur, None)
+                    else:
+                        for lay in range(a, b):
+                            layers.append(lay)
+                            rounds.append(cur)
+                else:
+                    for ch in node.children:
+                        run(ch, cur)
+                if is_rec and level == 1:
+                    round_ends.append(len(layers) - 1)
+
+        for it in items:
+            run(it, rnd)
+
+    emit(sig.items, 0, n_layers, 1, -1, block_sizes)
+    top_bounds = tuple(_split(0, n_layers, sig.n_blocks, block_sizes, "top level"))
+    seen: dict[int, int] = {}
+    occurrence = []
+    for lay in layers:
+        occurrence.append(seen.get(lay, 0))
+        seen[lay] = occurrence[-1] + 1
+    return Plan(
+        signature=sig.text,
+        n_layers=n_layers,
+        degree=degree,
+        r=eff_r,
+        layers=tuple(layers),
+        rounds=tuple(rounds),
+        round_ends=tuple(round_ends),
+        block_bounds=top_bounds,
+        occurrence=tuple(occurrence),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The taxonomy family
+
+
+def _compress(word: str) -> str:
+    """Write a letter word compactly: a whole-word period becomes ``(..)^k``, runs become ``X^k``."""
+    n = len(word)
+    for p in range(1, n):
+        if n % p == 0 and word[:p] * (n // p) == word and p > 1:
+            return f"({_compress_runs(word[:p])})^{n // p}"
+    return _compress_runs(word)
+
+
+def _compress_runs(word: str) -> str:
+    out = []
+    for letter, grp in itertools.groupby(word):
+        k = len(list(grp))
+        out.append(letter if k == 1 else f"{letter}^{k}")
+    return "".join(out)
+
+
+def enumerate_variants(
+    n_layers: int = 12,
+    max_letters: int = 3,
+    max_length: int = 6,
+    degrees: Sequence[int] = (1, 2),
+    max_r: int = 4,
+) -> Iterator[tuple[str, int]]:
+    """Yield ``(signature, degree)`` for the taxonomy family of method.md §2, one per distinct plan.
+
+    The family: every word over 2..``max_letters`` letters (letters in order of first appearance) of
+    length <= ``max_length`` in which no letter runs more than ``max_r`` times in a row, written
+    compactly (``AAB`` → ``A^2B``, ``ABAB`` → ``(AB)^2``), at every degree in ``degrees`` that compiles
+    for ``n_layers``. Variants whose plan equals one already yielded are skipped, so every yielded
+    variant is a distinct layer order; the plain model (``AB``, degree 1) comes first.
+    """
+    seen: set[tuple[int, ...]] = set()
+    for degree in degrees:
+        for length in range(2, max_length + 1):
+            for word in _restricted_words(length, max_letters):
+                if len(set(word)) < 2:
+                    continue
+                if any(len(list(g)) > max_r for _, g in itertools.groupby(word)):
+                    continue
+                sig = _compress(word)
+                try:
+                    plan = compile_plan(sig, n_layers, degree=degree)
+                except SignatureError:
+                    continue
+                if plan.layers in seen:
+                    continue
+                seen.add(plan.layers)
+                yield sig, degree
+
+
+def _restricted_words(length: int, max_letters: int) -> Iterator[str]:
+    """Words whose letters appear first in alphabetical order (A before B before C)."""
+
+    def rec(prefix: list[int], used: int) -> Iterator[str]:
+        if len(prefix) == length:
+            yield "".join(chr(65 + i) for i in prefix)
+            return
+        for i in range(min(used + 1, max_letters)):
+            yield from rec(prefix + [i], max(used, i + 1))
+
+    yield from rec([], 0)
