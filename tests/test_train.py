@@ -1,0 +1,198 @@
+"""The trainer: budget → steps, schedules, exact resume, atomic checkpoints, NaN stop, configs, CLI."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from rins.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_model
+from rins.cli import main as cli
+from rins.config import TrainConfig, apply_overrides, load_config
+from rins.demo import read_log
+from rins.train import BudgetError, LMTask, NonFiniteError, eval_schedule, lr_at, plan_steps, train
+
+WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    for i in range(5):
+        (d / f"doc{i}.txt").write_text(
+            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
+        )
+    return d
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def cfg_for(corpus, cache, tmp_path, name="r", **over) -> TrainConfig:
+    ov = [f'data.corpus="{corpus}"', f'data.cache_dir="{cache}"', f'out_dir="{tmp_path}"', f'name="{name}"',
+          "progress=false"]
+    ov += [f"{k}={v}" for k, v in over.items()]
+    return load_config("tiny", None, ov)
+
+
+def test_budget_to_steps_is_compute_matched(corpus, cache, tmp_path):
+    base = cfg_for(corpus, cache, tmp_path, **{"budget.flops": 5e9})
+    task = LMTask(base, None)
+    task.prepare()
+    fps_ab = task.flops_per_step(task.build_model(), base.batch_size)
+    rec = cfg_for(corpus, cache, tmp_path, **{"budget.flops": 5e9, "model.signature": "A^2B"})
+    fps_rec = LMTask(rec, None).flops_per_step(LMTask(rec, None).build_model(), rec.batch_size)
+    assert plan_steps(base, fps_ab, 1) == int(5e9 // fps_ab)
+    assert plan_steps(rec, fps_rec, 1) == int(5e9 // fps_rec)
+    assert plan_steps(rec, fps_rec, 1) < plan_steps(base, fps_ab, 1)
+    with pytest.raises(BudgetError, match="too small for one step"):
+        plan_steps(cfg_for(corpus, cache, tmp_path, **{"budget.flops": 10}), fps_ab, 1)
+    tok = cfg_for(corpus, cache, tmp_path, **{"budget.tokens": 2560})
+    assert plan_steps(tok, fps_ab, 256) == 10
+
+
+def test_compute_matched_runs_realise_equal_flops(corpus, cache, tmp_path):
+    budget = 3e9
+    out = {}
+    for sig, extra in (("AB", {}), ("A^2B", {}), ("A^3B", {"model.p_skip": 0.5})):
+        c = cfg_for(corpus, cache, tmp_path, name=sig.replace("^", ""), **{"budget.flops": budget,
+                                                                          "model.signature": sig, **extra})
+        out[sig] = train(c, quiet=True)
+    for s in out.values():
+        assert s["steps"] * s["flops_per_step"] <= budget
+        assert budget - s["flops_per_step"] < s["steps"] * s["flops_per_step"]  # within one step of the budget
+    assert out["A^2B"]["tokens"] < out["AB"]["tokens"]  # the recursive model sees fewer tokens
+    # stochastic: realised FLOPs near the expected budget
+    assert out["A^3B"]["flops"] == pytest.approx(out["A^3B"]["steps"] * out["A^3B"]["flops_per_step"], rel=0.25)
+
+
+def test_schedule_shapes():
+    o = TrainConfig().optim
+    lrs = [lr_at(s, 100, o) for s in range(100)]
+    assert lrs[0] < lrs[5] == pytest.approx(o.lr)
+    assert lrs[-1] == pytest.approx(o.lr * o.min_lr_ratio)
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))
+    o.schedule = "wsd"
+    w = [lr_at(s, 100, o) for s in range(100)]
+    assert w[50] == o.lr and w[-1] == pytest.approx(o.lr * o.min_lr_ratio)
+    assert eval_schedule(100, 5)[-1] == 100 and len(eval_schedule(100, 5)) == 5
+
+
+def test_resume_reproduces_uninterrupted_run_exactly(corpus, cache, tmp_path):
+    over = {"budget.steps": 12, "ckpt_every": 4, "log_every": 1, "model.signature": "A^2B",
+            "model.p_skip": 0.5, "model.adapters": '"round"'}
+    full = cfg_for(corpus, cache, tmp_path, name="full", **over)
+    train(full, quiet=True)
+    part = cfg_for(corpus, cache, tmp_path, name="part", **over)
+    s1 = train(part, quiet=True, stop_after=5)  # "killed" after step 5 (checkpoint at 5)
+    assert not s1["complete"]
+    train(part, quiet=True)
+    a = {r["step"]: r["loss"] for r in read_log(tmp_path / "full", "train")}
+    b = {r["step"]: r["loss"] for r in read_log(tmp_path / "part", "train")}
+    assert a.keys() == b.keys() == set(range(1, 13))
+    assert all(a[k] == b[k] for k in a), (a, b)
+    wa = load_model(tmp_path / "full").state_dict()
+    wb = load_model(tmp_path / "part").state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # a complete run is not retrained
+    again = train(part, quiet=True)
+    assert again["steps"] == 12 and again["complete"]
+
+
+def test_checkpoints_are_atomic_and_corruption_is_detected(corpus, cache, tmp_path):
+    c = cfg_for(corpus, cache, tmp_path, name="ck", **{"budget.steps": 8, "ckpt_every": 4, "keep_last": 5})
+    train(c, quiet=True)
+    ckdir = tmp_path / "ck" / "checkpoints"
+    assert sorted(p.name for p in ckdir.iterdir() if p.is_dir()) == ["step_00000004", "step_00000008"]
+    # a half-written checkpoint of a killed run is invisible
+    (ckdir / ".step_00000012.tmp-999").mkdir()
+    (ckdir / ".step_00000012.tmp-999" / "model.safetensors").write_bytes(b"junk")
+    assert latest_checkpoint(tmp_path / "ck").name == "step_00000008"
+    # LATEST pointing at a missing folder falls back to the newest complete one
+    (ckdir / "LATEST").write_text("step_00000099")
+    assert latest_checkpoint(tmp_path / "ck").name == "step_00000008"
+    # a corrupt weights file gets a clear error
+    (ckdir / "step_00000008" / "model.safetensors").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(ckdir / "step_00000008")
+
+
+def test_mismatched_config_on_resume_is_refused(corpus, cache, tmp_path):
+    train(cfg_for(corpus, cache, tmp_path, name="mm", **{"budget.steps": 4}), quiet=True)
+    other = cfg_for(corpus, cache, tmp_path, name="mm", **{"budget.steps": 4, "model.d_model": 64})
+    with pytest.raises(CheckpointError, match="different config"):
+        train(other, quiet=True)
+    train(other, quiet=True, resume=False)  # --no-resume starts over
+
+
+def test_checkpoint_shape_mismatch_is_clear(corpus, cache, tmp_path):
+    from rins.checkpoint import load_state_into
+    from rins.model import LMConfig, RecursiveLM
+
+    train(cfg_for(corpus, cache, tmp_path, name="sh", **{"budget.steps": 2}), quiet=True)
+    w, _, _ = load_checkpoint(tmp_path / "sh")
+    wrong = RecursiveLM(LMConfig(vocab_size=512, n_layers=4, d_model=64, n_heads=4, max_seq_len=32))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_state_into(wrong, w)
+
+
+def test_nan_stops_the_run_and_keeps_last_good_checkpoint(corpus, cache, tmp_path, monkeypatch):
+    c = cfg_for(corpus, cache, tmp_path, name="nan", **{"budget.steps": 10, "ckpt_every": 3})
+    orig = LMTask.loss
+
+    def bad(self, model, batch, step):
+        loss = orig(self, model, batch, step)
+        return loss * float("nan") if step == 6 else loss
+
+    monkeypatch.setattr(LMTask, "loss", bad)
+    with pytest.raises(NonFiniteError, match="non-finite loss at step 7"):
+        train(c, quiet=True)
+    assert latest_checkpoint(tmp_path / "nan").name == "step_00000006"
+    w, _, meta = load_checkpoint(tmp_path / "nan")
+    assert meta["step"] == 6 and all(torch.isfinite(t).all() for t in w.values())
+
+
+def test_config_toml_and_overrides(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('preset = "tiny"\nname = "x"\n[model]\nsignature = "A^3B"\n[budget]\nflops = 1e12\n')
+    c = load_config(None, p, ["model.d_model=64", "optim.lr=0.01"])
+    assert c.model["signature"] == "A^3B" and c.model["d_model"] == 64 and c.optim.lr == 0.01
+    assert c.budget.flops == 1e12 and c.budget.steps is None
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_config("tiny", None, ["optim.lrr=1"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        apply_overrides({}, ["nonsense"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_config("nope")
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_bad_corpus_gives_clear_cli_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.txt").write_text("   \n")
+    rc = cli(["train", "--preset", "tiny", "--set", f'data.corpus="{empty}"', "--set",
+              f'data.cache_dir="{tmp_path}/c"', "--out-dir", str(tmp_path)])
+    assert rc == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_cli_plan_flops_eval_generate(corpus, cache, tmp_path, capsys):
+    assert cli(["plan", "A^2B", "--layers", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layers"] == [0, 1, 0, 1, 2, 3]
+    assert cli(["flops", "--preset", "tiny", "--signature", "A^2B", "--r", "1,2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["ratio_to_baseline"] == pytest.approx(1.0) and rows[1]["ratio_to_baseline"] > 1.3
+    c = cfg_for(corpus, cache, tmp_path, name="cli", **{"budget.steps": 6, "model.signature": "A^2B"})
+    train(c, quiet=True)
+    capsys.readouterr()
+    assert cli(["eval", str(tmp_path / "cli"), "--r", "1,2,3", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["results"]
+    assert [r["r"] for r in res] == ["1", "2", "3"] and all(r["loss"] > 0 and r["bpb"] > 0 for r in res)
+    assert cli(["generate", str(tmp_path / "cli"), "--prompt", "the king", "--r", "2", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("the king")
+    assert cli(["plan", "A^2B(", "--layers", "4"]) == 2
