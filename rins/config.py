@@ -76,6 +76,7 @@ class TrainConfig:
     n_evals: int = 12  # evaluation points, spaced geometrically over the run (for scaling-law fits)
     eval_batches: int = 16
     eval_depths: list[int] | None = None  # None: 1 … r_max + 1 for a recursive model
+    eval_all_depths: bool = False  # every eval point at every depth (default: only the final one)
     log_every: int = 10
     ckpt_every: int = 200
     keep_last: int = 2
@@ -170,8 +171,8 @@ def _cpu_small() -> dict[str, Any]:
         "budget": {"flops": 4e13},
         "batch_size": 16,
         "dtype": "bfloat16",
-        "n_evals": 10,
-        "eval_batches": 16,
+        "n_evals": 8,
+        "eval_batches": 8,
         "optim": {"lr": 3e-3, "warmup_frac": 0.05},
     }
 

@@ -53,7 +53,9 @@ class Task(Protocol):
 
     def prepare(self) -> None: ...
     def build_model(self) -> nn.Module: ...
-    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Any: ...
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Any:
+        """This rank's share (batch_size // world_size examples) of the global batch of ``step``."""
+        ...
     def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor: ...
     def flops_per_step(self, model: nn.Module, batch_size: int) -> float: ...
     def units_per_step(self, batch_size: int) -> int: ...
@@ -124,7 +126,11 @@ class LMTask:
         return RecursiveLM(self.model_config())
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        return self.train_ds.get_batch(step, batch_size, self.cfg.seed, rank, world_size)
+        """This rank's contiguous share of the global batch of ``step`` (the global batch depends only on
+        (seed, step), so any world size and any grad_accum see the same examples)."""
+        x, y = self.train_ds.get_batch(step, batch_size, self.cfg.seed)
+        per = batch_size // world_size
+        return x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
         x, y = batch
@@ -312,7 +318,6 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     if cfg.batch_size % (cfg.grad_accum * world):
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum × world size = "
                          f"{cfg.grad_accum * world}")
-    micro = cfg.batch_size // (cfg.grad_accum * world)
 
     torch.manual_seed(cfg.seed)
     task = get_task(cfg, run_dir)
@@ -414,9 +419,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
             for g in opt.param_groups:
                 g["lr"] = lr
             loss_sum = 0.0
+            local = task.train_batch(step, cfg.batch_size, rank, world)  # this rank's share of the step
             for k in range(cfg.grad_accum):
-                batch = task.train_batch(step * cfg.grad_accum + k, micro, rank, world)
-                batch = _to(batch, device)
+                batch = _to(_micro(local, k, cfg.grad_accum), device)
                 sync = contextlib.nullcontext()
                 if dist_ctx and k < cfg.grad_accum - 1:
                     sync = dist_ctx.no_sync(model)
@@ -453,7 +458,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
                     say(f"[rins] step {step}/{total} loss {float(loss_val):.4f} lr {lr:.2e} "
                         f"{rec['units_per_s']:.0f} units/s")
             if step in evals:
-                last_eval = task.evaluate(model, depths) if is_main else {}
+                # intermediate points: the trained depth only (the learning curve); the last: every depth
+                at = depths if (step == total or cfg.eval_all_depths) else [None]
+                last_eval = task.evaluate(model, at) if is_main else {}
                 if is_main:
                     logger.log({"event": "eval", "step": step, "tokens": tokens_seen, "flops": flops_seen,
                                 **last_eval})
@@ -486,6 +493,20 @@ def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped)
         return
     save_checkpoint(run_dir, step, core, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
                     keep_last=cfg.keep_last)
+
+
+def _micro(batch: Any, k: int, n: int) -> Any:
+    """The k-th of n equal slices (along dim 0) of a batch (tensor, tuple/list or dict of tensors)."""
+    if n == 1:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        size = batch.shape[0] // n
+        return batch[k * size:(k + 1) * size]
+    if isinstance(batch, tuple | list):
+        return type(batch)(_micro(b, k, n) for b in batch)
+    if isinstance(batch, dict):
+        return {key: _micro(v, k, n) for key, v in batch.items()}
+    return batch
 
 
 def _to(batch: Any, device: torch.device) -> Any:

@@ -196,3 +196,14 @@ def test_cli_plan_flops_eval_generate(corpus, cache, tmp_path, capsys):
     assert cli(["generate", str(tmp_path / "cli"), "--prompt", "the king", "--r", "2", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("the king")
     assert cli(["plan", "A^2B(", "--layers", "4"]) == 2
+
+
+def test_grad_accumulation_matches_one_big_batch(corpus, cache, tmp_path):
+    over = {"budget.steps": 3, "log_every": 1, "optim.grad_clip": 0.0}
+    a = cfg_for(corpus, cache, tmp_path, name="acc1", **over)
+    b = cfg_for(corpus, cache, tmp_path, name="acc2", **{**over, "grad_accum": 2})
+    train(a, quiet=True)
+    train(b, quiet=True)
+    la = [r["loss"] for r in read_log(tmp_path / "acc1", "train")]
+    lb = [r["loss"] for r in read_log(tmp_path / "acc2", "train")]
+    assert la == pytest.approx(lb, rel=1e-4)
