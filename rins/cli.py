@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 __all__ = ["main"]
 
@@ -49,15 +48,21 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(run_dir: str):
-    from .checkpoint import load_model
+def _load_run(run_dir: str, task=None):
+    """(config, model in eval mode) of a run directory; non-LM tasks rebuild the model via their task."""
+    from .checkpoint import load_checkpoint, load_model, load_state_into
     from .config import TrainConfig
 
     rd = Path(run_dir)
     if not (rd / "config.json").is_file():
         raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
     cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
-    return cfg, load_model(rd)
+    if cfg.task == "lm":
+        return cfg, load_model(rd)
+    weights, _, _ = load_checkpoint(rd)
+    model = task.build_model()
+    load_state_into(model, weights, str(rd))
+    return cfg, model.eval()
 
 
 def _parse_rs(text: str | None) -> list[int | None] | None:
@@ -75,13 +80,18 @@ def _parse_rs(text: str | None) -> list[int | None] | None:
 def cmd_eval(a: argparse.Namespace) -> int:
     import math
 
+    from .config import TrainConfig
     from .train import get_task
 
-    cfg, model = _load_run(a.run_dir)
+    rd = Path(a.run_dir)
+    if not (rd / "config.json").is_file():
+        raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
+    cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
     if a.batches:
         cfg.eval_batches = a.batches
     task = get_task(cfg, None)
     task.prepare()
+    cfg, model = _load_run(a.run_dir, task)
     depths = _parse_rs(a.r) or task.eval_depths(model)
     if cfg.task == "lm":
         res = task.evaluate(model, depths)
@@ -265,10 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-def _unused(_: Any) -> None:  # pragma: no cover
-    pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,10 @@ import torch
 
 from rins import LMConfig, RecursiveLM
 
+# Tiny models are overhead-bound: one intra-op thread is as fast and avoids oversubscription when the
+# suite shares the machine with other jobs.
+torch.set_num_threads(1)
+
 
 def tiny_config(**kw) -> LMConfig:
     base = dict(vocab_size=61, n_layers=4, d_model=32, n_heads=4, max_seq_len=48)

@@ -207,3 +207,17 @@ def test_grad_accumulation_matches_one_big_batch(corpus, cache, tmp_path):
     la = [r["loss"] for r in read_log(tmp_path / "acc1", "train")]
     lb = [r["loss"] for r in read_log(tmp_path / "acc2", "train")]
     assert la == pytest.approx(lb, rel=1e-4)
+
+
+def test_demo_writes_table_plot_and_summary(corpus, cache, tmp_path):
+    from rins.demo import run_demo
+
+    s = run_demo(out_dir=tmp_path / "demo", budget=2e9, preset="tiny", corpus=str(corpus),
+                 overrides=[f'data.cache_dir="{cache}"', "progress=false"])
+    rows = s["rows"]
+    assert [r["variant"] for r in rows][0] == "baseline AB" and len(rows) == 3
+    assert all(r["flops"] <= 2e9 * 1.3 for r in rows)
+    table = (tmp_path / "demo" / "table.md").read_text()
+    assert "| baseline AB |" in table and "loss r=1" in table and "baseline" in table
+    assert (tmp_path / "demo" / "curves.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["depths"] == [1, 2, 3]

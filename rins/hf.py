@@ -1,0 +1,452 @@
+"""Hugging Face interop: convert ``transformers`` causal LMs into RINS models, export RINS runs back.
+
+Convert in — :func:`from_hf` maps a Llama / Qwen2 / Mistral (Llama-style) or GPT-2 checkpoint onto a
+:class:`rins.RecursiveLM` with the same numerics (the plain signature ``AB``, or ``r=1`` of a recursed
+signature, reproduces the source logits when ``n_layers`` equals the source depth). With fewer layers
+than the source, the recursive model is *initialised* from the deeper one:
+
+* The trained plan (``A^2B`` at its exponent) has ``n_applications`` layer applications. Application ``i``
+  stands for source layer ``src(i) = round(i · (L_src − 1) / (n_applications − 1))`` (the identity when
+  ``n_applications == L_src``, e.g. ``A^2B`` on 4 layers from a 6-layer source).
+* ``init="first"``: each shared layer takes the weights of the source layer of its *first* application
+  (A ← the first source layers of the region it replaces, B ← the last ones).
+* ``init="average"``: each shared layer is the mean of the source layers of all its applications (the
+  Relaxed Recursive Transformers "average" initialisation, Bae et al. 2024).
+* ``init="relaxed"``: ``average`` plus the core's per-round adapters (``adapters="round"``,
+  ``h ← h + W_k·RMSNorm(h)`` after round k). The core has no per-application LoRA on the weights, so the
+  weight-space SVD of Bae et al. cannot be expressed; instead each ``W_k`` is fitted on calibration
+  tokens so that the residual stream after round k approaches the source model's residual stream after
+  the corresponding source layer: a ridge least-squares fit, truncated to ``adapter_rank`` by the SVD of
+  the fitted correction (reduced-rank regression). Rounds are fitted in order, each on the stream the
+  previous adapters produce. Default calibration: random tokens (pass real text for a better start).
+
+Export out — :func:`export` writes a folder loadable with
+``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)``: ``config.json`` (with
+``auto_map``, the ``rins`` LMConfig under ``"rins"`` and the depth ``"rins_r"``), ``model.safetensors``
+(the RecursiveLM weights unchanged), ``configuration_rins.py``, ``modeling_rins.py`` and ``rins_plan.py``
+(a verbatim copy of :mod:`rins.plan`, stdlib only: the exported model compiles plans for any r itself).
+
+CLI: ``rins convert HF_DIR --signature A^2B --out RUN_DIR [--init first|average|relaxed] [--layers N]``
+(:func:`main_convert`) and ``rins export RUN_DIR --out HF_DIR [--r R]`` (:func:`main_export`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+from .checkpoint import _unique_state, load_model, save_checkpoint
+from .model import LMConfig, RecursiveLM
+from .plan import Plan
+
+__all__ = [
+    "ConversionError",
+    "export",
+    "from_hf",
+    "hf_architecture",
+    "main_convert",
+    "main_export",
+    "save_run",
+    "source_layer_map",
+]
+
+INITS = ("first", "average", "relaxed")
+_EXPORT_FILES = ("configuration_rins.py", "modeling_rins.py")
+
+
+class ConversionError(ValueError):
+    """A source model (or option) that cannot be converted exactly."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading a transformers model into a neutral form
+
+
+def _cfg_get(cfg: Any, *names: str, default: Any = None) -> Any:
+    for n in names:
+        v = getattr(cfg, n, None)
+        if v is not None:
+            return v
+    return default
+
+
+def hf_architecture(model: Any) -> str:
+    """``"llama"`` (Llama, Qwen2, Mistral and other Llama-style models) or ``"gpt2"``; raises otherwise."""
+    if hasattr(model, "transformer") and hasattr(model.transformer, "h") and hasattr(model.transformer, "wpe"):
+        return "gpt2"
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is not None and len(layers) and hasattr(layers[0], "self_attn") and hasattr(layers[0], "mlp"):
+        at, mlp = layers[0].self_attn, layers[0].mlp
+        if all(hasattr(at, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj")) and all(
+            hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj")
+        ):
+            return "llama"
+    raise ConversionError(
+        f"unsupported source model {type(model).__name__}: supported are Llama-style causal LMs "
+        "(LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM: q/k/v/o, gate/up/down, RMSNorm) and GPT2LMHeadModel"
+    )
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float32).clone()
+
+
+def _read_llama(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    cfg = model.config
+    inner = model.model
+    act = _cfg_get(cfg, "hidden_act", default="silu")
+    if act not in ("silu", "swish"):
+        raise ConversionError(f"hidden_act={act!r}: only SiLU-gated (SwiGLU) MLPs convert exactly")
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if isinstance(rope, dict) and rope and "rope_type" not in rope and all(isinstance(v, dict) for v in rope.values()):
+        raise ConversionError("per-layer-type RoPE parameters are not supported")
+    rope_type = (rope.get("rope_type") or rope.get("type") or "default") if isinstance(rope, dict) else "default"
+    if rope_type != "default":
+        raise ConversionError(f"RoPE scaling {rope_type!r} is not supported (only plain RoPE converts exactly)")
+    if float(rope.get("partial_rotary_factor", _cfg_get(cfg, "partial_rotary_factor", default=1.0))) != 1.0:
+        raise ConversionError("partial rotary embeddings are not supported")
+    theta = float(rope.get("rope_theta") or _cfg_get(cfg, "rope_theta", default=10000.0))
+    d = cfg.hidden_size
+    nh = cfg.num_attention_heads
+    hd = _cfg_get(cfg, "head_dim", default=d // nh)
+    if hd * nh != d:
+        raise ConversionError(f"head_dim={hd} × heads={nh} != hidden_size={d}; rins needs head_dim = d_model / n_heads")
+    layers0 = inner.layers[0]
+    if hasattr(layers0.self_attn, "q_norm") or hasattr(layers0.self_attn, "k_norm"):
+        raise ConversionError("QK-norm attention (Qwen3-style) is not supported")
+    sw = _cfg_get(cfg, "sliding_window")
+    use_sw = _cfg_get(cfg, "use_sliding_window", default=True)
+    max_len = int(_cfg_get(cfg, "max_position_embeddings", default=2048))
+    if sw is not None and use_sw and int(sw) < max_len:
+        warnings.warn(f"source uses sliding-window attention (window {sw}); the converted model attends to the full "
+                      f"context, so it matches the source only on sequences of <= {sw} tokens", stacklevel=3)
+    at, mlp = layers0.self_attn, layers0.mlp
+    qkv_bias = at.q_proj.bias is not None
+    proj_bias = at.o_proj.bias is not None or mlp.down_proj.bias is not None
+    arch = dict(
+        vocab_size=cfg.vocab_size, d_model=d, n_heads=nh, n_kv_heads=_cfg_get(cfg, "num_key_value_heads", default=nh),
+        d_ff=cfg.intermediate_size, max_seq_len=max_len, rope_theta=theta, norm="rmsnorm",
+        norm_eps=float(_cfg_get(cfg, "rms_norm_eps", default=1e-6)), mlp="swiglu", pos_embedding="rope",
+        qkv_bias=qkv_bias, proj_bias=proj_bias,
+    )
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    arch["tie_embeddings"] = bool(head.data_ptr() == emb.data_ptr())
+    glob = {"embed.weight": _f32(emb), "norm.weight": _f32(inner.norm.weight), "head.weight": _f32(head)}
+
+    def lin(prefix: str, m: torch.nn.Module, bias: bool, out: dict[str, torch.Tensor]) -> None:
+        out[prefix + ".weight"] = _f32(m.weight)
+        if bias:
+            out[prefix + ".bias"] = _f32(m.bias) if m.bias is not None else torch.zeros(m.weight.shape[0])
+
+    layers = []
+    for lay in inner.layers:
+        a, m, o = lay.self_attn, lay.mlp, {}
+        o["norm1.weight"] = _f32(lay.input_layernorm.weight)
+        o["norm2.weight"] = _f32(lay.post_attention_layernorm.weight)
+        for ours, theirs in (("q", a.q_proj), ("k", a.k_proj), ("v", a.v_proj)):
+            lin(f"attn.{ours}", theirs, qkv_bias, o)
+        lin("attn.o", a.o_proj, proj_bias, o)
+        for ours, theirs in (("gate", m.gate_proj), ("up", m.up_proj), ("down", m.down_proj)):
+            lin(f"mlp.{ours}", theirs, proj_bias, o)
+        layers.append(o)
+    return arch, glob, layers
+
+
+def _read_gpt2(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    cfg = model.config
+    act = _cfg_get(cfg, "activation_function", default="gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
+        raise ConversionError(f"activation_function={act!r}: only the tanh GELU (gelu_new) converts exactly")
+    if not _cfg_get(cfg, "scale_attn_weights", default=True) or _cfg_get(cfg, "scale_attn_by_inverse_layer_idx"):
+        raise ConversionError("GPT-2 variants with non-standard attention scaling are not supported")
+    tr = model.transformer
+    d = cfg.n_embd
+    arch = dict(
+        vocab_size=cfg.vocab_size, d_model=d, n_heads=cfg.n_head, n_kv_heads=None,
+        d_ff=_cfg_get(cfg, "n_inner", default=4 * d), max_seq_len=cfg.n_positions, norm="layernorm",
+        norm_eps=float(cfg.layer_norm_epsilon), mlp="gelu", pos_embedding="learned", qkv_bias=True, proj_bias=True,
+    )
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    arch["tie_embeddings"] = bool(head.data_ptr() == emb.data_ptr())
+    glob = {"embed.weight": _f32(emb), "pos.weight": _f32(tr.wpe.weight), "norm.weight": _f32(tr.ln_f.weight),
+            "norm.bias": _f32(tr.ln_f.bias), "head.weight": _f32(head)}
+    layers = []
+    for blk in tr.h:
+        o: dict[str, torch.Tensor] = {}
+        o["norm1.weight"], o["norm1.bias"] = _f32(blk.ln_1.weight), _f32(blk.ln_1.bias)
+        o["norm2.weight"], o["norm2.bias"] = _f32(blk.ln_2.weight), _f32(blk.ln_2.bias)
+        w = _f32(blk.attn.c_attn.weight).t()  # Conv1D stores (in, out)
+        b = _f32(blk.attn.c_attn.bias)
+        for j, name in enumerate("qkv"):
+            o[f"attn.{name}.weight"] = w[j * d:(j + 1) * d].contiguous()
+            o[f"attn.{name}.bias"] = b[j * d:(j + 1) * d].contiguous()
+        o["attn.o.weight"], o["attn.o.bias"] = _f32(blk.attn.c_proj.weight).t().contiguous(), _f32(blk.attn.c_proj.bias)
+        o["mlp.up.weight"], o["mlp.up.bias"] = _f32(blk.mlp.c_fc.weight).t().contiguous(), _f32(blk.mlp.c_fc.bias)
+        o["mlp.down.weight"] = _f32(blk.mlp.c_proj.weight).t().contiguous()
+        o["mlp.down.bias"] = _f32(blk.mlp.c_proj.bias)
+        layers.append(o)
+    return arch, glob, layers
+
+
+def _load_source(model_or_path: Any) -> Any:
+    if isinstance(model_or_path, str | Path):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(model_or_path), dtype=torch.float32, local_files_only=True)
+    return model_or_path
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer mapping
+
+
+def source_layer_map(plan: Plan, n_source: int) -> list[int]:
+    """Source layer standing for every application of ``plan``: ``round(i (L_src-1) / (n_apps-1))``."""
+    n = plan.n_applications
+    if n == 1:
+        return [0]
+    return [int(math.floor(i * (n_source - 1) / (n - 1) + 0.5)) for i in range(n)]
+
+
+def from_hf(
+    model_or_path: Any,
+    signature: str = "A^2B",
+    degree: int = 1,
+    init: str = "first",
+    n_layers: int | None = None,
+    *,
+    calib_tokens: torch.Tensor | None = None,
+    ridge: float = 1e-3,
+    **lm_overrides: Any,
+) -> RecursiveLM:
+    """Convert a ``transformers`` causal LM (or a local folder) into a :class:`~rins.RecursiveLM`.
+
+    Args:
+        model_or_path: a ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` / ``MistralForCausalLM`` /
+            ``GPT2LMHeadModel`` (or another Llama-style model), or a local folder holding one.
+        signature: the recursion signature of the new model (``"AB"`` keeps the source exactly).
+        degree: nesting degree of the signature.
+        init: how shared layers are built when ``n_layers`` < source depth: ``"first"``, ``"average"`` or
+            ``"relaxed"`` (average + fitted per-round adapters; see the module docstring).
+        n_layers: distinct layers of the new model (default: the source depth, an exact copy).
+        calib_tokens: ``(B, T)`` token ids for the ``"relaxed"`` fit (default: 8×64 random tokens, seed 0).
+        ridge: ridge strength (relative to the mean feature energy) of the ``"relaxed"`` fit.
+        **lm_overrides: any other :class:`~rins.LMConfig` field (``block_sizes``, ``p_skip``, ``adapters``,
+            ``adapter_rank``, ``max_seq_len`` ...). Architecture fields are taken from the source.
+
+    Returns:
+        The converted model in eval mode (fp32, CPU).
+    """
+    if init not in INITS:
+        raise ConversionError(f"init={init!r}; choose one of {INITS}")
+    src = _load_source(model_or_path)
+    kind = hf_architecture(src)
+    arch, glob, layers = _read_llama(src) if kind == "llama" else _read_gpt2(src)
+    n_src = len(layers)
+    n = n_src if n_layers is None else int(n_layers)
+    if not 1 <= n <= n_src:
+        raise ConversionError(f"n_layers={n}: must be between 1 and the source depth {n_src}")
+    kw: dict[str, Any] = dict(arch)
+    if init == "relaxed":
+        kw["adapters"] = "round"
+    kw.update(signature=signature, degree=degree, n_layers=n)
+    kw.update(lm_overrides)
+    cfg = LMConfig(**kw)
+    if init == "relaxed" and cfg.adapters != "round":
+        raise ConversionError("init='relaxed' needs adapters='round'")
+    model = RecursiveLM(cfg).eval()
+    plan = model.plan()
+    if n == n_src:
+        groups = [[lay] for lay in range(n)]
+    else:
+        smap = source_layer_map(plan, n_src)
+        groups = [[smap[i] for i, lay in enumerate(plan.layers) if lay == j] for j in range(n)]
+        if init == "first":
+            groups = [g[:1] for g in groups]
+    state: dict[str, torch.Tensor] = {}
+    for k, v in glob.items():
+        state[k] = v
+    if cfg.max_seq_len != arch["max_seq_len"] and "pos.weight" in state:
+        if cfg.max_seq_len > arch["max_seq_len"]:
+            raise ConversionError(f"max_seq_len={cfg.max_seq_len} exceeds the source's {arch['max_seq_len']} positions")
+        state["pos.weight"] = state["pos.weight"][: cfg.max_seq_len]
+    for j, g in enumerate(groups):
+        for name in layers[0]:
+            state[f"stack.blocks.{j}.{name}"] = torch.stack([layers[s][name] for s in g]).mean(0)
+    own = model.state_dict()
+    missing = [k for k in state if k not in own]
+    if missing:
+        raise ConversionError(f"internal mapping error: {missing[:5]} not in the RINS model")
+    with torch.no_grad():
+        for k, v in state.items():
+            if k == "head.weight" and cfg.tie_embeddings:
+                continue
+            own[k].copy_(v.to(own[k].dtype))
+    if init == "relaxed" and n < n_src:
+        _fit_relaxed_adapters(model, src, kind, plan, source_layer_map(plan, n_src), calib_tokens, ridge)
+    return model.eval()
+
+
+@torch.no_grad()
+def _fit_relaxed_adapters(model: RecursiveLM, src: Any, kind: str, plan: Plan, smap: list[int],
+                          calib: torch.Tensor | None, ridge: float) -> None:
+    cfg = model.config
+    if calib is None:
+        g = torch.Generator().manual_seed(0)
+        calib = torch.randint(0, cfg.vocab_size, (8, min(64, cfg.max_seq_len)), generator=g)
+    src_layers = src.transformer.h if kind == "gpt2" else src.model.layers
+    p = next(src.parameters())
+    captured: dict[int, torch.Tensor] = {}
+
+    def grab(idx: int):
+        def hook(_m, _inp, out):
+            captured[idx] = (out[0] if isinstance(out, tuple) else out).detach().to("cpu", torch.float32)
+        return hook
+
+    targets = [smap[a] for a in plan.round_ends]
+    handles = [src_layers[t].register_forward_hook(grab(t)) for t in set(targets)]
+    try:
+        was = src.training
+        src.eval()
+        src(input_ids=calib.to(p.device))
+        src.train(was)
+    finally:
+        for hd in handles:
+            hd.remove()
+    d = cfg.d_model
+    for k, ad in enumerate(model.stack.adapters):
+        seen: dict[str, torch.Tensor] = {}
+        hdl = ad.register_forward_pre_hook(lambda _m, args, _s=seen: _s.setdefault("h", args[0].detach()))
+        try:
+            model(calib)
+        finally:
+            hdl.remove()
+        h = seen["h"].reshape(-1, d)
+        x = ad.norm(h)
+        y = captured[targets[k]].reshape(-1, d) - h
+        gram = x.T @ x
+        lam = ridge * gram.diagonal().mean()
+        w_t = torch.linalg.solve(gram + lam * torch.eye(d), x.T @ y)  # (d_in, d_out): y ≈ x @ w_t
+        if ad.down is None:
+            ad.up.weight.copy_(w_t.T)
+        else:
+            rank = ad.down.weight.shape[0]
+            _, _, vh = torch.linalg.svd(x @ w_t, full_matrices=False)
+            v = vh[:rank].T  # (d_out, rank): top output directions of the fitted correction
+            ad.down.weight.copy_((w_t @ v).T)
+            ad.up.weight.copy_(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# Run directories
+
+
+def save_run(model: RecursiveLM, run_dir: str | Path, name: str | None = None,
+             tokenizer_file: str | Path | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a rins run directory (``config.json`` + checkpoint step 0 [+ tokenizer.json])."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps({"model": model.config.to_dict(), "name": name or run.name,
+                                                 **(extra or {})}, indent=1))
+    save_checkpoint(run, 0, model, meta={"source": (extra or {}).get("source")})
+    if tokenizer_file is not None and Path(tokenizer_file).is_file():
+        shutil.copyfile(tokenizer_file, run / "tokenizer.json")
+    return run
+
+
+def main_convert(argv: Sequence[str] | None = None) -> int:
+    """``rins convert HF_DIR --signature A^2B --out RUN_DIR [--init first|average|relaxed] [--layers N]``."""
+    ap = argparse.ArgumentParser(prog="rins convert", description="Convert a transformers causal LM to a rins run dir")
+    ap.add_argument("hf_dir", help="local folder of a Llama/Qwen2/Mistral/GPT-2 checkpoint")
+    ap.add_argument("--signature", default="A^2B", help="recursion signature (default A^2B)")
+    ap.add_argument("--degree", type=int, default=1)
+    ap.add_argument("--out", required=True, help="run directory to write")
+    ap.add_argument("--init", choices=INITS, default="first")
+    ap.add_argument("--layers", type=int, default=None, help="distinct layers of the new model (default: source's)")
+    ap.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (default full)")
+    ap.add_argument("--name", default=None)
+    a = ap.parse_args(argv)
+    over = {"adapter_rank": a.adapter_rank} if a.adapter_rank is not None else {}
+    model = from_hf(a.hf_dir, signature=a.signature, degree=a.degree, init=a.init, n_layers=a.layers, **over)
+    tok = Path(a.hf_dir) / "tokenizer.json"
+    run = save_run(model, a.out, a.name, tok, extra={"source": str(a.hf_dir), "init": a.init})
+    print(f"wrote {run}: {model.plan().describe()}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Export to a transformers folder
+
+
+def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: int | None = None,
+           tokenizer_file: str | Path | None = None) -> Path:
+    """Write a ``trust_remote_code`` Hugging Face folder for a run directory (or a model).
+
+    ``r`` becomes ``config.rins_r``, the default inference depth (``None``: the trained exponent). The
+    tokenizer (``RUN_DIR/tokenizer.json`` or ``tokenizer_file``) is copied when present, with a minimal
+    ``tokenizer_config.json`` so ``AutoTokenizer`` loads it.
+    """
+    if isinstance(run_dir_or_model, RecursiveLM):
+        model, run = run_dir_or_model, None
+    else:
+        run = Path(run_dir_or_model)
+        model = load_model(run)
+    cfg = model.config
+    if r is not None:
+        model.plan(r)  # validates
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).resolve().parent
+    for f in _EXPORT_FILES:
+        shutil.copyfile(here / "hf_export" / f, out / f)
+    shutil.copyfile(here / "plan.py", out / "rins_plan.py")
+    rins_cfg = cfg.to_dict()
+    conf = {
+        "architectures": ["RinsForCausalLM"],
+        "model_type": "rins",
+        "auto_map": {"AutoConfig": "configuration_rins.RinsConfig",
+                     "AutoModelForCausalLM": "modeling_rins.RinsForCausalLM"},
+        "rins": rins_cfg,
+        "rins_r": r,
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.kv_heads,
+        "num_hidden_layers": cfg.n_layers,
+        "max_position_embeddings": cfg.max_seq_len,
+        "tie_word_embeddings": bool(cfg.tie_embeddings),
+        "dtype": "float32",
+    }
+    (out / "config.json").write_text(json.dumps(conf, indent=1))
+    state = _unique_state(model)
+    save_file({k: v.float() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    tok = Path(tokenizer_file) if tokenizer_file is not None else (run / "tokenizer.json" if run else None)
+    if tok is not None and tok.is_file():
+        shutil.copyfile(tok, out / "tokenizer.json")
+        (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+    return out
+
+
+def main_export(argv: Sequence[str] | None = None) -> int:
+    """``rins export RUN_DIR --out HF_DIR [--r R]``."""
+    ap = argparse.ArgumentParser(prog="rins export", description="Export a rins run dir as a transformers folder")
+    ap.add_argument("run_dir")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--r", type=int, default=None, help="default inference depth (config.rins_r)")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (default RUN_DIR/tokenizer.json)")
+    a = ap.parse_args(argv)
+    out = export(a.run_dir, a.out, a.r, a.tokenizer)
+    print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
+    return 0

@@ -1,0 +1,312 @@
+"""A self-contained ``transformers`` implementation of an exported RINS causal LM.
+
+Shipped next to the weights by ``rins export`` (with ``configuration_rins.py`` and ``rins_plan.py``, the
+``rins`` signature compiler copied verbatim), so ``AutoModelForCausalLM.from_pretrained(folder,
+trust_remote_code=True)`` works without ``rins`` installed. Parameter names equal those of
+``rins.RecursiveLM``, so the weights are saved unchanged.
+
+Recursion depth: ``config.rins_r`` (``None`` = the trained exponent), settable at load
+(``from_pretrained(..., rins_r=3)``), with :meth:`RinsForCausalLM.set_rins_r`, per call
+(``model(input_ids, rins_r=3)``) or per generation (``model.generate(..., rins_r=3)``).
+
+KV cache: a ``transformers`` :class:`~transformers.DynamicCache` with **one layer slot per layer
+application** of the compiled plan (the application index is the cache ``layer_idx``); with
+``kv_share`` repeated applications of a layer reuse its first application's slot. A cache is only
+valid for the depth it was filled at. Inference only: stochastic depth (``p_skip``) is not sampled here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache, GenerationMixin, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .configuration_rins import RinsConfig
+from .rins_plan import compile_plan
+
+
+def _ff_dim(c: dict) -> int:
+    if c.get("d_ff"):
+        return int(c["d_ff"])
+    if c.get("mlp", "swiglu") == "swiglu":
+        return 64 * -(-8 * c["d_model"] // (3 * 64))
+    return 4 * c["d_model"]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned gain (``F.rms_norm``)."""
+
+    def __init__(self, d: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def _norm(c: dict, d: int) -> nn.Module:
+    eps = float(c.get("norm_eps", 1e-6))
+    return RMSNorm(d, eps) if c.get("norm", "rmsnorm") == "rmsnorm" else nn.LayerNorm(d, eps=eps)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class _Ctx:
+    def __init__(self, cos, sin, mask, cache, slot_of, share_from) -> None:
+        self.cos, self.sin, self.mask, self.cache = cos, sin, mask, cache
+        self.slot_of, self.share_from = slot_of, share_from
+        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+class Attention(nn.Module):
+    def __init__(self, c: dict) -> None:
+        super().__init__()
+        d = c["d_model"]
+        self.n_heads = c["n_heads"]
+        self.n_kv = c.get("n_kv_heads") or self.n_heads
+        self.hd = d // self.n_heads
+        qb, pb = bool(c.get("qkv_bias")), bool(c.get("proj_bias"))
+        self.q = nn.Linear(d, self.n_heads * self.hd, bias=qb)
+        self.k = nn.Linear(d, self.n_kv * self.hd, bias=qb)
+        self.v = nn.Linear(d, self.n_kv * self.hd, bias=qb)
+        self.o = nn.Linear(self.n_heads * self.hd, d, bias=pb)
+
+    def forward(self, x: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
+        src = ctx.share_from.get(app)
+        if src is not None and src in ctx.kv:
+            k, v = ctx.kv[src]
+        else:
+            k = self.k(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+            v = self.v(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
+            if ctx.cos is not None:
+                k = k * ctx.cos + _rotate_half(k) * ctx.sin
+            if ctx.cache is not None:
+                k, v = ctx.cache.update(k, v, ctx.slot_of[app])
+            ctx.kv[app] = (k, v)
+        if ctx.cos is not None:
+            q = q * ctx.cos + _rotate_half(q) * ctx.sin
+        rep = self.n_heads // self.n_kv
+        if rep > 1:
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask, is_causal=ctx.mask is None and T > 1)
+        return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, c: dict) -> None:
+        super().__init__()
+        d, f, b = c["d_model"], _ff_dim(c), bool(c.get("proj_bias"))
+        self.kind = c.get("mlp", "swiglu")
+        if self.kind == "swiglu":
+            self.gate = nn.Linear(d, f, bias=b)
+        self.up = nn.Linear(d, f, bias=b)
+        self.down = nn.Linear(f, d, bias=b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "swiglu":
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+        return self.down(F.gelu(self.up(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    """Pre-norm block: ``h + attn(norm1(h))`` then ``h + mlp(norm2(h))``."""
+
+    def __init__(self, c: dict) -> None:
+        super().__init__()
+        self.norm1 = _norm(c, c["d_model"])
+        self.attn = Attention(c)
+        self.norm2 = _norm(c, c["d_model"])
+        self.mlp = MLP(c)
+
+    def forward(self, h: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
+        h = h + self.attn(self.norm1(h), ctx, app)
+        return h + self.mlp(self.norm2(h))
+
+
+class Adapter(nn.Module):
+    """``h <- h + W RMSNorm(h)`` (full or low rank)."""
+
+    def __init__(self, d: int, rank: int | None, eps: float) -> None:
+        super().__init__()
+        self.norm = RMSNorm(d, eps)
+        self.down = nn.Linear(d, rank, bias=False) if rank else None
+        self.up = nn.Linear(rank or d, d, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = self.norm(h)
+        if self.down is not None:
+            z = self.down(z)
+        return h + self.up(z)
+
+
+class Stack(nn.Module):
+    """Runs ``blocks`` in the order of the compiled plan, applying the adapters."""
+
+    def __init__(self, c: dict) -> None:
+        super().__init__()
+        self.c = c
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c["n_layers"]))
+        base = self.plan(None)
+        self.r_max = base.r
+        n_ad = base.r if (c.get("adapters", "none") != "none" and base.r) else 0
+        eps = float(c.get("norm_eps", 1e-6))
+        self.adapters = nn.ModuleList(Adapter(c["d_model"], c.get("adapter_rank"), eps) for _ in range(n_ad))
+
+    def plan(self, r: int | None):
+        c = self.c
+        bs = tuple(c["block_sizes"]) if c.get("block_sizes") else None
+        return compile_plan(c["signature"], c["n_layers"], c.get("degree", 1), bs, r)
+
+
+class RinsPreTrainedModel(PreTrainedModel):
+    """Base class (config class, weight init)."""
+
+    config_class = RinsConfig
+    base_model_prefix = "rins_model"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["Block"]
+
+
+class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
+    """Recursive decoder-only LM: the ``rins.RecursiveLM`` forward, with a ``transformers`` cache and generate."""
+
+    _tied_weights_keys = {"head.weight": "embed.weight"}
+
+    def __init__(self, config: RinsConfig) -> None:
+        super().__init__(config)
+        c = dict(config.rins)
+        self.c = c
+        d = c["d_model"]
+        self.embed = nn.Embedding(c["vocab_size"], d)
+        self.pos = nn.Embedding(c["max_seq_len"], d) if c.get("pos_embedding", "rope") == "learned" else None
+        self.stack = Stack(c)
+        self.norm = _norm(c, d)
+        self.head = nn.Linear(d, c["vocab_size"], bias=False)
+        self._call_r: int | None = None
+        self.post_init()
+
+    # -- depth ----------------------------------------------------------------------------------
+    def set_rins_r(self, r: int | None) -> None:
+        """Set the default recursion depth (``None``: the trained exponent)."""
+        if r is not None and int(r) < 1:
+            raise ValueError(f"rins_r must be >= 1, got {r}")
+        self.config.rins_r = None if r is None else int(r)
+
+    def _depth(self, r: int | None) -> int | None:
+        r = r if r is not None else (self._call_r if self._call_r is not None else self.config.rins_r)
+        if r is not None and self.stack.r_max is None:
+            raise ValueError(f"signature {self.c['signature']!r} has no recursion exponent; rins_r must be None")
+        return r
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embed = value
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.head
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.head = value
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: DynamicCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        rins_r: int | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Logits for ``input_ids`` at recursion depth ``rins_r`` (default ``config.rins_r``).
+
+        ``attention_mask`` is the 2-D (batch, past + new) padding mask (left padding supported).
+        """
+        c = self.c
+        plan = self.stack.plan(self._depth(rins_r))
+        h = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+        B, T = h.shape[:2]
+        dev = h.device
+        if use_cache is None:
+            use_cache = bool(getattr(self.config, "use_cache", True)) and not self.training
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache()
+        cache = past_key_values if use_cache or past_key_values is not None else None
+        past = cache.get_seq_length() if cache is not None else 0
+        mask = None
+        if attention_mask is not None and attention_mask.dim() == 2:
+            am = attention_mask.to(torch.bool)
+            if am.shape[1] != past + T:
+                raise ValueError(f"attention_mask has length {am.shape[1]}, expected past+new = {past + T}")
+            if position_ids is None:
+                position_ids = (am.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+            causal = torch.ones(T, past + T, dtype=torch.bool, device=dev).tril(past)
+            diag = torch.arange(T, device=dev)[:, None] + past == torch.arange(past + T, device=dev)[None]
+            mask = ((causal[None] & am[:, None, :]) | diag[None])[:, None]
+        elif attention_mask is not None:
+            mask = attention_mask.to(torch.bool) if attention_mask.dtype == torch.bool else attention_mask
+        elif past > 0 and T > 1:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=dev).tril(past)[None, None]
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=dev)[None].expand(B, T)
+        position_ids = position_ids.clamp(min=0)
+        if self.pos is not None:
+            h = h + self.pos(position_ids)
+        cos = sin = None
+        if c.get("pos_embedding", "rope") == "rope":
+            hd = c["d_model"] // c["n_heads"]
+            theta = float(c.get("rope_theta", 10000.0))
+            inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=dev, dtype=torch.float32) / hd))
+            ang = position_ids.float()[..., None] * inv
+            emb = torch.cat((ang, ang), dim=-1)[:, None]
+            cos, sin = emb.cos().to(h.dtype), emb.sin().to(h.dtype)
+        first = plan.first_application()
+        share = bool(c.get("kv_share"))
+        slot_of = first if share else tuple(range(plan.n_applications))
+        share_from = {i: f for i, f in enumerate(first) if f != i} if share else {}
+        if cache is not None and getattr(cache, "layers", None) is not None:
+            while len(cache.layers) < max(slot_of) + 1:  # one slot per application (generate() sizes by layers)
+                cache.layers.append(DynamicLayer())
+        ctx = _Ctx(cos, sin, mask, cache, slot_of, share_from)
+        ends = {a: k for k, a in enumerate(plan.round_ends)}
+        ads = self.stack.adapters
+        mode = c.get("adapters", "none")
+        for i, lay in enumerate(plan.layers):
+            h = self.stack.blocks[lay](h, ctx, i)
+            if len(ads) and mode == "round" and i in ends:
+                h = ads[min(ends[i], len(ads) - 1)](h)
+        if len(ads) and mode == "depth":
+            h = ads[min(plan.r, len(ads)) - 1](h)
+        h = self.norm(h)
+        if logits_to_keep:
+            h = h[:, -logits_to_keep:]
+        logits = self.head(h)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache if use_cache else None)
+
+    def generate(self, *args, rins_r: int | None = None, **kwargs):
+        """``GenerationMixin.generate`` with an optional recursion depth ``rins_r`` for this call."""
+        prev = self._call_r
+        self._call_r = self._depth(rins_r) if rins_r is not None else prev
+        try:
+            return super().generate(*args, **kwargs)
+        finally:
+            self._call_r = prev

@@ -1,0 +1,123 @@
+"""lm-eval adapter: the three request types by hand, then local JSONL tasks through simple_evaluate."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+pytest.importorskip("lm_eval")
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+
+from rins import LMConfig, RecursiveLM  # noqa: E402
+from rins.hf import save_run  # noqa: E402
+from rins.lm_eval_adapter import RinsLM, evaluate  # noqa: E402
+
+CORPUS = ["the cat sat on the mat", "a dog ran in the park", "two plus two is four", "red green blue"] * 5
+
+
+class _Req:
+    def __init__(self, *args) -> None:
+        self.args = args
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    torch.manual_seed(0)
+    cfg = LMConfig(vocab_size=tok.get_vocab_size(), n_layers=4, d_model=32, n_heads=4, max_seq_len=32,
+                   signature="A^2B", init_std=0.1)
+    d = tmp_path_factory.mktemp("lmeval") / "run"
+    tmp_tok = d.parent / "tok.json"
+    tok.save(str(tmp_tok))
+    save_run(RecursiveLM(cfg).eval(), d, tokenizer_file=tmp_tok)
+    return d
+
+
+def test_registered_as_rins(run_dir):
+    from lm_eval.api.registry import get_model
+
+    cls = get_model("rins")
+    assert cls is RinsLM
+    lm = cls.create_from_arg_string(f"run_dir={run_dir},r=3", {"batch_size": 1, "device": "cpu"})
+    assert lm.r == 3 and lm.model.plan(lm.r).n_applications == 8
+
+
+def test_requests_by_hand(run_dir):
+    lm = RinsLM(run_dir=str(run_dir), r=3)
+    model, ids = lm.model, lm.tok_encode("the cat sat on the mat")
+    assert lm.eot_token_id == lm.tok.token_to_id("<|endoftext|>")
+    # loglikelihood = sum of the continuation's token log-probs at depth 3
+    ctx, cont = lm._encode_pair("the cat sat", " on the mat")
+    assert ctx + cont == ids
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([ids[:-1]]), 3)[0], -1)
+    want = sum(float(lp[i - 1, ids[i]]) for i in range(len(ctx), len(ids)))
+    (ll, greedy), = lm.loglikelihood([_Req("the cat sat", " on the mat")])
+    assert math.isclose(ll, want, rel_tol=1e-5, abs_tol=1e-5) and isinstance(greedy, bool)
+    assert lm.loglikelihood([_Req("the cat sat", " on the mat")])[0][0] != RinsLM(
+        run_dir=str(run_dir), r=1).loglikelihood([_Req("the cat sat", " on the mat")])[0][0]
+    # rolling: one window when the text fits, conditioned on the end-of-text token
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([[lm.eot_token_id] + ids[:-1]]), 3)[0], -1)
+    want = float(lp.gather(-1, torch.tensor(ids)[:, None]).sum())
+    got = lm.loglikelihood_rolling([_Req("the cat sat on the mat")])[0]
+    assert math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-5)
+    long_text = " ".join(CORPUS[:6])
+    assert len(lm.tok_encode(long_text)) > lm.max_length  # several windows
+    assert math.isfinite(lm.loglikelihood_rolling([_Req(long_text)])[0])
+    # generation: greedy, equal to RecursiveLM.generate, cut at the stop string
+    out = lm.generate_until([_Req("the cat", {"until": ["\n"], "max_gen_toks": 5})])[0]
+    ref = model.generate(torch.tensor([lm.tok_encode("the cat")]), 5, r=3, eos_token_id=lm.eot_token_id)
+    new = ref[0, len(lm.tok_encode("the cat")):].tolist()
+    new = new[: new.index(lm.eot_token_id)] if lm.eot_token_id in new else new
+    assert out == lm.tok_decode(new).split("\n")[0]
+
+
+TASKS = {
+    "rins_mc": dict(output_type="multiple_choice", doc_to_text="{{question}}", doc_to_target="{{label}}",
+                    doc_to_choice="{{choices}}", metric_list=[{"metric": "acc"}]),
+    "rins_ppl": dict(output_type="loglikelihood_rolling", doc_to_text="", doc_to_target="{{text}}",
+                     metric_list=[{"metric": "word_perplexity"}]),
+    "rins_gen": dict(output_type="generate_until", doc_to_text="{{question}}", doc_to_target="{{answer}}",
+                     generation_kwargs={"until": ["\n"], "max_gen_toks": 4, "do_sample": False},
+                     metric_list=[{"metric": "exact_match"}]),
+}
+
+
+def test_simple_evaluate_local_tasks(run_dir, tmp_path):
+    docs = [{"question": "the cat sat on the", "choices": [" mat", " park"], "label": 0, "answer": " mat",
+             "text": "a dog ran in the park"},
+            {"question": "two plus two is", "choices": [" four", " blue"], "label": 0, "answer": " four",
+             "text": "red green blue"}]
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    for name, spec in TASKS.items():
+        cfg = dict(task=name, dataset_path="json", dataset_kwargs={"data_files": {"test": str(data)},
+                                                                   "cache_dir": str(tmp_path / "hf_cache")},
+                   test_split="test", **spec)
+        (tmp_path / f"{name}.yaml").write_text(json.dumps(cfg))  # JSON is valid YAML
+    res = evaluate(str(run_dir), list(TASKS), r=2, include_path=str(tmp_path), log_samples=False,
+                   include_defaults=False)
+    results = res["results"]
+    assert 0.0 <= results["rins_mc"]["acc,none"] <= 1.0
+    assert results["rins_ppl"]["word_perplexity,none"] > 1.0
+    assert 0.0 <= results["rins_gen"]["exact_match,none"] <= 1.0
