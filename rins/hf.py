@@ -406,6 +406,9 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
     cfg = model.config
     if r is not None:
         model.plan(r)  # validates
+    if cfg.input_injection != "none":
+        raise ValueError("export does not support input_injection yet (the exported modeling code would "
+                         "compute a different function); export a model trained without it")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     here = Path(__file__).resolve().parent

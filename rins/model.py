@@ -48,6 +48,9 @@ class StackConfig:
             per inference depth r, applied at the top of the stack).
         adapter_rank: None = full d×d adapters, else rank-k (down random, up zero).
         kv_share: later applications of a layer reuse the K/V of its first application (saves KV memory).
+        input_injection: ``"add"`` re-injects the recursed group's input ``e`` at the start of every later
+            round (``h ← h + e``), in the spirit of Geiping et al.'s prelude/core/coda models (they
+            concatenate and project; the additive form adds no parameters).
         depth_seed: seed of the depth sampler; the draw at step s depends only on (depth_seed, s).
         activation_checkpointing: recompute each block application in backward (saves memory).
     """
@@ -62,6 +65,7 @@ class StackConfig:
     kv_share: bool = False
     depth_seed: int = 0
     activation_checkpointing: bool = False
+    input_injection: str = "none"  # "none" | "add": each round k >= 1 of the recursed group starts from h + e
 
 
 @dataclass
@@ -145,6 +149,8 @@ def _validate_stack(cfg: StackConfig, n_layers: int) -> None:
         raise ValueError(f"p_skip must be in [0, 1], got {cfg.p_skip}")
     if cfg.adapters not in ("none", "round", "depth"):
         raise ValueError(f"adapters must be 'none', 'round' or 'depth', got {cfg.adapters!r}")
+    if cfg.input_injection not in ("none", "add"):
+        raise ValueError(f"input_injection must be 'none' or 'add', got {cfg.input_injection!r}")
     if cfg.adapter_rank is not None and cfg.adapter_rank < 1:
         raise ValueError(f"adapter_rank must be None (full) or >= 1, got {cfg.adapter_rank}")
     plan = compile_plan(cfg.signature, n_layers, cfg.degree, cfg.block_sizes)  # raises SignatureError
@@ -411,8 +417,15 @@ class RecursiveStack(nn.Module):
         ends = {a: k for k, a in enumerate(plan.round_ends)}
         if seq_depth is not None:
             depth_t = torch.tensor(seq_depth, device=h.device)
+        inject = self.cfg.input_injection == "add"
+        e = None
         for i, lay in enumerate(plan.layers):
             rd = plan.rounds[i]
+            if inject and rd >= 0 and (i == 0 or plan.rounds[i - 1] != rd):  # a round starts here
+                if rd == 0:
+                    e = h
+                else:
+                    h = h + e if seq_depth is None else torch.where((depth_t > rd).view(-1, 1, 1), h + e, h)
             if seq_depth is not None and rd >= 0:
                 active = (depth_t > rd).view(-1, 1, 1)
             blk = self.blocks[lay]

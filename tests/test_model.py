@@ -250,3 +250,16 @@ def test_sampling_with_generator_is_reproducible():
     a = m.generate(x, 8, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1))
     b = m.generate(x, 8, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
+
+
+def test_input_injection_re_adds_the_group_input_each_round():
+    plain = tiny_lm(signature="AB^2C", n_layers=3)
+    inj = tiny_lm(signature="AB^2C", n_layers=3, input_injection="add")
+    inj.load_state_dict(plain.state_dict())
+    x = torch.randint(0, 61, (2, 7))
+    torch.testing.assert_close(inj(x, r=1), plain(x, r=1))  # one round: nothing to re-inject
+    assert not torch.allclose(inj(x, r=2), plain(x, r=2))
+    cached = inj.generate(x[:, :3], 6, r=3)
+    assert torch.equal(cached, _greedy_uncached(inj, x[:, :3], 6, 3))
+    with pytest.raises(ValueError, match="input_injection"):
+        tiny_config(signature="A^2B", input_injection="concat")
