@@ -192,11 +192,15 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return weights, opt, meta
 
 
-def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load weights strictly (tied names may be absent), with a clear error on any mismatch."""
+def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str = "checkpoint",
+                    allow_missing: tuple[str, ...] = ()) -> None:
+    """Load weights strictly (tied names may be absent), with a clear error on any mismatch.
+
+    Names starting with a prefix in ``allow_missing`` may be absent and keep their initial values (e.g.
+    zero-initialised adapters added when continuing from a model trained without them)."""
     own = model.state_dict()
     tied = {k for k in own if k not in weights and _is_tied_alias(model, k, weights)}
-    missing = [k for k in own if k not in weights and k not in tied]
+    missing = [k for k in own if k not in weights and k not in tied and not k.startswith(allow_missing)]
     unexpected = [k for k in weights if k not in own]
     shape_bad = [f"{k}: {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in weights if k in own and weights[k].shape != own[k].shape]

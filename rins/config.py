@@ -29,6 +29,7 @@ class DataConfig:
     vocab_size: int = 8192
     val_fraction: float = 0.1
     seq_len: int = 256
+    tokenizer: str | None = None  # an existing tokenizer.json instead of training a BPE (e.g. a converted model's)
 
 
 @dataclass

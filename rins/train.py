@@ -13,8 +13,9 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .model import LMConfig, RecursiveLM, sample_depth
+from .model import LMConfig, RecursiveLM, StackConfig, sample_depth
 
 __all__ = ["BudgetError", "NonFiniteError", "Task", "LMTask", "TASKS", "register_task", "train", "plan_steps",
            "lr_at", "resolve_device", "eval_schedule"]
@@ -104,14 +105,28 @@ class LMTask:
         from .data import TokenDataset, prepare_data
 
         d = self.cfg.data
-        self.bundle = prepare_data(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, self.cfg.seed)
+        self.bundle = prepare_data(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, self.cfg.seed,
+                                   tokenizer=d.tokenizer)
         self.train_ds = TokenDataset(self.bundle.train_path, d.seq_len)
         self.val_ds = TokenDataset(self.bundle.val_path, d.seq_len)
         if self.run_dir is not None and not (self.run_dir / "tokenizer.json").exists():
             shutil.copyfile(self.bundle.tokenizer_path, self.run_dir / "tokenizer.json")
 
+    base_model: dict[str, Any] | None = None  # set by --init: the initialising run's model config
+
     def model_config(self) -> LMConfig:
+        """The LM config: ``cfg.model`` (vocab and length from the data), or with ``--init`` the initialising
+        run's architecture with this config's recursion fields (signature, p_skip, adapters, …) on top."""
         m = dict(self.cfg.model)
+        if self.base_model:
+            recursion = {f.name for f in fields(StackConfig)}
+            m = dict(self.base_model)
+            for k, v in self.cfg.model.items():
+                if k in recursion:
+                    m[k] = v
+                elif m.get(k, v) != v:
+                    warnings.warn(f"--init: keeping the initialising model's {k}={m[k]!r} (config asks {v!r})",
+                                  stacklevel=2)
         vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
         m.setdefault("vocab_size", vocab)
         m.setdefault("max_seq_len", self.cfg.data.seq_len)
@@ -320,7 +335,17 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
                          f"{cfg.grad_accum * world}")
 
     torch.manual_seed(cfg.seed)
+    init_meta = None
+    if init_from:
+        # continue from another run (e.g. `rins convert`): its architecture and tokenizer, unless overridden
+        _, _, init_meta = load_checkpoint(init_from)
+        init_tok = Path(init_from) / "tokenizer.json"
+        if cfg.task == "lm" and cfg.data.tokenizer is None and init_tok.is_file():
+            cfg = replace(cfg, data=replace(cfg.data, tokenizer=str(init_tok)))
     task = get_task(cfg, run_dir)
+    if init_meta is not None and hasattr(task, "base_model"):
+        task.base_model = {k: v for k, v in init_meta.get("model_config", {}).items()
+                           if k not in ("p_skip", "depth_seed")}
     if is_main:
         task.prepare()
     if dist_ctx:
@@ -350,7 +375,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
         flops_seen = float(meta.get("flops", 0.0))
     elif init_from:
         w, _, _ = load_checkpoint(init_from)
-        load_state_into(model, w, f"--init {init_from}")
+        load_state_into(model, w, f"--init {init_from}", allow_missing=("stack.adapters.",))
     if is_main and not resume:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         (run_dir / "log.jsonl").unlink(missing_ok=True)
@@ -370,13 +395,16 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     total = plan_steps(cfg, fps, ups)
     params = sum(p.numel() for p in core.parameters())
     fused = cfg.optim.fused if cfg.optim.fused is not None else device.type == "cuda"
+    # the same groups under DDP / FSDP2 (FSDP2 shards in place, so ``core`` holds the DTensor parameters):
+    # identical optimisation and an optimizer state that any world size can resume
     groups = core.param_groups(cfg.optim.weight_decay) if hasattr(core, "param_groups") else model.parameters()
-    if dist_ctx and dist_ctx.kind == "fsdp":
-        groups = model.parameters()
     opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                             eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, fused=fused or None)
     if ck is not None:
-        restore_optimizer(opt, opt_tensors, meta)
+        if dist_ctx:
+            dist_ctx.restore_optimizer(model, opt, opt_tensors, meta)
+        else:
+            restore_optimizer(opt, opt_tensors, meta)
         if "rng.torch" in opt_tensors:
             torch.set_rng_state(opt_tensors["rng.torch"])
     evals = set(eval_schedule(total, cfg.n_evals))
@@ -402,13 +430,15 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
             bar = None
 
     realised = getattr(task, "realised_flops", None)
+    # FSDP shards the weights: every rank must take part in an evaluation forward (all-gathers)
+    eval_here = is_main or bool(dist_ctx and dist_ctx.kind == "fsdp")
     last_eval: dict[str, Any] = {}
     if start_step >= total:  # already complete: report the finished run
         prev = run_dir / "summary.json"
         if prev.exists():
             logger.close()
             return json.loads(prev.read_text())
-        last_eval = task.evaluate(model, depths) if is_main else {}
+        last_eval = task.evaluate(model, depths) if eval_here else {}
     t0 = time.time()
     units_run = 0
     model.train()
@@ -425,15 +455,18 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
                 sync = contextlib.nullcontext()
                 if dist_ctx and k < cfg.grad_accum - 1:
                     sync = dist_ctx.no_sync(model)
-                with sync, autocast(cfg, device):
-                    loss = task.loss(model, batch, step)
-                (loss / cfg.grad_accum).backward()
+                with sync:  # FSDP2 reads the sync flag in backward, so backward runs inside it
+                    with autocast(cfg, device):
+                        loss = task.loss(model, batch, step)
+                    (loss / cfg.grad_accum).backward()
                 loss_sum += loss.detach().float()
             loss_val = loss_sum / cfg.grad_accum
             if dist_ctx:
                 loss_val = dist_ctx.mean(loss_val)
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                    cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+            if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor norm
+                gnorm = gnorm.full_tensor()
             if not (torch.isfinite(loss_val) and torch.isfinite(gnorm)):
                 raise NonFiniteError(
                     f"non-finite {'loss' if not torch.isfinite(loss_val) else 'gradient norm'} at step {step + 1} "
@@ -460,7 +493,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
             if step in evals:
                 # intermediate points: the trained depth only (the learning curve); the last: every depth
                 at = depths if (step == total or cfg.eval_all_depths) else [None]
-                last_eval = task.evaluate(model, at) if is_main else {}
+                last_eval = task.evaluate(model, at) if eval_here else {}
                 if is_main:
                     logger.log({"event": "eval", "step": step, "tokens": tokens_seen, "flops": flops_seen,
                                 **last_eval})
@@ -489,7 +522,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
 
 def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped) -> None:
     if dist_ctx:
-        dist_ctx.save_checkpoint(run_dir, step, wrapped, opt, {"tokens": tokens, "flops": flops}, cfg.keep_last)
+        dist_ctx.save_checkpoint(run_dir, step, wrapped, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
+                                 cfg.keep_last)
         return
     save_checkpoint(run_dir, step, core, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
                     keep_last=cfg.keep_last)
