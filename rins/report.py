@@ -1,0 +1,799 @@
+"""``rins report``: a Markdown report with tables, plots and plain-words verdicts from trained runs.
+
+Input: run directories (``config.json`` + ``log.jsonl`` + ``summary.json``) or folders holding them
+(a sweep's ``out_dir``). Output (``--out DIR``): ``report.md``, ``report.json`` (every number the
+report states) and PNG plots. Sections, each with a verdict computed from the numbers (method.md §9):
+
+1. every run (params, steps, tokens, realised training FLOPs), with a compute-matching check;
+2. loss vs training FLOPs per layout, and the final loss of every layout at every budget;
+3. claim 1: RINS ``A^rB`` vs ``AB``, RAO ``(AB)^r`` and middle ``AB^rC`` at equal FLOPs;
+4. claim 2: the best recursion depth r per model size and budget;
+5. claim 3: the ranking of all layouts at the budget with the most layouts, by family;
+6. claim 4: scaling-law fits (β, c, ε∞) with bootstrap CIs and the extrapolation error;
+7. claim 5: loss vs inference depth r for stochastic RINS at several p_s;
+8. claim 6: stochastic RINS + adapters at r = 1 vs the compute-matched baseline (no-regret).
+
+Differences smaller than ``--margin`` nats (default 0.01) are called ties, not wins: one seed and a
+few thousand held-out tokens cannot resolve less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .demo import format_table, plot_curves, read_log
+
+__all__ = ["RunInfo", "family", "load_runs", "build_report", "main_report"]
+
+CLAIMS = {
+    "claim1": "1. RINS beats AB, RAO and middle at equal FLOPs",
+    "claim2": "2. best r depends on size and budget",
+    "claim3": "3. RINS near the top of the layout ranking",
+    "claim4": "4. RINS has lower ε∞ and larger c",
+    "claim5": "5. stochastic RINS: flexibility vs peak",
+    "claim6": "6. no-regret at r = 1 with adapters",
+}
+FAMILY_COLORS = {"baseline": "black", "RINS": "tab:red", "RAO": "tab:blue", "middle": "tab:green",
+                 "cycle": "tab:purple", "other": "tab:gray"}
+_FAMILY_RE = [
+    ("baseline", re.compile(r"^AB$")),
+    ("RINS", re.compile(r"^A\^(\d+)B$")),
+    ("RAO", re.compile(r"^\(AB\)\^(\d+)$")),
+    ("middle", re.compile(r"^AB\^(\d+)C$")),
+    ("cycle", re.compile(r"^\(ABC\)\^(\d+)$")),
+]
+
+
+def family(signature: str, degree: int = 1) -> str:
+    """Family of a layout: ``baseline`` (AB), ``RINS`` (A^rB), ``RAO`` ((AB)^r), ``middle`` (AB^rC),
+    ``cycle`` ((ABC)^k) or ``other``; degree > 1 is always ``other`` (a nested variant)."""
+    if degree != 1:
+        return "other"
+    for name, rx in _FAMILY_RE:
+        if rx.match(signature):
+            return name
+    return "other"
+
+
+@dataclass
+class RunInfo:
+    """What the report needs from one run directory."""
+
+    name: str
+    run_dir: Path
+    signature: str
+    degree: int
+    p_skip: float
+    adapters: str
+    size: str
+    budget: float | None
+    seed: int
+    n_layers: int
+    complete: bool
+    params: int = 0
+    steps: int = 0
+    tokens: int = 0
+    flops: float = 0.0
+    val_loss: float = math.nan
+    val_loss_r: dict[str, float] = field(default_factory=dict)
+    warmup_steps: int = 0
+    vocab_size: int = 0
+
+    @property
+    def family(self) -> str:
+        return family(self.signature, self.degree)
+
+    @property
+    def deterministic(self) -> bool:
+        """A plain layout: no stochastic depth, no adapters."""
+        return self.p_skip == 0 and self.adapters == "none"
+
+    @property
+    def r(self) -> int | None:
+        """The trained recursion exponent (None without one)."""
+        from .plan import compile_plan
+
+        return compile_plan(self.signature, self.n_layers, self.degree).r
+
+    @property
+    def cost(self) -> float:
+        """Executed layers per distinct layer."""
+        from .plan import compile_plan
+
+        return compile_plan(self.signature, self.n_layers, self.degree).cost_ratio()
+
+    @property
+    def layout(self) -> str:
+        """Label of the layout: signature (+ degree, p_s, adapters)."""
+        s = self.signature + (f" (degree {self.degree})" if self.degree != 1 else "")
+        if self.p_skip:
+            s += f" p_s={self.p_skip:g}"
+        if self.adapters != "none":
+            s += f" +{self.adapters} adapters"
+        return s
+
+    @property
+    def key(self) -> tuple:
+        return (self.size, self.signature, self.degree, self.p_skip, self.adapters, self.seed)
+
+
+def _size_label(model: dict[str, Any]) -> str:
+    from .model import LMConfig
+
+    d = LMConfig.__dataclass_fields__
+    get = lambda k: model.get(k, d[k].default)  # noqa: E731
+    return f"L{get('n_layers')}-d{get('d_model')}"
+
+
+def _start_record(rd: Path) -> dict[str, Any]:
+    """The ``{"event": "start"}`` record of a run's log (params, steps), or ``{}``."""
+    try:
+        with open(rd / "log.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if rec.get("event") == "start":
+                    return rec
+    except OSError:
+        pass
+    return {}
+
+
+def _read_run(rd: Path) -> RunInfo | None:
+    try:
+        cfg = json.loads((rd / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if cfg.get("task", "lm") != "lm":
+        return None
+    model = cfg.get("model", {})
+    summ: dict[str, Any] = {}
+    if (rd / "summary.json").is_file():
+        try:
+            summ = json.loads((rd / "summary.json").read_text())
+        except json.JSONDecodeError:
+            summ = {}
+    start_rec = _start_record(rd)
+    steps = int(summ.get("steps", start_rec.get("steps", 0)))
+    info = RunInfo(
+        name=str(cfg.get("name", rd.name)), run_dir=rd, signature=str(model.get("signature", "AB")),
+        degree=int(model.get("degree", 1)), p_skip=float(model.get("p_skip", 0.0)),
+        adapters=str(model.get("adapters", "none")), size=_size_label(model),
+        budget=(cfg.get("budget") or {}).get("flops"), seed=int(cfg.get("seed", 0)),
+        n_layers=int(model.get("n_layers", 6)), complete=bool(summ.get("complete", False)),
+        params=int(summ.get("params", start_rec.get("params", 0))), steps=steps, tokens=int(summ.get("tokens", 0)),
+        flops=float(summ.get("flops", 0.0)), val_loss=float(summ.get("val_loss", math.nan)),
+        val_loss_r={str(k): float(v) for k, v in (summ.get("val_loss_r") or {}).items()},
+        warmup_steps=int(round(float(cfg.get("optim", {}).get("warmup_frac", 0.05)) * steps)),
+        vocab_size=int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0))),
+    )
+    from .plan import resolve_signature
+
+    info.signature = resolve_signature(info.signature)
+    return info
+
+
+def load_runs(paths: list[str | Path]) -> tuple[list[RunInfo], list[str]]:
+    """Runs found under ``paths`` (run directories, or folders of them); also the skipped incomplete ones."""
+    runs, skipped, seen = [], [], set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        if (p / "config.json").is_file():
+            cands = [p]
+        else:
+            cands = sorted(q for q in p.iterdir() if (q / "config.json").is_file())
+        for rd in cands:
+            if rd.resolve() in seen:
+                continue
+            seen.add(rd.resolve())
+            info = _read_run(rd)
+            if info is None:
+                continue
+            (runs if info.complete else skipped).append(info if info.complete else str(rd))
+    return runs, skipped
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _f(v: float | None, nd: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{nd}f}"
+
+
+def _cmp(a: float, b: float, margin: float) -> str:
+    """'better' / 'worse' / 'tie' for loss a against loss b."""
+    if a < b - margin:
+        return "better"
+    if a > b + margin:
+        return "worse"
+    return "tie"
+
+
+def _budget_label(b: float | None) -> str:
+    return "?" if b is None else f"{b:.3g}"
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _trained_loss(run: RunInfo) -> float:
+    """Final held-out loss at the trained depth (val_loss)."""
+    return run.val_loss
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+
+
+def _runs_section(runs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
+    rows = []
+    for r in sorted(runs, key=lambda r: (r.size, r.budget or 0, r.family != "baseline", r.name)):
+        rows.append([r.name, r.layout, r.family, r.size, f"{r.params:,}", _budget_label(r.budget), f"{r.steps:,}",
+                     f"{r.tokens:,}", f"{r.flops:.3g}", _f(r.val_loss)])
+    dev = []
+    for r in runs:
+        if r.budget:
+            dev.append(abs(r.flops - r.budget) / r.budget)
+    worst = max(dev) if dev else math.nan
+    text = ("## Runs\n\n" + _md_table(["run", "layout", "family", "size", "params", "budget (FLOPs)", "steps",
+                                        "tokens", "realised train FLOPs", "final loss"], rows) + "\n\n")
+    if dev:
+        text += (f"Compute matching: every run trains for `budget.flops` FLOPs counted per executed layer "
+                 f"application (training = 3 × forward, expected cost for stochastic depth); the largest "
+                 f"deviation of realised from budgeted FLOPs is **{100 * worst:.1f}%** (under one optimizer step, "
+                 "plus the random depth draws of stochastic runs).\n\n")
+    return text, {"max_rel_flops_deviation": worst, "n_runs": len(runs)}
+
+
+def _group(runs: list[RunInfo], *keys: str) -> dict[tuple, list[RunInfo]]:
+    g: dict[tuple, list[RunInfo]] = defaultdict(list)
+    for r in runs:
+        g[tuple(getattr(r, k) for k in keys)].append(r)
+    return g
+
+
+def _curves_section(runs: list[RunInfo], out: Path, x: str) -> tuple[str, dict[str, Any]]:
+    text = "## Loss vs training compute, per layout\n\n"
+    data: dict[str, Any] = {}
+    named = [r for r in runs if r.deterministic and r.family != "other"]
+    for (size,), rs in sorted(_group(named, "size").items()):
+        budgets = sorted({r.budget for r in rs if r.budget})
+        for b in budgets:
+            at = sorted((r for r in rs if r.budget == b), key=lambda r: (r.cost, r.signature))
+            png = out / f"curves_{size}_C{b:.3g}.png"
+            plot_curves([(f"{r.layout} [{r.family}]", r.run_dir) for r in at], png, x=x,
+                        title=f"{size}: held-out loss vs {x} at budget {b:.3g} FLOPs")
+            text += f"![loss vs {x}, {size}, budget {b:.3g}]({png.name})\n\n"
+        if len(budgets) > 1:
+            png = out / f"finals_{size}.png"
+            _plot_finals(rs, png, f"{size}: final held-out loss vs training budget")
+            text += f"![final loss vs budget, {size}]({png.name})\n\n"
+        layouts = sorted({(r.family != "baseline", r.cost, r.signature, r.degree) for r in rs})
+        head = ["layout", "family", "cost ×"] + [f"loss @ {b:.3g}" for b in budgets]
+        best = {b: min(r.val_loss for r in rs if r.budget == b) for b in budgets}
+        rows = []
+        for _, cost, sig, deg in layouts:
+            cells = []
+            for b in budgets:
+                m = [r for r in rs if r.signature == sig and r.degree == deg and r.budget == b]
+                v = m[0].val_loss if m else None
+                cells.append("–" if v is None else (f"**{v:.4f}**" if v == best[b] else f"{v:.4f}"))
+                data.setdefault(size, {}).setdefault(sig, {})[_budget_label(b)] = v
+            rows.append([sig, family(sig, deg), f"{cost:.2f}"] + cells)
+        text += (f"Final held-out loss (nats/token, trained depth) of the named layouts, model {size} "
+                 "(best per budget in bold; `cost ×` = executed layers / distinct layers):\n\n"
+                 + _md_table(head, rows) + "\n\n")
+    return text, data
+
+
+def _plot_finals(rs: list[RunInfo], png: Path, title: str) -> None:
+    """Final loss against the budget, one line per layout (colour by family)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = ["-", "--", ":", "-."]
+    seen: dict[str, int] = defaultdict(int)
+    for (sig, deg), lay in sorted(_group(rs, "signature", "degree").items(), key=lambda kv: kv[1][0].cost):
+        pts = sorted((r.budget, r.val_loss) for r in lay if r.budget)
+        if not pts:
+            continue
+        fam = family(sig, deg)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=FAMILY_COLORS[fam],
+                ls=styles[seen[fam] % len(styles)], label=f"{sig} [{fam}]")
+        seen[fam] += 1
+    ax.set_xscale("log")
+    ax.set_xlabel("training budget (FLOPs)")
+    ax.set_ylabel("final held-out loss (nats/token)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def _best(rs: list[RunInfo], fam: str) -> RunInfo | None:
+    c = [r for r in rs if r.family == fam and r.deterministic]
+    return min(c, key=lambda r: r.val_loss) if c else None
+
+
+def _claim1(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+    text = "## Claim 1 — RINS vs the plain model, RAO and middle recursion at equal FLOPs\n\n"
+    res: list[dict[str, Any]] = []
+    lines = []
+    for (size, b), rs in sorted(_group(runs, "size", "budget").items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        rins = _best(rs, "RINS")
+        if rins is None:
+            continue
+        for fam in ("baseline", "RAO", "middle"):
+            other = _best(rs, fam)
+            if other is None:
+                continue
+            verdict = _cmp(rins.val_loss, other.val_loss, margin)
+            res.append({"size": size, "budget": b, "rins": rins.signature, "rins_loss": rins.val_loss,
+                        "other": other.signature, "family": fam, "other_loss": other.val_loss,
+                        "delta": rins.val_loss - other.val_loss, "verdict": verdict})
+            lines.append([size, _budget_label(b), f"{rins.signature} {rins.val_loss:.4f}",
+                          f"{other.signature} ({fam}) {other.val_loss:.4f}", f"{rins.val_loss - other.val_loss:+.4f}",
+                          verdict])
+    if not res:
+        return text + "Not tested: no budget has both a RINS layout and a comparison layout.\n\n", {"rows": []}
+    text += ("Best RINS layout `A^rB` (over r) against the best layout of each other family at the same budget "
+             f"(Δ < 0: RINS lower; |Δ| ≤ {margin} nats is a tie):\n\n")
+    text += _md_table(["size", "budget", "best RINS", "competitor", "Δ loss", "RINS is"], lines) + "\n\n"
+    wins = sum(r["verdict"] == "better" for r in res)
+    held = wins == len(res)
+    per = []
+    for fam, label in (("baseline", "AB"), ("RAO", "RAO"), ("middle", "middle")):
+        fr = [r for r in res if r["family"] == fam]
+        if fr:
+            per.append(f"{label} in {sum(r['verdict'] == 'better' for r in fr)} of {len(fr)}")
+    text += (f"Verdict: RINS was better in {wins} of {len(res)} comparisons "
+             f"({sum(r['verdict'] == 'tie' for r in res)} ties, {sum(r['verdict'] == 'worse' for r in res)} worse; "
+             f"it beat {', '.join(per)}) → claim 1 **{'held' if held else 'did not hold'}** at this scale.\n\n")
+    return text, {"rows": res, "wins": wins, "n": len(res), "held": held}
+
+
+def _claim2(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+    text = "## Claim 2 — the best recursion depth r by model size and budget\n\n"
+    rows, res = [], []
+    for (size, b), rs in sorted(_group(runs, "size", "budget").items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        cands = [r for r in rs if r.deterministic and r.family in ("baseline", "RINS")]
+        if len(cands) < 2:
+            continue
+        by_r = {(r.r or 1): r.val_loss for r in cands}
+        best_r = min(by_r, key=by_r.get)
+        gain = by_r.get(1, math.nan) - min(v for k, v in by_r.items() if k > 1) if 1 in by_r else math.nan
+        res.append({"size": size, "budget": b, "loss_by_r": by_r, "best_r": best_r, "rins_gain_vs_ab": gain})
+        rows.append([size, _budget_label(b), ", ".join(f"r={k}: {v:.4f}" for k, v in sorted(by_r.items())),
+                     str(best_r), _f(gain)])
+    if not res:
+        return text + "Not tested: no budget has AB and A^rB runs.\n\n", {"rows": []}
+    text += ("`A^rB` at r = 1 is the plain model `AB`. Gain = loss(AB) − loss(best A^rB, r ≥ 2); positive: "
+             "recursion helps.\n\n")
+    text += _md_table(["size", "budget", "loss by r", "best r", "gain of RINS"], rows) + "\n\n"
+    parts, grows, checks = [], [], []
+    for size in sorted({r["size"] for r in res}):
+        rr = [r for r in res if r["size"] == size]
+        bests = [r["best_r"] for r in rr]
+        gains = [r["rins_gain_vs_ab"] for r in rr]
+        if len(rr) > 1:
+            up = gains[-1] > gains[0] + margin
+            grows.append(up)
+            trend = "grows" if up else ("shrinks" if gains[-1] < gains[0] - margin else "stays within the margin")
+            parts.append(f"model {size}: best r = {bests} over budgets {[_budget_label(r['budget']) for r in rr]}; "
+                         f"the RINS gain {trend} with the budget ({gains[0]:+.4f} → {gains[-1]:+.4f})")
+        else:
+            parts.append(f"model {size}: best r = {bests[0]} at the single budget")
+    params = {r.size: r.params for r in sorted(runs, key=lambda r: -r.params)}
+    sizes = sorted({r["size"] for r in res}, key=lambda z: params.get(z, 0))
+    smaller_more: list[bool] = []
+    if len(sizes) >= 2:
+        small, large = sizes[0], sizes[-1]
+        for b in sorted({r["budget"] for r in res if r["size"] == small} & {r["budget"] for r in res
+                                                                             if r["size"] == large}):
+            gs = next(r["rins_gain_vs_ab"] for r in res if r["size"] == small and r["budget"] == b)
+            gl = next(r["rins_gain_vs_ab"] for r in res if r["size"] == large and r["budget"] == b)
+            smaller_more.append(gs > gl + margin)
+            checks.append(f"at {_budget_label(b)} FLOPs the smaller model {small} gains {gs:+.4f} vs {gl:+.4f} for "
+                          f"{large} ({'more' if gs > gl + margin else 'not more'})")
+    varies = len({r["best_r"] for r in res}) > 1
+    text += "Details: " + "; ".join(parts + checks) + ".\n\n"
+    size_note = "" if len(sizes) >= 2 else " (one model size only: the size dependence is not tested)"
+    n_ok = int(varies) + sum(grows) + sum(smaller_more)
+    n_all = 1 + len(grows) + len(smaller_more)
+    never = all(r["best_r"] == 1 for r in res)
+    word = "held" if n_ok == n_all else ("partly held" if n_ok and not never else "did not hold")
+    if never:
+        size_note += "; recursion never beat the plain model (best r = 1 everywhere)"
+    text += (f"Verdict: the best r {'varies' if varies else 'does not vary'} across sizes and budgets "
+             f"(best r ∈ {sorted({r['best_r'] for r in res})}); the RINS gain grows with the budget for "
+             f"{sum(grows)} of {len(grows)} sizes; the smaller model gains more at {sum(smaller_more)} of "
+             f"{len(smaller_more)} budgets{size_note} → claim 2 **{word}** at this scale.\n\n")
+    return text, {"rows": res, "best_r_varies": varies, "gain_grows": grows, "smaller_gains_more": smaller_more}
+
+
+def _claim3(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:
+    text = "## Claim 3 — ranking of all layouts at one budget\n\n"
+    groups = _group([r for r in runs if r.deterministic], "size", "budget")
+    if not groups:
+        return text + "Not tested: no deterministic runs.\n\n", {}
+    (size, b), rs = max(groups.items(), key=lambda kv: (len(kv[1]), kv[0][1] or 0))
+    rs = sorted(rs, key=lambda r: r.val_loss)
+    rows = [[str(i + 1), r.layout, r.family, f"{r.cost:.2f}", f"{r.steps:,}", f"{r.tokens:,}", f"{r.val_loss:.4f}"]
+            for i, r in enumerate(rs)]
+    text += (f"{len(rs)} layouts of model {size}, each trained for {_budget_label(b)} FLOPs (the budget with the most "
+             "layouts):\n\n")
+    text += _md_table(["rank", "layout", "family", "cost ×", "steps", "tokens", "final loss"], rows) + "\n\n"
+    _plot_ranking(rs, out / "ranking.png", f"{size}: final loss of {len(rs)} layouts at {_budget_label(b)} FLOPs")
+    text += "![ranking](ranking.png)\n\n"
+    rins = [i + 1 for i, r in enumerate(rs) if r.family == "RINS"]
+    best_fam = rs[0].family
+    if len({r.cost for r in rs}) > 1 and len(rs) >= 3:
+        from scipy.stats import spearmanr
+
+        rho = float(spearmanr([r.cost for r in rs], [r.val_loss for r in rs]).statistic)
+        rel = "loss rises with cost" if rho > 0.3 else ("loss falls with cost" if rho < -0.3 else "no clear relation")
+        text += (f"Final loss vs recursion cost (executed / distinct layers, i.e. fewer training tokens): Spearman "
+                 f"ρ = {rho:+.2f} ({rel}).\n\n")
+    res = {"size": size, "budget": b, "ranking": [(r.layout, r.family, r.val_loss) for r in rs], "rins_ranks": rins,
+           "winner": rs[0].layout}
+    if rins:
+        top = rins[0]
+        frac = top / len(rs)
+        near = frac <= 0.25 or (rs[top - 1].val_loss - rs[0].val_loss) <= margin
+        res["held"] = near
+        text += (f"Verdict: the best RINS layout ranks **{top} of {len(rs)}** (loss {rs[top - 1].val_loss:.4f}; the "
+                 f"winner is {rs[0].layout} [{best_fam}] at {rs[0].val_loss:.4f}); "
+                 f"'RINS near the top' (top quarter or within {margin} nats of the winner) "
+                 f"**{'held' if near else 'did not hold'}**.\n\n")
+    else:
+        text += "Verdict: no RINS layout at this budget; not tested.\n\n"
+    return text, res
+
+
+def _plot_ranking(rs: list[RunInfo], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 0.28 * len(rs) + 1.2))
+    ys = list(range(len(rs)))[::-1]
+    ax.barh(ys, [r.val_loss for r in rs], color=[FAMILY_COLORS[r.family] for r in rs])
+    ax.set_yticks(ys, [r.layout for r in rs], fontsize=8)
+    lo, hi = min(r.val_loss for r in rs), max(r.val_loss for r in rs)
+    ax.set_xlim(lo - 0.1 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
+    ax.set_xlabel("final held-out loss (nats/token)")
+    ax.set_title(title, fontsize=9)
+    from matplotlib.patches import Patch
+
+    fams = [f for f in FAMILY_COLORS if any(r.family == f for r in rs)]
+    ax.legend(handles=[Patch(color=FAMILY_COLORS[f], label=f) for f in fams], fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def _fit_points(layout_runs: list[RunInfo], x: str) -> tuple[list[float], list[float], str]:
+    """Points for a scaling-law fit of one layout: the final losses of >= 4 budgets, else the learning curve
+    of its largest-budget run after warmup (points within the LR warmup are dropped)."""
+    finals = sorted((r for r in layout_runs if r.budget), key=lambda r: r.budget or 0)
+    if len(finals) >= 4:
+        return ([float(getattr(r, x)) for r in finals], [r.val_loss for r in finals],
+                f"final loss of {len(finals)} budgets")
+    big = max(layout_runs, key=lambda r: (r.budget or 0, r.steps))
+    recs = [e for e in read_log(big.run_dir) if e["step"] > max(1, big.warmup_steps) and e.get(x)]
+    return ([float(e[x]) for e in recs], [float(e["val_loss"]) for e in recs],
+            f"learning curve of the {_budget_label(big.budget)}-FLOPs run after warmup")
+
+
+def _claim4(runs: list[RunInfo], x: str, n_boot: int, margin: float) -> tuple[str, dict[str, Any]]:
+    from .scaling import extrapolation_error, fit_power
+
+    text = "## Claim 4 — scaling-law fits  `loss(x) = β·x^(−c) + ε∞`\n\n"
+    fits: list[dict[str, Any]] = []
+    rows = []
+    for (size, sig, deg), rs in sorted(_group([r for r in runs if r.deterministic and r.family != "other"],
+                                              "size", "signature", "degree").items()):
+        xs, ys, how = _fit_points(rs, x)
+        row: dict[str, Any] = {"size": size, "signature": sig, "family": family(sig, deg), "points": len(xs),
+                               "on": how}
+        try:
+            f = fit_power(xs, ys, n_boot=n_boot, seed=0, x_name=x)
+        except ValueError as e:
+            row["error"] = str(e).split(";")[0]
+            fits.append(row)
+            rows.append([size, sig, str(len(xs)), how, "–", "–", "–", "–", "–", "fit failed: " + row["error"]])
+            continue
+        p, ci = f.params, f.ci
+        row.update({k: p[k] for k in p}, **{f"{k}_ci": list(ci[k]) for k in ci}, rmse=f.rmse,
+                   notes="; ".join(f.notes))
+        n = len(xs)
+        n_fit = max(4, math.ceil(0.6 * n))
+        ext = "–"
+        if n_fit < n:
+            try:
+                ex = extrapolation_error(xs, ys, form="power", fit_fraction=(n_fit + 0.5) / n, x_name=x)
+                row["extrap_mean_rel_error"] = ex["mean_rel_error"]
+                ext = f"{100 * ex['mean_rel_error']:.2f}% ({ex['n_test']} pts)"
+            except ValueError:
+                pass
+        fits.append(row)
+        rows.append([size, sig, str(n), how, f"{p['beta']:.3g}",
+                     f"{p['c']:.3f} [{ci['c'][0]:.3f}, {ci['c'][1]:.3f}]",
+                     f"{p['eps_inf']:.3f} [{ci['eps_inf'][0]:.3f}, {ci['eps_inf'][1]:.3f}]", f"{f.rmse:.4f}", ext,
+                     row["notes"] or "–"])
+    if not rows:
+        return text + "Not tested: no deterministic named layouts.\n\n", {"fits": []}
+    text += (f"Fitted per layout on x = training {x} ({n_boot} bootstrap resamples, 95% CIs). With fewer than 4 "
+             "budgets a layout is fitted on the learning curve of its largest run (LR warmup dropped) — the cosine "
+             "schedule shapes such a curve, so read c and ε∞ as descriptive. Extrapolation: fit the first ~60% of "
+             "the points, mean relative error on the rest.\n\n")
+    text += _md_table(["size", "layout", "points", "fitted on", "β", "c [CI]", "ε∞ [CI]", "rmse", "extrap. error",
+                       "notes"], rows) + "\n\n"
+    verdicts = []
+    for size in sorted({f["size"] for f in fits}):
+        ok = [f for f in fits if f["size"] == size and "c" in f]
+        base = next((f for f in ok if f["family"] == "baseline"), None)
+        rins = [f for f in ok if f["family"] == "RINS"]
+        if base is None or not rins:
+            continue
+        for f in rins:
+            lower_eps = f["eps_inf"] < base["eps_inf"] - margin
+            larger_c = f["c"] > base["c"] * (1 + 1e-3) + 1e-6
+            sep_eps = f["eps_inf_ci"][1] < base["eps_inf_ci"][0]
+            sep_c = f["c_ci"][0] > base["c_ci"][1]
+            bounded = bool(f.get("notes") or base.get("notes"))
+            verdicts.append({"size": size, "rins": f["signature"], "lower_eps": lower_eps, "larger_c": larger_c,
+                             "eps_ci_separated": sep_eps, "c_ci_separated": sep_c, "fit_at_bound": bounded})
+            text += (f"- {size} {f['signature']} vs AB: ε∞ {f['eps_inf']:.3f} vs {base['eps_inf']:.3f} "
+                     f"({'lower' if lower_eps else 'not lower'}{', CIs disjoint' if sep_eps else ', CIs overlap'}); "
+                     f"c {f['c']:.3f} vs {base['c']:.3f} ({'larger' if larger_c else 'not larger'}"
+                     f"{', CIs disjoint' if sep_c else ', CIs overlap'})"
+                     + ("; a parameter sits on its bound, so this pair is not resolved" if bounded else "") + ".\n")
+    if verdicts:
+        both = [v for v in verdicts if v["lower_eps"] and v["larger_c"]]
+        sig = [v for v in both if v["eps_ci_separated"] and v["c_ci_separated"]]
+        unresolved = [v for v in verdicts if v["fit_at_bound"]]
+        if sig and len(both) == len(verdicts):
+            word = "held"
+        elif both:
+            word = "is suggested but not resolved (CIs overlap)"
+        elif len(unresolved) == len(verdicts):
+            word = "not resolved: every fit pair has a parameter on its bound"
+        else:
+            word = "did not hold"
+        text += (f"\nVerdict: {len(both)} of {len(verdicts)} RINS layouts have both a lower ε∞ and a larger c than "
+                 f"AB ({len(sig)} with disjoint CIs) → claim 4 **{word}** at this scale.\n\n")
+    return text, {"fits": fits, "verdicts": verdicts}
+
+
+def _stochastic_sets(runs: list[RunInfo]) -> list[tuple[tuple, list[RunInfo], RunInfo | None]]:
+    """Groups (size, budget, signature, seed) that hold stochastic runs, with their compute-matched AB."""
+    out = []
+    for (size, b, sig, deg, seed), rs in sorted(_group(runs, "size", "budget", "signature", "degree", "seed").items(),
+                                                 key=lambda kv: str(kv[0])):
+        if not any(r.p_skip > 0 for r in rs):
+            continue
+        base = next((r for r in runs if r.size == size and r.budget == b and r.seed == seed and r.signature == "AB"
+                     and r.degree == 1 and r.deterministic), None)
+        out.append(((size, b, sig, deg, seed), sorted(rs, key=lambda r: (r.adapters, r.p_skip)), base))
+    return out
+
+
+def _claim5(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:
+    text = "## Claim 5 — stochastic RINS: loss at every inference depth r\n\n"
+    sets = _stochastic_sets(runs)
+    if not sets:
+        return text + "Not tested: no run with p_skip > 0.\n\n", {}
+    res: dict[str, Any] = {"sets": []}
+    for (size, b, sig, _deg, _seed), rs, base in sets:
+        depths = sorted({int(k) for r in rs for k in r.val_loss_r})
+        rows = [{"variant": r.layout, "params": r.params, "steps": r.steps, "tokens": r.tokens, "flops": r.flops,
+                 "val_loss_r": r.val_loss_r} for r in rs]
+        if base is not None:
+            rows.insert(0, {"variant": "AB (baseline)", "params": base.params, "steps": base.steps,
+                            "tokens": base.tokens, "flops": base.flops,
+                            "val_loss_r": {str(k): base.val_loss for k in depths}})
+        png = out / f"stochastic_{size}_{sig.replace('^', '').replace('(', '').replace(')', '')}_C{b:.3g}.png"
+        _plot_depth(rs, base, depths, png, f"{size} {sig} at {_budget_label(b)} FLOPs: loss vs inference r")
+        text += (f"Model {size}, {sig}, budget {_budget_label(b)} FLOPs (the baseline row repeats its single "
+                 "depth across the columns):\n\n" + format_table(rows, depths) + f"\n\n![depth]({png.name})\n\n")
+        r_max = max((r.r or 1) for r in rs)
+        s = {"size": size, "budget": b, "signature": sig, "depths": depths,
+             "rows": [{"layout": r.layout, "p_skip": r.p_skip, "adapters": r.adapters, "val_loss_r": r.val_loss_r}
+                      for r in rs], "baseline": base.val_loss if base else None}
+        for ad in sorted({r.adapters for r in rs}):
+            # p_s = 0 (plain RINS, no adapters) anchors every chain
+            chain = sorted((r for r in rs if r.adapters == ad or (r.p_skip == 0 and r.adapters == "none")),
+                           key=lambda r: (r.p_skip, r.adapters != "none"))
+            if len(chain) < 2:
+                continue
+            ps = [r.p_skip for r in chain]
+            at1 = [r.val_loss_r.get("1", math.nan) for r in chain]
+            atm = [r.val_loss_r.get(str(r_max), math.nan) for r in chain]
+            flex = all(a > b - margin for a, b in zip(at1, at1[1:])) and at1[-1] < at1[0] - margin
+            peak = all(b > a - margin for a, b in zip(atm, atm[1:]))
+            best_any = [min(r.val_loss_r.values()) for r in chain]
+            s.setdefault("tradeoff", []).append({"adapters": ad, "p_skip": ps, "loss_r1": at1, "loss_rmax": atm,
+                                                 "flexibility": flex, "peak_cost": peak})
+            text += (f"- adapters={ad}: p_s = {ps}: loss at r=1 {', '.join(_f(v) for v in at1)}; at r={r_max} "
+                     f"{', '.join(_f(v) for v in atm)}; best over r {', '.join(_f(v) for v in best_any)}. "
+                     f"Higher p_s {'improves' if flex else 'does not consistently improve'} the r=1 loss and "
+                     f"{'costs' if peak and atm[-1] > atm[0] + margin else 'does not clearly cost'} peak (r={r_max}) "
+                     f"loss → the flexibility/peak trade-off "
+                     f"**{'held' if flex and peak and atm[-1] > atm[0] + margin else 'was not (fully) seen'}**.\n")
+        res["sets"].append(s)
+        text += "\n"
+    return text, res
+
+
+def _plot_depth(rs: list[RunInfo], base: RunInfo | None, depths: list[int], png: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in rs:
+        ks = sorted(int(k) for k in r.val_loss_r)
+        ax.plot(ks, [r.val_loss_r[str(k)] for k in ks], marker="o", ms=4,
+                ls="--" if r.adapters != "none" else "-", label=r.layout)
+    if base is not None:
+        ax.axhline(base.val_loss, color="black", lw=1, ls=":", label="AB baseline (compute-matched)")
+    ax.set_xticks(depths)
+    ax.set_xlabel("inference depth r (rounds of A)")
+    ax.set_ylabel("held-out loss (nats/token)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def _claim6(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+    text = "## Claim 6 — no-regret: stochastic RINS (+ adapters) at r = 1 vs the compute-matched baseline\n\n"
+    rows, res = [], []
+    for _key, rs, base in _stochastic_sets(runs):
+        if base is None:
+            continue
+        for r in rs:
+            if r.p_skip == 0 or "1" not in r.val_loss_r:
+                continue
+            v = r.val_loss_r["1"]
+            verdict = _cmp(v, base.val_loss, margin)
+            res.append({"layout": r.layout, "budget": r.budget, "size": r.size, "adapters": r.adapters,
+                        "p_skip": r.p_skip, "loss_r1": v, "baseline": base.val_loss, "delta": v - base.val_loss,
+                        "verdict": verdict, "params": r.params, "baseline_params": base.params})
+            rows.append([r.size, _budget_label(r.budget), r.layout, f"{r.params:,} vs {base.params:,}", f"{v:.4f}",
+                         f"{base.val_loss:.4f}", f"{v - base.val_loss:+.4f}", verdict])
+    if not res:
+        return text + "Not tested: no stochastic run has a compute-matched AB baseline.\n\n", {"rows": []}
+    extra = max((r["params"] - r["baseline_params"]) / r["baseline_params"] for r in res)
+    text += (f"Same training FLOPs; at r = 1 the same layers run as in AB (adapters add at most {100 * extra:.2f}% "
+             "parameters and one d×d map per round):\n\n")
+    text += _md_table(["size", "budget", "layout", "params vs AB", "loss at r=1", "AB loss", "Δ", "vs AB"], rows)
+    ad = [r for r in res if r["adapters"] != "none"]
+    good = [r for r in ad if r["verdict"] != "worse"]
+    effects = []
+    for r in ad:
+        twin = next((q for q in res if q["adapters"] == "none" and q["p_skip"] == r["p_skip"]
+                     and q["budget"] == r["budget"] and q["size"] == r["size"]), None)
+        if twin is not None:
+            effects.append(f"at p_s={r['p_skip']:g} adapters change the r = 1 loss by "
+                           f"{r['loss_r1'] - twin['loss_r1']:+.4f}")
+    if effects:
+        text += "\n\nAdapter effect (same p_s, same budget): " + "; ".join(effects) + "."
+    text += (f"\n\nVerdict: with adapters, {len(good)} of {len(ad)} stochastic runs at r = 1 are no worse than the "
+             f"baseline (tie within {margin} nats or better) → the no-regret claim "
+             f"**{'held' if ad and len(good) == len(ad) else ('held in part' if good else 'did not hold')}**"
+             + (" (no run with adapters)" if not ad else "") + ".\n\n")
+    return text, {"rows": res, "held": bool(ad) and len(good) == len(ad)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+
+
+def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", margin: float = 0.01,
+                 n_boot: int = 200, title: str = "RINS study report") -> dict[str, Any]:
+    """Write ``report.md``, ``report.json`` and PNG plots for the runs under ``paths`` into ``out``."""
+    if x not in ("flops", "tokens"):
+        raise ValueError(f"x must be 'flops' or 'tokens', got {x!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs, skipped = load_runs(paths)
+    if not runs:
+        raise ValueError(f"no complete run found under {[str(p) for p in paths]}")
+    parts = [f"# {title}\n\n{len(runs)} complete runs from {', '.join(str(p) for p in paths)}"
+             + (f"; {len(skipped)} incomplete run(s) left out: {', '.join(skipped)}" if skipped else "") + ".\n"
+             f"Loss = held-out next-token cross-entropy (nats/token). Ties: |Δ| ≤ {margin} nats.\n\n"]
+    data: dict[str, Any] = {"x": x, "margin": margin}
+    sections = [
+        ("runs", lambda: _runs_section(runs)),
+        ("curves", lambda: _curves_section(runs, out, x)),
+        ("claim1", lambda: _claim1(runs, margin)),
+        ("claim2", lambda: _claim2(runs, margin)),
+        ("claim3", lambda: _claim3(runs, out, margin)),
+        ("claim4", lambda: _claim4(runs, x, n_boot, margin)),
+        ("claim5", lambda: _claim5(runs, out, margin)),
+        ("claim6", lambda: _claim6(runs, margin)),
+    ]
+    summary = []
+    for key, fn in sections:
+        t, d = fn()
+        parts.append(t)
+        data[key] = d
+        if key in CLAIMS:
+            found = [ln.removeprefix("Verdict: ").removeprefix("- ") for ln in t.splitlines()
+                     if ln.startswith(("Verdict:", "Not tested")) or (key == "claim5" and ln.startswith("- adapters="))]
+            summary.append(f"- **{CLAIMS[key]}**: " + (" / ".join(found) or "no verdict"))
+            data[key]["summary"] = found
+    parts.insert(1, "## Summary (method.md §9)\n\n" + "\n".join(summary) + "\n\n")
+    data["runs"] = [{"name": r.name, "run_dir": str(r.run_dir), "layout": r.layout, "family": r.family,
+                     "signature": r.signature, "degree": r.degree, "p_skip": r.p_skip, "adapters": r.adapters,
+                     "size": r.size, "budget": r.budget, "seed": r.seed, "params": r.params, "steps": r.steps,
+                     "tokens": r.tokens, "flops": r.flops, "val_loss": r.val_loss, "val_loss_r": r.val_loss_r}
+                    for r in runs]
+    text = "".join(parts)
+    (out / "report.md").write_text(text)
+    (out / "report.json").write_text(json.dumps(data, indent=1, default=_json_default))
+    return {"text": text, "data": data, "out": str(out)}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def main_report(argv: list[str] | None = None) -> int:
+    """``rins report RUNS_OR_SWEEP_DIR... --out DIR [--x flops|tokens] [--margin M] [--n-boot N]``."""
+    ap = argparse.ArgumentParser(prog="rins report", description="Markdown report with plots and verdicts from runs.")
+    ap.add_argument("paths", nargs="+", help="run directories or folders of run directories (a sweep out_dir)")
+    ap.add_argument("--out", required=True, help="output folder for report.md, report.json and PNGs")
+    ap.add_argument("--x", choices=("flops", "tokens"), default="flops", help="abscissa of curves and fits")
+    ap.add_argument("--margin", type=float, default=0.01, help="loss differences ≤ this (nats) are ties")
+    ap.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the fits")
+    ap.add_argument("--title", default="RINS study report")
+    try:
+        a = ap.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    try:
+        res = build_report(a.paths, a.out, a.x, a.margin, a.n_boot, a.title)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rins report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(res['out']) / 'report.md'} ({len(res['data']['runs'])} runs)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main_report())

@@ -1,0 +1,530 @@
+"""``rins sweep``: a grid of compute-matched runs from one TOML file, resumable, optionally in parallel.
+
+A sweep file has a ``[base]`` table (a training config: ``preset = "..."`` plus any TrainConfig
+tables), optional named model sizes, and one or more ``[[grid]]`` tables. Each grid is the product
+
+    layouts × budgets (training FLOPs) × sizes × p_skip × adapters × seeds
+
+and every grid point becomes one run, trained with ``budget.flops`` set to its budget, so all runs of
+a budget are **compute-matched** (method.md §3). Example::
+
+    [sweep]
+    out_dir = "runs/study"      # parent folder of the run directories
+    threads = 1                 # torch threads per worker (0: leave torch's default)
+
+    [base]
+    preset = "cpu-small"
+    n_evals = 12
+    [base.model]
+    n_layers = 6
+
+    [sizes.d96]                 # named dicts of model overrides (default: one size "base", no overrides)
+    d_model = 96
+
+    [[grid]]
+    name = "main"
+    layouts = ["AB", "rins(2)", "A^3B", "(AB)^2", "AB^2C"]
+    budgets = [1e12, 2e12]
+    p_skip = [0.0]              # default [0.0]
+    adapters = ["none"]         # default ["none"]
+    seeds = [0]                 # default [0]
+
+    [[grid]]
+    name = "taxonomy"
+    layouts = ["taxonomy"]      # every variant of plan.enumerate_variants() that compiles
+    taxonomy = { limit = 12 }   # optional: max_letters, max_length, degrees, max_r, limit, stride
+    budgets = [1e12]
+
+A layout is a signature (``"A^3B"``), a preset expression (``"rins(3)"``, resolved before naming, so
+the two name the same run), ``"SIG@d"`` for degree d, or ``"taxonomy"``. Run names are derived from
+the grid point only (see :func:`run_name`). A run whose ``summary.json`` says ``"complete": true`` is
+skipped; an interrupted one resumes from its last checkpoint. Every run directory is guarded by a
+lock file (``RUN_DIR.lock``, ``fcntl.flock``), so ``--procs N`` workers that walk the same list never
+train the same run twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import fcntl
+import fnmatch
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig, _deep_update, preset_dict
+from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
+
+__all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock",
+           "dry_run_table", "run_sweep", "main_sweep"]
+
+GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set"}
+TAXONOMY_KEYS = {"max_letters", "max_length", "degrees", "max_r", "limit", "stride", "include_baseline"}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One grid point: the fully resolved configuration of one run.
+
+    Attributes:
+        name: the run name (directory under ``out_dir``), derived by :func:`run_name`.
+        grid: name of the ``[[grid]]`` table it came from (the first one, when several produce it).
+        grids: names of every ``[[grid]]`` table that produces it.
+        signature: resolved signature (presets expanded).
+        degree: nesting degree.
+        budget: training FLOPs.
+        size: name of the model size.
+        p_skip: stochastic-RINS skip probability.
+        adapters: ``"none"`` | ``"round"`` | ``"depth"``.
+        seed: training seed.
+        config: the TrainConfig as a plain dict (``name`` / ``out_dir`` / ``budget`` already set).
+    """
+
+    name: str
+    grid: str
+    signature: str
+    degree: int
+    budget: float
+    size: str
+    p_skip: float
+    adapters: str
+    seed: int
+    config: dict[str, Any] = field(compare=False, hash=False)
+    grids: tuple[str, ...] = ()
+
+    def train_config(self) -> TrainConfig:
+        """The :class:`~rins.config.TrainConfig` of this run."""
+        return TrainConfig.from_dict(copy.deepcopy(self.config))
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config["out_dir"]) / self.name
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file: where runs go, how workers run, and the expanded list of runs."""
+
+    path: Path
+    out_dir: Path
+    threads: int
+    procs: int
+    runs: list[RunSpec]
+
+
+# ----------------------------------------------------------------------------------------------
+# Naming
+
+
+def _sig_slug(sig: str) -> str:
+    """Filesystem-safe, unambiguous slug of a signature: ``^k`` → ``xk``, ``(`` → ``o``, ``)`` → ``c``.
+
+    Block letters are upper case, so the lower-case replacements can never collide with them.
+    """
+    return sig.replace("^", "x").replace("(", "o").replace(")", "c")
+
+
+def _num_slug(v: float) -> str:
+    """Short exact-enough text for a number: ``2e12``, ``1.5e13``, ``0.25``."""
+    v = float(v)
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e4:
+        m, e = f"{v:.6e}".split("e")
+        m = m.rstrip("0").rstrip(".")
+        return f"{m}e{int(e)}"
+    return f"{v:g}"
+
+
+def run_name(size: str, signature: str, degree: int, budget: float, p_skip: float, adapters: str,
+             seed: int) -> str:
+    """Deterministic run name of a grid point, e.g. ``d96_Ax3B_C2e12_s0`` or
+    ``d96_Ax3B_C2e12_ps0.5_adround_s0`` (``_d2`` after the signature for degree 2)."""
+    parts = [size, _sig_slug(resolve_signature(signature)) + (f"_d{degree}" if degree != 1 else ""),
+             f"C{_num_slug(budget)}"]
+    if p_skip:
+        parts.append(f"ps{_num_slug(p_skip)}")
+    if adapters and adapters != "none":
+        parts.append(f"ad{adapters}")
+    parts.append(f"s{seed}")
+    return "_".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and expanding
+
+
+def _as_list(v: Any, key: str) -> list[Any]:
+    if v is None:
+        return []
+    return list(v) if isinstance(v, list | tuple) else [v]
+
+
+def _parse_layout(text: str) -> tuple[str, int]:
+    if not isinstance(text, str):
+        raise ValueError(f"layout {text!r} must be a string such as 'A^2B', 'rins(3)' or 'AB^2C@2'")
+    sig, _, deg = text.partition("@")
+    try:
+        degree = int(deg) if deg else 1
+    except ValueError as e:
+        raise ValueError(f"layout {text!r}: the degree after '@' must be an integer, e.g. 'A^2B@2'") from e
+    return resolve_signature(sig.strip()), degree
+
+
+def _taxonomy(n_layers: int, opts: dict[str, Any]) -> list[tuple[str, int]]:
+    unknown = set(opts) - TAXONOMY_KEYS
+    if unknown:
+        raise ValueError(f"unknown taxonomy options {sorted(unknown)}; known: {sorted(TAXONOMY_KEYS)}")
+    kw = {k: opts[k] for k in ("max_letters", "max_length", "max_r") if k in opts}
+    if "degrees" in opts:
+        kw["degrees"] = tuple(int(d) for d in opts["degrees"])
+    variants = list(enumerate_variants(n_layers, **kw))
+    stride = int(opts.get("stride", 1))
+    if stride > 1:  # an even cut through the family, keeping the plain model first
+        variants = variants[:1] + variants[1::stride]
+    if "limit" in opts:
+        variants = variants[: int(opts["limit"])]
+    return variants
+
+
+def load_sweep(path: str | Path, out_dir: str | None = None) -> Sweep:
+    """Parse a sweep TOML file and expand its grid (raises ``ValueError`` naming the bad key)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"sweep file {p} does not exist")
+    try:
+        t = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: invalid TOML ({e})") from e
+    unknown = set(t) - {"sweep", "base", "sizes", "grid"}
+    if unknown:
+        raise ValueError(f"{p}: unknown top-level tables {sorted(unknown)}; use [sweep], [base], [sizes.*], [[grid]]")
+    meta = dict(t.get("sweep", {}))
+    bad = set(meta) - {"out_dir", "threads", "procs", "name"}
+    if bad:
+        raise ValueError(f"{p}: unknown [sweep] keys {sorted(bad)}; known: name, out_dir, threads, procs")
+    out = Path(out_dir or meta.get("out_dir") or f"runs/{meta.get('name', p.stem)}")
+    runs = expand_grid(t.get("base", {}), t.get("sizes", {}), t.get("grid", []), out)
+    return Sweep(p, out, int(meta.get("threads", 0)), int(meta.get("procs", 1)), runs)
+
+
+def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: list[dict[str, Any]],
+                out_dir: str | Path) -> list[RunSpec]:
+    """Expand ``[[grid]]`` tables into an ordered, de-duplicated list of :class:`RunSpec`.
+
+    Order: grid by grid, then seeds, sizes, budgets (small first), layouts, p_skip, adapters — so a
+    partial sweep already holds whole budget slices. The same grid point reached from two grids is
+    one run; two different configs under one name are an error.
+    """
+    base = dict(base)
+    preset = base.pop("preset", None)
+    base_cfg = _deep_update(preset_dict(preset) if preset else {}, base)
+    if "budget" in base:
+        base_cfg["budget"] = dict(base["budget"])
+    sizes = dict(sizes) or {"base": {}}
+    if not grids:
+        raise ValueError("the sweep has no [[grid]] table; add one with layouts and budgets")
+    runs: dict[str, RunSpec] = {}
+    for gi, g in enumerate(grids):
+        gname = str(g.get("name", f"grid{gi}"))
+        bad = set(g) - GRID_KEYS
+        if bad:
+            raise ValueError(f"[[grid]] {gname!r}: unknown keys {sorted(bad)}; known: {sorted(GRID_KEYS)}")
+        layouts = _as_list(g.get("layouts"), "layouts")
+        budgets = [float(b) for b in _as_list(g.get("budgets"), "budgets")]
+        if not layouts or not budgets:
+            raise ValueError(f"[[grid]] {gname!r} needs non-empty 'layouts' and 'budgets' (training FLOPs)")
+        if any(not (b > 0 and math.isfinite(b)) for b in budgets):
+            raise ValueError(f"[[grid]] {gname!r}: budgets must be finite FLOPs > 0, got {budgets}")
+        size_names = _as_list(g.get("sizes"), "sizes") or list(sizes)
+        for s in size_names:
+            if s not in sizes:
+                raise ValueError(f"[[grid]] {gname!r}: unknown size {s!r}; defined: {sorted(sizes)}")
+        p_skips = [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")]
+        adapters = [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")]
+        seeds = [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")]
+        extra = g.get("set", {})
+        for seed, size, budget in itertools.product(seeds, size_names, sorted(budgets)):
+            cfg0 = _deep_update(base_cfg, {"model": dict(sizes[size])})
+            cfg0 = _deep_update(cfg0, extra)
+            n_layers = int(cfg0.get("model", {}).get("n_layers", 6))
+            points: list[tuple[str, int]] = []
+            for lay in layouts:
+                if isinstance(lay, str) and lay.strip() == "taxonomy":
+                    points += _taxonomy(n_layers, dict(g.get("taxonomy", {})))
+                else:
+                    points.append(_parse_layout(lay))
+            for (sig, degree), ps, ad in itertools.product(points, p_skips, adapters):
+                try:
+                    plan = compile_plan(sig, n_layers, degree)
+                except SignatureError as e:
+                    raise ValueError(f"[[grid]] {gname!r}: layout {sig!r}@{degree} does not compile for "
+                                     f"{n_layers} layers: {e}") from e
+                if plan.r is None and (ps > 0 or ad != "none"):
+                    continue  # stochastic depth / adapters need a recursion exponent: not a grid point
+                name = run_name(size, sig, degree, budget, ps, ad, seed)
+                cfg = copy.deepcopy(cfg0)
+                cfg["model"] = {**cfg.get("model", {}), "signature": sig, "degree": degree, "p_skip": ps,
+                                "adapters": ad}
+                cfg.update(name=name, out_dir=str(out_dir), seed=seed, budget={"flops": budget})
+                TrainConfig.from_dict(copy.deepcopy(cfg))  # validate early, with the config's own errors
+                spec = RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,))
+                if name in runs:
+                    old = runs[name]
+                    if old.config != cfg:
+                        raise ValueError(f"run {name!r} is produced with two different configs (grids "
+                                         f"{old.grid!r} and {gname!r}); give the grids different sizes")
+                    if gname not in old.grids:
+                        runs[name] = dataclasses.replace(old, grids=(*old.grids, gname))
+                    continue
+                runs[name] = spec
+    return list(runs.values())
+
+
+def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
+    """Runs whose name or grid matches any of the glob patterns in ``only`` (all when empty)."""
+    if not only:
+        return runs
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.name, pat) or pat in r.name
+                                   or any(fnmatch.fnmatchcase(g, pat) for g in r.grids) for pat in only)]
+
+
+# ----------------------------------------------------------------------------------------------
+# State of a run
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when ``RUN_DIR/summary.json`` exists and says ``"complete": true``."""
+    p = Path(run_dir) / "summary.json"
+    try:
+        return bool(json.loads(p.read_text()).get("complete"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[bool]:
+    """Try to take the exclusive lock ``RUN_DIR.lock`` without waiting; yields whether it was taken.
+
+    The lock is an ``fcntl.flock`` on an open file, so it is released when the holder exits, even if
+    it is killed: a stale lock file never blocks a later sweep.
+    """
+    lock = Path(str(Path(run_dir)) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dry run
+
+
+def plan_run(spec: RunSpec) -> dict[str, Any]:
+    """Parameters, FLOPs per step, steps and tokens of a run, without data or weights.
+
+    The model is built on the ``meta`` device (no memory), and the vocabulary is the configured one
+    (the trainer uses the tokenizer's, which equals it unless the corpus is too small).
+    """
+    import torch
+
+    from .train import get_task, plan_steps
+
+    cfg = spec.train_config()
+    task = get_task(cfg, None)
+    with torch.device("meta"):
+        model = task.build_model()
+    fps = task.flops_per_step(model, cfg.batch_size)
+    ups = task.units_per_step(cfg.batch_size)
+    try:
+        steps = plan_steps(cfg, fps, ups)
+    except ValueError as e:
+        steps, err = 0, str(e)
+    else:
+        err = ""
+    params = sum(p.numel() for p in model.parameters())
+    return {"name": spec.name, "grid": spec.grid, "signature": spec.signature, "degree": spec.degree,
+            "size": spec.size, "budget": spec.budget, "p_skip": spec.p_skip, "adapters": spec.adapters,
+            "seed": spec.seed, "params": params, "flops_per_step": fps, "steps": steps, "tokens": steps * ups,
+            "flops": steps * fps, "error": err, "complete": is_complete(spec.run_dir)}
+
+
+def dry_run_table(runs: list[RunSpec]) -> tuple[str, list[dict[str, Any]]]:
+    """A plain-text table of the grid (one line per run) and the rows behind it."""
+    rows = [plan_run(r) for r in runs]
+    head = f"{'#':>3}  {'run':<44} {'params':>11} {'budget':>9} {'steps':>7} {'tokens':>12} {'FLOPs':>9}  status"
+    lines = [head, "-" * len(head)]
+    for i, row in enumerate(rows):
+        status = "complete" if row["complete"] else ("ERROR: " + row["error"] if row["error"] else "todo")
+        lines.append(f"{i:>3}  {row['name']:<44} {row['params']:>11,} {row['budget']:>9.3g} {row['steps']:>7,} "
+                     f"{row['tokens']:>12,} {row['flops']:>9.3g}  {status}")
+    tot_f = sum(r["flops"] for r in rows if not r["complete"])
+    lines.append(f"{len(rows)} runs ({sum(r['complete'] for r in rows)} complete); "
+                 f"{tot_f:.3g} training FLOPs still to run; "
+                 f"{sum(r['tokens'] for r in rows):,} tokens in all")
+    return "\n".join(lines), rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+
+
+def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False,
+               log: Any = None) -> dict[str, list[str]]:
+    """Walk ``runs`` in order; train each run that is not complete and not locked by another worker.
+
+    Returns ``{"trained": [...], "skipped": [...], "busy": [...], "failed": [...]}`` (run names).
+    A failing run (bad budget, NaN) is reported and the walk goes on.
+    """
+    from .train import train
+
+    out: dict[str, list[str]] = {"trained": [], "skipped": [], "busy": [], "failed": []}
+    say = log or (lambda msg: print(msg, flush=True))
+    for i, spec in enumerate(runs):
+        tag = f"[sweep w{worker}] ({i + 1}/{len(runs)}) {spec.name}"
+        if is_complete(spec.run_dir):
+            out["skipped"].append(spec.name)
+            say(f"{tag}: complete, skipped")
+            continue
+        with run_lock(spec.run_dir) as got:
+            if not got:
+                out["busy"].append(spec.name)
+                say(f"{tag}: locked by another worker, skipped")
+                continue
+            if is_complete(spec.run_dir):  # finished by another worker meanwhile
+                out["skipped"].append(spec.name)
+                continue
+            t0 = time.time()
+            say(f"{tag}: training (budget {spec.budget:.3g} FLOPs)")
+            try:
+                s = train(spec.train_config(), resume=True, quiet=quiet)
+            except Exception as e:  # noqa: BLE001 - one bad run must not stop the sweep
+                out["failed"].append(spec.name)
+                say(f"{tag}: FAILED: {type(e).__name__}: {e}")
+                continue
+            out["trained"].append(spec.name)
+            say(f"{tag}: done in {time.time() - t0:.0f}s, {s.get('steps')} steps, {s.get('tokens'):,} tokens, "
+                f"val_loss {s.get('val_loss', float('nan')):.4f}")
+    return out
+
+
+def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None = None,
+              quiet: bool = True, gpus: list[str] | None = None) -> dict[str, list[str]]:
+    """Train every run of ``sweep`` (or ``runs``): in this process, or with ``procs`` > 1 worker
+    subprocesses that each walk the whole list (the per-run lock shares the work out). ``gpus``: device
+    ids; worker k sees only ``gpus[k % len(gpus)]`` (``CUDA_VISIBLE_DEVICES``)."""
+    runs = sweep.runs if runs is None else runs
+    procs = sweep.procs if procs is None else procs
+    sweep.out_dir.mkdir(parents=True, exist_ok=True)
+    (sweep.out_dir / "sweep.json").write_text(json.dumps(
+        {"sweep_file": str(sweep.path), "runs": [r.name for r in sweep.runs]}, indent=1))
+    if procs <= 1:
+        _set_threads(sweep.threads)
+        res = run_worker(runs, 0, quiet)
+    else:
+        names = [r.name for r in runs]
+        cmd = [sys.executable, "-m", "rins.sweep", str(sweep.path), "--out-dir", str(sweep.out_dir),
+               "--worker", "--threads", str(sweep.threads)]
+        for n in names:
+            cmd += ["--only", n]
+        workers = []
+        for k in range(procs):
+            env = dict(os.environ)
+            if gpus:  # pin worker k to one GPU (round robin)
+                env["CUDA_VISIBLE_DEVICES"] = str(gpus[k % len(gpus)])
+            workers.append(subprocess.Popen(cmd + ["--worker-id", str(k)], env=env))
+        rcs = [w.wait() for w in workers]
+        res = {"trained": [], "skipped": [], "busy": [], "failed": []}
+        for r in runs:
+            if not is_complete(r.run_dir):
+                res["failed"].append(r.name)
+        if any(rcs):
+            print(f"[sweep] worker exit codes: {rcs}", flush=True)
+    done = sum(is_complete(r.run_dir) for r in runs)
+    print(f"[sweep] {done}/{len(runs)} runs complete in {sweep.out_dir}" +
+          (f"; failed: {', '.join(res['failed'])}" if res["failed"] else ""), flush=True)
+    return res
+
+
+def main_sweep(argv: list[str] | None = None) -> int:
+    """``rins sweep SWEEP.toml [--only PATTERN]... [--dry-run] [--procs N] [--gpus IDS] [--out-dir DIR]
+    [--threads T]``.
+
+    Returns 0 when every selected run is complete, 1 when some failed, 2 on a usage/config error.
+    """
+    ap = argparse.ArgumentParser(prog="rins sweep", description="Run a grid of compute-matched runs (TOML).")
+    ap.add_argument("sweep", help="sweep TOML file ([base], [sizes.*], [[grid]])")
+    ap.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                    help="only runs whose name or grid matches this glob (or contains it); repeatable")
+    ap.add_argument("--dry-run", action="store_true", help="print the grid with params/steps/tokens; train nothing")
+    ap.add_argument("--procs", type=int, default=None, help="worker processes (default [sweep] procs or 1)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per worker (0: torch default)")
+    ap.add_argument("--gpus", default=None, help="comma-separated GPU ids; worker k uses gpus[k %% n], e.g. 0,1,2,3")
+    ap.add_argument("--out-dir", default=None, help="parent folder of the runs (default [sweep] out_dir)")
+    ap.add_argument("--json", action="store_true", help="with --dry-run: print JSON rows")
+    ap.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
+    try:
+        a = ap.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    try:
+        sw = load_sweep(a.sweep, a.out_dir)
+    except (ValueError, FileNotFoundError, SignatureError) as e:
+        print(f"rins sweep: error: {e}", file=sys.stderr)
+        return 2
+    if a.threads is not None:
+        sw.threads = a.threads
+    runs = select(sw.runs, a.only)
+    if not runs:
+        print(f"rins sweep: error: no run matches --only {a.only}", file=sys.stderr)
+        return 2
+    if a.dry_run:
+        text, rows = dry_run_table(runs)
+        print(json.dumps(rows, indent=1) if a.json else text)
+        return 0
+    if a.worker:
+        _set_threads(sw.threads)
+        res = run_worker(runs, a.worker_id, quiet=not a.verbose)
+        return 1 if res["failed"] else 0
+    gpus = [g.strip() for g in a.gpus.split(",") if g.strip()] if a.gpus else None
+    res = run_sweep(sw, runs, a.procs, quiet=not a.verbose, gpus=gpus)
+    return 1 if res["failed"] or not all(is_complete(r.run_dir) for r in runs) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main_sweep())

@@ -1,0 +1,137 @@
+"""``rins report``: files, tables and verdicts computed from the numbers (never hard-coded)."""
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rins.report import build_report, family, load_runs, main_report
+from rins.sweep import main_sweep
+
+WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    """A small finished sweep: 5 layouts, 2 budgets for AB / A^2B, stochastic A^3B ± adapters."""
+    root = tmp_path_factory.mktemp("rep")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    rng = random.Random(0)
+    for i in range(5):
+        (corpus / f"doc{i}.txt").write_text(
+            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
+        )
+    sw = root / "s.toml"
+    sw.write_text(f"""
+[sweep]
+out_dir = "{root / 'runs'}"
+threads = 1
+[base]
+preset = "tiny"
+progress = false
+n_evals = 8
+[base.model]
+n_layers = 6
+[base.data]
+corpus = "{corpus}"
+cache_dir = "{root / 'cache'}"
+[[grid]]
+name = "main"
+layouts = ["AB", "A^2B"]
+budgets = [1.5e9, 3e9]
+[[grid]]
+name = "others"
+layouts = ["A^3B", "(AB)^2", "AB^2C", "ABA"]
+budgets = [3e9]
+[[grid]]
+name = "stochastic"
+layouts = ["A^3B"]
+budgets = [3e9]
+p_skip = [0.5]
+adapters = ["none", "round"]
+""")
+    assert main_sweep([str(sw)]) == 0
+    return root / "runs"
+
+
+def test_family_labels():
+    assert family("AB") == "baseline"
+    assert family("A^3B") == "RINS"
+    assert family("(AB)^2") == "RAO"
+    assert family("AB^2C") == "middle"
+    assert family("(ABC)^2") == "cycle"
+    assert family("ABA") == "other"
+    assert family("A^2B", degree=2) == "other"
+
+
+def test_report_files_tables_and_verdicts(sweep_dir, tmp_path):
+    res = build_report([sweep_dir], tmp_path / "out", n_boot=20)
+    out = tmp_path / "out"
+    text = (out / "report.md").read_text()
+    runs, skipped = load_runs([sweep_dir])
+    assert len(runs) == 10 and not skipped
+    for r in runs:
+        assert r.name in text
+        assert r.params > 0 and r.steps > 0 and r.tokens > 0 and r.flops > 0
+    for png in ("ranking.png",):
+        assert (out / png).stat().st_size > 1000
+    assert len(list(out.glob("curves_*.png"))) == 2 and len(list(out.glob("stochastic_*.png"))) == 1
+    data = json.loads((out / "report.json").read_text())
+    assert data["runs"] and data["claim1"]["n"] == 4  # budget 1.5e9: vs AB; 3e9: vs AB, RAO, middle
+    for claim in ("Claim 1", "Claim 2", "Claim 3", "Claim 4", "Claim 5", "Claim 6"):
+        assert claim in text
+    assert text.count("Verdict:") >= 5
+    # compute matching is stated and measured
+    assert "Compute matching" in text and data["runs"][0]["flops"] <= 3e9
+    # the no-regret table compares the adapter run at r=1 with the baseline of the same budget
+    row = next(r for r in data["claim6"]["rows"] if r["adapters"] == "round")
+    base = next(r for r in runs if r.signature == "AB" and r.budget == 3e9)
+    assert row["baseline"] == pytest.approx(base.val_loss)
+    assert res["data"]["claim3"]["budget"] == 3e9 and len(res["data"]["claim3"]["ranking"]) == 6
+
+
+def _set_loss(run_dir: Path, val: float, r1: float | None = None) -> None:
+    p = run_dir / "summary.json"
+    s = json.loads(p.read_text())
+    s["val_loss"] = val
+    if r1 is not None:
+        s["val_loss_r"]["1"] = r1
+    p.write_text(json.dumps(s))
+
+
+def test_verdicts_follow_the_numbers(sweep_dir, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(sweep_dir, runs)
+    base = json.loads((runs / "base_AB_C3e9_s0" / "summary.json").read_text())["val_loss"]
+    # make every RINS run clearly the best, and the adapter run clearly better than AB at r = 1
+    for name in ("base_Ax2B_C1.5e9_s0", "base_Ax2B_C3e9_s0", "base_Ax3B_C3e9_s0"):
+        _set_loss(runs / name, 0.5)
+    _set_loss(runs / "base_Ax3B_C3e9_ps0.5_adround_s0", 0.6, r1=base - 1.0)
+    good = build_report([runs], tmp_path / "good", n_boot=0)["text"]
+    assert re.search(r"claim 1 \*\*held\*\*", good)
+    assert re.search(r"best RINS layout ranks \*\*1 of 6\*\*", good)
+    assert re.search(r"no-regret claim \*\*held\*\*", good)
+    # now the opposite
+    for name in ("base_Ax2B_C1.5e9_s0", "base_Ax2B_C3e9_s0", "base_Ax3B_C3e9_s0"):
+        _set_loss(runs / name, 50.0)
+    _set_loss(runs / "base_Ax3B_C3e9_ps0.5_adround_s0", 50.0, r1=base + 1.0)
+    bad = build_report([runs], tmp_path / "bad", n_boot=0)["text"]
+    assert re.search(r"claim 1 \*\*did not hold\*\*", bad)
+    assert re.search(r"no-regret claim \*\*did not hold\*\*", bad)
+    assert "best r = [1, 1]" in bad
+
+
+def test_cli_report(sweep_dir, tmp_path, capsys):
+    assert main_report([str(sweep_dir / "base_AB_C3e9_s0"), str(sweep_dir / "base_Ax2B_C3e9_s0"),
+                        "--out", str(tmp_path / "o"), "--x", "tokens", "--n-boot", "0"]) == 0
+    assert "2 runs" in capsys.readouterr().out
+    assert (tmp_path / "o" / "report.md").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main_report([str(empty), "--out", str(tmp_path / "o2")]) == 2
+    assert "no complete run" in capsys.readouterr().err
+    assert main_report([str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == 2

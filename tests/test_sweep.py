@@ -1,0 +1,174 @@
+"""``rins sweep``: grid expansion and naming, dry run, skip-complete, resume, the per-run lock, workers."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rins.demo import read_log
+from rins.plan import enumerate_variants
+from rins.sweep import expand_grid, is_complete, load_sweep, main_sweep, run_lock, run_name, run_worker
+from rins.train import train
+
+WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    for i in range(5):
+        (d / f"doc{i}.txt").write_text(
+            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
+        )
+    return d
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def write_sweep(path: Path, corpus: Path, cache: Path, out: Path, grids: str) -> Path:
+    path.write_text(f"""
+[sweep]
+out_dir = "{out}"
+threads = 1
+
+[base]
+preset = "tiny"
+progress = false
+n_evals = 3
+ckpt_every = 2
+
+[base.data]
+corpus = "{corpus}"
+cache_dir = "{cache}"
+{grids}
+""")
+    return path
+
+
+GRID2 = """
+[[grid]]
+name = "main"
+layouts = ["AB", "rins(2)"]
+budgets = [1.5e9]
+"""
+
+
+def test_grid_expansion_and_naming(tmp_path):
+    base = {"preset": "tiny", "model": {"n_layers": 4}}
+    sizes = {"s": {"d_model": 32}, "m": {"d_model": 64}}
+    grids = [
+        {"name": "g", "layouts": ["AB", "rins(2)", "A^2B", "(AB)^2", "AB^2"], "budgets": [2e9, 1e9],
+         "p_skip": [0.0, 0.5], "adapters": ["none", "round"], "seeds": [0, 1]},
+    ]
+    runs = expand_grid(base, sizes, grids, tmp_path)
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names))
+    # AB has no exponent: only its deterministic point; rins(2) == A^2B is one layout; 4 recursive layouts
+    # × 4 (p_skip, adapters) + AB = 17 per (seed, size, budget)
+    assert len(runs) == 2 * 2 * 2 * (1 + 3 * 4)
+    assert runs[0].budget == 1e9  # small budgets first
+    assert "s_Ax2B_C1e9_s0" in names and "s_Ax2B_C2e9_ps0.5_adround_s1" in names
+    assert run_name("s", "(AB)^2", 1, 1e9, 0, "none", 0) != run_name("s", "AB^2", 1, 1e9, 0, "none", 0)
+    assert run_name("s", "rins(3)", 1, 1e12, 0, "none", 0) == run_name("s", "A^3B", 1, 1e12, 0, "none", 0)
+    assert run_name("s", "A^2B", 2, 1.5e13, 0.25, "none", 0) == "s_Ax2B_d2_C1.5e13_ps0.25_s0"
+    spec = next(r for r in runs if r.name == "m_oABcx2_C2e9_ps0.5_adround_s1")
+    cfg = spec.train_config()
+    assert cfg.budget.flops == 2e9 and cfg.budget.steps is None and cfg.seed == 1
+    assert cfg.model["d_model"] == 64 and cfg.model["signature"] == "(AB)^2" and cfg.model["p_skip"] == 0.5
+    assert cfg.run_dir() == tmp_path / spec.name
+    # the taxonomy: every variant that compiles for the model's layers
+    tax = expand_grid(base, {}, [{"layouts": ["taxonomy"], "budgets": [1e9]}], tmp_path)
+    assert len(tax) == len(list(enumerate_variants(4))) and tax[0].signature == "AB"
+    cut = expand_grid(base, {}, [{"layouts": ["taxonomy"], "budgets": [1e9], "taxonomy": {"limit": 5}}], tmp_path)
+    assert [r.signature for r in cut] == [s for s, _ in list(enumerate_variants(4))[:5]]
+    with pytest.raises(ValueError, match="unknown keys"):
+        expand_grid(base, {}, [{"layouts": ["AB"], "budgets": [1e9], "budget": 3}], tmp_path)
+    with pytest.raises(ValueError, match="does not compile"):
+        expand_grid(base, {}, [{"layouts": ["AB^2C"], "budgets": [1e9]}], tmp_path)  # 3 blocks on 4 layers
+    with pytest.raises(ValueError, match="unknown size"):
+        expand_grid(base, sizes, [{"layouts": ["AB"], "budgets": [1e9], "sizes": ["xl"]}], tmp_path)
+
+
+def test_dry_run_prints_grid_and_trains_nothing(corpus, cache, tmp_path, capsys):
+    sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2)
+    assert main_sweep([str(sw), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "base_AB_C1.5e9_s0" in out and "base_Ax2B_C1.5e9_s0" in out and "steps" in out and "todo" in out
+    assert not (tmp_path / "runs").exists()
+    assert main_sweep([str(sw), "--dry-run", "--json", "--only", "*Ax2B*"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["steps"] > 0 and rows[0]["tokens"] == rows[0]["steps"] * 8 * 32
+    assert main_sweep([str(sw), "--only", "nothing-matches"]) == 2
+
+
+def test_sweep_trains_skips_complete_and_resumes(corpus, cache, tmp_path, capsys):
+    sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2)
+    sweep = load_sweep(sw)
+    ab, rec = sweep.runs
+    # an interrupted sweep: the recursive run was killed after 3 steps
+    part = train(rec.train_config(), quiet=True, stop_after=3)
+    assert not part["complete"] and not is_complete(rec.run_dir)
+    assert main_sweep([str(sw)]) == 0
+    assert is_complete(ab.run_dir) and is_complete(rec.run_dir)
+    s = json.loads((rec.run_dir / "summary.json").read_text())
+    assert s["flops"] <= 1.5e9 and s["steps"] > 3
+    starts = [json.loads(line) for line in (rec.run_dir / "log.jsonl").read_text().splitlines()]
+    assert sum(r.get("event") == "start" for r in starts) == 1  # resumed, not restarted
+    assert [e["step"] for e in read_log(rec.run_dir)][-1] == s["steps"]
+    capsys.readouterr()
+    before = (ab.run_dir / "summary.json").stat().st_mtime_ns
+    assert main_sweep([str(sw)]) == 0
+    assert capsys.readouterr().out.count("complete, skipped") == 2
+    assert (ab.run_dir / "summary.json").stat().st_mtime_ns == before
+
+
+def test_per_run_lock_keeps_workers_apart(corpus, cache, tmp_path):
+    sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2)
+    ab, rec = load_sweep(sw).runs
+    with run_lock(ab.run_dir) as got:
+        assert got
+        with run_lock(ab.run_dir) as again:  # a second holder (another worker) is refused at once
+            assert not again
+        res = run_worker([ab, rec], worker=1, quiet=True, log=lambda m: None)
+    assert res["busy"] == [ab.name] and res["trained"] == [rec.name]
+    assert not is_complete(ab.run_dir) and is_complete(rec.run_dir)
+    with run_lock(ab.run_dir) as got:  # released when the holder is done
+        assert got
+
+
+def test_parallel_workers_train_every_run_once(corpus, cache, tmp_path):
+    sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2)
+    assert main_sweep([str(sw), "--procs", "2"]) == 0
+    for spec in load_sweep(sw).runs:
+        assert is_complete(spec.run_dir)
+        log = [json.loads(line) for line in (spec.run_dir / "log.jsonl").read_text().splitlines()]
+        assert sum(r.get("event") == "start" for r in log) == 1
+        steps = [r["step"] for r in log if r.get("event") == "train"]
+        assert steps == sorted(set(steps))  # one trainer per run: no step logged twice
+
+
+def test_bad_sweep_files_give_clear_errors(tmp_path, capsys):
+    p = tmp_path / "bad.toml"
+    p.write_text("[base]\npreset = 'tiny'\n")
+    assert main_sweep([str(p), "--dry-run"]) == 2
+    assert "no [[grid]]" in capsys.readouterr().err
+    p.write_text("[base]\npreset = 'tiny'\n[[grid]]\nlayouts = ['A^2B(']\nbudgets = [1e9]\n")
+    assert main_sweep([str(p), "--dry-run"]) == 2
+    assert main_sweep([str(tmp_path / "missing.toml")]) == 2
+
+
+def test_shipped_study_configs_expand():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    cpu = load_sweep(root / "study-cpu.toml")
+    sigs = {r.signature for r in cpu.runs}
+    assert {"AB", "A^2B", "A^3B", "(AB)^2", "AB^2C"} <= sigs
+    assert any(r.p_skip == 0.5 and r.adapters == "round" for r in cpu.runs)
+    gpu = load_sweep(root / "study-gpu.toml")
+    assert len({r.budget for r in gpu.runs}) >= 4
+    tax = [r for r in gpu.runs if "taxonomy" in r.grids]
+    assert len({(r.signature, r.degree) for r in tax}) >= 55
