@@ -83,6 +83,7 @@ class TrainConfig:
     keep_last: int = 2
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" …
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
+    threads: int = 0  # CPU intra-op threads (0: torch's default); 1 is far faster on a shared, loaded machine
     compile: bool = False  # torch.compile each block (not the recursion loop)
     out_dir: str = "runs"
     progress: bool = True

@@ -334,6 +334,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum × world size = "
                          f"{cfg.grad_accum * world}")
 
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     init_meta = None
     if init_from:
