@@ -429,10 +429,13 @@ class RecursiveStack(nn.Module):
             if seq_depth is not None and rd >= 0:
                 active = (depth_t > rd).view(-1, 1, 1)
             blk = self.blocks[lay]
+            # the application index only addresses KV slots (cache / kv_share); a constant otherwise keeps a
+            # compiled block from specialising on it (one graph for every application and every r)
+            app = i if (ctx.cache is not None or ctx.share_from) else 0
             if self.cfg.activation_checkpointing and self.training and ctx.cache is None:
-                new = checkpoint(blk, h, ctx, i, use_reentrant=False)
+                new = checkpoint(blk, h, ctx, app, use_reentrant=False)
             else:
-                new = blk(h, ctx, i)
+                new = blk(h, ctx, app)
             if i in ends and per_round:
                 new = adapters[min(ends[i], len(adapters) - 1)](new)
             h = new if active is None or rd < 0 else torch.where(active, new, h)

@@ -1,0 +1,173 @@
+"""Training throughput and MFU of the cpu-small shape: fp32 / bf16 autocast / bf16 + compile per block.
+
+MFU = model FLOPs per token (per *executed* layer, ``model.flops_per_token(T, training=True)``) ×
+tokens/s / peak, where the peak is a bf16 matmul peak measured in this script on CPU (before and after
+the timings; the higher one is used) or the datasheet bf16 peak on GPU.
+
+Variants are timed round-robin (``--repeats`` rounds of ``--steps`` steps each, best round kept), and
+the peak is re-measured after every round (highest kept), so that load changes on a shared machine hit
+all of them alike. It also counts the graphs that
+``torch.compile`` builds per block when the depth r varies (it must not recompile), and can profile
+one step (``--profile``). Usage::
+
+    flock /tmp/rins-cpu.lock .venv/bin/python benchmarks/train_throughput.py [--signature AB] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from rins.model import LMConfig, RecursiveLM  # noqa: E402
+
+
+class _AppFree(nn.Module):
+    """Calls a block with a constant application index when no KV cache / kv_share needs it.
+
+    This is the proposed model-core fix (see BENCHMARKS.md): ``app`` is a Python int, so a compiled
+    block specialises on it and recompiles for every application of the plan.
+    """
+
+    def __init__(self, blk: nn.Module) -> None:
+        super().__init__()
+        self.blk = blk
+
+    def forward(self, h, ctx, app):
+        return self.blk(h, ctx, app if (ctx.cache is not None or ctx.share_from) else 0)
+
+
+def build(signature: str, compile_mode: str | None, seed: int = 0, **over) -> RecursiveLM:
+    torch.manual_seed(seed)
+    m = RecursiveLM(LMConfig(**{**common.CPU_SMALL, "signature": signature, **over}))
+    if compile_mode == "as-train":  # exactly what rins.train does with compile=true
+        for blk in m.stack.blocks:
+            blk.compile(dynamic=False)
+    elif compile_mode == "app-free":
+        for i, blk in enumerate(list(m.stack.blocks)):
+            blk.compile(dynamic=False)
+            m.stack.blocks[i] = _AppFree(blk)
+    return m
+
+
+def count_graphs(signature: str, compile_mode: str, depths: list[int]) -> list[int]:
+    """Cumulative dynamo graph count after a training forward/backward at each depth in ``depths``."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    m = build(signature, compile_mode, n_layers=4, d_model=64, max_seq_len=32, vocab_size=256).train()
+    x = torch.randint(0, 256, (2, 32))
+    out = []
+    for r in depths:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = m(x, r)
+        y.float().sum().backward()
+        out.append(int(counters["stats"]["unique_graphs"]))
+    torch._dynamo.reset()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--signature", default="AB")
+    ap.add_argument("--steps", type=int, default=5, help="steps per timed round")
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds (best kept)")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler table of one bf16 step")
+    ap.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+    a = ap.parse_args()
+    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if a.device == "auto" else a.device))
+    B, T, V = common.CPU_SMALL_BATCH, common.CPU_SMALL_SEQ, common.CPU_SMALL["vocab_size"]
+    load0 = common.loadavg()
+    peak0, how = common.peak_flops(dev)
+    print(f"[bench] peak {peak0 / 1e9:.0f} GFLOP/s ({how}); load {load0}", flush=True)
+
+    variants = [  # (label, dtype, compile, fused AdamW)
+        ("fp32 eager", "float32", None, False),
+        ("bf16 autocast eager", "bfloat16", None, False),
+        ("bf16 autocast eager + fused AdamW", "bfloat16", None, True),
+        ("bf16 + compile per block (rins.train today)", "bfloat16", "as-train", False),
+        ("bf16 + compile per block, app-free patch", "bfloat16", "app-free", False),
+        ("bf16 + compile, app-free patch + fused AdamW", "bfloat16", "app-free", True),
+    ]
+    if dev.type == "cuda":
+        variants = [v for v in variants if "fused" in v[0] or v[1] == "float32"]
+    steppers, flops_tok = {}, None
+    for label, dt, comp, fused in variants:
+        m = build(a.signature, comp)
+        flops_tok = m.flops_per_token(T, training=True)
+        steppers[label] = common.make_train_step(m, dt, dev, B, T, V, fused=fused)
+        t0 = common.time_fn(steppers[label], 1, 1, common.sync_fn(dev))
+        common.time_fn(steppers[label], a.warmup - 1, 1, common.sync_fn(dev))
+        print(f"[bench] {label}: first step {t0:.1f} s", flush=True)
+    best = {k: float("inf") for k in steppers}
+    peaks = [peak0]
+    for _ in range(a.repeats):
+        for label, fn in steppers.items():
+            best[label] = min(best[label], common.time_fn(fn, 0, a.steps, common.sync_fn(dev)))
+        if dev.type == "cpu":  # the peak is re-measured in every round, under the same load as the steps
+            peaks.append(common.matmul_peak(torch.bfloat16, seconds=0.5))
+    peak = max(peaks)
+    load1 = common.loadavg()
+    rows = []
+    for label, *_ in variants:
+        s = best[label]
+        tps = B * T / s
+        rows.append([label, f"{s * 1e3:.0f}", f"{tps:,.0f}", f"{flops_tok * tps / 1e9:.1f}",
+                     f"{100 * flops_tok * tps / peak:.1f}%"])
+        print(f"[bench] {rows[-1]}", flush=True)
+
+    graphs_train = count_graphs("A^2B", "as-train", [2, 1, 2, 3, 4])
+    graphs_fix = count_graphs("A^2B", "app-free", [2, 1, 2, 3, 4])
+    print(f"[bench] dynamo graphs (A^2B, r = 2,1,2,3,4): as train {graphs_train}, app-free {graphs_fix}")
+
+    prof_txt = ""
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        fn = steppers["bf16 autocast eager"]
+        with profile(activities=[ProfilerActivity.CPU]) as p:
+            for _ in range(2):
+                fn()
+        prof_txt = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
+        print(prof_txt)
+
+    mfu_best = max(flops_tok * B * T / best[k] / peak for k in best)
+    body = [
+        f"Shape: cpu-small (`{a.signature}`, L=6, d=256, 4 heads, SwiGLU 704, V=8192, T={T}, batch {B}); full "
+        f"optimizer step (autocast forward, fp32 cross-entropy, backward, grad clip, AdamW). Model FLOPs/token "
+        f"(training, per executed layer) = {flops_tok / 1e6:.2f} M.",
+        f"Peak: {how}, measured before and after every round: "
+        f"{', '.join(f'{p / 1e9:.0f}' for p in peaks)} GFLOP/s (used: the highest, {peak / 1e9:.0f}). "
+        f"Machine: {common.machine()}. Load average before / after: {load0} / {load1}.",
+        "",
+        common.table(["variant", "ms/step", "tokens/s", "achieved GFLOP/s", "MFU (vs bf16 peak)"], rows),
+        "",
+        f"Target MFU ≥ 35% of the measured bf16 peak: **{'met' if mfu_best >= 0.35 else 'not met'}** "
+        f"(best {100 * mfu_best:.1f}%).",
+        "",
+        f"Recompiles when r varies (`torch._dynamo` `unique_graphs`, cumulative after training steps at "
+        f"r = 2, 1, 2, 3, 4 of an `A^2B` model, 4 layers): compile per block as `rins.train` does it today: "
+        f"{graphs_train}; with the app-free patch: {graphs_fix}.",
+        "",
+        f"Command: `{common.command_line()}`",
+    ]
+    if prof_txt:
+        body += ["", "Profile of two bf16 eager steps (self CPU time):", "", "```", prof_txt.strip(), "```"]
+    if not a.no_write:
+        common.update_section(f"train-throughput-{a.signature}-{dev.type}",
+                              f"Training throughput and MFU ({a.signature}, {dev.type})", "\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
