@@ -263,3 +263,19 @@ def test_input_injection_re_adds_the_group_input_each_round():
     assert torch.equal(cached, _greedy_uncached(inj, x[:, :3], 6, 3))
     with pytest.raises(ValueError, match="input_injection"):
         tiny_config(signature="A^2B", input_injection="concat")
+
+
+def test_compiled_blocks_do_not_recompile_when_r_varies():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    m = tiny_lm(signature="A^2B")
+    for blk in m.blocks:
+        blk.compile(backend="eager", dynamic=False)
+    x = torch.randint(0, 61, (2, 8))
+    m(x, r=2)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for r in (1, 3, 4, 2):
+        m(x, r=r)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()
