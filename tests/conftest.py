@@ -1,3 +1,6 @@
+import random
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,3 +26,24 @@ def tiny_lm(seed: int = 0, **kw) -> RecursiveLM:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A tiny five-document text corpus (a folder of .txt files)."""
+    d = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    for i in range(5):
+        (d / f"doc{i}.txt").write_text(
+            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
+        )
+    return d
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    """A data cache shared by the tests (prepared corpora are reused)."""
+    return tmp_path_factory.mktemp("cache")

@@ -42,15 +42,6 @@ def hf_model(kind: str, n_layers: int = 4, seed: int = 0):
     return m
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only add contention (x50 slower on a loaded 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tokens() -> torch.Tensor:
     return torch.randint(0, V, (2, 12), generator=torch.Generator().manual_seed(1))

@@ -1,7 +1,6 @@
 """``rins report``: files, tables and verdicts computed from the numbers (never hard-coded)."""
 
 import json
-import random
 import re
 import shutil
 from pathlib import Path
@@ -11,20 +10,11 @@ import pytest
 from rins.report import build_report, family, load_runs, main_report
 from rins.sweep import main_sweep
 
-WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
-
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory) -> Path:
+def sweep_dir(tmp_path_factory, corpus) -> Path:
     """A small finished sweep: 5 layouts, 2 budgets for AB / A^2B, stochastic A^3B ± adapters."""
     root = tmp_path_factory.mktemp("rep")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    rng = random.Random(0)
-    for i in range(5):
-        (corpus / f"doc{i}.txt").write_text(
-            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
-        )
     sw = root / "s.toml"
     sw.write_text(f"""
 [sweep]

@@ -1,7 +1,6 @@
 """``rins sweep``: grid expansion and naming, dry run, skip-complete, resume, the per-run lock, workers."""
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -10,24 +9,6 @@ from rins.demo import read_log
 from rins.plan import enumerate_variants
 from rins.sweep import expand_grid, is_complete, load_sweep, main_sweep, run_lock, run_name, run_worker
 from rins.train import train
-
-WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    for i in range(5):
-        (d / f"doc{i}.txt").write_text(
-            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
-        )
-    return d
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 def write_sweep(path: Path, corpus: Path, cache: Path, out: Path, grids: str) -> Path:

@@ -1,8 +1,6 @@
 """The trainer: budget → steps, schedules, exact resume, atomic checkpoints, NaN stop, configs, CLI."""
 
 import json
-import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,24 +10,6 @@ from rins.cli import main as cli
 from rins.config import TrainConfig, apply_overrides, load_config
 from rins.demo import read_log
 from rins.train import BudgetError, LMTask, NonFiniteError, eval_schedule, lr_at, plan_steps, train
-
-WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    for i in range(5):
-        (d / f"doc{i}.txt").write_text(
-            "\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) + "." for _ in range(300))
-        )
-    return d
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 def cfg_for(corpus, cache, tmp_path, name="r", **over) -> TrainConfig:
