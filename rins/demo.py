@@ -38,15 +38,22 @@ def read_log(run_dir: str | Path, event: str = "eval") -> list[dict[str, Any]]:
 
 
 def format_table(rows: list[dict[str, Any]], depths: list[int]) -> str:
-    """Markdown table: one row per variant, held-out loss at every depth r (best per column in bold)."""
+    """Markdown table: one row per variant, held-out loss at every depth r (best per column in bold).
+
+    A model without recursion (e.g. ``AB``) has one loss whatever r is asked for; it fills every column."""
+
+    def at(row: dict[str, Any], r: int) -> float | None:
+        by_r = row.get("val_loss_r") or {}
+        return by_r.get(str(r)) if by_r else row.get("val_loss")
+
     head = "| variant | params | steps | tokens | train FLOPs | " + " | ".join(f"loss r={r}" for r in depths) + " |"
     sep = "|" + "---|" * (5 + len(depths))
-    best = {r: min((row["val_loss_r"].get(str(r), math.inf) for row in rows), default=math.inf) for r in depths}
+    best = {r: min((v for row in rows if (v := at(row, r)) is not None), default=math.inf) for r in depths}
     lines = [head, sep]
     for row in rows:
         cells = []
         for r in depths:
-            v = row["val_loss_r"].get(str(r))
+            v = at(row, r)
             if v is None:
                 cells.append("–")
             else:
