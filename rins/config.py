@@ -196,7 +196,68 @@ def _gpu(d: int, layers: int, heads: int) -> dict[str, Any]:
     }
 
 
+def _tower(layers: int, d: int, heads: int, **kw: Any) -> dict[str, Any]:
+    return {"n_layers": layers, "d_model": d, "n_heads": heads, "signature": "AB", **kw}
+
+
+def _siglip_cpu() -> dict[str, Any]:
+    """The CPU SigLIP of RESULTS.md: Fashion-MNIST, d=48, 4+4 layers, ~250k parameters, minutes on 2 cores.
+    RINS per tower: ``--set model.image.signature=A^2B`` (or ``model.text.signature``)."""
+    return {
+        "name": "siglip-cpu",
+        "task": "siglip",
+        "model": {"embed_dim": 48, "loss": "sigmoid",
+                  "image": _tower(4, 48, 4, patch_size=7, pool="mean"),
+                  "text": _tower(4, 48, 4, pool="mean"),
+                  "data_options": {"augment": False, "eval_images": 1000, "eval_retrieval": 500}},
+        "data": {"corpus": "fashion-mnist"},
+        "budget": {"flops": 1.87e12},
+        "batch_size": 64,
+        "n_evals": 6,
+        "threads": 1,
+        "optim": {"lr": 1e-3, "warmup_frac": 0.1, "weight_decay": 0.0},
+    }
+
+
+def _vit_cpu() -> dict[str, Any]:
+    """The ViT-classifier control at the image-tower shape of ``siglip-cpu``."""
+    return {
+        "name": "vit-cpu",
+        "task": "vit",
+        "model": {**_tower(4, 48, 4, patch_size=7, pool="mean"), "data_options": {"augment": False}},
+        "data": {"corpus": "fashion-mnist"},
+        "budget": {"flops": 4.39e11},
+        "batch_size": 64,
+        "n_evals": 6,
+        "threads": 1,
+        "optim": {"lr": 1e-3, "warmup_frac": 0.1, "weight_decay": 0.0},
+    }
+
+
+def _siglip_b16() -> dict[str, Any]:
+    """SigLIP-B/16 shapes for GPUs (point ``data.corpus`` at your image-caption tar shards or CSV)."""
+    return {
+        "name": "siglip-b16",
+        "task": "siglip",
+        "model": {"embed_dim": 768, "loss": "sigmoid", "chunk_size": 1024,
+                  "image": _tower(12, 768, 12, patch_size=16, image_size=224, channels=3, pool="map"),
+                  "text": _tower(12, 768, 12, max_len=64, pool="last")},
+        "data": {"corpus": "emoji"},
+        "budget": {"flops": 1e19},
+        "batch_size": 4096,
+        "grad_accum": 4,
+        "dtype": "bfloat16",
+        "compile": True,
+        "device": "cuda",
+        "n_evals": 12,
+        "optim": {"lr": 1e-3, "warmup_frac": 0.05, "weight_decay": 1e-4},
+    }
+
+
 PRESETS: dict[str, Any] = {
+    "siglip-cpu": _siglip_cpu,
+    "vit-cpu": _vit_cpu,
+    "siglip-b16": _siglip_b16,
     "tiny": _tiny,
     "cpu-small": _cpu_small,
     "gpu-125m": lambda: {"name": "gpu-125m", **_gpu(768, 12, 12)},
