@@ -281,6 +281,17 @@ def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """Parse a TOML file, with clear errors for a missing file or invalid TOML."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} does not exist")
+    try:
+        return tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{p}: invalid TOML ({e})") from e
+
+
 def load_config(preset: str | None = None, toml_path: str | Path | None = None,
                 overrides: list[str] | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig`: preset, then a TOML file (may name ``preset = "..."``), then overrides.
@@ -291,13 +302,7 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
     d: dict[str, Any] = {}
     layers: list[dict[str, Any]] = []
     if toml_path is not None:
-        p = Path(toml_path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        try:
-            t = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{p}: invalid TOML ({e})") from e
+        t = read_toml(toml_path, "config file")
         preset = t.pop("preset", preset)
         layers.append(t)
     if preset:

@@ -303,6 +303,18 @@ def _curves_section(runs: list[RunInfo], out: Path, x: str) -> tuple[str, dict[s
     return text, data
 
 
+def _finish(fig, ax, png, title: str, legend_size: int = 7) -> None:
+    """Title, grid, legend, save and close: the common tail of every report plot."""
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
 def _plot_finals(rs: list[RunInfo], png: Path, title: str) -> None:
     """Final loss against the budget, one line per layout (colour by family)."""
     import matplotlib
@@ -324,12 +336,7 @@ def _plot_finals(rs: list[RunInfo], png: Path, title: str) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("training budget (FLOPs)")
     ax.set_ylabel("final held-out loss (nats/token)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, png, title, legend_size=7)
 
 
 def _best(rs: list[RunInfo], fam: str) -> RunInfo | None:
@@ -665,12 +672,7 @@ def _plot_depth(rs: list[RunInfo], base: RunInfo | None, depths: list[int], png:
     ax.set_xticks(depths)
     ax.set_xlabel("inference depth r (rounds of A)")
     ax.set_ylabel("held-out loss (nats/token)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, png, title, legend_size=7)
 
 
 def _claim6(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:

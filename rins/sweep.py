@@ -58,13 +58,12 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, _deep_update, preset_dict
+from .config import TrainConfig, _deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock",
@@ -202,12 +201,7 @@ def _taxonomy(n_layers: int, opts: dict[str, Any]) -> list[tuple[str, int]]:
 def load_sweep(path: str | Path, out_dir: str | None = None) -> Sweep:
     """Parse a sweep TOML file and expand its grid (raises ``ValueError`` naming the bad key)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"sweep file {p} does not exist")
-    try:
-        t = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{p}: invalid TOML ({e})") from e
+    t = read_toml(p, "sweep file")
     unknown = set(t) - {"sweep", "base", "sizes", "grid"}
     if unknown:
         raise ValueError(f"{p}: unknown top-level tables {sorted(unknown)}; use [sweep], [base], [sizes.*], [[grid]]")
