@@ -170,7 +170,7 @@ def _cpu_small() -> dict[str, Any]:
         "name": "cpu-small",
         "model": {"n_layers": 6, "d_model": 256, "n_heads": 4, "max_seq_len": 256, "signature": "AB"},
         "data": {"vocab_size": 8192, "seq_len": 256},
-        "budget": {"flops": 4e13},
+        "budget": {"flops": 3e13},
         "batch_size": 16,
         "dtype": "bfloat16",
         "n_evals": 8,
