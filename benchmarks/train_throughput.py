@@ -96,9 +96,9 @@ def main() -> None:
         ("fp32 eager", "float32", None, False),
         ("bf16 autocast eager", "bfloat16", None, False),
         ("bf16 autocast eager + fused AdamW", "bfloat16", None, True),
-        ("bf16 + compile per block (rins.train today)", "bfloat16", "as-train", False),
-        ("bf16 + compile per block, app-free patch", "bfloat16", "app-free", False),
-        ("bf16 + compile, app-free patch + fused AdamW", "bfloat16", "app-free", True),
+        ("bf16 + compile per block (as rins.train does)", "bfloat16", "as-train", False),
+        ("bf16 + compile per block, app-free forward (= rins.train now)", "bfloat16", "app-free", False),
+        ("bf16 + compile per block + fused AdamW", "bfloat16", "app-free", True),
     ]
     if dev.type == "cuda":
         variants = [v for v in variants if "fused" in v[0] or v[1] == "float32"]
@@ -157,7 +157,7 @@ def main() -> None:
         f"(best {100 * mfu_best:.1f}%).",
         "",
         f"Recompiles when r varies (`torch._dynamo` `unique_graphs`, cumulative after training steps at "
-        f"r = 2, 1, 2, 3, 4 of an `A^2B` model, 4 layers): compile per block as `rins.train` does it today: "
+        f"r = 2, 1, 2, 3, 4 of an `A^2B` model, 4 layers): compile per block as `rins.train` does it: "
         f"{graphs_train}; with the app-free patch: {graphs_fix}.",
         "",
         f"Command: `{common.command_line()}`",
