@@ -67,6 +67,26 @@ class StackConfig:
     activation_checkpointing: bool = False
     input_injection: str = "none"  # "none" | "add": each round k >= 1 of the recursed group starts from h + e
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (saved into checkpoints and run configs)."""
+        d = asdict(self)
+        d["block_sizes"] = list(self.block_sizes) if self.block_sizes else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """Build from :meth:`to_dict` output; unknown keys are an error that lists the known ones."""
+        return from_checked_dict(cls, d)
+
+
+def from_checked_dict(cls, d: dict[str, Any]):
+    """``cls(**d)`` for a dataclass, with a clear error naming unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)
+
 
 @dataclass
 class LMConfig(StackConfig):
@@ -130,18 +150,6 @@ class LMConfig(StackConfig):
         if self.vocab_size < 2 or self.max_seq_len < 1:
             raise ValueError("vocab_size must be >= 2 and max_seq_len >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["block_sizes"] = list(self.block_sizes) if self.block_sizes else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown LMConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _validate_stack(cfg: StackConfig, n_layers: int) -> None:

@@ -23,7 +23,7 @@ Choices (all configurable, documented here once):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -40,6 +40,7 @@ from .model import (
     _Ctx,
     _validate_stack,
     depth_distribution,
+    from_checked_dict,
     make_norm,
 )
 from .plan import resolve_signature
@@ -101,19 +102,6 @@ class _TowerConfig(StackConfig):
 
     def validate(self) -> None:
         self._validate_common()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["block_sizes"] = list(self.block_sizes) if self.block_sizes else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass
@@ -196,11 +184,7 @@ class SigLIPConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SigLIPConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown SigLIPConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return from_checked_dict(cls, d)
 
 
 # ----------------------------------------------------------------------------------------------
