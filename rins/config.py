@@ -200,38 +200,33 @@ def _tower(layers: int, d: int, heads: int, **kw: Any) -> dict[str, Any]:
     return {"n_layers": layers, "d_model": d, "n_heads": heads, "signature": "AB", **kw}
 
 
-def _siglip_cpu() -> dict[str, Any]:
-    """The CPU SigLIP of RESULTS.md: Fashion-MNIST, d=48, 4+4 layers, ~250k parameters, minutes on 2 cores.
-    RINS per tower: ``--set model.image.signature=A^2B`` (or ``model.text.signature``)."""
+def _vision_cpu(name: str, task: str, model: dict[str, Any], flops: float) -> dict[str, Any]:
     return {
-        "name": "siglip-cpu",
-        "task": "siglip",
-        "model": {"embed_dim": 48, "loss": "sigmoid",
-                  "image": _tower(4, 48, 4, patch_size=7, pool="mean"),
-                  "text": _tower(4, 48, 4, pool="mean"),
-                  "data_options": {"augment": False, "eval_images": 1000, "eval_retrieval": 500}},
+        "name": name,
+        "task": task,
+        "model": model,
         "data": {"corpus": "fashion-mnist"},
-        "budget": {"flops": 1.87e12},
+        "budget": {"flops": flops},
         "batch_size": 64,
         "n_evals": 6,
         "threads": 1,
         "optim": {"lr": 1e-3, "warmup_frac": 0.1, "weight_decay": 0.0},
     }
+
+
+def _siglip_cpu() -> dict[str, Any]:
+    """The CPU SigLIP of RESULTS.md: Fashion-MNIST, d=48, 4+4 layers, ~250k parameters, minutes on 2 cores.
+    RINS per tower: ``--set model.image.signature=A^2B`` (or ``model.text.signature``)."""
+    model = {"embed_dim": 48, "loss": "sigmoid", "image": _tower(4, 48, 4, patch_size=7, pool="mean"),
+             "text": _tower(4, 48, 4, pool="mean"),
+             "data_options": {"augment": False, "eval_images": 1000, "eval_retrieval": 500}}
+    return _vision_cpu("siglip-cpu", "siglip", model, 1.87e12)
 
 
 def _vit_cpu() -> dict[str, Any]:
     """The ViT-classifier control at the image-tower shape of ``siglip-cpu``."""
-    return {
-        "name": "vit-cpu",
-        "task": "vit",
-        "model": {**_tower(4, 48, 4, patch_size=7, pool="mean"), "data_options": {"augment": False}},
-        "data": {"corpus": "fashion-mnist"},
-        "budget": {"flops": 4.39e11},
-        "batch_size": 64,
-        "n_evals": 6,
-        "threads": 1,
-        "optim": {"lr": 1e-3, "warmup_frac": 0.1, "weight_decay": 0.0},
-    }
+    model = {**_tower(4, 48, 4, patch_size=7, pool="mean"), "data_options": {"augment": False}}
+    return _vision_cpu("vit-cpu", "vit", model, 4.39e11)
 
 
 def _siglip_b16() -> dict[str, Any]:
