@@ -114,9 +114,10 @@ def time_fn(fn: Callable[[], object], warmup: int, iters: int, sync: Callable[[]
 
 
 def command_line() -> str:
-    """The command that ran this script, relative to the repository root."""
+    """The command that ran this script, relative to the repository root (as run: no lock wrapper is
+    claimed; on a shared machine wrap it in ``flock /tmp/rins-cpu.lock``)."""
     argv = [os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]
-    return "flock /tmp/rins-cpu.lock .venv/bin/python " + " ".join(shlex.quote(a) for a in argv)
+    return ".venv/bin/python " + " ".join(shlex.quote(a) for a in argv)
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:
@@ -126,14 +127,17 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
-def update_section(name: str, title: str, body: str, path: Path = BENCH_MD) -> None:
-    """Replace (or append) the section ``name`` of BENCHMARKS.md with ``title`` + ``body``."""
+def update_section(name: str, title: str, body: str, command: str | None = None, path: Path = BENCH_MD) -> None:
+    """Replace (or append) the section ``name`` of BENCHMARKS.md with ``title`` + ``body`` + the command that
+    produced it (default: this process's :func:`command_line`)."""
     begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
-    block = f"{begin}\n## {title}\n\n{body.rstrip()}\n{end}"
+    body = f"{body.rstrip()}\n\nCommand: `{command or command_line()}`"
+    block = f"{begin}\n## {title}\n\n{body}\n{end}"
     text = path.read_text() if path.exists() else (
         "# Benchmarks\n\nProduced by the scripts in `benchmarks/` (each rewrites its own section below). "
-        "CPU timings are taken under `flock /tmp/rins-cpu.lock` on a 2-core machine shared with other jobs; "
-        "the load average at the time of each run is recorded with it. Figures vary ±15% between runs.\n\n")
+        "CPU timings are taken on a 2-core machine (run alone, or under `flock /tmp/rins-cpu.lock` when others "
+        "share it); the load average at the time of each run is recorded with it. Figures vary ±15% between "
+        "runs.\n\n")
     pat = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)

@@ -89,10 +89,8 @@ def _worker(rank: int, world: int, port: int, r: int, write: bool, cmd: str) -> 
             "unsharded across its applications (1 in forward, r-1 in backward); either way FSDP2 issues one "
             "reduce-scatter per block per step and the gradients are correct. `rins.distributed.shard_model` "
             "therefore uses `reshard_after_forward=False` for blocks the plan applies more than once.",
-            "",
-            f"Command: `{cmd}`",
         ])
-        common.update_section(f"fsdp-shared-blocks-r{r}", f"FSDP2 and shared blocks (A^{r}B)", body)
+        common.update_section(f"fsdp-shared-blocks-r{r}", f"FSDP2 and shared blocks (A^{r}B)", body, cmd)
     dist.destroy_process_group()
 
 

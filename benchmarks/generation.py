@@ -106,8 +106,6 @@ def main() -> None:
         "`model.kv_cache_bytes` equals the allocated `KVCache.nbytes()`):",
         "",
         common.table(["batch", "r", "tokens", "MiB", "MiB with kv_share", "saving"], mem_rows),
-        "",
-        f"Command: `{common.command_line()}`",
     ])
     if not a.no_write:
         common.update_section(f"generation-{dev.type}", f"Generation with the KV cache ({dev.type})", body)

@@ -76,8 +76,6 @@ def main() -> None:
                       "rec ms/step", "plain ms/step", "time per FLOP ratio"], rows),
         "",
         f"Target ratio ≤ 1.03: **{'met' if ok else 'not met'}**.",
-        "",
-        f"Command: `{common.command_line()}`",
     ])
     if not a.no_write:
         common.update_section(f"recursion-overhead-{dev.type}", f"Recursion overhead ({dev.type})", body)

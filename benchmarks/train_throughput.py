@@ -159,8 +159,6 @@ def main() -> None:
         f"Recompiles when r varies (`torch._dynamo` `unique_graphs`, cumulative after training steps at "
         f"r = 2, 1, 2, 3, 4 of an `A^2B` model, 4 layers): compile per block as `rins.train` does it: "
         f"{graphs_train}; with the app-free patch: {graphs_fix}.",
-        "",
-        f"Command: `{common.command_line()}`",
     ]
     if prof_txt:
         body += ["", "Profile of two bf16 eager steps (self CPU time):", "", "```", prof_txt.strip(), "```"]

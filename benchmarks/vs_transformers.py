@@ -96,8 +96,6 @@ def main() -> None:
         "",
         f"Target ours ≤ 0.8× transformers' step time: **{'met' if all(met) else 'not met'}** "
         f"({sum(met)}/{len(met)} rows).",
-        "",
-        f"Command: `{common.command_line()}`",
     ])
     if not a.no_write:
         common.update_section(f"vs-transformers-{dev.type}", f"Training step vs transformers ({dev.type})", body)
