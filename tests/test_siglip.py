@@ -219,18 +219,24 @@ def test_tiny_siglip_learns_zero_shot_above_chance():
     assert set(res["zeroshot"]) == {"1,-", "2,-", "3,-"}
 
 
+def _write_colour_squares(folder, size: int, n: int = 24) -> None:
+    """A tiny captioned, labelled image set: red / green / blue squares with a captions.csv."""
+    from PIL import Image
+
+    rows = ["image,caption,label"]
+    for i in range(n):
+        k = i % 3
+        Image.new("RGB", (size, size), ["red", "green", "blue"][k]).save(folder / f"{i}.png")
+        rows.append(f"{i}.png,a {['red', 'green', 'blue'][k]} square,{k}")
+    (folder / "captions.csv").write_text("\n".join(rows) + "\n")
+
+
 def test_tasks_interface(tmp_path):
     """Both tasks on a tiny local CSV corpus: deterministic batches, loss, FLOPs, evaluation keys."""
-    from PIL import Image
 
     from rins.tasks_vision import SigLIPTask, ViTClassifierTask
 
-    rows = ["image,caption,label"]
-    for i in range(24):
-        k = i % 3
-        Image.new("RGB", (10, 10), ["red", "green", "blue"][k]).save(tmp_path / f"{i}.png")
-        rows.append(f"{i}.png,a {['red', 'green', 'blue'][k]} square,{k}")
-    (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
+    _write_colour_squares(tmp_path, 10)
     model = {"embed_dim": 16, "image": {"n_layers": 2, "d_model": 16, "n_heads": 2, "image_size": 8,
                                         "signature": "A^2B", "p_skip": 0.5},
              "text": {"n_layers": 2, "d_model": 16, "n_heads": 2, "max_len": 16},
@@ -280,8 +286,6 @@ def test_presets_and_cli_train_eval_on_local_images(tmp_path, capsys):
     """`rins train --preset siglip-cpu / vit-cpu` then `rins eval` on a tiny local caption CSV."""
     import json
 
-    from PIL import Image
-
     from rins.cli import main as cli
     from rins.config import load_config
     from rins.train import get_task
@@ -289,12 +293,7 @@ def test_presets_and_cli_train_eval_on_local_images(tmp_path, capsys):
     for preset in ("siglip-cpu", "vit-cpu", "siglip-b16"):
         with torch.device("meta"):
             get_task(load_config(preset), None).build_model()  # the preset's model config is valid
-    rows = ["image,caption,label"]
-    for i in range(24):
-        k = i % 3
-        Image.new("RGB", (8, 8), ["red", "green", "blue"][k]).save(tmp_path / f"{i}.png")
-        rows.append(f"{i}.png,a {['red', 'green', 'blue'][k]} square,{k}")
-    (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
+    _write_colour_squares(tmp_path, 8)
     common = ["--set", f'data.corpus="{tmp_path}"', "--set", f'data.cache_dir="{tmp_path}/c"', "--out-dir",
               str(tmp_path / "runs"), "--set", "budget.steps=2", "--set", "batch_size=4", "--set", "progress=false"]
     assert cli(["train", "--preset", "siglip-cpu", "--name", "sig", *common, "--set", "model.image.patch_size=8",
