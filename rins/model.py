@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .plan import Plan, SignatureError, compile_plan, parse_signature, resolve_signature
+from .plan import Plan, SignatureError, compile_plan, resolve_signature
 
 __all__ = [
     "LMConfig",
@@ -718,10 +718,3 @@ class RecursiveLM(nn.Module):
             logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
         return torch.multinomial(F.softmax(logits, -1), 1, generator=gen)[:, 0]
 
-
-def count_parameters(signature: str, **overrides: Any) -> int:
-    """Parameter count of an LM built with ``signature`` (helper for tables)."""
-    return RecursiveLM(LMConfig(signature=signature, **overrides)).num_parameters()
-
-
-_ = parse_signature  # re-exported for convenience

@@ -302,7 +302,7 @@ def compile_plan(
         signature: e.g. ``"AB"``, ``"A^3B"``, ``"(AB)^2"``, ``"AB^2C"``, ``"rins(2)"``.
         n_layers: number of distinct layers.
         degree: nesting degree d >= 1 (the pattern is applied again inside every block).
-        block_sizes: explicit layer counts of the top-level blocks (default: equal).
+        block_sizes: explicit layer counts of the top-level blocks (default: equal); nested levels split equally.
         r: replace the recursion exponent (first explicit ``^k``) by ``r`` (any r >= 1).
 
     Raises:
@@ -330,9 +330,6 @@ def _compile_cached(
             )
         if r < 1:
             raise SignatureError(f"r must be >= 1, got {r}")
-    if block_sizes is not None and degree > 1:
-        # explicit sizes describe the top level only; the nested levels split equally
-        pass
     eff_r = r if r is not None else sig.exponent
 
     layers: list[int] = []

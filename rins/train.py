@@ -554,8 +554,3 @@ def _to(batch: Any, device: torch.device) -> Any:
         return {k: _to(v, device) for k, v in batch.items()}
     return batch
 
-
-def with_name(cfg: TrainConfig, name: str, **model_updates: Any) -> TrainConfig:
-    """A copy of ``cfg`` with another run name and model fields updated."""
-    return replace(cfg, name=name, model={**cfg.model, **model_updates})
-
