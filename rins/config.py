@@ -46,7 +46,7 @@ class OptimConfig:
     schedule: str = "cosine"  # "cosine" | "wsd" (warmup-stable-decay) | "constant"
     cooldown_frac: float = 0.2  # wsd: share of steps spent decaying
     grad_clip: float = 1.0
-    fused: bool | None = None  # None: fused AdamW where the device supports it
+    fused: bool | None = None  # None: fused AdamW on CUDA and CPU (where torch has the kernel)
 
 
 @dataclass
@@ -85,6 +85,7 @@ class TrainConfig:
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
     threads: int = 0  # CPU intra-op threads (0: torch's default); 1 is far faster on a shared, loaded machine
     compile: bool = False  # torch.compile each block (not the recursion loop)
+    fused_loss: bool = True  # LM head + cross-entropy in chunks, without the (N, V) logits (rins.losses)
     out_dir: str = "runs"
     progress: bool = True
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .losses import compute_dtype, linear_cross_entropy
 from .plan import Plan, SignatureError, compile_plan, resolve_signature
 
 __all__ = [
@@ -112,6 +113,10 @@ class LMConfig(StackConfig):
     qkv_bias: bool = False
     proj_bias: bool = False  # bias on the attention output and MLP projections
     init_std: float = 0.02
+    # "sdpa": F.scaled_dot_product_attention (flash kernels); "eager": matmul + float32 softmax + matmul;
+    # "auto": eager inside torch.compile'd blocks for bf16 forwards on CPU without a KV cache, up to 1024
+    # keys (inductor fuses it; measured faster than the CPU flash kernel, see BENCHMARKS.md), else SDPA
+    attn_impl: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.block_sizes, list):
@@ -144,7 +149,8 @@ class LMConfig(StackConfig):
         if self.n_heads % self.kv_heads:
             raise ValueError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.kv_heads}")
         for name, val, ok in (("norm", self.norm, ("rmsnorm", "layernorm")), ("mlp", self.mlp, ("swiglu", "gelu")),
-                              ("pos_embedding", self.pos_embedding, ("rope", "learned"))):
+                              ("pos_embedding", self.pos_embedding, ("rope", "learned")),
+                              ("attn_impl", self.attn_impl, ("auto", "sdpa", "eager"))):
             if val not in ok:
                 raise ValueError(f"{name}={val!r} is not one of {ok}")
         if self.vocab_size < 2 or self.max_seq_len < 1:
@@ -249,10 +255,33 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in (*self.k.values(), *self.v.values()))
 
 
+EAGER_ATTN_MAX_LEN = 1024  # "auto" attention: the eager path up to this many keys (its scores are T×S)
+
+
+def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                    causal: bool) -> torch.Tensor:
+    """``softmax(q kᵀ/√d + mask) v`` with the softmax in float32, like ``F.scaled_dot_product_attention``.
+
+    ``mask`` is boolean (True = attend), broadcastable to (B, H, T, S); ``causal`` applies when ``mask`` is
+    None (queries are the last T of the S positions). K/V with fewer heads (GQA) are repeated.
+    """
+    rep = q.shape[1] // k.shape[1]
+    if rep > 1:
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+    s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is None and causal:
+        T, S = q.shape[-2], k.shape[-2]
+        mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, -1, dtype=torch.float32).to(v.dtype) @ v
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: LMConfig, causal: bool = True) -> None:
         super().__init__()
         self.n_heads, self.n_kv, self.hd = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        self.impl = cfg.attn_impl
         d = cfg.d_model
         self.q = nn.Linear(d, self.n_heads * self.hd, bias=cfg.qkv_bias)
         self.k = nn.Linear(d, self.n_kv * self.hd, bias=cfg.qkv_bias)
@@ -283,10 +312,13 @@ class Attention(nn.Module):
         if ctx.cos is not None:
             q = q * ctx.cos + rotate_half(q) * ctx.sin
         rep = self.n_heads // self.n_kv
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=ctx.mask, is_causal=self.causal and ctx.mask is None and T > 1,
-            enable_gqa=rep > 1,
-        )
+        causal = self.causal and ctx.mask is None and T > 1
+        if self.impl == "eager" or (self.impl == "auto" and torch.compiler.is_compiling() and ctx.cache is None
+                                    and q.device.type == "cpu" and q.dtype != torch.float32
+                                    and k.shape[-2] <= EAGER_ATTN_MAX_LEN):
+            y = eager_attention(q, k, v, ctx.mask, causal)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask, is_causal=causal, enable_gqa=rep > 1)
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
 
 
@@ -564,8 +596,10 @@ class RecursiveLM(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         return_hidden: bool = False,
+        targets: torch.Tensor | None = None,
+        reduction: str = "mean",
     ) -> torch.Tensor:
-        """Logits ``(B, T, V)`` for ``tokens`` ``(B, T)``.
+        """Logits ``(B, T, V)`` for ``tokens`` ``(B, T)``, or the cross-entropy if ``targets`` is given.
 
         Args:
             r: recursion depth (None: trained exponent, or a stochastic draw in training mode).
@@ -573,13 +607,18 @@ class RecursiveLM(nn.Module):
             attention_mask: (B, past+T) 1 for real tokens, 0 for padding (left padding supported).
             position_ids: (B, T) explicit positions (default: from the mask, or 0..T-1).
             cache: a :class:`KVCache` to read and extend (see :meth:`generate`).
+            targets: (B, T) next-token ids (-100 ignored): return the ``reduction`` ("mean" | "sum")
+                cross-entropy, computed by :func:`rins.losses.linear_cross_entropy` without the full
+                logits (the training path: faster and far lighter than ``F.cross_entropy(logits)``).
         """
         B, T = tokens.shape
         past = cache.length if cache is not None else 0
         if past + T > self.config.max_seq_len and self.pos is not None:
             raise ValueError(f"sequence length {past + T} exceeds max_seq_len={self.config.max_seq_len}")
         h = self.embed(tokens)
-        ctx, pos = self._context(B, T, tokens.device, h.dtype, attention_mask, position_ids, cache)
+        # RoPE tables in the dtype q and k come out of their projections (bf16 under autocast): an fp32
+        # table would promote the rotation, and its backward, to fp32 and add casts around it
+        ctx, pos = self._context(B, T, tokens.device, compute_dtype(h), attention_mask, position_ids, cache)
         if self.pos is not None:
             h = h + self.pos(pos)
         rr, seq_depth = self.stack.resolve_r(r, step, B)
@@ -587,13 +626,14 @@ class RecursiveLM(nn.Module):
         if cache is not None:
             cache.length += T
         h = self.norm(h)
+        if targets is not None:
+            return linear_cross_entropy(h, self.head.weight, targets, reduction=reduction)
         return h if return_hidden else self.head(h)
 
     def loss(self, tokens: torch.Tensor, targets: torch.Tensor, r: int | None = None, step: int | None = None
              ) -> torch.Tensor:
-        """Mean next-token cross-entropy (targets of -100 are ignored)."""
-        logits = self(tokens, r, step=step)
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        """Mean next-token cross-entropy (targets of -100 are ignored), by the fused head + loss."""
+        return self(tokens, r, step=step, targets=targets)
 
     # -- FLOPs ----------------------------------------------------------------------------------
     def flops_per_token(self, seq_len: int | None = None, r: int | None = None, training: bool = False,

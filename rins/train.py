@@ -149,6 +149,8 @@ class LMTask:
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
         x, y = batch
+        if self.cfg.fused_loss:
+            return model(x, step=step, targets=y)
         logits = model(x, step=step)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
@@ -190,8 +192,7 @@ class LMTask:
             for x, y in self.val_ds.iter_eval_batches(bs, self.cfg.eval_batches):
                 x, y = x.to(dev), y.to(dev)
                 with autocast(self.cfg, dev):
-                    logits = m(x, r=r)
-                tot += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+                    tot += m(x, r=r, targets=y, reduction="sum").item()
                 n += y.numel()
             losses["default" if r is None else str(r)] = tot / n
         m.train(was)
@@ -396,7 +397,8 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     ups = task.units_per_step(cfg.batch_size)
     total = plan_steps(cfg, fps, ups)
     params = sum(p.numel() for p in core.parameters())
-    fused = cfg.optim.fused if cfg.optim.fused is not None else device.type == "cuda"
+    # fused AdamW: one kernel over all parameters (measured 15% of a cpu-small bf16 step on CPU)
+    fused = cfg.optim.fused if cfg.optim.fused is not None else device.type in ("cuda", "cpu")
     # the same groups under DDP / FSDP2 (FSDP2 shards in place, so ``core`` holds the DTensor parameters):
     # identical optimisation and an optimizer state that any world size can resume
     groups = core.param_groups(cfg.optim.weight_decay) if hasattr(core, "param_groups") else model.parameters()

@@ -279,3 +279,52 @@ def test_compiled_blocks_do_not_recompile_when_r_varies():
         m(x, r=r)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("kw", [{}, {"n_kv_heads": 2}])
+def test_eager_attention_equals_sdpa(kw):
+    """attn_impl="eager" gives SDPA's logits: causal, left-padded masks, GQA, and cached generation."""
+    sdpa = tiny_lm(signature="A^2B", attn_impl="sdpa", **kw)
+    eager = tiny_lm(signature="A^2B", attn_impl="eager", **kw)
+    eager.load_state_dict(sdpa.state_dict())
+    x = torch.randint(0, 61, (3, 11))
+    torch.testing.assert_close(eager(x), sdpa(x), atol=1e-5, rtol=1e-5)
+    am = torch.ones(3, 11, dtype=torch.long)
+    am[0, :4] = 0
+    am[2, :1] = 0
+    got, want = eager(x, attention_mask=am), sdpa(x, attention_mask=am)
+    torch.testing.assert_close(got[am.bool()], want[am.bool()], atol=1e-5, rtol=1e-5)
+    assert torch.equal(eager.generate(x[:, :4], 6, r=3), sdpa.generate(x[:, :4], 6, r=3))
+    with pytest.raises(ValueError, match="attn_impl"):
+        tiny_config(attn_impl="flash")
+
+
+def test_auto_attention_is_eager_only_in_compiled_bf16_cpu_blocks():
+    """attn_impl="auto": compiled bf16 blocks on CPU trace the eager path (no SDPA op in the graph); eager
+    mode and float32 keep SDPA; the results agree with SDPA."""
+    import torch._dynamo
+
+    def sdpa_in_graphs(dtype, compiled: bool) -> tuple[list[bool], torch.Tensor]:
+        torch._dynamo.reset()
+        seen: list[bool] = []
+
+        def backend(gm, _inputs):
+            seen.append(any("scaled_dot_product" in str(n.target) for n in gm.graph.nodes))
+            return gm.forward
+
+        m = tiny_lm(signature="A^2B")
+        if compiled:
+            for blk in m.blocks:
+                blk.compile(backend=backend, dynamic=False)
+        x = torch.randint(0, 61, (2, 8))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            y = m(x).float()
+        torch._dynamo.reset()
+        return seen, y
+
+    seen, y_auto = sdpa_in_graphs(torch.bfloat16, True)
+    assert seen and not any(seen)  # every compiled block took the eager path
+    seen32, _ = sdpa_in_graphs(torch.float32, True)
+    assert seen32 and all(seen32)
+    _, y_ref = sdpa_in_graphs(torch.bfloat16, False)
+    torch.testing.assert_close(y_auto, y_ref, atol=0.05, rtol=0.05)
