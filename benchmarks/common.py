@@ -161,8 +161,14 @@ def autocast_ctx(device: torch.device, dtype: str):
 
 def make_train_step(model: torch.nn.Module, dtype: str, device: torch.device, batch: int, seq: int,
                     vocab: int, fused: bool | None = None, lr: float = 1e-3,
-                    logits_fn: Callable | None = None, r: int | None = None) -> Callable[[], float]:
-    """A closure running one optimizer step of ``model`` on a fixed random batch; returns the loss."""
+                    logits_fn: Callable | None = None, r: int | None = None,
+                    fused_loss: bool = False) -> Callable[[], float]:
+    """A closure running one optimizer step of ``model`` on a fixed random batch; returns the loss.
+
+    ``fused_loss`` (a :class:`rins.RecursiveLM` only): the loss comes from ``model(x, r, targets=y)`` (the
+    chunked head + cross-entropy that ``rins.train`` uses); otherwise from ``F.cross_entropy`` over the
+    float32 logits.
+    """
     import torch.nn.functional as F
 
     model.train().to(device)
@@ -179,8 +185,12 @@ def make_train_step(model: torch.nn.Module, dtype: str, device: torch.device, ba
 
     def step() -> float:
         with autocast_ctx(device, dtype):
-            logits = logits_fn(model, x)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            if fused_loss:
+                loss = model(x, r, targets=y)
+            else:
+                logits = logits_fn(model, x)
+        if not fused_loss:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

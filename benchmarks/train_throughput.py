@@ -1,4 +1,4 @@
-"""Training throughput and MFU of the cpu-small shape: fp32 / bf16 autocast / bf16 + compile per block.
+"""Training throughput and MFU of the cpu-small shape: fp32 / bf16 autocast, plain or fused loss, eager or compiled.
 
 MFU = model FLOPs per token (per *executed* layer, ``model.flops_per_token(T, training=True)``) ×
 tokens/s / peak, where the peak is a bf16 matmul peak measured in this script on CPU (before and after
@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -28,42 +27,24 @@ import common  # noqa: E402
 from rins.model import LMConfig, RecursiveLM  # noqa: E402
 
 
-class _AppFree(nn.Module):
-    """Calls a block with a constant application index when no KV cache / kv_share needs it.
-
-    This is the proposed model-core fix (see BENCHMARKS.md): ``app`` is a Python int, so a compiled
-    block specialises on it and recompiles for every application of the plan.
-    """
-
-    def __init__(self, blk: nn.Module) -> None:
-        super().__init__()
-        self.blk = blk
-
-    def forward(self, h, ctx, app):
-        return self.blk(h, ctx, app if (ctx.cache is not None or ctx.share_from) else 0)
-
-
-def build(signature: str, compile_mode: str | None, seed: int = 0, **over) -> RecursiveLM:
+def build(signature: str, compile_blocks: bool, seed: int = 0, **over) -> RecursiveLM:
+    """A cpu-small-shaped model; ``compile_blocks``: ``torch.compile`` each block, as ``rins.train`` does."""
     torch.manual_seed(seed)
     m = RecursiveLM(LMConfig(**{**common.CPU_SMALL, "signature": signature, **over}))
-    if compile_mode == "as-train":  # exactly what rins.train does with compile=true
+    if compile_blocks:
         for blk in m.stack.blocks:
             blk.compile(dynamic=False)
-    elif compile_mode == "app-free":
-        for i, blk in enumerate(list(m.stack.blocks)):
-            blk.compile(dynamic=False)
-            m.stack.blocks[i] = _AppFree(blk)
     return m
 
 
-def count_graphs(signature: str, compile_mode: str, depths: list[int]) -> list[int]:
+def count_graphs(signature: str, depths: list[int]) -> list[int]:
     """Cumulative dynamo graph count after a training forward/backward at each depth in ``depths``."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    m = build(signature, compile_mode, n_layers=4, d_model=64, max_seq_len=32, vocab_size=256).train()
+    m = build(signature, True, n_layers=4, d_model=64, max_seq_len=32, vocab_size=256).train()
     x = torch.randint(0, 256, (2, 32))
     out = []
     for r in depths:
@@ -92,21 +73,21 @@ def main() -> None:
     peak0, how = common.peak_flops(dev)
     print(f"[bench] peak {peak0 / 1e9:.0f} GFLOP/s ({how}); load {load0}", flush=True)
 
-    variants = [  # (label, dtype, compile, fused AdamW)
-        ("fp32 eager", "float32", None, False),
-        ("bf16 autocast eager", "bfloat16", None, False),
-        ("bf16 autocast eager + fused AdamW", "bfloat16", None, True),
-        ("bf16 + compile per block (as rins.train does)", "bfloat16", "as-train", False),
-        ("bf16 + compile per block, app-free forward (= rins.train now)", "bfloat16", "app-free", False),
-        ("bf16 + compile per block + fused AdamW", "bfloat16", "app-free", True),
+    variants = [  # (label, dtype, compile per block, fused AdamW, fused head + loss)
+        ("fp32 eager, plain cross-entropy", "float32", False, False, False),
+        ("fp32 eager, fused loss", "float32", False, False, True),
+        ("bf16 autocast eager, plain cross-entropy", "bfloat16", False, False, False),
+        ("bf16 autocast eager, fused loss", "bfloat16", False, False, True),
+        ("bf16 eager + fused loss + fused AdamW (rins.train defaults)", "bfloat16", False, True, True),
+        ("bf16 + compile per block + fused loss + fused AdamW", "bfloat16", True, True, True),
     ]
     if dev.type == "cuda":
-        variants = [v for v in variants if "fused" in v[0] or v[1] == "float32"]
+        variants = [v for v in variants if v[3] or v[1] == "float32"]
     steppers, flops_tok = {}, None
-    for label, dt, comp, fused in variants:
+    for label, dt, comp, fused, fused_loss in variants:
         m = build(a.signature, comp)
         flops_tok = m.flops_per_token(T, training=True)
-        steppers[label] = common.make_train_step(m, dt, dev, B, T, V, fused=fused)
+        steppers[label] = common.make_train_step(m, dt, dev, B, T, V, fused=fused, fused_loss=fused_loss)
         t0 = common.time_fn(steppers[label], 1, 1, common.sync_fn(dev))
         common.time_fn(steppers[label], a.warmup - 1, 1, common.sync_fn(dev))
         print(f"[bench] {label}: first step {t0:.1f} s", flush=True)
@@ -127,25 +108,27 @@ def main() -> None:
                      f"{100 * flops_tok * tps / peak:.1f}%"])
         print(f"[bench] {rows[-1]}", flush=True)
 
-    graphs_train = count_graphs("A^2B", "as-train", [2, 1, 2, 3, 4])
-    graphs_fix = count_graphs("A^2B", "app-free", [2, 1, 2, 3, 4])
-    print(f"[bench] dynamo graphs (A^2B, r = 2,1,2,3,4): as train {graphs_train}, app-free {graphs_fix}")
+    graphs = count_graphs("A^2B", [2, 1, 2, 3, 4])
+    print(f"[bench] dynamo graphs (A^2B, r = 2,1,2,3,4): {graphs}")
 
     prof_txt = ""
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        fn = steppers["bf16 autocast eager"]
-        with profile(activities=[ProfilerActivity.CPU]) as p:
-            for _ in range(2):
-                fn()
-        prof_txt = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
-        print(prof_txt)
+        for label in ("bf16 autocast eager, plain cross-entropy", "bf16 autocast eager, fused loss"):
+            with profile(activities=[ProfilerActivity.CPU]) as p:
+                for _ in range(2):
+                    steppers[label]()
+            t = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+            prof_txt += f"{label}:\n{t.strip()}\n\n"
+            print(label, t, sep="\n")
 
     mfu_best = max(flops_tok * B * T / best[k] / peak for k in best)
     body = [
         f"Shape: cpu-small (`{a.signature}`, L=6, d=256, 4 heads, SwiGLU 704, V=8192, T={T}, batch {B}); full "
-        f"optimizer step (autocast forward, fp32 cross-entropy, backward, grad clip, AdamW). Model FLOPs/token "
+        f"optimizer step (autocast forward, fp32 softmax cross-entropy, backward, grad clip, AdamW). "
+        f"\"Plain cross-entropy\": `F.cross_entropy(logits.float())`; \"fused loss\": `rins.losses."
+        f"linear_cross_entropy` (chunked head + loss, gradients in the same pass). Model FLOPs/token "
         f"(training, per executed layer) = {flops_tok / 1e6:.2f} M.",
         f"Peak: {how}, measured before and after every round: "
         f"{', '.join(f'{p / 1e9:.0f}' for p in peaks)} GFLOP/s (used: the highest, {peak / 1e9:.0f}). "
@@ -157,11 +140,11 @@ def main() -> None:
         f"(best {100 * mfu_best:.1f}%).",
         "",
         f"Recompiles when r varies (`torch._dynamo` `unique_graphs`, cumulative after training steps at "
-        f"r = 2, 1, 2, 3, 4 of an `A^2B` model, 4 layers): compile per block as `rins.train` does it: "
-        f"{graphs_train}; with the app-free patch: {graphs_fix}.",
+        f"r = 2, 1, 2, 3, 4 of an `A^2B` model, 4 layers, compiled per block as `rins.train` does it): "
+        f"{graphs}.",
     ]
     if prof_txt:
-        body += ["", "Profile of two bf16 eager steps (self CPU time):", "", "```", prof_txt.strip(), "```"]
+        body += ["", "Profiles of two bf16 eager steps (self CPU time):", "", "```", prof_txt.strip(), "```"]
     if not a.no_write:
         common.update_section(f"train-throughput-{a.signature}-{dev.type}",
                               f"Training throughput and MFU ({a.signature}, {dev.type})", "\n".join(body))

@@ -1,8 +1,10 @@
 """Our training step vs ``transformers`` ``LlamaForCausalLM`` at the same shape, dtype and machine.
 
 Same architecture (pre-norm RMSNorm, RoPE, SwiGLU 704, tied embeddings, SDPA attention), same batch,
-same loop (autocast forward, fp32 cross-entropy, backward, grad clip, AdamW). Target: ours ≤ 0.8× its
-step time. Variants are timed round-robin. Usage::
+same loop (autocast forward, fp32 softmax cross-entropy, backward, grad clip, AdamW with the same
+settings). Ours runs twice: with the same ``F.cross_entropy`` over the logits as theirs, and with the fused
+head + loss that ``rins.train`` uses. Target: ours ≤ 0.8× its step time. Variants are timed
+round-robin. Usage::
 
     flock /tmp/rins-cpu.lock .venv/bin/python benchmarks/vs_transformers.py [--compile]
 """
@@ -53,17 +55,20 @@ def main() -> None:
     load0 = common.loadavg()
     from train_throughput import build  # the same compile modes as the throughput benchmark
 
+    # (ours, fused loss, compiled) — the first is the like-for-like loop (the same F.cross_entropy over
+    # float32 logits as theirs); the others are the step as rins.train runs it (fused head + loss).
+    ours_variants = [("rins, plain cross-entropy", False, False), ("rins, fused loss (as rins.train)", True, False)]
+    if a.compile:
+        ours_variants.append(("rins + compile per block, fused loss", True, True))
     steppers: dict[tuple[str, str], object] = {}
     for dt in a.dtypes.split(","):
-        modes = [None] + (["app-free"] if a.compile else [])
-        for mode in modes:
-            ours = build("AB", mode)
-            steppers[(dt, f"rins{' + compile per block (app-free)' if mode else ''}")] = common.make_train_step(
-                ours, dt, dev, B, T, V)
+        for label, fused_loss, comp in ours_variants:
+            steppers[(dt, label)] = common.make_train_step(build("AB", comp), dt, dev, B, T, V, fused_loss=fused_loss)
+        for comp in [False] + ([True] if a.compile else []):
             hf = hf_llama(cfg)
-            if mode:
+            if comp:
                 hf = torch.compile(hf)
-            steppers[(dt, f"transformers Llama{' + torch.compile' if mode else ''}")] = common.make_train_step(
+            steppers[(dt, f"transformers Llama{' + torch.compile' if comp else ''}")] = common.make_train_step(
                 hf, dt, dev, B, T, V, logits_fn=lambda m, x: m(input_ids=x).logits)
     n_ours = RecursiveLM(cfg).num_parameters()
     n_hf = sum(p.numel() for p in hf_llama(cfg).parameters())
@@ -77,12 +82,13 @@ def main() -> None:
     load1 = common.loadavg()
     rows, met = [], []
     for dt in a.dtypes.split(","):
-        pairs = [("rins", "transformers Llama")]
+        pairs = [(label, "transformers Llama") for label, _, comp in ours_variants if not comp]
         if a.compile:
-            pairs.append(("rins + compile per block (app-free)", "transformers Llama + torch.compile"))
+            pairs.append(("rins + compile per block, fused loss", "transformers Llama + torch.compile"))
         for ours, theirs in pairs:
             ratio = best[(dt, ours)] / best[(dt, theirs)]
-            met.append(ratio <= 0.8)
+            if "plain" not in ours:  # the target is about the step users get from rins.train
+                met.append(ratio <= 0.8)
             rows.append([dt, ours, f"{best[(dt, ours)] * 1e3:.0f}", theirs, f"{best[(dt, theirs)] * 1e3:.0f}",
                          f"{ratio:.2f}×"])
             print("[bench]", rows[-1], flush=True)
@@ -94,8 +100,12 @@ def main() -> None:
         "",
         common.table(["dtype", "ours", "ms/step", "transformers", "ms/step", "ours / theirs"], rows),
         "",
-        f"Target ours ≤ 0.8× transformers' step time: **{'met' if all(met) else 'not met'}** "
-        f"({sum(met)}/{len(met)} rows).",
+        "\"Plain cross-entropy\" runs the same loop as theirs (`F.cross_entropy` over float32 logits): the "
+        "same kernels, so about 1×. \"Fused loss\" is the step `rins.train` runs: the head and the loss in "
+        "chunks (`rins.losses.linear_cross_entropy`), which never writes the (N, V) logits.",
+        "",
+        f"Target ours (as rins.train runs it) ≤ 0.8× transformers' step time: "
+        f"**{'met' if all(met) else 'not met'}** ({sum(met)}/{len(met)} rows).",
     ])
     if not a.no_write:
         common.update_section(f"vs-transformers-{dev.type}", f"Training step vs transformers ({dev.type})", body)
