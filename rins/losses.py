@@ -36,11 +36,14 @@ def _run(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, ignore_index: 
          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(summed loss, number of counted targets, d sum-loss / d h, d sum-loss / d w)."""
     valid = targets != ignore_index
+    masked = bool((~valid).any())  # one check per call: the common all-valid case skips a pass per chunk
     tgt = targets.clamp(min=0)[:, None]
     hc, wc = h.to(cdt), w.to(cdt)
     loss = torch.zeros((), dtype=torch.float32, device=h.device)
     gh = torch.empty_like(hc) if want_h else None
-    gw = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if want_w else None
+    # dW accumulated transposed, (d, V): hᵀ·g comes out contiguous that way, and adds into float32 directly
+    gwt = torch.zeros(w.shape[::-1], dtype=torch.float32, device=w.device) if want_w else None
+    minus_one = torch.full((min(chunk, h.shape[0]), 1), -1.0, dtype=cdt, device=h.device)
     for s in range(0, h.shape[0], chunk):
         e = min(s + chunk, h.shape[0])
         logp = torch.log_softmax(hc[s:e] @ wc.T, -1, dtype=torch.float32)
@@ -48,14 +51,16 @@ def _run(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, ignore_index: 
         loss -= (logp.gather(1, tgt[s:e]).squeeze(1) * m).sum()
         if not (want_h or want_w):
             continue
-        g = logp.exp_()  # softmax, in place
-        g.scatter_add_(1, tgt[s:e], torch.full((e - s, 1), -1.0, device=g.device))
-        g.mul_(m[:, None])  # ignored rows contribute nothing
-        g = g.to(cdt)
+        # softmax written straight into the matmul dtype (one pass instead of exp + cast)
+        g = logp.exp_() if cdt == torch.float32 else torch.exp(logp, out=torch.empty_like(logp, dtype=cdt))
+        g.scatter_add_(1, tgt[s:e], minus_one[: e - s])
+        if masked:
+            g.mul_(m[:, None])  # ignored rows contribute nothing
         if want_h:
             gh[s:e] = g @ wc
         if want_w:
-            gw += (g.T @ hc[s:e]).float()
+            gwt += hc[s:e].T @ g
+    gw = gwt.t().contiguous() if want_w else None
     return loss, valid.sum(), gh, gw
 
 

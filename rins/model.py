@@ -113,9 +113,9 @@ class LMConfig(StackConfig):
     qkv_bias: bool = False
     proj_bias: bool = False  # bias on the attention output and MLP projections
     init_std: float = 0.02
-    # "sdpa": F.scaled_dot_product_attention (flash kernels); "eager": matmul + float32 softmax + matmul;
-    # "auto": eager inside torch.compile'd blocks for bf16 forwards on CPU without a KV cache, up to 1024
-    # keys (inductor fuses it; measured faster than the CPU flash kernel, see BENCHMARKS.md), else SDPA
+    # "sdpa": F.scaled_dot_product_attention (flash kernels); "eager": matmul + softmax + matmul;
+    # "auto": eager for bf16 forwards on CPU without a KV cache, up to 1024 keys (measured faster than the
+    # CPU flash kernel, eager and compiled, see BENCHMARKS.md), SDPA everywhere else
     attn_impl: str = "auto"
 
     def __post_init__(self) -> None:
@@ -260,21 +260,23 @@ EAGER_ATTN_MAX_LEN = 1024  # "auto" attention: the eager path up to this many ke
 
 def eager_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                     causal: bool) -> torch.Tensor:
-    """``softmax(q kᵀ/√d + mask) v`` with the softmax in float32, like ``F.scaled_dot_product_attention``.
+    """``softmax(q kᵀ/√d + mask) v``, like ``F.scaled_dot_product_attention``.
 
+    The softmax runs in the inputs' dtype: the CPU and CUDA kernels accumulate in float32 (bf16 probabilities
+    are what the second matmul would get anyway), which avoids two (T, S) casts and a float32 backward.
     ``mask`` is boolean (True = attend), broadcastable to (B, H, T, S); ``causal`` applies when ``mask`` is
     None (queries are the last T of the S positions). K/V with fewer heads (GQA) are repeated.
     """
     rep = q.shape[1] // k.shape[1]
     if rep > 1:
         k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-    s = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    s = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # scaling q is cheaper than scaling (T, S) scores
     if mask is None and causal:
         T, S = q.shape[-2], k.shape[-2]
         mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     if mask is not None:
         s = s.masked_fill(~mask, float("-inf"))
-    return torch.softmax(s, -1, dtype=torch.float32).to(v.dtype) @ v
+    return torch.softmax(s, -1) @ v
 
 
 class Attention(nn.Module):
@@ -313,9 +315,8 @@ class Attention(nn.Module):
             q = q * ctx.cos + rotate_half(q) * ctx.sin
         rep = self.n_heads // self.n_kv
         causal = self.causal and ctx.mask is None and T > 1
-        if self.impl == "eager" or (self.impl == "auto" and torch.compiler.is_compiling() and ctx.cache is None
-                                    and q.device.type == "cpu" and q.dtype != torch.float32
-                                    and k.shape[-2] <= EAGER_ATTN_MAX_LEN):
+        if self.impl == "eager" or (self.impl == "auto" and ctx.cache is None and q.device.type == "cpu"
+                                    and q.dtype != torch.float32 and k.shape[-2] <= EAGER_ATTN_MAX_LEN):
             y = eager_attention(q, k, v, ctx.mask, causal)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask, is_causal=causal, enable_gqa=rep > 1)

@@ -299,12 +299,35 @@ def test_eager_attention_equals_sdpa(kw):
         tiny_config(attn_impl="flash")
 
 
-def test_auto_attention_is_eager_only_in_compiled_bf16_cpu_blocks():
-    """attn_impl="auto": compiled bf16 blocks on CPU trace the eager path (no SDPA op in the graph); eager
-    mode and float32 keep SDPA; the results agree with SDPA."""
+def test_auto_attention_takes_the_eager_path_for_bf16_cpu_forwards(monkeypatch):
+    """attn_impl="auto": bf16 forwards on CPU without a KV cache use the eager path, eager or compiled (no
+    SDPA call / no SDPA op in the traced graph); float32 and cached decoding keep SDPA; results agree."""
     import torch._dynamo
+    import torch.nn.functional as F
 
-    def sdpa_in_graphs(dtype, compiled: bool) -> tuple[list[bool], torch.Tensor]:
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    x = torch.randint(0, 61, (2, 8))
+
+    def run(impl: str, bf16: bool) -> torch.Tensor:
+        calls.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return tiny_lm(signature="A^2B", attn_impl=impl)(x).float()
+
+    y_auto = run("auto", True)
+    assert not calls
+    y_sdpa = run("sdpa", True)
+    assert calls
+    torch.testing.assert_close(y_auto, y_sdpa, atol=0.05, rtol=0.05)
+    run("auto", False)
+    assert calls  # float32: SDPA
+    calls.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tiny_lm(signature="A^2B").generate(x[:, :3], 2)
+    assert calls  # KV-cached decoding: SDPA
+
+    def sdpa_in_graphs(bf16: bool) -> list[bool]:
         torch._dynamo.reset()
         seen: list[bool] = []
 
@@ -313,18 +336,14 @@ def test_auto_attention_is_eager_only_in_compiled_bf16_cpu_blocks():
             return gm.forward
 
         m = tiny_lm(signature="A^2B")
-        if compiled:
-            for blk in m.blocks:
-                blk.compile(backend=backend, dynamic=False)
-        x = torch.randint(0, 61, (2, 8))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-            y = m(x).float()
+        for blk in m.blocks:
+            blk.compile(backend=backend, dynamic=False)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            m(x)
         torch._dynamo.reset()
-        return seen, y
+        return seen
 
-    seen, y_auto = sdpa_in_graphs(torch.bfloat16, True)
-    assert seen and not any(seen)  # every compiled block took the eager path
-    seen32, _ = sdpa_in_graphs(torch.float32, True)
-    assert seen32 and all(seen32)
-    _, y_ref = sdpa_in_graphs(torch.bfloat16, False)
-    torch.testing.assert_close(y_auto, y_ref, atol=0.05, rtol=0.05)
+    seen = sdpa_in_graphs(True)
+    assert seen and not any(seen)
+    seen = sdpa_in_graphs(False)
+    assert seen and all(seen)
