@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch._inductor.config as torch_inductor_config
 import torch.multiprocessing as mp
 
 from rins.checkpoint import load_checkpoint, load_model
@@ -28,6 +29,7 @@ STOP = 3
 # recursive, stochastic depth and per-round adapters: every rank must draw the same r, and the adapters
 # of skipped rounds get no gradient in some steps
 MODEL = {"model.signature": "A^2B", "model.p_skip": 0.5, "model.adapters": '"round"'}
+CKPT = {"model.activation_checkpointing": "true"}
 
 
 def _cfg(corpus: Path, cache: Path, out: Path, name: str, **over):
@@ -52,6 +54,7 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict]) -> None:
     from rins.model import sample_depth
 
     torch.set_num_threads(1)
+    torch_inductor_config.compile_threads = 1  # no compile worker pool per rank on a 2-core machine
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -100,6 +103,12 @@ def runs(tmp_path_factory) -> Path:
         # saved by 2 ranks, resumed by 1 (below) / saved by 1 rank (above), resumed by 2
         {"cfg": _cfg(corpus, cache, out, "fsdp_to_single").to_dict(), "kind": "fsdp", "stop_after": STOP},
         {"cfg": _cfg(corpus, cache, out, "single_to_fsdp").to_dict(), "kind": "fsdp"},
+        # the fast paths under both engines: activation checkpointing (a shared block recomputed per
+        # application), and torch.compile per block (compiled before sharding, as rins.train does)
+        {"cfg": _cfg(corpus, cache, out, "fsdp_ckpt", **CKPT).to_dict(), "kind": "fsdp"},
+        {"cfg": _cfg(corpus, cache, out, "ddp_ckpt", **CKPT).to_dict(), "kind": "ddp"},
+        {"cfg": _cfg(corpus, cache, out, "fsdp_compile", compile="true").to_dict(), "kind": "fsdp"},
+        {"cfg": _cfg(corpus, cache, out, "ddp_compile", compile="true").to_dict(), "kind": "ddp"},
     ]
     mp.spawn(_worker, args=(2, _free_port(), jobs), nprocs=2, join=True)
     train(_cfg(corpus, cache, out, "fsdp_to_single"), quiet=True)
@@ -116,6 +125,15 @@ def test_ddp_and_fsdp_match_single_process(runs):
     # the final weights agree too (FSDP checkpoints are gathered to full tensors)
     a, b = load_model(runs / "single").state_dict(), load_model(runs / "fsdp").state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def test_fast_paths_under_ddp_and_fsdp_match_single_process(runs):
+    """Activation checkpointing and compiled blocks give the single-process losses under DDP and FSDP2."""
+    ref = _losses(runs / "single")
+    for name in ("fsdp_ckpt", "ddp_ckpt", "fsdp_compile", "ddp_compile"):
+        got = _losses(runs / name)
+        assert sorted(got) == sorted(ref), name
+        assert [got[k] for k in ref] == pytest.approx([ref[k] for k in ref], rel=1e-4, abs=1e-5), name
 
 
 def test_distributed_resume_is_exact(runs):
