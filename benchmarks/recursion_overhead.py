@@ -48,7 +48,7 @@ def main() -> None:
             torch.manual_seed(0)
             m = RecursiveLM(LMConfig(**{**common.CPU_SMALL, **kw}))
             models[label] = m
-            steppers[label] = common.make_train_step(m, a.dtype, dev, B, T, V)
+            steppers[label] = common.make_train_step(m, a.dtype, dev, B, T, V, fused_loss=True)  # as rins.train
             common.time_fn(steppers[label], 2, 1, common.sync_fn(dev))
     best = {k: float("inf") for k in steppers}
     for _ in range(a.repeats):

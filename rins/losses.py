@@ -17,10 +17,12 @@ _CPU_CHUNK_BYTES = 8 << 20  # float32 logits per chunk on CPU: fits the last-lev
 _GPU_CHUNK_BYTES = 1 << 30
 
 
-def default_chunk_rows(vocab_size: int, device: torch.device) -> int:
-    """Rows per chunk: 8 MiB of float32 logits on CPU (measured fastest on a 2-core EPYC), 1 GiB on GPU."""
+def default_chunk_rows(vocab_size: int, device: torch.device, d_model: int = 0) -> int:
+    """Rows per chunk: 8 MiB of float32 logits on CPU (measured fastest on a 2-core EPYC), 1 GiB on GPU,
+    and at least ``d_model``: every chunk adds a (V, d) product into the float32 weight gradient, a
+    pass that must stay small next to the chunk's own (rows, V) logits."""
     budget = _CPU_CHUNK_BYTES if device.type == "cpu" else _GPU_CHUNK_BYTES
-    return max(1, budget // (4 * vocab_size))
+    return max(1, budget // (4 * vocab_size), d_model)
 
 
 def compute_dtype(h: torch.Tensor) -> torch.dtype:
@@ -41,8 +43,7 @@ def _run(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, ignore_index: 
     hc, wc = h.to(cdt), w.to(cdt)
     loss = torch.zeros((), dtype=torch.float32, device=h.device)
     gh = torch.empty_like(hc) if want_h else None
-    # dW accumulated transposed, (d, V): hᵀ·g comes out contiguous that way, and adds into float32 directly
-    gwt = torch.zeros(w.shape[::-1], dtype=torch.float32, device=w.device) if want_w else None
+    gw = None  # float32 dW: the first chunk's product converted, later ones added in place (no zero pass)
     minus_one = torch.full((min(chunk, h.shape[0]), 1), -1.0, dtype=cdt, device=h.device)
     for s in range(0, h.shape[0], chunk):
         e = min(s + chunk, h.shape[0])
@@ -59,8 +60,8 @@ def _run(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, ignore_index: 
         if want_h:
             gh[s:e] = g @ wc
         if want_w:
-            gwt += hc[s:e].T @ g
-    gw = gwt.t().contiguous() if want_w else None
+            part = g.T @ hc[s:e]
+            gw = part.float() if gw is None else gw.add_(part)
     return loss, valid.sum(), gh, gw
 
 
@@ -73,14 +74,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
         scale = 1.0 / n.float() if mean else torch.ones((), device=h.device)
         ctx.save_for_backward(gh if want_h else None, gw if want_w else None, scale)
         ctx.dtypes = (h.dtype, w.dtype)
+        ctx.used = False
         return loss * scale
 
     @staticmethod
     def backward(ctx, grad_out):
+        if ctx.used:
+            raise RuntimeError("linear_cross_entropy: backward through the same loss twice (retain_graph) is "
+                               "not supported; recompute the loss")
+        ctx.used = True
         gh, gw, scale = ctx.saved_tensors
         g = grad_out * scale
-        dh = (gh * g).to(ctx.dtypes[0]) if gh is not None else None
-        dw = (gw * g).to(ctx.dtypes[1]) if gw is not None else None
+        # in place: the saved gradients are used once (the graph is not retained through this node)
+        dh = gh.mul_(g).to(ctx.dtypes[0]) if gh is not None else None
+        dw = gw.mul_(g).to(ctx.dtypes[1]) if gw is not None else None
         return dh, dw, None, None, None, None, None
 
 
@@ -97,14 +104,14 @@ def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.T
         chunk_rows: rows per chunk (default :func:`default_chunk_rows`).
 
     Under autocast the matmuls run in the autocast dtype and the softmax in float32, as with the plain
-    path. Double backward is not supported.
+    path. Double backward, and a second backward through the same loss, are not supported (an error).
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     if h.shape[:-1] != targets.shape:
         raise ValueError(f"targets shape {tuple(targets.shape)} does not match hidden states {tuple(h.shape)}")
     h2, t = h.reshape(-1, h.shape[-1]), targets.reshape(-1)
-    chunk = chunk_rows or default_chunk_rows(weight.shape[0], h.device)
+    chunk = chunk_rows or default_chunk_rows(weight.shape[0], h.device, weight.shape[1])
     cdt = compute_dtype(h)
     with torch.autocast(h.device.type, enabled=False):
         if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):

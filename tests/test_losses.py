@@ -77,8 +77,18 @@ def test_shapes_no_grad_and_edge_cases():
 
 
 def test_default_chunk_rows():
-    assert default_chunk_rows(8192, torch.device("cpu")) == 256  # 8 MiB of float32 logits
+    assert default_chunk_rows(8192, torch.device("cpu"), 64) == 256  # 8 MiB of float32 logits
+    assert default_chunk_rows(32768, torch.device("cpu"), 768) == 768  # at least d
     assert default_chunk_rows(10**9, torch.device("cpu")) == 1
+
+
+def test_second_backward_is_an_error():
+    h, w, t = _pair()
+    h.requires_grad_()
+    loss = linear_cross_entropy(h, w, t)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()
 
 
 def test_model_loss_equals_logits_path_with_tied_embeddings():
