@@ -6,7 +6,8 @@ casts it back to bf16: about a third of a cpu-small training step on CPU. Here t
 in chunks small enough to stay in cache, and, because the loss is the last node of the graph, the
 gradients of ``h`` and of the head weight are computed in the same pass (as Liger-Kernel's
 ``FusedLinearCrossEntropy`` does on GPU): backward only scales them by the incoming gradient. The same
-matmuls run (3 × 2·N·d·V FLOPs), in the autocast dtype when autocast is on; the softmax is float32.
+matmuls run (3 × 2·N·d·V FLOPs), in the autocast dtype when autocast is on; the log-softmax and the
+loss are float32.
 """
 
 from __future__ import annotations
