@@ -189,6 +189,18 @@ def test_grad_accumulation_matches_one_big_batch(corpus, cache, tmp_path):
     assert la == pytest.approx(lb, rel=1e-4)
 
 
+def test_fused_loss_switch_trains_the_same(corpus, cache, tmp_path):
+    """fused_loss=true (the default) and false give the same training losses and weights."""
+    over = {"budget.steps": 3, "log_every": 1, "model.signature": '"A^2B"'}
+    for name, fused in (("fused", "true"), ("plain", "false")):
+        train(cfg_for(corpus, cache, tmp_path, name=name, fused_loss=fused, **over), quiet=True)
+    la = [r["loss"] for r in read_log(tmp_path / "fused", "train")]
+    lb = [r["loss"] for r in read_log(tmp_path / "plain", "train")]
+    assert len(la) == 3 and la == pytest.approx(lb, rel=1e-5)
+    wa, wb = load_model(tmp_path / "fused").state_dict(), load_model(tmp_path / "plain").state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
 def test_demo_writes_table_plot_and_summary(corpus, cache, tmp_path):
     from rins.demo import run_demo
 
