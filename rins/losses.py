@@ -2,7 +2,7 @@
 
 The plain path ``F.cross_entropy(head(h).float(), y)`` writes the ``(N, V)`` logits in bf16, a float32
 copy of them, their log-softmax, and in backward a zero-filled one-hot gradient of the same size, then
-casts it back to bf16: about a third of a cpu-small training step on CPU. Here the rows are processed
+casts it back to bf16 (see the profiles in BENCHMARKS.md). Here the rows are processed
 in chunks small enough to stay in cache, and, because the loss is the last node of the graph, the
 gradients of ``h`` and of the head weight are computed in the same pass (as Liger-Kernel's
 ``FusedLinearCrossEntropy`` does on GPU): backward only scales them by the incoming gradient. The same
@@ -19,7 +19,7 @@ _GPU_CHUNK_BYTES = 1 << 30
 
 
 def default_chunk_rows(vocab_size: int, device: torch.device, d_model: int = 0) -> int:
-    """Rows per chunk: 8 MiB of float32 logits on CPU (measured fastest on a 2-core EPYC), 1 GiB on GPU,
+    """Rows per chunk: 8 MiB of float32 logits on CPU (the last-level cache), 1 GiB on GPU,
     and at least ``d_model``: every chunk adds a (V, d) product into the float32 weight gradient, a
     pass that must stay small next to the chunk's own (rows, V) logits."""
     budget = _CPU_CHUNK_BYTES if device.type == "cpu" else _GPU_CHUNK_BYTES
@@ -42,7 +42,7 @@ def _run(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, ignore_index: 
     masked = bool((~valid).any())  # one check per call: the common all-valid case skips a pass per chunk
     tgt = targets.clamp(min=0)[:, None]
     hc, wc = h.to(cdt), w.to(cdt)
-    wt = wc.t().contiguous()  # (d, V): h·Wᵀ with a transposed operand ran at 2/3 of the GEMM's speed on CPU
+    wt = wc.t().contiguous()  # (d, V): a transposed operand is the slower GEMM layout on CPU
     loss = torch.zeros((), dtype=torch.float32, device=h.device)
     gh = torch.empty_like(hc) if want_h else None
     gw = None  # float32 dW: the first chunk's product converted, later ones added in place (no zero pass)

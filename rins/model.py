@@ -157,7 +157,6 @@ class LMConfig(StackConfig):
             raise ValueError("vocab_size must be >= 2 and max_seq_len >= 1")
 
 
-
 def _validate_stack(cfg: StackConfig, n_layers: int) -> None:
     if not 0.0 <= float(cfg.p_skip) <= 1.0:
         raise ValueError(f"p_skip must be in [0, 1], got {cfg.p_skip}")
@@ -579,8 +578,8 @@ class RecursiveLM(nn.Module):
         elif past > 0 and T > 1:
             mask = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(past)[None, None]
         if position_ids is None:
-            # one row shared by the batch: (1, 1, T, hd) RoPE tables broadcast over batch and heads, which
-            # measured 9% faster for a float32 cpu-small step than per-sequence (B, 1, T, hd) tables
+            # one row shared by the batch: (1, 1, T, hd) RoPE tables broadcast over batch and heads instead
+            # of B identical (B, 1, T, hd) copies
             position_ids = torch.arange(past, past + T, device=device)[None]
         if int(position_ids.max()) >= self.config.max_seq_len and self.pos is not None:
             raise ValueError(f"position {int(position_ids.max())} >= max_seq_len={self.config.max_seq_len}")

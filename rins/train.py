@@ -397,7 +397,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     ups = task.units_per_step(cfg.batch_size)
     total = plan_steps(cfg, fps, ups)
     params = sum(p.numel() for p in core.parameters())
-    # fused AdamW: one kernel over all parameters (measured 5-15% off a cpu-small bf16 step on CPU)
+    # fused AdamW: one kernel over all parameters (its row in BENCHMARKS.md's throughput table)
     fused = cfg.optim.fused if cfg.optim.fused is not None else device.type in ("cuda", "cpu")
     # the same groups under DDP / FSDP2 (FSDP2 shards in place, so ``core`` holds the DTensor parameters):
     # identical optimisation and an optimizer state that any world size can resume
