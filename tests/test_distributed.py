@@ -17,13 +17,13 @@ import pytest
 import torch
 import torch._inductor.config as torch_inductor_config
 import torch.multiprocessing as mp
+from conftest import WORDS
 
 from rins.checkpoint import load_checkpoint, load_model
 from rins.config import load_config
 from rins.demo import read_log
 from rins.train import train
 
-WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good ill fate star sea".split()
 STEPS = 6
 STOP = 3
 # recursive, stochastic depth and per-round adapters: every rank must draw the same r, and the adapters
