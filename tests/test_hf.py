@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -194,3 +195,95 @@ def test_hf_generate_left_padded_matches_rins(kw, tmp_path):
         single = model.generate(p[None], new, r=r)
         assert single_hf[0, len(p):].tolist() == single[0, len(p):].tolist() == out_hf[i, T:].tolist()
     assert len({tuple(x) for x in out_hf[:, T:].tolist()}) > 1  # the test is not vacuous
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A recursed model with GQA and round adapters, exported with a word-level tokenizer."""
+    d = tmp_path_factory.mktemp("exported")
+    model = _varied_lm(signature="A^2B", n_kv_heads=2, adapters="round", adapter_rank=4)
+    _write_tokenizer(d / "tokenizer.json")
+    return model, export(model, d / "hf", tokenizer_file=d / "tokenizer.json")
+
+
+def test_hf_generate_reads_the_cache(exported):
+    """Every decoding step must see the cache filled by the previous ones, whatever keyword carries it."""
+    from transformers.cache_utils import Cache
+
+    _, path = exported
+    hf = _load_hf(path)
+    seen: list[tuple[int, int]] = []
+
+    def spy(_mod, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        caches = [v for v in kwargs.values() if isinstance(v, Cache)]
+        seen.append((ids.shape[1], caches[0].get_seq_length() if caches else -1))
+
+    hf.register_forward_pre_hook(spy, with_kwargs=True)
+    prompt = torch.tensor([[5, 9, 11, 2, 7]])
+    hf.generate(input_ids=prompt, max_new_tokens=4, do_sample=False, rins_r=3, pad_token_id=0)
+    assert seen == [(5, 0), (1, 5), (1, 6), (1, 7)]
+
+
+def test_hf_forward_rejects_unknown_cache_keyword(exported):
+    from transformers import DynamicCache
+
+    _, path = exported
+    hf = _load_hf(path)
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(TypeError, match="unknown keyword"):
+        hf(ids, kv_cache=DynamicCache())
+    with pytest.raises(TypeError, match="must be a transformers Cache"):
+        hf(ids, past_key_values=((torch.zeros(1), torch.zeros(1)),))
+    c = DynamicCache()
+    out = hf(ids, cache=c)
+    assert c.get_seq_length() == 3 and (out.get("cache") or out.get("past_key_values")) is c
+
+
+def test_hf_decoding_modes_match_rins(exported, tmp_path):
+    """Greedy (no mask), beam search, seeded sampling, bf16 and save_pretrained -> reload, all with the cache."""
+    model, path = exported
+    hf = _load_hf(path)
+    p = torch.tensor([[5, 9, 11, 2, 7, 30, 41]])
+    new, r = 8, 3
+    kw = dict(max_new_tokens=new, rins_r=r, pad_token_id=0)
+    greedy = hf.generate(input_ids=p, do_sample=False, **kw)
+    assert greedy.tolist() == model.generate(p, new, r=r).tolist()
+    # beam search and sampling: the cached decode equals the full-recompute decode (rins's own forward)
+    beam = hf.generate(input_ids=p, do_sample=False, num_beams=2, **kw)
+    assert beam.tolist() == hf.generate(input_ids=p, do_sample=False, num_beams=2, use_cache=False, **kw).tolist()
+    samples = []
+    for use_cache in (True, False):
+        torch.manual_seed(7)
+        samples.append(hf.generate(input_ids=p.expand(3, -1), do_sample=True, top_k=0, temperature=1.5,
+                                   use_cache=use_cache, **kw).tolist())
+    assert samples[0] == samples[1] and len({tuple(x) for x in samples[0]}) > 1
+    # bf16 load: logits near rins's own bf16 logits, cached greedy equals uncached greedy in bf16
+    hb = _load_hf(path, dtype=torch.bfloat16)
+    assert next(hb.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        ref = copy.deepcopy(model).to(torch.bfloat16)(p, r).float()
+        got = hb(p, rins_r=r).logits.float()
+    assert got.dtype == torch.float32 and (got - ref).abs().max() < 0.05 * ref.abs().max()
+    assert hb.generate(input_ids=p, do_sample=False, **kw).tolist() == hb.generate(
+        input_ids=p, do_sample=False, use_cache=False, **kw).tolist()
+    # save_pretrained -> reload keeps weights, custom code and depth
+    hf.set_rins_r(2)
+    hf.save_pretrained(tmp_path / "re")
+    re = _load_hf(tmp_path / "re")
+    assert re.config.rins_r == 2
+    with torch.no_grad():
+        torch.testing.assert_close(re(p).logits, model(p, 2), atol=1e-5, rtol=1e-5)
+    assert re.generate(input_ids=p, do_sample=False, **kw).tolist() == greedy.tolist()
+
+
+def test_hf_pipeline_text_generation_matches_rins(exported):
+    model, path = exported
+    tok = transformers.AutoTokenizer.from_pretrained(str(path))
+    hf = _load_hf(path)
+    pipe = transformers.pipeline("text-generation", model=hf, tokenizer=tok)
+    prompt = "w5 w9 w11 w2 w7"
+    out = pipe(prompt, max_new_tokens=6, do_sample=False, rins_r=3, return_full_text=False)[0]["generated_text"]
+    ids = torch.tensor([tok.encode(prompt)])
+    want = model.generate(ids, 6, r=3)[0, ids.shape[1]:].tolist()
+    assert out.split() == [f"w{i}" for i in want]

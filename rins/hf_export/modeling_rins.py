@@ -9,10 +9,17 @@ Recursion depth: ``config.rins_r`` (``None`` = the trained exponent), settable a
 (``from_pretrained(..., rins_r=3)``), with :meth:`RinsForCausalLM.set_rins_r`, per call
 (``model(input_ids, rins_r=3)``) or per generation (``model.generate(..., rins_r=3)``).
 
-KV cache: a ``transformers`` :class:`~transformers.DynamicCache` with **one layer slot per layer
-application** of the compiled plan (the application index is the cache ``layer_idx``); with
-``kv_share`` repeated applications of a layer reuse its first application's slot. A cache is only
-valid for the depth it was filled at. Inference only: stochastic depth (``p_skip``) is not sampled here.
+KV cache: a ``transformers`` :class:`~transformers.Cache` (``DynamicCache`` by default) with **one
+layer slot per layer application** of the compiled plan (the application index is the cache
+``layer_idx``); with ``kv_share`` repeated applications of a layer reuse its first application's slot.
+A cache is only valid for the depth it was filled at. Inference only: stochastic depth (``p_skip``) is
+not sampled here.
+
+Cache protocol across ``transformers`` versions: ``generate`` hands the cache to ``forward`` as
+``past_key_values`` (4.x, early 5.x) or ``cache`` (5.24+); ``forward`` reads either (and the singular
+``past_key_value``) and returns it under the field the installed ``CausalLMOutputWithPast`` declares.
+Any other keyword carrying a ``Cache`` is an error, so a future rename fails loudly instead of silently
+decoding every step from an empty cache.
 """
 
 from __future__ import annotations
@@ -21,11 +28,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import DynamicCache, GenerationMixin, PreTrainedModel
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration_rins import RinsConfig
 from .rins_plan import compile_plan
+
+# Keywords under which transformers versions pass the KV cache to ``forward``, and the output field.
+_CACHE_KWARGS = ("cache", "past_key_values", "past_key_value")
+_OUT_FIELDS = getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+_OUT_CACHE_FIELD = "cache" if "cache" in _OUT_FIELDS else "past_key_values"
+
+
+def _take_cache(named: dict[str, object], kwargs: dict[str, object]) -> Cache | None:
+    """The one cache passed under any known keyword; errors on conflicts, legacy tuples or unknown keywords."""
+    for k in _CACHE_KWARGS[2:]:
+        if k in kwargs:
+            named[k] = kwargs.pop(k)
+    given = {k: v for k, v in named.items() if v is not None}
+    stray = sorted(k for k, v in kwargs.items() if isinstance(v, Cache))
+    if stray:
+        raise TypeError(f"RinsForCausalLM.forward got a Cache under the unknown keyword(s) {stray}; this transformers "
+                        f"version passes the KV cache differently from {_CACHE_KWARGS} (update modeling_rins.py)")
+    if len({id(v) for v in given.values()}) > 1:
+        raise ValueError(f"two different caches passed ({sorted(given)}); pass one")
+    cache = next(iter(given.values()), None)
+    if cache is not None and not isinstance(cache, Cache):
+        raise TypeError(f"the KV cache must be a transformers Cache (e.g. DynamicCache), got {type(cache).__name__}")
+    return cache
 
 
 def _ff_dim(c: dict) -> int:
@@ -226,18 +256,21 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: DynamicCache | None = None,
+        past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         rins_r: int | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits for ``input_ids`` at recursion depth ``rins_r`` (default ``config.rins_r``).
 
-        ``attention_mask`` is the 2-D (batch, past + new) padding mask (left padding supported).
+        ``attention_mask`` is the 2-D (batch, past + new) padding mask (left padding supported). The KV
+        cache may come as ``cache`` or ``past_key_values`` (whichever the transformers version uses).
         """
+        past_key_values = _take_cache({"cache": cache, "past_key_values": past_key_values}, kwargs)
         c = self.c
         plan = self.stack.plan(self._depth(rins_r))
         h = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
@@ -300,7 +333,7 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=cache if use_cache else None)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{_OUT_CACHE_FIELD: cache if use_cache else None})
 
     def generate(self, *args, rins_r: int | None = None, **kwargs):
         """``GenerationMixin.generate`` with an optional recursion depth ``rins_r`` for this call."""
