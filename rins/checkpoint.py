@@ -12,14 +12,24 @@ Layout of a run directory::
     RUN_DIR/checkpoints/LATEST               name of the newest complete checkpoint
 
 A checkpoint folder is written under a temporary name and renamed when complete, and LATEST is
-replaced atomically afterwards, so a run killed at any moment leaves the previous checkpoint intact.
+replaced atomically afterwards, so a run killed at any moment leaves the previous checkpoint intact
+(:func:`clean_stale_temp` removes what killed writers left behind).
+
+Loads are verified: ``meta.json`` records the SHA-256 of both safetensors files and of its own content, and
+:func:`load_checkpoint` refuses any mismatch (``verify=False`` / ``--no-verify`` skips the hashes, never the
+structural checks); the folder name, ``meta["step"]`` and the optimizer's step counters must agree; weights
+and optimizer tensors are checked for shape, dtype and finiteness against the model and optimizer they are
+loaded into, before any kernel reads them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +40,14 @@ from safetensors.torch import load_file, save_file
 __all__ = [
     "CheckpointError",
     "atomic_write_text",
+    "check_rng_state",
+    "clean_stale_temp",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "load_model",
     "load_state_into",
+    "restore_optimizer",
     "save_checkpoint",
 ]
 
@@ -122,7 +135,11 @@ def save_checkpoint(
         full_meta["optimizer"] = m
     opt_tensors["rng.torch"] = torch.get_rng_state()
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1, default=_json_default))
+    _fault_point()
+    full_meta = json.loads(json.dumps(full_meta, default=_json_default))  # the form a reader will see
+    full_meta["sha256"] = {f: _file_sha256(tmp / f) for f in TENSOR_FILES}
+    full_meta["sha256"]["meta"] = _meta_sha256(full_meta)
+    (tmp / "meta.json").write_text(json.dumps(full_meta, indent=1))
     for f in tmp.iterdir():  # make the bytes durable before the rename publishes them
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -133,6 +150,65 @@ def save_checkpoint(
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
+_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def _fault_point() -> None:
+    """Test hook: ``RINS_FAULT_SLEEP`` seconds of sleep inside a checkpoint write (tests land kills there)."""
+    delay = os.environ.get("RINS_FAULT_SLEEP")
+    if delay:
+        import time
+
+        time.sleep(float(delay))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _meta_sha256(meta: dict[str, Any]) -> str:
+    """SHA-256 of the meta's content, without its own "sha256" entry (canonical JSON)."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    sig = {k: v for k, v in meta.get("sha256", {}).items() if k != "meta"}
+    return hashlib.sha256(json.dumps({**body, "sha256": sig}, sort_keys=True).encode()).hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():  # this process is not writing anything while it cleans up
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temp(run_dir: str | Path) -> list[Path]:
+    """Remove temporary checkpoint folders and ``.NAME.tmp-PID`` files left by writers that were killed
+    (their PID is gone); returns what was removed. Temp files of live processes are left alone."""
+    removed = []
+    for d in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            m = _TMP_RE.match(p.name)
+            if m is None or _pid_alive(int(m.group(1))):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _json_default(o: Any) -> Any:
@@ -172,8 +248,13 @@ def _is_complete(p: Path) -> bool:
     return all((p / f).is_file() for f in ("model.safetensors", "optimizer.safetensors", "meta.json"))
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
-    """Read (model tensors, optimizer tensors, meta) of a checkpoint folder or run directory."""
+def load_checkpoint(path: str | Path, verify: bool = True
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """Read (model tensors, optimizer tensors, meta) of a checkpoint folder or run directory.
+
+    With ``verify`` (the default) the SHA-256 sums recorded in ``meta.json`` are checked (checkpoints written
+    before they were recorded load unverified). Always: the step in the folder name, ``meta["step"]`` and the
+    optimizer's step counters must agree. Raises :class:`CheckpointError` with the fix."""
     path = Path(path)
     if (path / "checkpoints").is_dir() or (path / "config.json").is_file():
         ck = latest_checkpoint(path)
@@ -182,14 +263,52 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         path = ck
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    fix = "delete it to fall back to the previous one, or retrain"
     try:
+        meta = json.loads((path / "meta.json").read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("meta.json is not a JSON object")
+        sums = meta.get("sha256")
+        if verify and sums is not None:
+            if not isinstance(sums, dict) or sums.get("meta") != _meta_sha256(meta):
+                raise CheckpointError(f"checkpoint {path}: meta.json was modified after it was written (SHA-256 "
+                                      f"mismatch); {fix} (or pass --no-verify to load it anyway)")
+            for f in TENSOR_FILES:
+                if (path / f).exists() and _file_sha256(path / f) != sums.get(f):
+                    raise CheckpointError(f"checkpoint {path}: {f} fails its SHA-256 check (corrupt or modified); "
+                                          f"{fix} (or pass --no-verify to load it anyway)")
         weights = load_file(str(path / "model.safetensors"))
         opt = load_file(str(path / "optimizer.safetensors")) if (path / "optimizer.safetensors").exists() else {}
-        meta = json.loads((path / "meta.json").read_text())
     except (SafetensorError, OSError, json.JSONDecodeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({e}); delete it to fall back "
-                              "to the previous one, or retrain") from e
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({e}); {fix}") from e
+    _check_step(path, meta, opt)
     return weights, opt, meta
+
+
+def _check_step(path: Path, meta: dict[str, Any], opt: dict[str, torch.Tensor]) -> None:
+    """The step is stated three times (folder name, meta, optimizer counters): they must agree."""
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"checkpoint {path}: meta.json step={step!r} is not a step number; the checkpoint "
+                              "is corrupt, delete it")
+    m = re.fullmatch(r"step_(\d+)", path.name)
+    if m and int(m.group(1)) != step:
+        raise CheckpointError(f"checkpoint {path}: meta.json says step {step} but the folder is step "
+                              f"{int(m.group(1))}; the checkpoint was modified, delete it")
+    for name, t in opt.items():
+        if name.startswith("state.") and name.endswith(".step"):
+            if t.numel() != 1 or not bool(torch.isfinite(t.float()).all()) or float(t) != step:
+                raise CheckpointError(f"checkpoint {path}: optimizer {name}={t.flatten()[:1].tolist()} does not "
+                                      f"match meta.json step {step}; the checkpoint was modified, delete it")
+            return  # one counter is enough: every parameter steps together
+
+
+def check_rng_state(t: torch.Tensor, source: str = "checkpoint") -> None:
+    """Refuse a saved CPU RNG state of the wrong dtype or size before ``torch.set_rng_state`` reads it."""
+    ref = torch.get_rng_state()
+    if t.dtype != ref.dtype or t.shape != ref.shape:
+        raise CheckpointError(f"{source}: rng.torch has dtype {t.dtype} and shape {tuple(t.shape)}, expected "
+                              f"{ref.dtype} {tuple(ref.shape)}; the checkpoint is corrupt, delete it")
 
 
 def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str = "checkpoint",
@@ -204,12 +323,20 @@ def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], so
     unexpected = [k for k in weights if k not in own]
     shape_bad = [f"{k}: {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in weights if k in own and weights[k].shape != own[k].shape]
+    # a float weight may be stored in another float dtype (e.g. bf16); anything else must match exactly
+    shape_bad += [f"{k}: dtype {weights[k].dtype} vs model {own[k].dtype}" for k in weights if k in own and
+                  weights[k].dtype != own[k].dtype and not (weights[k].is_floating_point() and
+                                                            own[k].is_floating_point())]
     if missing or unexpected or shape_bad:
         raise CheckpointError(
             f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}, "
             f"shape mismatches {shape_bad[:5]}; build the model with the checkpoint's config "
             "(see its meta.json / config.json)"
         )
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source} holds non-finite (NaN/inf) values in {len(bad)} tensor(s), e.g. "
+                              f"{bad[:3]}; it is unusable: delete it to fall back to the previous checkpoint")
     model.load_state_dict(weights, strict=False)
 
 
@@ -219,22 +346,97 @@ def _is_tied_alias(model: torch.nn.Module, key: str, weights: dict[str, torch.Te
     return any(k in weights and k != key and own[k].data_ptr() == ptr for k in own)
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild a ``RecursiveLM`` from a run directory or checkpoint folder (weights + config)."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", verify: bool = True):
+    """Rebuild a ``RecursiveLM`` from a run directory or checkpoint folder (weights + config).
+
+    The architecture comes from the checkpoint's ``meta.json``; in a run directory its recursion fields
+    (signature, degree, adapters, ...) must agree with the run's ``config.json``."""
     from .model import LMConfig, RecursiveLM
 
-    weights, _, meta = load_checkpoint(path)
+    weights, _, meta = load_checkpoint(path, verify=verify)
     cfg = meta.get("model_config")
-    if cfg is None:
+    if not isinstance(cfg, dict):
         raise CheckpointError(f"{path}: meta.json has no model_config; not a rins LM checkpoint")
-    model = RecursiveLM(LMConfig.from_dict(cfg))
+    try:
+        lm_cfg = LMConfig.from_dict(cfg)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: meta.json holds an invalid model_config ({e}); the checkpoint is "
+                              "corrupt") from e
+    check_architecture(path, lm_cfg.to_dict())
+    model = RecursiveLM(lm_cfg)
     load_state_into(model, weights, str(path))
     return model.to(device).eval()
 
 
+def check_architecture(path: str | Path, model_config: dict[str, Any]) -> None:
+    """The recursion fields of a checkpoint's model config against its run's ``config.json`` (LM runs), so that
+    an edited meta.json cannot run another architecture under the run's name."""
+    from .model import LMConfig, StackConfig
+
+    path = Path(path)
+    run = next((p for p in (path, path.parent.parent) if (p / "config.json").is_file()), None)
+    if run is None:
+        return
+    try:
+        run_cfg = json.loads((run / "config.json").read_text())
+        model = run_cfg.get("model") or {} if run_cfg.get("task", "lm") == "lm" else {}
+        from .config import coerce_fields
+
+        model = coerce_fields(LMConfig, model)
+    except (OSError, ValueError, AttributeError):
+        return  # an unreadable config.json is the caller's error to report
+    stack = {f.name for f in fields(StackConfig)}
+    norm = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items() if k in stack}
+    diff = sorted(k for k, v in norm.items() if k in model_config and model_config[k] != v)
+    if diff:
+        raise CheckpointError(f"checkpoint {path}: its model config differs from {run / 'config.json'} in {diff} "
+                              f"({', '.join(f'{k}={model_config[k]!r} vs {norm[k]!r}' for k in diff)}); the "
+                              "checkpoint belongs to another run or was modified")
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, opt_tensors: dict[str, torch.Tensor],
                       meta: dict[str, Any]) -> None:
-    """Load the optimizer state saved by :func:`save_checkpoint`."""
+    """Load the optimizer state saved by :func:`save_checkpoint`, after checking every tensor's shape, dtype
+    and finiteness against the parameter it belongs to (a wrong shape would be read out of bounds by the fused
+    kernels)."""
     if "optimizer" not in meta:
         raise CheckpointError("checkpoint has no optimizer state")
-    optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, meta["optimizer"]))
+    try:
+        sd = _unflatten_optimizer(opt_tensors, meta["optimizer"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint optimizer state is malformed ({e}); the checkpoint is corrupt, "
+                              "delete it") from e
+    check_optimizer_state(optimizer, sd)
+    optimizer.load_state_dict(sd)
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, sd: dict[str, Any]) -> None:
+    """Raise :class:`CheckpointError` unless ``sd`` (an index-keyed optimizer state dict) fits ``optimizer``:
+    the same groups and sizes, every moment tensor shaped and typed like its parameter, all finite."""
+    fix = "the checkpoint is corrupt or from another model; delete it to fall back to the previous one"
+    groups, saved = optimizer.param_groups, sd.get("param_groups")
+    if (not isinstance(saved, list) or len(saved) != len(groups)
+            or any(not isinstance(s, dict) or len(s.get("params", ())) != len(g["params"])
+                   for s, g in zip(saved, groups))):
+        raise CheckpointError(f"optimizer state has parameter groups of sizes "
+                              f"{[len(s.get('params', ())) if isinstance(s, dict) else '?' for s in saved or []]}, "
+                              f"the model has {[len(g['params']) for g in groups]}; {fix}")
+    param_of = dict(zip((i for s in saved for i in s["params"]), (p for g in groups for p in g["params"])))
+    for idx, st in sd["state"].items():
+        p = param_of.get(idx)
+        if p is None:
+            raise CheckpointError(f"optimizer state for parameter {idx}, which no group holds; {fix}")
+        for key, t in st.items():
+            if not isinstance(t, torch.Tensor):
+                continue
+            name = f"state.{idx}.{key}"
+            if key == "step":
+                if t.numel() != 1:
+                    raise CheckpointError(f"optimizer {name} has shape {tuple(t.shape)}, dtype {t.dtype}; "
+                                          f"expected one number; {fix}")
+                continue
+            if tuple(t.shape) != tuple(p.shape) or t.dtype != p.dtype:
+                raise CheckpointError(f"optimizer {name} has shape {tuple(t.shape)} and dtype {t.dtype}, its "
+                                      f"parameter {tuple(p.shape)} and {p.dtype}; {fix}")
+            if not bool(torch.isfinite(t).all()) or (key == "exp_avg_sq" and bool((t < 0).any())):
+                raise CheckpointError(f"optimizer {name} holds non-finite or negative values; {fix}")

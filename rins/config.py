@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "BudgetConfig",
+    "ConfigError",
+    "coerce_fields",
+    "coerce_value",
     "DataConfig",
     "OptimConfig",
     "TrainConfig",
@@ -18,6 +25,100 @@ __all__ = [
     "apply_overrides",
     "load_config",
 ]
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range; the message names the key, the value and what is allowed."""
+
+
+def _bad(key: str, value: Any, allowed: str) -> ConfigError:
+    shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "...")
+    return ConfigError(f"config {key}={shown} is invalid: {allowed}")
+
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_INT_RE = re.compile(r"[+-]?\d{1,19}")
+_INT_LIMIT = 2**63
+
+
+def coerce_value(key: str, value: Any, tp: Any) -> Any:
+    """``value`` parsed as the declared type ``tp`` (bool, int, float, str, ``X | None``, ``list[int]``,
+    ``tuple[int, ...]``); other types pass through. Booleans accept true/false/1/0/yes/no and nothing else;
+    integers reject fractions and bools; floats must be finite. Raises :class:`ConfigError` naming ``key``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            try:
+                return coerce_value(key, value, rest[0])
+            except ConfigError:
+                if type(None) in args:
+                    raise _bad(key, value, f"must be {_describe(rest[0])} or none") from None
+                raise
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise _bad(key, value, "must be a boolean (true/false/1/0/yes/no)")
+    if tp is int:
+        if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+            value = int(value)
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and -_INT_LIMIT < value < _INT_LIMIT:
+            return value
+        raise _bad(key, value, "must be an integer (within ±2^63)")
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise _bad(key, value, "must be a number") from None
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        raise _bad(key, value, "must be a finite number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _bad(key, value, "must be a string")
+    if origin in (list, tuple) and args and args[0] is int:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise _bad(key, value, "must be a list of integers, e.g. [1, 2, 3]")
+        out = [coerce_value(key, v, int) for v in value]
+        return tuple(out) if origin is tuple else out
+    return value
+
+
+def _describe(tp: Any) -> str:
+    return {bool: "a boolean (true/false/1/0/yes/no)", int: "an integer", float: "a finite number",
+            str: "a string"}.get(tp, "a list of integers")
+
+
+def coerce_fields(cls: type, d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A copy of ``d`` with every key that is a field of the dataclass ``cls`` parsed by its declared type
+    (unknown keys are kept, for the caller to report)."""
+    hints = typing.get_type_hints(cls)
+    return {k: coerce_value(prefix + k, v, hints[k]) if k in hints else v for k, v in d.items()}
+
+
+def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise _bad(key, value, allowed)
+
+
+def _validate_fields(obj: Any, prefix: str) -> None:
+    """Parse every field of a config dataclass by its declared type, in place."""
+    for k, v in coerce_fields(type(obj), {f.name: getattr(obj, f.name) for f in fields(obj)
+                                          if not is_dataclass(getattr(obj, f.name))}, prefix).items():
+        setattr(obj, k, v)
 
 
 @dataclass
@@ -89,6 +190,63 @@ class TrainConfig:
     out_dir: str = "runs"
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Parse every field by its declared type and check its range; :class:`ConfigError` names the key."""
+        for name, sec in (("data", DataConfig), ("optim", OptimConfig), ("budget", BudgetConfig)):
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, _from_dict(sec, getattr(self, name), name + "."))
+            if not isinstance(getattr(self, name), sec):
+                raise _bad(name, getattr(self, name), f"must be a [{name}] table")
+            _validate_fields(getattr(self, name), name + ".")
+        _validate_fields(self, "")
+        if not isinstance(self.model, dict):
+            raise _bad("model", self.model, "must be a [model] table")
+        if self.task == "lm":  # typed model fields too, so that e.g. tie_embeddings="no" is stored as false
+            from .model import LMConfig
+
+            self.model = coerce_fields(LMConfig, self.model, "model.")
+        _check("name", self.name, _confined(self.name),
+               "must be a relative folder name inside out_dir (no '..', not absolute, not empty)")
+        _check("out_dir", self.out_dir, bool(self.out_dir.strip()), "must be a non-empty path")
+        for key in ("batch_size", "grad_accum", "n_evals", "eval_batches", "log_every", "ckpt_every"):
+            _check(key, getattr(self, key), getattr(self, key) >= 1, "must be >= 1")
+        _check("keep_last", self.keep_last, self.keep_last >= 0, "must be >= 0 (0 keeps every checkpoint)")
+        _check("threads", self.threads, 0 <= self.threads <= 4096, "must be in [0, 4096] (0: torch's default)")
+        _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
+        _check("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "must be 'float32' or 'bfloat16'")
+        _check("device", self.device, bool(self.device.strip()), "must be auto, cpu, cuda or cuda:N")
+        if self.eval_depths is not None:
+            _check("eval_depths", self.eval_depths, bool(self.eval_depths) and all(1 <= r <= 1024
+                                                                                   for r in self.eval_depths),
+                   "must be none or a non-empty list of depths in [1, 1024]")
+        d, o, b = self.data, self.optim, self.budget
+        _check("data.corpus", d.corpus, bool(d.corpus.strip()),
+               "must name a corpus: shakespeare, mix, a path or hf:NAME (empty would read the current folder)")
+        _check("data.cache_dir", d.cache_dir, bool(d.cache_dir.strip()), "must be a non-empty path")
+        _check("data.vocab_size", d.vocab_size, d.vocab_size >= 2, "must be >= 2")
+        _check("data.seq_len", d.seq_len, d.seq_len >= 1, "must be >= 1")
+        _check("data.val_fraction", d.val_fraction, 0 < d.val_fraction < 1, "must be in (0, 1)")
+        if d.tokenizer is not None:
+            _check("data.tokenizer", d.tokenizer, bool(d.tokenizer.strip()), "must be none or a tokenizer.json path")
+        _check("optim.lr", o.lr, o.lr > 0, "must be > 0")
+        for key in ("min_lr_ratio", "warmup_frac", "cooldown_frac"):
+            _check(f"optim.{key}", getattr(o, key), 0 <= getattr(o, key) <= 1, "must be in [0, 1]")
+        for key in ("beta1", "beta2"):
+            _check(f"optim.{key}", getattr(o, key), 0 <= getattr(o, key) < 1, "must be in [0, 1)")
+        _check("optim.eps", o.eps, o.eps > 0, "must be > 0")
+        _check("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, "must be >= 0")
+        _check("optim.grad_clip", o.grad_clip, o.grad_clip >= 0, "must be >= 0 (0: no clipping)")
+        _check("optim.schedule", o.schedule, o.schedule in ("cosine", "wsd", "constant"),
+               "must be 'cosine', 'wsd' or 'constant'")
+        if b.flops is not None:
+            _check("budget.flops", b.flops, b.flops > 0, "must be > 0 (training FLOPs, e.g. 3e13)")
+        for key in ("tokens", "steps"):
+            if getattr(b, key) is not None:
+                _check(f"budget.{key}", getattr(b, key), getattr(b, key) >= 1, "must be >= 1")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -98,6 +256,13 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+
+def _confined(name: str) -> bool:
+    """A run name that stays inside ``out_dir`` (deleting a run with --no-resume must not reach outside it)."""
+    p = Path(name)
+    return bool(name.strip()) and not p.is_absolute() and ".." not in p.parts and "\\" not in name \
+        and any(part not in ("", ".") for part in p.parts)
 
 
 def _from_dict(cls, d: dict[str, Any], prefix: str):
@@ -148,8 +313,46 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
                 else:
                     raise ValueError(f"override {ov!r}: {p!r} is not a section")
             cur = cur[p]
-        cur[parts[-1]] = _parse_value(val)
+        cur[parts[-1]] = _parse_typed(val, _declared_type(parts, d))
     return d
+
+
+def _declared_type(parts: list[str], d: dict[str, Any]) -> Any:
+    """The declared type of a dotted config key (``model.*`` by :class:`rins.model.LMConfig` for LM runs)."""
+    cls: Any = TrainConfig
+    for i, p in enumerate(parts):
+        if cls is TrainConfig and p == "model":
+            if d.get("task", "lm") != "lm" or len(parts) != 2:
+                return None
+            from .model import LMConfig
+
+            cls = LMConfig
+            continue
+        hints = typing.get_type_hints(cls)
+        if p not in hints:
+            return None
+        tp = hints[p]
+        if i == len(parts) - 1:
+            return tp
+        if not is_dataclass(tp):
+            return None
+        cls = tp
+    return None
+
+
+def _parse_typed(text: str, tp: Any) -> Any:
+    """An override's text: string fields keep it verbatim (``name=123`` is the name "123"), the rest as JSON."""
+    if tp in (str, str | None):
+        t = text.strip()
+        if tp is not str and t.lower() in ("none", "null"):
+            return None
+        if len(t) >= 2 and t[0] == t[-1] == '"':
+            try:
+                return json.loads(t)
+            except json.JSONDecodeError:
+                return t
+        return t
+    return _parse_value(text)
 
 
 def _tiny() -> dict[str, Any]:
@@ -280,8 +483,10 @@ def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     """Parse a TOML file, with clear errors for a missing file or invalid TOML."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} {p} is a folder; give a TOML file")
     if not p.is_file():
-        raise FileNotFoundError(f"{what} {p} does not exist")
+        raise FileNotFoundError(f"{what} {p} does not exist" if not p.exists() else f"{what} {p} is not a regular file")
     try:
         return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:

@@ -81,12 +81,17 @@ class StackConfig:
 
 
 def from_checked_dict(cls, d: dict[str, Any]):
-    """``cls(**d)`` for a dataclass, with a clear error naming unknown keys."""
+    """``cls(**d)`` for a dataclass, with a clear error naming unknown keys; values are parsed by their
+    declared types (:func:`rins.config.coerce_value`: ``"no"`` is false, ``"8"`` is 8, NaN is refused)."""
+    from .config import coerce_fields
+
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} must be given as a table/dict, got {type(d).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = set(d) - known
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**d)
+    return cls(**coerce_fields(cls, d))
 
 
 @dataclass
@@ -141,6 +146,19 @@ class LMConfig(StackConfig):
 
     def validate(self) -> None:
         """Raise ``ValueError`` with the fix for any inconsistent field."""
+        for name in ("n_layers", "d_model", "n_heads", "vocab_size", "max_seq_len", "n_kv_heads", "d_ff"):
+            val = getattr(self, name)
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+                raise ValueError(f"{name}={val!r} must be an integer >= 1")
+        for name in ("rope_theta", "norm_eps", "init_std"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val) or val <= 0:
+                raise ValueError(f"{name}={val!r} must be a finite number > 0")
+        for name in ("tie_embeddings", "qkv_bias", "proj_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
+        if self.max_seq_len > MAX_SEQ_LEN:
+            raise ValueError(f"max_seq_len={self.max_seq_len} exceeds the maximum {MAX_SEQ_LEN}")
         _validate_stack(self, self.n_layers)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
@@ -157,13 +175,21 @@ class LMConfig(StackConfig):
             raise ValueError("vocab_size must be >= 2 and max_seq_len >= 1")
 
 
+MAX_SEQ_LEN = 1 << 20  # positions (a RoPE table and a KV cache grow with it)
+
+
 def _validate_stack(cfg: StackConfig, n_layers: int) -> None:
-    if not 0.0 <= float(cfg.p_skip) <= 1.0:
+    if isinstance(cfg.p_skip, bool) or not isinstance(cfg.p_skip, int | float) or not 0.0 <= cfg.p_skip <= 1.0:
         raise ValueError(f"p_skip must be in [0, 1], got {cfg.p_skip}")
     if cfg.adapters not in ("none", "round", "depth"):
         raise ValueError(f"adapters must be 'none', 'round' or 'depth', got {cfg.adapters!r}")
     if cfg.input_injection not in ("none", "add"):
         raise ValueError(f"input_injection must be 'none' or 'add', got {cfg.input_injection!r}")
+    for name in ("per_sequence_depth", "kv_share", "activation_checkpointing"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name}={getattr(cfg, name)!r} must be true or false")
+    if isinstance(cfg.degree, bool) or not isinstance(cfg.degree, int) or cfg.degree < 1:
+        raise ValueError(f"degree={cfg.degree!r} must be an integer >= 1")
     if cfg.adapter_rank is not None and cfg.adapter_rank < 1:
         raise ValueError(f"adapter_rank must be None (full) or >= 1, got {cfg.adapter_rank}")
     plan = compile_plan(cfg.signature, n_layers, cfg.degree, cfg.block_sizes)  # raises SignatureError
@@ -252,6 +278,18 @@ class KVCache:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.k.values(), *self.v.values()))
+
+    def reserve(self, n: int, limit: int | None = None) -> None:
+        """Grow every slot to hold at least ``n`` positions (doubling, at most ``limit``), keeping its contents."""
+        if n <= self.max_len:
+            return
+        new = max(n, min(2 * self.max_len, limit or n))
+        for buf in (self.k, self.v):
+            for s, t in buf.items():
+                g = t.new_zeros(*t.shape[:2], new, t.shape[3])
+                g[:, :, : self.length] = t[:, :, : self.length]
+                buf[s] = g
+        self.max_len = new
 
 
 EAGER_ATTN_MAX_LEN = 1024  # "auto" attention: the eager path up to this many keys (its scores are T×S)
@@ -728,10 +766,13 @@ class RecursiveLM(nn.Module):
         am = attention_mask
         out = tokens
         done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
-        cache = self.new_cache(B, total, r) if use_cache else None
+        # the cache grows with the tokens actually produced: a huge max_new_tokens (or an early EOS) does not
+        # preallocate memory for positions that are never reached
+        cache = self.new_cache(B, min(total, T + 256), r) if use_cache else None
         nxt_in = tokens
         for _ in range(max_new_tokens):
             if use_cache:
+                cache.reserve(cache.length + nxt_in.shape[1], total)
                 logits = self(nxt_in, r, attention_mask=am, cache=cache)[:, -1]
             else:
                 logits = self(out, r, attention_mask=am)[:, -1]

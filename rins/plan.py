@@ -31,7 +31,20 @@ __all__ = [
     "preset",
     "resolve_signature",
     "PRESETS",
+    "MAX_APPLICATIONS",
+    "MAX_DEGREE",
+    "MAX_EXPONENT",
+    "MAX_NESTING",
+    "MAX_SIGNATURE_CHARS",
 ]
+
+# Hard limits, so that no signature or depth request can exhaust memory or the stack (checked before any
+# expansion): a plan is a Python tuple per application, and a model runs one block per application.
+MAX_EXPONENT = 1024  # largest ``^k`` and largest inference depth ``r``
+MAX_APPLICATIONS = 65536  # total executed layer applications of a plan (all exponents and degrees together)
+MAX_NESTING = 32  # parenthesis depth of a signature
+MAX_SIGNATURE_CHARS = 1000
+MAX_DEGREE = 8
 
 
 class SignatureError(ValueError):
@@ -66,6 +79,9 @@ class Signature:
         return len(self.letters)
 
 
+_DIGITS = re.compile(r"\d+")
+
+
 def parse_signature(text: str) -> Signature:
     """Parse a signature string into a :class:`Signature` (raises :class:`SignatureError`)."""
     if not isinstance(text, str):
@@ -73,6 +89,8 @@ def parse_signature(text: str) -> Signature:
     s = "".join(text.split())
     if not s:
         raise SignatureError("empty signature; use block letters such as 'AB' or 'A^2B'")
+    if len(s) > MAX_SIGNATURE_CHARS:
+        raise SignatureError(f"signature of {len(s)} characters is too long (max {MAX_SIGNATURE_CHARS})")
     pos = 0
     exp_counter = itertools.count()
     first_exp: list[int] = []
@@ -90,6 +108,8 @@ def parse_signature(text: str) -> Signature:
                 pos += 1
                 items.append(_Node(letter=c))
             elif c == "(":
+                if depth >= MAX_NESTING:
+                    raise fail(f"parentheses nested deeper than {MAX_NESTING} levels")
                 pos += 1
                 children = parse_seq(depth + 1)
                 if pos >= len(s) or s[pos] != ")":
@@ -106,14 +126,15 @@ def parse_signature(text: str) -> Signature:
                 if not items:
                     raise fail("'^' must follow a block letter or a ')' group")
                 pos += 1
-                m = re.match(r"\d+", s[pos:])
+                m = _DIGITS.match(s, pos)
                 if not m:
                     raise fail("'^' must be followed by a positive integer exponent, e.g. 'A^2B'")
-                k = int(m.group(0))
+                digits = m.group(0).lstrip("0") or "0"
+                k = int(digits) if len(digits) <= 6 else MAX_EXPONENT + 1  # no int() of a huge digit string
                 if k < 1:
                     raise fail("exponent must be >= 1 (got ^0)")
-                if k > 1024:
-                    raise fail(f"exponent {k} is unreasonably large (max 1024)")
+                if k > MAX_EXPONENT:
+                    raise fail(f"exponent {m.group(0)[:12]} is too large (max {MAX_EXPONENT})")
                 prev = items[-1]
                 if prev.exp_id is not None:
                     raise fail("double exponent such as 'A^2^3'; use parentheses '(A^2)^3'")
@@ -121,7 +142,7 @@ def parse_signature(text: str) -> Signature:
                 if eid == 0:
                     first_exp.append(k)
                 items[-1] = _Node(prev.letter, prev.children, k, eid)
-                pos += m.end()
+                pos = m.end()
             else:
                 raise fail(f"unknown character {c!r}: use block letters A-Z, '(', ')' and '^k'")
         if depth > 0:
@@ -184,6 +205,8 @@ _PRESET_RE = re.compile(r"^([a-z_]+)(?:\((\d*)\))?$")
 
 def resolve_signature(text: str) -> str:
     """Return the signature for ``text``: a signature string or a preset expression (``rins(3)``)."""
+    if isinstance(text, str) and len(text) > MAX_SIGNATURE_CHARS:
+        raise SignatureError(f"signature of {len(text)} characters is too long (max {MAX_SIGNATURE_CHARS})")
     m = _PRESET_RE.match(text.strip()) if isinstance(text, str) else None
     if m:
         arg = m.group(2)
@@ -306,14 +329,24 @@ def compile_plan(
         r: replace the recursion exponent (first explicit ``^k``) by ``r`` (any r >= 1).
 
     Raises:
-        SignatureError: on any malformed input, with the fix in the message.
+        SignatureError: on any malformed input, with the fix in the message, and beyond the hard limits:
+            ``r`` and every exponent <= :data:`MAX_EXPONENT`, ``degree`` <= :data:`MAX_DEGREE`; a
+            plan may hold at most :data:`MAX_APPLICATIONS` layer applications.
     """
     sig_text = resolve_signature(signature)
     bs = tuple(int(x) for x in block_sizes) if block_sizes is not None else None
-    return _compile_cached(sig_text, int(n_layers), int(degree), bs, None if r is None else int(r))
+    n_layers, degree = int(n_layers), int(degree)
+    if n_layers > MAX_APPLICATIONS:
+        raise SignatureError(f"n_layers={n_layers} exceeds the maximum {MAX_APPLICATIONS}")
+    if degree > MAX_DEGREE:
+        raise SignatureError(f"degree={degree} exceeds the maximum {MAX_DEGREE}")
+    if r is not None and int(r) > MAX_EXPONENT:
+        raise SignatureError(f"r={r} exceeds the maximum recursion depth {MAX_EXPONENT}")
+    return _compile_cached(sig_text, n_layers, degree, bs, None if r is None else int(r))
 
 
-@lru_cache(maxsize=4096)
+# plans are at most MAX_APPLICATIONS long, so the cache holds at most ~256 × 64k applications
+@lru_cache(maxsize=256)
 def _compile_cached(
     sig_text: str, n_layers: int, degree: int, block_sizes: tuple[int, ...] | None, r: int | None
 ) -> Plan:
@@ -352,6 +385,11 @@ def _compile_cached(
                     if level < degree:
                         emit(sig.items, a, b, level + 1, cur, None)
                     else:
+                        if len(layers) + b - a > MAX_APPLICATIONS:  # stop before the expansion outgrows memory
+                            raise SignatureError(
+                                f"plan of {sig.text!r} on {n_layers} layers (degree {degree}, r={eff_r}) has more "
+                                f"than {MAX_APPLICATIONS} layer applications (the maximum); use smaller "
+                                "exponents, a smaller r or fewer layers")
                         for lay in range(a, b):
                             layers.append(lay)
                             rounds.append(cur)

@@ -26,6 +26,8 @@ from torch import nn
 from .checkpoint import (
     CheckpointError,
     atomic_write_text,
+    check_rng_state,
+    clean_stale_temp,
     latest_checkpoint,
     load_checkpoint,
     load_state_into,
@@ -36,7 +38,7 @@ from .config import TrainConfig
 from .model import LMConfig, RecursiveLM, StackConfig, sample_depth
 
 __all__ = ["BudgetError", "NonFiniteError", "Task", "LMTask", "TASKS", "register_task", "train", "plan_steps",
-           "lr_at", "resolve_device", "eval_schedule"]
+           "lr_at", "resolve_device", "eval_schedule", "RESUME_MAY_CHANGE"]
 
 
 class BudgetError(ValueError):
@@ -44,7 +46,8 @@ class BudgetError(ValueError):
 
 
 class NonFiniteError(RuntimeError):
-    """The loss or gradient became NaN/inf; the run stopped and kept its last good checkpoint."""
+    """The loss, gradient, weights or validation loss became NaN/inf; the run stopped and kept its last good
+    checkpoint (weights are checked after every optimizer step, so no checkpoint holds non-finite values)."""
 
 
 class Task(Protocol):
@@ -285,10 +288,58 @@ def eval_schedule(total: int, n: int) -> list[int]:
     return sorted(p for p in pts if p <= total)
 
 
+# Config fields a resumed run may change: where it writes, how often it logs, evaluates and checkpoints, and
+# which hardware runs it (device and thread count may change the last bits of the arithmetic). Every other
+# field (model, data, optim, budget, batch, seed, dtype, fused_loss, compile, ...) must match the checkpoint.
+RESUME_MAY_CHANGE = ("name", "out_dir", "device", "threads", "progress", "log_every", "ckpt_every", "keep_last",
+                     "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir")
+
+
 def _config_signature(cfg: TrainConfig) -> dict[str, Any]:
-    """The fields a resumed run must share with the checkpoint."""
-    d = cfg.to_dict()
-    return {k: d[k] for k in ("task", "model", "data", "optim", "budget", "batch_size", "grad_accum", "seed")}
+    """The fields a resumed run must share with the checkpoint, flattened (``optim.lr``, ``model``, ...)."""
+    flat: dict[str, Any] = {}
+    for k, v in cfg.to_dict().items():
+        if isinstance(v, dict) and k != "model":
+            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    return {k: v for k, v in flat.items() if k not in RESUME_MAY_CHANGE}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the log records up to ``step`` (the resumed checkpoint): steps that a killed run logged after its
+    last checkpoint are run again, and must not appear twice. A torn last line is dropped too."""
+    if not path.exists():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and not (isinstance(rec.get("step"), int) and rec["step"] > step):
+            keep.append(line)
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
+
+
+def _all_finite(model: nn.Module, dist_ctx: Any = None) -> bool:
+    """Whether every parameter is finite (this rank's shards under FSDP; all ranks agree under DDP/FSDP)."""
+    flags = [torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all() for p in model.parameters()]
+    ok = torch.stack(flags).all().float() if flags else torch.ones(())
+    if dist_ctx:
+        ok = dist_ctx.mean(ok)
+    return bool(ok >= 1.0)
+
+
+def _check_eval(res: dict[str, Any], step: int, run_dir: Path) -> None:
+    losses = [res.get("val_loss"), *(res.get("val_loss_r") or {}).values()]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in losses):
+        raise NonFiniteError(f"non-finite validation loss at step {step} ({res.get('val_loss_r') or res['val_loss']});"
+                             f" the run stopped and keeps its last good checkpoint ({latest_checkpoint(run_dir)}); "
+                             "try dtype=float32 or a lower optim.lr")
 
 
 class _Logger:
@@ -313,13 +364,16 @@ class _Logger:
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None, quiet: bool = False,
-          dist_ctx: Any = None, stop_after: int | None = None) -> dict[str, Any]:
+          dist_ctx: Any = None, stop_after: int | None = None, verify: bool = True) -> dict[str, Any]:
     """Train ``cfg`` and return a summary (final losses at every depth, steps, tokens, FLOPs).
 
     A run directory that already has checkpoints resumes from the newest complete one (with a clear
     error if its config differs). ``init_from`` initialises weights from another run (e.g. a converted
     Hugging Face model). ``stop_after`` ends this invocation after that many steps (checkpointing first),
     e.g. to fit a long run into preemptible jobs. ``dist_ctx`` is set by :mod:`rins.distributed`.
+    ``verify=False`` skips the SHA-256 check of the checkpoint it resumes from (structural checks remain).
+    A resumed run truncates ``log.jsonl`` to the checkpoint's step; ``resume=False`` deletes the run's
+    checkpoints, log, summary and tokenizer first. Stale temporary files of killed writers are removed.
     """
     rank = dist_ctx.rank if dist_ctx else 0
     world = dist_ctx.world_size if dist_ctx else 1
@@ -328,6 +382,11 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     run_dir = cfg.run_dir()
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        clean_stale_temp(run_dir)
+        if not resume:  # start over: nothing of the old run may leak in (a tokenizer of another vocabulary...)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            for f in ("log.jsonl", "summary.json", "tokenizer.json"):
+                (run_dir / f).unlink(missing_ok=True)
     if dist_ctx:
         dist_ctx.barrier()
     device = dist_ctx.device if dist_ctx else resolve_device(cfg.device)
@@ -341,7 +400,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     init_meta = None
     if init_from:
         # continue from another run (e.g. `rins convert`): its architecture and tokenizer, unless overridden
-        _, _, init_meta = load_checkpoint(init_from)
+        _, _, init_meta = load_checkpoint(init_from, verify=verify)
         init_tok = Path(init_from) / "tokenizer.json"
         if cfg.task == "lm" and cfg.data.tokenizer is None and init_tok.is_file():
             cfg = replace(cfg, data=replace(cfg.data, tokenizer=str(init_tok)))
@@ -362,27 +421,34 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     ck = latest_checkpoint(run_dir) if resume else None
     saved_cfg_path = run_dir / "config.json"
     if ck is not None:
-        weights, opt_tensors, meta = load_checkpoint(ck)
+        weights, opt_tensors, meta = load_checkpoint(ck, verify=verify)
         if saved_cfg_path.exists():
             old = json.loads(saved_cfg_path.read_text())
-            old_sig = _config_signature(TrainConfig.from_dict(old))
-            if old_sig != _config_signature(cfg):
-                diff = sorted(k for k in old_sig if old_sig[k] != _config_signature(cfg)[k])
+            old_sig, new_sig = _config_signature(TrainConfig.from_dict(old)), _config_signature(cfg)
+            if old_sig != new_sig:
+                diff = sorted(set(old_sig) | set(new_sig), key=str)
+                diff = [k for k in diff if old_sig.get(k) != new_sig.get(k)]
+                shown = "; ".join(f"{k}: {old_sig.get(k)!r} -> {new_sig.get(k)!r}" for k in diff[:4])
                 raise CheckpointError(
-                    f"run directory {run_dir} holds a run with a different config (differs in {diff}); "
-                    "use another name/out_dir, or pass --no-resume to start over"
+                    f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
+                    f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume; use another name/out_dir, or "
+                    "pass --no-resume to start over"
                 )
+        saved_arch = meta.get("model_config")
+        own_arch = json.loads(json.dumps(core_config_dict(model)))
+        if saved_arch is not None and own_arch is not None and saved_arch != own_arch:
+            diff = sorted(k for k in set(saved_arch) | set(own_arch) if saved_arch.get(k) != own_arch.get(k))
+            raise CheckpointError(f"checkpoint {ck}: its model config differs from this run's in {diff}; the "
+                                  "checkpoint belongs to another run or was modified (delete it, or --no-resume)")
         load_state_into(model, weights, str(ck))
         start_step = int(meta["step"])
         tokens_seen = int(meta.get("tokens", 0))
         flops_seen = float(meta.get("flops", 0.0))
     elif init_from:
-        w, _, _ = load_checkpoint(init_from)
+        w, _, _ = load_checkpoint(init_from, verify=verify)
         load_state_into(model, w, f"--init {init_from}", allow_missing=("stack.adapters.",))
-    if is_main and not resume:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        (run_dir / "log.jsonl").unlink(missing_ok=True)
     if is_main:
+        _truncate_log(run_dir / "log.jsonl", start_step)
         atomic_write_text(saved_cfg_path, json.dumps(cfg.to_dict(), indent=1))
 
     model.to(device)
@@ -396,6 +462,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     fps = task.flops_per_step(core, cfg.batch_size)
     ups = task.units_per_step(cfg.batch_size)
     total = plan_steps(cfg, fps, ups)
+    if start_step > total:
+        raise CheckpointError(f"checkpoint {ck} is at step {start_step}, beyond this run's {total} steps; it belongs "
+                              "to another budget or was modified (delete it, or --no-resume)")
     params = sum(p.numel() for p in core.parameters())
     # fused AdamW: one kernel over all parameters (its row in BENCHMARKS.md's throughput table)
     fused = cfg.optim.fused if cfg.optim.fused is not None else device.type in ("cuda", "cpu")
@@ -410,6 +479,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
         else:
             restore_optimizer(opt, opt_tensors, meta)
         if "rng.torch" in opt_tensors:
+            check_rng_state(opt_tensors["rng.torch"], str(ck))
             torch.set_rng_state(opt_tensors["rng.torch"])
     evals = set(eval_schedule(total, cfg.n_evals))
     depths = cfg.eval_depths or task.eval_depths(core)
@@ -443,6 +513,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
             logger.close()
             return json.loads(prev.read_text())
         last_eval = task.evaluate(model, depths) if eval_here else {}
+        _check_eval(last_eval, start_step, run_dir)
     t0 = time.time()
     units_run = 0
     model.train()
@@ -479,6 +550,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
                 )
             opt.step()
             opt.zero_grad(set_to_none=True)
+            if not _all_finite(core, dist_ctx):  # e.g. a NaN learning rate: no checkpoint may hold these weights
+                raise NonFiniteError(
+                    f"non-finite weights after the optimizer step at step {step + 1} (lr={lr}); the run stopped "
+                    f"and keeps its last good checkpoint ({latest_checkpoint(run_dir)}). Check optim.* "
+                    "(lr, min_lr_ratio, eps), then resume."
+                )
             step += 1
             tokens_seen += ups
             units_run += ups
@@ -498,6 +575,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
                 # intermediate points: the trained depth only (the learning curve); the last: every depth
                 at = depths if (step == total or cfg.eval_all_depths) else [None]
                 last_eval = task.evaluate(model, at) if eval_here else {}
+                _check_eval(last_eval, step, run_dir)
                 if is_main:
                     logger.log({"event": "eval", "step": step, "tokens": tokens_seen, "flops": flops_seen,
                                 **last_eval})
@@ -522,6 +600,12 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     if is_main:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def core_config_dict(model: nn.Module) -> dict[str, Any] | None:
+    """The model's config as saved into checkpoints (``model.config.to_dict()``), or None."""
+    c = getattr(model, "config", None)
+    return c.to_dict() if hasattr(c, "to_dict") else None
 
 
 def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped) -> None:
