@@ -42,13 +42,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         from .distributed import launch_train
 
         return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
-    s = train(cfg, resume=not a.no_resume, init_from=a.init)
+    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify)
     print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r") if k in s},
                      indent=1))
     return 0
 
 
-def _load_run(run_dir: str, task=None):
+def _load_run(run_dir: str, task=None, verify: bool = True):
     """(config, model in eval mode) of a run directory; non-LM tasks rebuild the model via their task."""
     from .checkpoint import load_checkpoint, load_model, load_state_into
     from .config import TrainConfig
@@ -58,8 +58,8 @@ def _load_run(run_dir: str, task=None):
         raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
     cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
     if cfg.task == "lm":
-        return cfg, load_model(rd)
-    weights, _, _ = load_checkpoint(rd)
+        return cfg, load_model(rd, verify=verify)
+    weights, _, _ = load_checkpoint(rd, verify=verify)
     model = task.build_model()
     load_state_into(model, weights, str(rd))
     return cfg, model.eval()
@@ -124,13 +124,22 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
     from .data import load_tokenizer
 
-    cfg, model = _load_run(a.run_dir)
+    cfg, model = _load_run(a.run_dir, verify=not a.no_verify)
     tok = load_tokenizer(Path(a.run_dir) / "tokenizer.json")
     ids = tok.encode(a.prompt).ids
     if not ids:
         raise SystemExit("error: the prompt encodes to no tokens; give a non-empty --prompt")
+    if a.max_new_tokens < 0:
+        raise SystemExit(f"error: --max-new-tokens must be >= 0, got {a.max_new_tokens}")
+    # the trained context is the limit (memory and time grow with it): longer requests stop there
     room = model.config.max_seq_len - len(ids)
-    n = min(a.max_new_tokens, room) if model.pos is not None else a.max_new_tokens
+    if room < 1:
+        raise SystemExit(f"error: the prompt has {len(ids)} tokens, the model's context is max_seq_len="
+                         f"{model.config.max_seq_len}; shorten --prompt")
+    n = min(a.max_new_tokens, room)
+    if n < a.max_new_tokens:
+        print(f"note: --max-new-tokens {a.max_new_tokens} capped to {n} (prompt {len(ids)} + new tokens <= "
+              f"max_seq_len={model.config.max_seq_len})", file=sys.stderr)
     gen = torch.Generator().manual_seed(a.seed)
     out = model.generate(torch.tensor([ids]), n, r=a.r, temperature=a.temperature, top_k=a.top_k, generator=gen)
     print(tok.decode(out[0].tolist()))
@@ -215,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="initialise weights from another run dir (e.g. rins convert)")
     p.add_argument("--dist", choices=["ddp", "fsdp"], default=None,
                    help="data-parallel engine when launched with torchrun")
+    p.add_argument("--no-verify", action="store_true",
+                   help="resume without checking the checkpoint's SHA-256 sums (shapes, finiteness still checked)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="held-out loss / perplexity / bits per byte at each inference depth r")
@@ -232,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("plan", help="compile a signature and show the executed layer order")
@@ -272,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
