@@ -56,6 +56,8 @@ __all__ = [
     "main_convert",
     "main_export",
     "save_run",
+    "infer_special_tokens",
+    "read_special_tokens",
     "source_layer_map",
 ]
 
@@ -350,19 +352,119 @@ def _fit_relaxed_adapters(model: RecursiveLM, src: Any, kind: str, plan: Plan, s
 
 
 # ----------------------------------------------------------------------------------------------
+# Special tokens
+
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token")
+# Names a tokenizer's vocabulary may use for each role (rins's own tokenizer has only "<|endoftext|>").
+_CANDIDATES = {
+    "eos_token": ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>", "[EOS]"),
+    "bos_token": ("<s>", "<bos>", "<|begin_of_text|>", "<|startoftext|>", "[BOS]"),
+    "unk_token": ("<unk>", "[UNK]", "<|unk|>"),
+    "pad_token": ("<pad>", "[PAD]", "<|pad|>", "<|padding|>"),
+}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _content(v: Any) -> str | None:
+    """A special token as written by transformers: a string or an AddedToken dict ``{"content": ...}``."""
+    if isinstance(v, dict):
+        v = v.get("content")
+    return v if isinstance(v, str) and v else None
+
+
+def read_special_tokens(folder: str | Path, tokenizer_file: str | Path | None = None) -> dict[str, str]:
+    """Special tokens a ``transformers`` folder declares, as ``{"eos_token": "</s>", ...}``.
+
+    Read from ``special_tokens_map.json`` and ``tokenizer_config.json``, then (for roles still missing) the
+    ``*_token_id`` of ``generation_config.json`` / ``config.json`` looked up in the tokenizer. Only tokens
+    present in the tokenizer's vocabulary (``tokenizer_file``, default ``folder/tokenizer.json``) are kept.
+    """
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    tf = Path(tokenizer_file) if tokenizer_file else folder / "tokenizer.json"
+    if not tf.is_file():
+        return {}
+    tok = Tokenizer.from_file(str(tf))
+    found: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        d = _read_json(folder / name)
+        for role in SPECIAL_TOKENS:
+            if role not in found and (t := _content(d.get(role))):
+                found[role] = t
+    for name in ("generation_config.json", "config.json"):
+        d = _read_json(folder / name)
+        for role in SPECIAL_TOKENS:
+            i = d.get(f"{role}_id")
+            i = i[0] if isinstance(i, list) and i else i
+            if role not in found and isinstance(i, int) and (t := tok.id_to_token(i)) is not None:
+                found[role] = t
+    return {k: v for k, v in found.items() if tok.token_to_id(v) is not None}
+
+
+def infer_special_tokens(tokenizer_file: str | Path) -> dict[str, str]:
+    """Special tokens of a bare ``tokenizer.json`` (e.g. rins's own), found by their usual names.
+
+    rins's tokenizer has one special token, the end-of-document ``<|endoftext|>``; its training streams put it
+    before every document, so it also serves as the beginning-of-sequence token (as in GPT-2). The
+    tokenizer model's own ``unk_token`` is the unknown token.
+    """
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    vocab = tok.get_vocab(with_added_tokens=True)
+    out = {role: next((t for t in names if t in vocab), None) for role, names in _CANDIDATES.items()}
+    unk = _read_json(Path(tokenizer_file)).get("model", {}).get("unk_token")
+    if out["unk_token"] is None and isinstance(unk, str) and unk in vocab:
+        out["unk_token"] = unk
+    if out["bos_token"] is None:
+        out["bos_token"] = out["eos_token"]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _special_token_ids(tokens: dict[str, str], tokenizer_file: Path) -> dict[str, int]:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    return {f"{role}_id": i for role, t in tokens.items() if (i := tok.token_to_id(t)) is not None}
+
+
+# ----------------------------------------------------------------------------------------------
 # Run directories
 
 
 def save_run(model: RecursiveLM, run_dir: str | Path, name: str | None = None,
-             tokenizer_file: str | Path | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` as a rins run directory (``config.json`` + checkpoint step 0 [+ tokenizer.json])."""
+             tokenizer_file: str | Path | None = None, extra: dict[str, Any] | None = None,
+             special_tokens: dict[str, str] | None = None) -> Path:
+    """Write ``model`` as a rins run directory that every ``rins`` command accepts.
+
+    ``config.json`` is a full :class:`~rins.config.TrainConfig` (``model``: the architecture; ``data``: its
+    vocabulary and a context of at most 1024 tokens), the weights are checkpoint step 0, ``tokenizer.json``
+    is copied when given, ``special_tokens_map.json`` records ``special_tokens`` (``{"eos_token": ...}``)
+    and ``source.json`` records ``extra`` (provenance, e.g. the converted folder and the init).
+    """
+    from .config import DataConfig, TrainConfig
+
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps({"model": model.config.to_dict(), "name": name or run.name,
-                                                 **(extra or {})}, indent=1))
+    m = model.config
+    data = DataConfig(vocab_size=m.vocab_size, seq_len=min(m.max_seq_len, 1024))
+    cfg = TrainConfig(name=name or run.name, model=m.to_dict(), data=data)
+    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     save_checkpoint(run, 0, model, meta={"source": (extra or {}).get("source")})
     if tokenizer_file is not None and Path(tokenizer_file).is_file():
         shutil.copyfile(tokenizer_file, run / "tokenizer.json")
+    if special_tokens:
+        (run / "special_tokens_map.json").write_text(json.dumps(special_tokens, indent=1))
+    if extra:
+        (run / "source.json").write_text(json.dumps(extra, indent=1))
     return run
 
 
@@ -378,10 +480,14 @@ def main_convert(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (default full)")
     ap.add_argument("--name", default=None)
     a = ap.parse_args(argv)
+    src = Path(a.hf_dir)
+    if not (src / "config.json").is_file():
+        raise ConversionError(f"{src} is not a local transformers model folder (no config.json)")
     over = {"adapter_rank": a.adapter_rank} if a.adapter_rank is not None else {}
-    model = from_hf(a.hf_dir, signature=a.signature, degree=a.degree, init=a.init, n_layers=a.layers, **over)
-    tok = Path(a.hf_dir) / "tokenizer.json"
-    run = save_run(model, a.out, a.name, tok, extra={"source": str(a.hf_dir), "init": a.init})
+    model = from_hf(src, signature=a.signature, degree=a.degree, init=a.init, n_layers=a.layers, **over)
+    tok = src / "tokenizer.json"
+    run = save_run(model, a.out, a.name, tok, extra={"source": str(src), "init": a.init},
+                   special_tokens=read_special_tokens(src))
     print(f"wrote {run}: {model.plan().describe()}")
     return 0
 
@@ -391,17 +497,23 @@ def main_convert(argv: Sequence[str] | None = None) -> int:
 
 
 def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: int | None = None,
-           tokenizer_file: str | Path | None = None) -> Path:
+           tokenizer_file: str | Path | None = None, special_tokens: dict[str, str] | None = None) -> Path:
     """Write a ``trust_remote_code`` Hugging Face folder for a run directory (or a model).
 
     ``r`` becomes ``config.rins_r``, the default inference depth (``None``: the trained exponent). The
-    tokenizer (``RUN_DIR/tokenizer.json`` or ``tokenizer_file``) is copied when present, with a minimal
-    ``tokenizer_config.json`` so ``AutoTokenizer`` loads it.
+    tokenizer (``tokenizer_file``, default ``RUN_DIR/tokenizer.json``) is shipped as a plain fast tokenizer
+    (``AutoTokenizer`` loads it without custom code) with its special tokens: ``special_tokens``, else the
+    run's ``special_tokens_map.json`` (written by ``rins convert`` from the source), else those found in the
+    vocabulary (rins's own tokenizer: ``<|endoftext|>`` as eos and bos). Without a pad token, eos pads
+    (left padding; the model masks it). The ids go into ``config.json`` and ``generation_config.json``, so
+    ``generate`` stops at eos.
     """
     if isinstance(run_dir_or_model, RecursiveLM):
         model, run = run_dir_or_model, None
     else:
         run = Path(run_dir_or_model)
+        if not run.is_dir():
+            raise FileNotFoundError(f"{run} is not a run directory")
         model = load_model(run)
     cfg = model.config
     if r is not None:
@@ -432,13 +544,30 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
         "tie_word_embeddings": bool(cfg.tie_embeddings),
         "dtype": "float32",
     }
+    tok = Path(tokenizer_file) if tokenizer_file is not None else (run / "tokenizer.json" if run else None)
+    if tokenizer_file is not None and not tok.is_file():
+        raise FileNotFoundError(f"tokenizer file {tok} does not exist")
+    ids: dict[str, int] = {}
+    if tok is not None and tok.is_file():
+        if special_tokens is None and run is not None and (run / "special_tokens_map.json").is_file():
+            special_tokens = read_special_tokens(run, tok)
+        tokens = dict(special_tokens) if special_tokens is not None else infer_special_tokens(tok)
+        if "pad_token" not in tokens and "eos_token" in tokens:
+            tokens["pad_token"] = tokens["eos_token"]
+        ids = _special_token_ids(tokens, tok)
+        tokens = {k: v for k, v in tokens.items() if f"{k}_id" in ids}
+        shutil.copyfile(tok, out / "tokenizer.json")
+        tok_conf = {"tokenizer_class": "PreTrainedTokenizerFast", **tokens, "model_max_length": cfg.max_seq_len,
+                    "padding_side": "left", "clean_up_tokenization_spaces": False,
+                    "model_input_names": ["input_ids", "attention_mask"]}  # no token_type_ids for generate()
+        (out / "tokenizer_config.json").write_text(json.dumps(tok_conf, indent=1))
+        (out / "special_tokens_map.json").write_text(json.dumps(tokens, indent=1))
+    conf.update(ids)
     (out / "config.json").write_text(json.dumps(conf, indent=1))
+    (out / "generation_config.json").write_text(json.dumps(
+        {k: v for k, v in ids.items() if k != "unk_token_id"}, indent=1))
     state = _unique_state(model)
     save_file({k: v.float() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
-    tok = Path(tokenizer_file) if tokenizer_file is not None else (run / "tokenizer.json" if run else None)
-    if tok is not None and tok.is_file():
-        shutil.copyfile(tok, out / "tokenizer.json")
-        (out / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
     return out
 
 

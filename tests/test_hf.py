@@ -103,23 +103,37 @@ def test_deeper_source_inits(tokens):
         from_hf(src, init="bogus")
 
 
-def _write_tokenizer(path) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
+def _write_tokenizer(path, specials: dict[int, str] | None = None) -> None:
+    """Word-level tokenizer "w0".."w96"; ``specials`` renames ids to special tokens (e.g. {5: "</s>"})."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-    vocab = {f"w{i}": i for i in range(V)}
+    specials = specials or {}
+    vocab = {specials.get(i, f"w{i}"): i for i in range(V)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.add_special_tokens([AddedToken(t, special=True) for t in specials.values()])
     tok.save(str(path))
 
 
 def test_convert_cli_and_run_dir(tmp_path, tokens):
     src = hf_model("qwen2")
     src.save_pretrained(tmp_path / "hf")
-    _write_tokenizer(tmp_path / "hf" / "tokenizer.json")
+    _write_tokenizer(tmp_path / "hf" / "tokenizer.json", {1: "<s>", 2: "</s>", 3: "<unk>"})
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": {"content": "</s>", "special": True}, "unk_token": "<unk>"}))
     assert main_convert([str(tmp_path / "hf"), "--signature", "A^2B", "--out", str(tmp_path / "run")]) == 0
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["signature"] == "A^2B"
     assert (tmp_path / "run" / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "run" / "special_tokens_map.json").read_text()) == {
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    # the source's special tokens travel on through export (eos pads: the source has no pad token)
+    assert main_export([str(tmp_path / "run"), "--out", str(tmp_path / "exp")]) == 0
+    tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "exp"), trust_remote_code=False)
+    assert (tok.bos_token, tok.eos_token, tok.unk_token, tok.pad_token) == ("<s>", "</s>", "<unk>", "</s>")
+    gen = json.loads((tmp_path / "exp" / "generation_config.json").read_text())
+    assert gen == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
     model = load_model(tmp_path / "run")
     torch.testing.assert_close(model(tokens, r=1), src(tokens).logits, atol=1e-5, rtol=1e-5)
     main_convert([str(tmp_path / "hf"), "--out", str(tmp_path / "run2"), "--layers", "2", "--init", "average"])
@@ -287,3 +301,34 @@ def test_hf_pipeline_text_generation_matches_rins(exported):
     ids = torch.tensor([tok.encode(prompt)])
     want = model.generate(ids, 6, r=3)[0, ids.shape[1]:].tolist()
     assert out.split() == [f"w{i}" for i in want]
+
+
+def test_export_special_tokens_travel(tmp_path):
+    """rins's own tokenizer: <|endoftext|> is eos/bos/pad in every file; AutoTokenizer needs no custom code;
+    batched padding works and generate stops at eos."""
+    model = _varied_lm(signature="A^2B")
+    p = torch.tensor([[5, 9, 11, 2, 7]])
+    free = model.generate(p, 10, r=2)[0, 5:].tolist()
+    k = next(i for i in range(2, len(free)) if free[i] not in free[:i] and free[i] not in p[0].tolist())
+    eos = free[k]  # the tokenizer calls this id <|endoftext|>: greedy decoding must stop right there
+    _write_tokenizer(tmp_path / "tokenizer.json", {eos: "<|endoftext|>"})
+    out = export(model, tmp_path / "hf", tokenizer_file=tmp_path / "tokenizer.json")
+    ids = {"bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos}
+    assert json.loads((out / "generation_config.json").read_text()) == ids
+    smap = json.loads((out / "special_tokens_map.json").read_text())
+    assert smap == {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+                    "unk_token": "w0"}
+    # no custom code: a stock fast tokenizer over tokenizer.json (transformers 5 still reads config.json first,
+    # which would ask to run configuration_rins.py unless told either way)
+    tok = transformers.AutoTokenizer.from_pretrained(str(out), trust_remote_code=False)
+    assert type(tok).__module__.startswith("transformers.")
+    assert (tok.eos_token_id, tok.pad_token_id, tok.bos_token_id) == (eos, eos, eos)
+    batch = tok(["w5 w9 w11", "w4"], padding=True, return_tensors="pt")
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1]]  # left padding
+    hf = _load_hf(out, rins_r=2)
+    assert (hf.config.eos_token_id, hf.config.pad_token_id, hf.config.bos_token_id) == (eos, eos, eos)
+    assert hf.generation_config.eos_token_id == eos and hf.generation_config.pad_token_id == eos
+    got = hf.generate(input_ids=p, max_new_tokens=10, do_sample=False)[0, 5:].tolist()
+    assert got == free[:k + 1]  # stopped at eos
+    both = hf.generate(**batch, max_new_tokens=3, do_sample=False)  # no pad_token_id needed
+    assert both.shape[0] == 2

@@ -22,7 +22,8 @@ class RinsConfig(PretrainedConfig):
     keys_to_ignore_at_inference = ["past_key_values"]
 
     def __init__(self, rins: dict[str, Any] | None = None, rins_r: int | None = None, use_cache: bool = True,
-                 **kwargs: Any) -> None:
+                 bos_token_id: int | None = None, eos_token_id: int | None = None,
+                 pad_token_id: int | None = None, **kwargs: Any) -> None:
         self.use_cache = use_cache
         self.rins = dict(rins or {})
         self.rins_r = rins_r
@@ -37,3 +38,5 @@ class RinsConfig(PretrainedConfig):
             kwargs.setdefault("max_position_embeddings", c.get("max_seq_len"))
             kwargs.setdefault("tie_word_embeddings", bool(c.get("tie_embeddings", True)))
         super().__init__(**kwargs)
+        # set after the base __init__ (4.x resets them there; 5.x no longer gives every config these attributes)
+        self.bos_token_id, self.eos_token_id, self.pad_token_id = bos_token_id, eos_token_id, pad_token_id
