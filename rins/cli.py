@@ -278,11 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED:
-        mod, func, _ = DELEGATED[argv[0]]
-        return _delegate(mod, func, argv[1:])
-    args = build_parser().parse_args(argv)
-    try:
+    delegated = DELEGATED.get(argv[0]) if argv else None
+    args = None if delegated else build_parser().parse_args(argv)
+    try:  # delegated commands (convert, export, ...) fail through the same one-line error
+        if delegated:
+            return _delegate(delegated[0], delegated[1], argv[1:])
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -332,3 +332,28 @@ def test_export_special_tokens_travel(tmp_path):
     assert got == free[:k + 1]  # stopped at eos
     both = hf.generate(**batch, max_new_tokens=3, do_sample=False)  # no pad_token_id needed
     assert both.shape[0] == 2
+
+
+def test_convert_and_export_errors_are_one_line(tmp_path, capsys):
+    """Unsupported sources and bad paths end in the CLI's one-line ``error:`` with exit code 2, not a traceback."""
+    from rins.cli import main as cli
+
+    common = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  max_position_embeddings=64)
+    T = transformers
+    T.LlamaForCausalLM(T.LlamaConfig(**common)).save_pretrained(tmp_path / "rope")
+    conf = json.loads((tmp_path / "rope" / "config.json").read_text())
+    conf["rope_scaling"] = {"rope_type": "linear", "factor": 2.0}
+    (tmp_path / "rope" / "config.json").write_text(json.dumps(conf))
+    T.LlamaForCausalLM(T.LlamaConfig(head_dim=16, **common)).save_pretrained(tmp_path / "head_dim")
+    capsys.readouterr()
+    cases = [(["convert", str(tmp_path / "rope"), "--out", str(tmp_path / "o1")], "RoPE scaling 'linear'"),
+             (["convert", str(tmp_path / "head_dim"), "--out", str(tmp_path / "o2")], "head_dim=16"),
+             (["convert", str(tmp_path / "missing"), "--out", str(tmp_path / "o3")], "no config.json"),
+             (["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o4")], "not a run directory"),
+             (["export", str(tmp_path / "rope"), "--out", str(tmp_path / "o5")], "no complete checkpoint")]
+    for argv, msg in cases:
+        assert cli(argv) == 2, argv
+        err = capsys.readouterr().err  # may also hold transformers' weight-loading progress bar
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert "Traceback" not in err and len(errors) == 1 and msg in errors[0], (argv, err)
