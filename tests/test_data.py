@@ -422,7 +422,11 @@ def test_eval_batches_fixed_non_overlapping(tmp_path):
     assert [b[0].shape[0] for b in batches] == [3, 3, 3, 1]
     ys = torch.cat([b[1] for b in batches]).flatten()
     assert torch.equal(ys, torch.arange(1, 101))  # every target exactly once, in order from the start
-    assert len(list(ds.iter_eval_batches(3, max_batches=2))) == 2
+    limited = list(ds.iter_eval_batches(3, max_batches=2))
+    assert len(limited) == 2
+    # a limit that covers part of the split spreads its windows over all of it: first and last included
+    starts = torch.cat([b[0][:, 0] for b in limited]).tolist()
+    assert starts[0] == 0 and starts[-1] == 90 and starts == sorted(set(starts)) and len(starts) == 6
     assert len(list(ds.iter_eval_batches(3, drop_last=True))) == 3
     again = list(ds.iter_eval_batches(batch_size=3))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))

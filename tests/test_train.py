@@ -172,7 +172,7 @@ def test_cli_plan_flops_eval_generate(corpus, cache, tmp_path, capsys):
     capsys.readouterr()
     assert cli(["eval", str(tmp_path / "cli"), "--r", "1,2,3", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)["results"]
-    assert [r["r"] for r in res] == ["1", "2", "3"] and all(r["loss"] > 0 and r["bpb"] > 0 for r in res)
+    assert [r["r"] for r in res] == [1, 2, 3] and all(r["loss"] > 0 and r["bpb"] > 0 for r in res)
     assert cli(["generate", str(tmp_path / "cli"), "--prompt", "the king", "--r", "2", "--max-new-tokens", "5"]) == 0
     assert capsys.readouterr().out.startswith("the king")
     assert cli(["plan", "A^2B(", "--layers", "4"]) == 2

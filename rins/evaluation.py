@@ -1,0 +1,108 @@
+"""Held-out evaluation of a trained LM run on any text: loss, perplexity and bits per byte at each depth r.
+
+``evaluate_run(RUN, data=SPEC)`` encodes ``SPEC`` (a built-in corpus such as ``shakespeare`` or
+``mix-large:linux-doc``, a ``.txt``/``.md`` file, a folder, a ``.jsonl`` file, ``hf:...``) with the run's own
+tokenizer, splits it by document exactly as training does (the run's ``val_fraction`` and seed, so the
+run's own corpus gives its own held-out documents), and scores the chosen split at every requested
+depth. **Bits per byte** (``loss / ln 2 × tokens / UTF-8 bytes``) does not depend on the tokenizer, so
+runs with different vocabularies compare. ``rins eval RUN --data SPEC`` is the command-line form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["evaluate_run", "format_results"]
+
+
+def _run_config(run_dir: Path):
+    from .config import TrainConfig
+
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    return TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+
+
+@torch.no_grad()
+def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int] | None = None,
+                 batches: int | None = None, batch_size: int | None = None, split: str = "val",
+                 device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Score a trained LM run on ``data`` (default: the corpus it was trained on).
+
+    Args:
+        run_dir: a run directory written by ``rins train``.
+        data: a corpus spec (see :func:`rins.data.load_corpus`); ``None`` = the run's ``data.corpus``.
+        depths: inference depths r; default 1 … r_max + 1 (a plain model: its one depth, reported as r=None).
+        batches: at most this many batches of ``batch_size`` windows, spread evenly over the split
+            (default: the run's ``eval_batches``; 0 = the whole split).
+        batch_size: windows per batch (default: as the trainer evaluates, ``min(batch_size, 16)`` of the run).
+        split: ``"val"`` (held-out documents) or ``"train"``.
+
+    Returns ``{"run", "data", "split", "windows", "tokens", "bytes_per_token", "results": [{"r", "loss",
+    "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
+    """
+    from .checkpoint import load_model
+    from .data import TokenDataset, prepare_data
+    from .train import autocast
+
+    rd = Path(run_dir)
+    cfg = _run_config(rd)
+    if cfg.task != "lm":
+        raise ValueError(f"{rd} is a {cfg.task!r} run; evaluate_run scores language models")
+    if split not in ("val", "train"):
+        raise ValueError(f"split must be 'val' or 'train', got {split!r}")
+    if batches is not None and batches < 0:
+        raise ValueError(f"batches must be >= 0 (0 = the whole split), got {batches}")
+    if batch_size is None:
+        batch_size = max(1, min(cfg.batch_size, 16))  # the trainer's choice: the same windows as its evals
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    tok_path = rd / "tokenizer.json"
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"{rd} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
+    spec = data or cfg.data.corpus
+    # the run's own tokenizer (never a new one), the run's split of documents
+    bundle = prepare_data(spec, cfg.data.cache_dir, cfg.data.vocab_size, cfg.data.val_fraction, cfg.seed,
+                          tokenizer=tok_path)
+    model = load_model(rd, device)
+    dev = next(model.parameters()).device
+    ds = TokenDataset(bundle.val_path if split == "val" else bundle.train_path, cfg.data.seq_len)
+    limit = cfg.eval_batches if batches is None else (batches or None)
+    if not depths:
+        depths = list(range(1, model.r_max + 2)) if model.r_max else [None]
+    if any(r is not None and r < 1 for r in depths):
+        raise ValueError(f"every depth r must be >= 1, got {depths}")
+    meta = bundle.meta
+    n_tok = meta["n_val_tokens"] if split == "val" else meta["n_train_tokens"]
+    n_bytes = meta["val_bytes"] if split == "val" else meta["train_bytes"]
+    bpt = n_bytes / max(1, n_tok)
+    results, windows, tokens = [], 0, 0
+    for r in depths:
+        tot, n, w = 0.0, 0, 0
+        for x, y in ds.iter_eval_batches(batch_size, limit):
+            x, y = x.to(dev), y.to(dev)
+            with autocast(cfg, dev):
+                tot += model(x, r=r, targets=y, reduction="sum").item()
+            n += y.numel()
+            w += x.shape[0]
+        loss = tot / n
+        results.append({"r": r, "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": loss / math.log(2) / bpt})
+        windows, tokens = w, n
+    return {"run": str(rd), "data": spec, "split": split, "windows": windows, "tokens": tokens,
+            "bytes_per_token": bpt, "results": results}
+
+
+def format_results(res: dict[str, Any]) -> str:
+    """A small text table of :func:`evaluate_run`'s results."""
+    lines = [f"{res['run']} on {res['data']} ({res['split']} split, {res['tokens']:,} tokens, "
+             f"{res['bytes_per_token']:.3f} bytes/token)",
+             f"{'r':>4} {'loss':>8} {'ppl':>10} {'bpb':>7}"]
+    for row in res["results"]:
+        r = "-" if row["r"] is None else str(row["r"])
+        lines.append(f"{r:>4} {row['loss']:8.4f} {row['ppl']:10.2f} {row['bpb']:7.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Run directories and the small summaries that outlive them.
+
+A run directory (written by :func:`rins.train.train`) holds ``config.json``, ``log.jsonl``, ``summary.json``
+and checkpoints: too large to commit, and tied to the machine that trained it. A **run summary** is one
+small JSON file per finished run (config, parameters, FLOPs, tokens, final loss at every inference depth,
+bits per byte, the held-out learning curve, extra evaluations), meant to be committed into the repository
+as a study goes (``results/<study>/<run>.json``). ``rins sweep`` writes them and skips runs whose summary
+exists; ``rins report`` builds tables, fits and plots from summaries alone.
+
+This module imports neither torch nor the trainer (parameter counts come from the run's own records).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SUMMARY_FORMAT", "read_log", "read_json", "is_complete", "run_summary", "write_run_summary",
+           "load_summary", "summary_path", "atomic_write_json"]
+
+SUMMARY_FORMAT = "rins-run-summary/1"
+MAX_TRAIN_POINTS = 120  # the train-loss curve is thinned to at most this many points
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or ``{}`` when it is missing or unreadable."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def read_log(run_dir: str | Path, event: str = "eval") -> list[dict[str, Any]]:
+    """Records of one kind from ``RUN_DIR/log.jsonl``, one per step (the last record of a step wins, for
+    resumed runs), in step order. A torn last line of a killed run is skipped."""
+    path = Path(run_dir) / "log.jsonl"
+    by_step: dict[int, dict[str, Any]] = {}
+    first: dict[str, Any] | None = None
+    if path.exists():
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(rec, dict) or rec.get("event") != event:
+                    continue
+                if "step" in rec:
+                    by_step[int(rec["step"])] = rec
+                elif first is None:
+                    first = rec
+    if event == "start":
+        return [first] if first is not None else [by_step[k] for k in sorted(by_step)][:1]
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when ``RUN_DIR/summary.json`` says ``"complete": true``."""
+    return bool(read_json(Path(run_dir) / "summary.json").get("complete"))
+
+
+def summary_path(results_dir: str | Path, name: str) -> Path:
+    """Where the summary of run ``name`` lives in ``results_dir``."""
+    return Path(results_dir) / f"{name}.json"
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _git_commit() -> str | None:
+    """``git describe --always --dirty`` of the checkout this module was loaded from (None outside git)."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=10"], capture_output=True,
+                             text=True, timeout=10, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+# taken when the module is imported: a long sweep worker keeps running the code it started with, so this,
+# not the checkout's HEAD when a summary is written hours later, is the code that trained the run
+CODE_VERSION = _git_commit()
+
+
+def run_summary(run_dir: str | Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The small summary of a finished run (see the module docstring); ``extra`` adds fields (e.g.
+    ``{"evals": {...}}`` with evaluations on other data, ``{"grid": ..., "size": ...}``).
+
+    Raises ``ValueError`` when the run is not complete.
+    """
+    rd = Path(run_dir)
+    summ = read_json(rd / "summary.json")
+    if not summ.get("complete"):
+        raise ValueError(f"{rd} is not a complete run (no summary.json with complete=true); finish it first")
+    cfg = read_json(rd / "config.json")
+    start = (read_log(rd, "start") or [{}])[0]
+    model = cfg.get("model", {})
+    d_model = int(model.get("d_model", 0))
+    vocab = int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0)))
+    params = int(summ.get("params", start.get("params", 0)))
+    tied = bool(model.get("tie_embeddings", True))
+    embedding = vocab * d_model * (1 if tied else 2)
+    if model.get("pos_embedding") == "learned":
+        embedding += int(model.get("max_seq_len", 0)) * d_model
+    curve = [{"step": e["step"], "tokens": e.get("tokens"), "flops": e.get("flops"), "val_loss": e.get("val_loss")}
+             for e in read_log(rd, "eval")]
+    train = read_log(rd, "train")
+    stride = max(1, math.ceil(len(train) / MAX_TRAIN_POINTS))
+    train_curve = [[e["step"], round(float(e["loss"]), 5)] for i, e in enumerate(train)
+                   if i % stride == 0 or i == len(train) - 1]
+    speed = [e.get("units_per_s") for e in train if e.get("units_per_s")]
+    keys = ("val_loss", "val_loss_r", "val_bpb", "bytes_per_token", "val_ppl")
+    out: dict[str, Any] = {
+        "format": SUMMARY_FORMAT,
+        "name": str(cfg.get("name", rd.name)),
+        "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": CODE_VERSION,
+        "config": cfg,
+        "params": params,
+        "embedding_params": embedding,
+        "non_embedding_params": params - embedding if params else None,
+        "steps": int(summ.get("steps", 0)),
+        "tokens": int(summ.get("tokens", 0)),
+        "flops": float(summ.get("flops", 0.0)),
+        "flops_per_step": summ.get("flops_per_step", start.get("flops_per_step")),
+        "seconds": summ.get("seconds"),
+        "tokens_per_s": speed[-1] if speed else None,
+        **{k: summ[k] for k in keys if k in summ},
+        "curve": curve,
+        "train_curve": train_curve,
+    }
+    if params:
+        out["tokens_per_param"] = out["tokens"] / params
+    if extra:
+        out.update(extra)
+    return _finite(out)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_run_summary(run_dir: str | Path, results_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write the summary of a finished run to ``results_dir/<name>.json``; returns its path."""
+    s = run_summary(run_dir, extra)
+    p = summary_path(results_dir, s["name"])
+    atomic_write_json(p, s)
+    return p
+
+
+def load_summary(path: str | Path) -> dict[str, Any]:
+    """A run summary written by :func:`write_run_summary`; ``ValueError`` if the file is not one."""
+    s = read_json(path)
+    if s.get("format") != SUMMARY_FORMAT:
+        raise ValueError(f"{path} is not a rins run summary (format {s.get('format')!r}, expected {SUMMARY_FORMAT!r})")
+    return s
