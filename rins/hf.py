@@ -446,21 +446,25 @@ def save_run(model: RecursiveLM, run_dir: str | Path, name: str | None = None,
     """Write ``model`` as a rins run directory that every ``rins`` command accepts.
 
     ``config.json`` is a full :class:`~rins.config.TrainConfig` (``model``: the architecture; ``data``: its
-    vocabulary and a context of at most 1024 tokens), the weights are checkpoint step 0, ``tokenizer.json``
-    is copied when given, ``special_tokens_map.json`` records ``special_tokens`` (``{"eos_token": ...}``)
-    and ``source.json`` records ``extra`` (provenance, e.g. the converted folder and the init).
+    vocabulary, a context of at most 1024 tokens and, when ``tokenizer_file`` is given, the run's copy of it
+    as ``data.tokenizer``), the weights are checkpoint step 0, ``special_tokens_map.json`` records
+    ``special_tokens`` (``{"eos_token": ...}``) and ``source.json`` records ``extra`` (provenance, e.g. the
+    converted folder and the init). ``rins eval``, ``generate``, ``export`` and ``train --init`` accept it.
     """
     from .config import DataConfig, TrainConfig
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    tok = None
+    if tokenizer_file is not None and Path(tokenizer_file).is_file():
+        tok = run / "tokenizer.json"
+        shutil.copyfile(tokenizer_file, tok)
     m = model.config
-    data = DataConfig(vocab_size=m.vocab_size, seq_len=min(m.max_seq_len, 1024))
+    data = DataConfig(vocab_size=m.vocab_size, seq_len=min(m.max_seq_len, 1024),
+                      tokenizer=str(tok.resolve()) if tok else None)
     cfg = TrainConfig(name=name or run.name, model=m.to_dict(), data=data)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     save_checkpoint(run, 0, model, meta={"source": (extra or {}).get("source")})
-    if tokenizer_file is not None and Path(tokenizer_file).is_file():
-        shutil.copyfile(tokenizer_file, run / "tokenizer.json")
     if special_tokens:
         (run / "special_tokens_map.json").write_text(json.dumps(special_tokens, indent=1))
     if extra:

@@ -415,6 +415,9 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
         if not is_main:
             task.prepare()
     model = task.build_model()
+    if init_meta is not None and cfg.task == "lm":
+        # --init keeps the initialising run's architecture: config.json must record the model actually trained
+        cfg = replace(cfg, model=core_config_dict(model))
 
     # -- resume / init -------------------------------------------------------------------------
     start_step, tokens_seen, flops_seen = 0, 0, 0.0

@@ -357,3 +357,34 @@ def test_convert_and_export_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err  # may also hold transformers' weight-loading progress bar
         errors = [line for line in err.splitlines() if line.startswith("error: ")]
         assert "Traceback" not in err and len(errors) == 1 and msg in errors[0], (argv, err)
+
+
+def test_converted_run_is_first_class(tmp_path, corpus, cache, capsys):
+    """rins eval / generate / export / train --init all take a converted run; --init's config.json records the
+    architecture actually trained (the initialising model's), not the preset's."""
+    from rins.cli import main as cli
+
+    src = hf_model("qwen2")
+    src.save_pretrained(tmp_path / "hf")
+    _write_tokenizer(tmp_path / "hf" / "tokenizer.json", {1: "<s>", 2: "</s>"})
+    run = tmp_path / "run"
+    assert cli(["convert", str(tmp_path / "hf"), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert cli(["generate", str(run), "--prompt", "w5 w9", "--max-new-tokens", "4", "--r", "1",
+                "--temperature", "0"]) == 0
+    want = src.generate(torch.tensor([[5, 9]]), max_new_tokens=4, do_sample=False, pad_token_id=0)[0].tolist()
+    from tokenizers import Tokenizer
+
+    assert capsys.readouterr().out.strip() == Tokenizer.from_file(str(run / "tokenizer.json")).decode(want)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data"].update(corpus=str(corpus), cache_dir=str(cache))  # score the converted model on local text
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert cli(["eval", str(run), "--r", "1,2", "--batches", "1"]) == 0
+    assert main_export([str(run), "--out", str(tmp_path / "exp")]) == 0
+    with pytest.warns(UserWarning, match="keeping the initialising model's d_model=32"):
+        assert cli(["train", "--preset", "tiny", "--init", str(run), "--signature", "A^2B", "--set",
+                    "model.d_model=64", "--set", "budget.steps=2", "--set", f"data.corpus={corpus}", "--set",
+                    f"data.cache_dir={cache}", "--name", "ft", "--out-dir", str(tmp_path)]) == 0
+    trained = json.loads((tmp_path / "ft" / "config.json").read_text())["model"]
+    assert (trained["d_model"], trained["n_layers"], trained["signature"]) == (32, 4, "A^2B")
+    assert load_model(tmp_path / "ft").config.d_model == 32
