@@ -5,86 +5,22 @@ JSON summary, reported as measured whichever variant wins."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write_text
 from .config import load_config
+from .report import format_table, plot_curves
+from .runs import read_log
 from .train import train
 
-__all__ = ["DEMO_VARIANTS", "run_demo", "format_table", "plot_curves", "read_log"]
+__all__ = ["DEMO_VARIANTS", "run_demo"]
 
 DEMO_VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("baseline AB", {"signature": "AB"}),
     ("RINS A^2B", {"signature": "A^2B"}),
     ("stoch. RINS A^2B p_s=0.5 + adapters", {"signature": "A^2B", "p_skip": 0.5, "adapters": "round"}),
 ]
-
-
-def read_log(run_dir: str | Path, event: str = "eval") -> list[dict[str, Any]]:
-    """Records of one kind from RUN_DIR/log.jsonl (the last record per step wins, for resumed runs)."""
-    path = Path(run_dir) / "log.jsonl"
-    by_step: dict[int, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line of a killed run
-            if rec.get("event") == event:
-                by_step[int(rec["step"])] = rec
-    return [by_step[k] for k in sorted(by_step)]
-
-
-def format_table(rows: list[dict[str, Any]], depths: list[int]) -> str:
-    """Markdown table: one row per variant, held-out loss at every depth r (best per column in bold).
-
-    A model without recursion (e.g. ``AB``) has one loss whatever r is asked for; it fills every column."""
-
-    def at(row: dict[str, Any], r: int) -> float | None:
-        by_r = row.get("val_loss_r") or {}
-        return by_r.get(str(r)) if by_r else row.get("val_loss")
-
-    head = "| variant | params | steps | tokens | train FLOPs | " + " | ".join(f"loss r={r}" for r in depths) + " |"
-    sep = "|" + "---|" * (5 + len(depths))
-    best = {r: min((v for row in rows if (v := at(row, r)) is not None), default=math.inf) for r in depths}
-    lines = [head, sep]
-    for row in rows:
-        cells = []
-        for r in depths:
-            v = at(row, r)
-            if v is None:
-                cells.append("–")
-            else:
-                cells.append(f"**{v:.4f}**" if v == best[r] else f"{v:.4f}")
-        lines.append(f"| {row['variant']} | {row['params']:,} | {row['steps']:,} | {row['tokens']:,} | "
-                     f"{row['flops']:.3g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_curves(runs: list[tuple[str, str | Path]], out_png: str | Path, x: str = "flops",
-                title: str = "held-out loss vs training FLOPs") -> None:
-    """Plot validation loss (at the trained depth) against training FLOPs for several runs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, rd in runs:
-        recs = read_log(rd)
-        if recs:
-            ax.plot([r[x] for r in recs], [r["val_loss"] for r in recs], marker="o", ms=3, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs" if x == "flops" else x)
-    ax.set_ylabel("held-out loss (nats/token)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
 
 
 def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, preset: str = "cpu-small",
@@ -126,7 +62,7 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     atomic_write_text(out / "table.md", text)
     summary = {"rows": rows, "depths": depths}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    plot_curves(runs, out / "curves.png")
+    plot_curves([(label, read_log(rd)) for label, rd in runs], out / "curves.png")
     print(f"wrote {out / 'table.md'}, {out / 'summary.json'}, {out / 'curves.png'}")
     return summary
 

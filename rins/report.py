@@ -1,8 +1,10 @@
 """``rins report``: a Markdown report with tables, plots and plain-words verdicts from trained runs.
 
-Input: run directories (``config.json`` + ``log.jsonl`` + ``summary.json``) or folders holding them
-(a sweep's ``out_dir``). Output (``--out DIR``): ``report.md``, ``report.json`` (every number the
-report states) and PNG plots. Sections, each with a verdict computed from the numbers (method.md §9):
+Input: run directories (``config.json`` + ``log.jsonl`` + ``summary.json``), committed run summaries
+(``results/<study>/<run>.json``, :mod:`rins.runs`), or folders holding either (a sweep's ``out_dir`` or
+``results_dir``): the report needs nothing but the summaries. Output (``--out DIR``): ``report.md``,
+``report.json`` (every number the report states) and PNG plots. Sections, each with a verdict computed
+from the numbers (method.md §9):
 
 1. every run (params, steps, tokens, realised training FLOPs), with a compute-matching check;
 2. loss vs training FLOPs per layout, and the final loss of every layout at every budget;
@@ -29,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .demo import format_table, plot_curves, read_log
+from .runs import SUMMARY_FORMAT, read_json, read_log
 
-__all__ = ["RunInfo", "family", "load_runs", "build_report", "main_report"]
+__all__ = ["RunInfo", "family", "load_runs", "build_report", "main_report", "format_table", "plot_curves"]
 
 CLAIMS = {
     "claim1": "1. RINS beats AB, RAO and middle at equal FLOPs",
@@ -50,6 +52,57 @@ _FAMILY_RE = [
     ("middle", re.compile(r"^AB\^(\d+)C$")),
     ("cycle", re.compile(r"^\(ABC\)\^(\d+)$")),
 ]
+
+
+def format_table(rows: list[dict[str, Any]], depths: list[int]) -> str:
+    """Markdown table: one row per variant, held-out loss at every depth r (best per column in bold).
+
+    A model without recursion (e.g. ``AB``) has one loss whatever r is asked for; it fills every column."""
+
+    def at(row: dict[str, Any], r: int) -> float | None:
+        by_r = row.get("val_loss_r") or {}
+        return by_r.get(str(r)) if by_r else row.get("val_loss")
+
+    head = "| variant | params | steps | tokens | train FLOPs | " + " | ".join(f"loss r={r}" for r in depths) + " |"
+    sep = "|" + "---|" * (5 + len(depths))
+    best = {r: min((v for row in rows if (v := at(row, r)) is not None), default=math.inf) for r in depths}
+    lines = [head, sep]
+    for row in rows:
+        cells = []
+        for r in depths:
+            v = at(row, r)
+            if v is None:
+                cells.append("–")
+            else:
+                cells.append(f"**{v:.4f}**" if v == best[r] else f"{v:.4f}")
+        lines.append(f"| {row['variant']} | {row['params']:,} | {row['steps']:,} | {row['tokens']:,} | "
+                     f"{row['flops']:.3g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: list[tuple[str, list[dict[str, Any]]]], out_png: str | Path, x: str = "flops",
+                title: str = "held-out loss vs training FLOPs") -> None:
+    """Plot held-out loss (at the trained depth) against training FLOPs (or ``x``) for several runs, each
+    given as ``(label, eval records)`` (:func:`rins.runs.read_log`, or a run summary's ``curve``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, recs in curves:
+        recs = [r for r in recs if r.get(x) is not None and r.get("val_loss") is not None]
+        if recs:
+            ax.plot([r[x] for r in recs], [r["val_loss"] for r in recs], marker="o", ms=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs" if x == "flops" else x)
+    ax.set_ylabel("held-out loss (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
 
 
 def family(signature: str, degree: int = 1) -> str:
@@ -86,6 +139,12 @@ class RunInfo:
     val_loss_r: dict[str, float] = field(default_factory=dict)
     warmup_steps: int = 0
     vocab_size: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)  # held-out eval records (step, tokens, flops, loss)
+    lr: float = math.nan
+    lr_scan: bool = False  # from a learning-rate scan grid: reported in its own section, not in the claims
+    non_embedding_params: int = 0
+    val_bpb: float = math.nan
+    evals: dict[str, Any] = field(default_factory=dict)  # extra evaluations: {data spec: {"results": [...]}}
 
     @property
     def family(self) -> str:
@@ -126,7 +185,9 @@ class RunInfo:
 
 
 def _size_label(model: dict[str, Any]) -> str:
-    from .model import LMConfig
+    if "n_layers" in model and "d_model" in model:
+        return f"L{model['n_layers']}-d{model['d_model']}"
+    from .model import LMConfig  # only for configs that left a field at its default
 
     d = LMConfig.__dataclass_fields__
     get = lambda k: model.get(k, d[k].default)  # noqa: E731
@@ -135,73 +196,82 @@ def _size_label(model: dict[str, Any]) -> str:
 
 def _start_record(rd: Path) -> dict[str, Any]:
     """The ``{"event": "start"}`` record of a run's log (params, steps), or ``{}``."""
-    try:
-        with open(rd / "log.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("event") == "start":
-                    return rec
-    except OSError:
-        pass
-    return {}
+    return (read_log(rd, "start") or [{}])[0]
 
 
-def _read_run(rd: Path) -> RunInfo | None:
-    try:
-        cfg = json.loads((rd / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def _run_info(cfg: dict[str, Any], summ: dict[str, Any], where: Path, curve: list[dict[str, Any]],
+              start_rec: dict[str, Any] | None = None) -> RunInfo | None:
+    """A :class:`RunInfo` from a run's config and summary (a run directory's or a committed summary's)."""
+    from .plan import resolve_signature
+
     if cfg.get("task", "lm") != "lm":
         return None
+    start_rec = start_rec or {}
     model = cfg.get("model", {})
-    summ: dict[str, Any] = {}
-    if (rd / "summary.json").is_file():
-        try:
-            summ = json.loads((rd / "summary.json").read_text())
-        except json.JSONDecodeError:
-            summ = {}
-    start_rec = _start_record(rd)
     steps = int(summ.get("steps", start_rec.get("steps", 0)))
+    optim = cfg.get("optim", {})
     info = RunInfo(
-        name=str(cfg.get("name", rd.name)), run_dir=rd, signature=str(model.get("signature", "AB")),
+        name=str(cfg.get("name", where.name)), run_dir=where, signature=str(model.get("signature", "AB")),
         degree=int(model.get("degree", 1)), p_skip=float(model.get("p_skip", 0.0)),
         adapters=str(model.get("adapters", "none")), size=_size_label(model),
         budget=(cfg.get("budget") or {}).get("flops"), seed=int(cfg.get("seed", 0)),
-        n_layers=int(model.get("n_layers", 6)), complete=bool(summ.get("complete", False)),
+        n_layers=int(model.get("n_layers", 6)), complete=bool(summ.get("complete", "format" in summ)),
         params=int(summ.get("params", start_rec.get("params", 0))), steps=steps, tokens=int(summ.get("tokens", 0)),
-        flops=float(summ.get("flops", 0.0)), val_loss=float(summ.get("val_loss", math.nan)),
+        flops=float(summ.get("flops", 0.0)), val_loss=float(summ.get("val_loss", math.nan) or math.nan),
         val_loss_r={str(k): float(v) for k, v in (summ.get("val_loss_r") or {}).items()},
-        warmup_steps=int(round(float(cfg.get("optim", {}).get("warmup_frac", 0.05)) * steps)),
+        warmup_steps=int(round(float(optim.get("warmup_frac", 0.05)) * steps)),
         vocab_size=int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0))),
+        curve=curve, lr=float(optim.get("lr", math.nan)), lr_scan=bool(summ.get("lr_scan", False)),
+        non_embedding_params=int(summ.get("non_embedding_params") or 0),
+        val_bpb=float(summ.get("val_bpb", math.nan) or math.nan), evals=dict(summ.get("evals") or {}),
     )
-    from .plan import resolve_signature
-
     info.signature = resolve_signature(info.signature)
     return info
 
 
+def _read_run(rd: Path) -> RunInfo | None:
+    cfg = read_json(rd / "config.json")
+    if not cfg:
+        return None
+    return _run_info(cfg, read_json(rd / "summary.json"), rd, read_log(rd), _start_record(rd))
+
+
+def _read_summary(path: Path) -> RunInfo | None:
+    s = read_json(path)
+    if s.get("format") != SUMMARY_FORMAT:
+        return None
+    return _run_info(s.get("config", {}), s, path, list(s.get("curve") or []))
+
+
 def load_runs(paths: list[str | Path]) -> tuple[list[RunInfo], list[str]]:
-    """Runs found under ``paths`` (run directories, or folders of them); also the skipped incomplete ones."""
-    runs, skipped, seen = [], [], set()
+    """Runs found under ``paths``: run directories, committed run summaries (``<run>.json`` written by
+    ``rins sweep`` into its ``results_dir``), or folders of either. Also returns the incomplete run
+    directories that were left out. A run found both ways is taken once (its summary wins)."""
+    runs: dict[str, RunInfo] = {}
+    skipped: list[str] = []
+    seen: set[Path] = set()
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")
-        if (p / "config.json").is_file():
+        if p.is_file():
+            cands = [p]
+        elif (p / "config.json").is_file():
             cands = [p]
         else:
-            cands = sorted(q for q in p.iterdir() if (q / "config.json").is_file())
-        for rd in cands:
-            if rd.resolve() in seen:
+            cands = sorted(q for q in p.iterdir() if (q / "config.json").is_file() or
+                           (q.suffix == ".json" and q.is_file()))
+        for c in cands:
+            if c.resolve() in seen:
                 continue
-            seen.add(rd.resolve())
-            info = _read_run(rd)
+            seen.add(c.resolve())
+            info = _read_summary(c) if c.is_file() else _read_run(c)
             if info is None:
                 continue
-            (runs if info.complete else skipped).append(info if info.complete else str(rd))
-    return runs, skipped
+            if not info.complete:
+                skipped.append(str(c))
+            elif info.name not in runs or c.is_file():
+                runs[info.name] = info
+    return list(runs.values()), skipped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,7 +348,7 @@ def _curves_section(runs: list[RunInfo], out: Path, x: str) -> tuple[str, dict[s
         for b in budgets:
             at = sorted((r for r in rs if r.budget == b), key=lambda r: (r.cost, r.signature))
             png = out / f"curves_{size}_C{b:.3g}.png"
-            plot_curves([(f"{r.layout} [{r.family}]", r.run_dir) for r in at], png, x=x,
+            plot_curves([(f"{r.layout} [{r.family}]", r.curve) for r in at], png, x=x,
                         title=f"{size}: held-out loss vs {x} at budget {b:.3g} FLOPs")
             text += f"![loss vs {x}, {size}, budget {b:.3g}]({png.name})\n\n"
         if len(budgets) > 1:
@@ -510,7 +580,7 @@ def _fit_points(layout_runs: list[RunInfo], x: str) -> tuple[list[float], list[f
         return ([float(getattr(r, x)) for r in finals], [r.val_loss for r in finals],
                 f"final loss of {len(finals)} budgets")
     big = max(layout_runs, key=lambda r: (r.budget or 0, r.steps))
-    recs = [e for e in read_log(big.run_dir) if e["step"] > max(1, big.warmup_steps) and e.get(x)]
+    recs = [e for e in big.curve if e["step"] > max(1, big.warmup_steps) and e.get(x)]
     return ([float(e[x]) for e in recs], [float(e["val_loss"]) for e in recs],
             f"learning curve of the {_budget_label(big.budget)}-FLOPs run after warmup")
 
@@ -726,15 +796,25 @@ def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", mar
         raise ValueError(f"x must be 'flops' or 'tokens', got {x!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs, skipped = load_runs(paths)
-    if not runs:
+    from .study_report import study_section
+
+    all_runs, skipped = load_runs(paths)
+    if not all_runs:
         raise ValueError(f"no complete run found under {[str(p) for p in paths]}")
-    parts = [f"# {title}\n\n{len(runs)} complete runs from {', '.join(str(p) for p in paths)}"
+    scan = [r for r in all_runs if r.lr_scan]
+    every_seed = [r for r in all_runs if not r.lr_scan]
+    runs = _seed_means(every_seed)  # the claims compare layouts by their mean over seeds
+    n_seeds = max((len({r.seed for r in every_seed if r.key[:-1] == q.key[:-1]}) for q in runs), default=0)
+    parts = [f"# {title}\n\n{len(all_runs)} complete runs from {', '.join(str(p) for p in paths)}"
+             + (f" ({len(scan)} of them a learning-rate scan)" if scan else "")
              + (f"; {len(skipped)} incomplete run(s) left out: {', '.join(skipped)}" if skipped else "") + ".\n"
-             f"Loss = held-out next-token cross-entropy (nats/token). Ties: |Δ| ≤ {margin} nats.\n\n"]
+             f"Loss = held-out next-token cross-entropy (nats/token). Ties: |Δ| ≤ {margin} nats."
+             + (f" Layouts with several seeds (up to {n_seeds}) enter the claims by their mean." if n_seeds > 1 else "")
+             + "\n\n"]
     data: dict[str, Any] = {"x": x, "margin": margin}
     sections = [
-        ("runs", lambda: _runs_section(runs)),
+        ("runs", lambda: _runs_section(every_seed + scan)),
+        ("study", lambda: study_section(every_seed, scan, n_boot, margin)),
         ("curves", lambda: _curves_section(runs, out, x)),
         ("claim1", lambda: _claim1(runs, margin)),
         ("claim2", lambda: _claim2(runs, margin)),
@@ -758,11 +838,30 @@ def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", mar
                      "signature": r.signature, "degree": r.degree, "p_skip": r.p_skip, "adapters": r.adapters,
                      "size": r.size, "budget": r.budget, "seed": r.seed, "params": r.params, "steps": r.steps,
                      "tokens": r.tokens, "flops": r.flops, "val_loss": r.val_loss, "val_loss_r": r.val_loss_r}
-                    for r in runs]
+                    for r in all_runs]
     text = "".join(parts)
     (out / "report.md").write_text(text)
     (out / "report.json").write_text(json.dumps(data, indent=1, default=_json_default))
     return {"text": text, "data": data, "out": str(out)}
+
+
+def _seed_means(runs: list[RunInfo]) -> list[RunInfo]:
+    """One run per grid point over seeds: the lowest seed's record with the mean final losses."""
+    import dataclasses
+
+    groups: dict[tuple, list[RunInfo]] = defaultdict(list)
+    for r in runs:
+        groups[(*r.key[:-1], r.budget)].append(r)
+    out = []
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r.seed)
+        if len(rs) == 1:
+            out.append(rs[0])
+            continue
+        keys = set.intersection(*(set(r.val_loss_r) for r in rs))
+        out.append(dataclasses.replace(rs[0], val_loss=sum(r.val_loss for r in rs) / len(rs),
+                                       val_loss_r={k: sum(r.val_loss_r[k] for r in rs) / len(rs) for k in keys}))
+    return out
 
 
 def _json_default(o: Any) -> Any:

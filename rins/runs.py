@@ -159,6 +159,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=1)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; these files are shared and committed
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,258 @@
+"""The long-training study's questions, answered from run summaries (a section of ``rins report``).
+
+Per model size: mean ± standard deviation over seeds of every layout at every budget; where RINS crosses
+below ``AB`` at equal training FLOPs (measured, or extrapolated from fitted power laws with a bootstrap
+interval); no-regret of stochastic RINS + adapters at r = 1; the loss at equal *tokens*; out-of-domain
+evaluations at every depth; and the learning-rate scan. Pure Python + numpy (no torch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report import RunInfo
+
+__all__ = ["study_section", "seed_stats", "crossover", "equal_tokens_gap"]
+
+
+def _md(head: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _pm(vals: list[float]) -> str:
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.4f}"
+    return f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f} (n={len(vals)})"
+
+
+def _layout_key(r: RunInfo) -> tuple:
+    return (r.signature, r.degree, r.p_skip, r.adapters)
+
+
+def _label(key: tuple) -> str:
+    sig, deg, ps, ad = key
+    s = sig + (f"@{deg}" if deg != 1 else "")
+    if ps:
+        s += f" p_s={ps:g}"
+    if ad != "none":
+        s += f" +{ad} adapters"
+    return s
+
+
+def seed_stats(runs: list[RunInfo], depth: str | None = None) -> dict[tuple, dict[float, dict[int, float]]]:
+    """``{layout key: {budget: {seed: final loss}}}`` (at the trained depth, or at ``depth`` when given)."""
+    out: dict[tuple, dict[float, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in runs:
+        if not r.budget:
+            continue
+        v = r.val_loss_r.get(depth, r.val_loss) if depth else r.val_loss
+        if v is not None and math.isfinite(v):
+            out[_layout_key(r)][float(r.budget)][r.seed] = float(v)
+    return out
+
+
+def _diff(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
+    """Mean of a − b (paired over common seeds when there are any), its standard error, and n."""
+    common = sorted(set(a) & set(b))
+    if common:
+        d = np.array([a[s] - b[s] for s in common])
+        se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+        return float(d.mean()), se, len(d)
+    return float(np.mean(list(a.values())) - np.mean(list(b.values()))), math.nan, 0
+
+
+def crossover(base: dict[float, float], other: dict[float, float], n_boot: int = 200, seed: int = 0,
+              horizon: float = 1e3) -> dict[str, Any]:
+    """Where ``other`` (loss by budget) crosses below ``base``: fit ``β C^-c + ε∞`` to each (≥ 4 budgets), find
+    the smallest budget in [min budget, horizon × max budget] with a lower fitted ``other``; residual bootstrap
+    of both fits gives an interval and the share of resamples that cross within the horizon."""
+    from .scaling import fit_power
+
+    budgets = sorted(set(base) & set(other))
+    if len(budgets) < 4:
+        return {"status": "too few budgets", "n_budgets": len(budgets)}
+    x = np.array(budgets)
+    yb, yo = np.array([base[b] for b in budgets]), np.array([other[b] for b in budgets])
+    grid = np.geomspace(x.min(), x.max() * horizon, 400)
+
+    def cross(fb, fo) -> float:
+        below = np.nonzero(fo.predict(grid) < fb.predict(grid))[0]
+        return float(grid[below[0]]) if len(below) else math.inf
+
+    try:
+        fb, fo = fit_power(x, yb, n_boot=0), fit_power(x, yo, n_boot=0)
+    except ValueError as e:
+        return {"status": f"fit failed: {e}"}
+    point = cross(fb, fo)
+    rng = np.random.default_rng(seed)
+    rb, ro = yb - fb.predict(x), yo - fo.predict(x)
+    boots = []
+    for _ in range(n_boot):
+        try:
+            b2 = fit_power(x, fb.predict(x) + rng.choice(rb - rb.mean(), len(x)), n_boot=0)
+            o2 = fit_power(x, fo.predict(x) + rng.choice(ro - ro.mean(), len(x)), n_boot=0)
+        except ValueError:
+            continue
+        boots.append(cross(b2, o2))
+    finite = [b for b in boots if math.isfinite(b)]
+    return {"status": "ok", "crossing": point, "share_crossing": len(finite) / max(1, len(boots)),
+            "ci": [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if finite else None,
+            "horizon": float(x.max() * horizon), "base_fit": fb.to_dict(), "other_fit": fo.to_dict(),
+            "n_boot": len(boots)}
+
+
+def equal_tokens_gap(base_points: list[tuple[float, float]], tokens: float, loss: float) -> float | None:
+    """``loss`` minus the baseline's final loss interpolated (linearly in log tokens) at ``tokens``; ``None``
+    outside the baseline's range. ``base_points``: (tokens, final loss) of baseline runs."""
+    pts = sorted(base_points)
+    if len(pts) < 2 or not pts[0][0] <= tokens <= pts[-1][0]:
+        return None
+    xs, ys = np.log([p[0] for p in pts]), [p[1] for p in pts]
+    return float(loss - np.interp(math.log(tokens), xs, ys))
+
+
+def _table_section(size: str, rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
+    stats = seed_stats(rs)
+    r1 = seed_stats(rs, "1")
+    budgets = sorted({b for v in stats.values() for b in v})
+    rows, data = [], {}
+    for key in sorted(stats, key=lambda k: (k != ("AB", 1, 0.0, "none"), k)):
+        cells = [_pm(list(stats[key].get(b, {}).values())) for b in budgets]
+        rows.append([_label(key), "trained"] + cells)
+        data[_label(key)] = {f"{b:.3g}": stats[key].get(b, {}) for b in budgets}
+        if key[2] > 0:  # stochastic depth: also at r = 1 (the no-regret depth)
+            rows.append([_label(key), "r = 1"] + [_pm(list(r1[key].get(b, {}).values())) for b in budgets])
+    one = next(iter(rs))
+    text = (f"### Size {size} ({one.params:,} parameters, {one.non_embedding_params:,} non-embedding)\n\n"
+            "Final held-out loss (nats/token), mean ± standard deviation over seeds:\n\n"
+            + _md(["layout", "depth"] + [f"C = {b:.3g}" for b in budgets], rows) + "\n\n")
+    return text, {"losses": data}
+
+
+def _crossing_section(rs: list[RunInfo], n_boot: int, margin: float) -> tuple[str, dict[str, Any]]:
+    stats = seed_stats(rs)
+    base = stats.get(("AB", 1, 0.0, "none"))
+    if not base:
+        return "No `AB` baseline at this size: no crossover to report.\n\n", {}
+    lines, data = [], {}
+    for key in sorted(k for k in stats if k[0] != "AB"):
+        diffs = {b: _diff(stats[key][b], base[b]) for b in sorted(stats[key]) if b in base}
+        if not diffs:
+            continue
+        below = [b for b, (d, se, n) in diffs.items() if d < -margin and (not n > 1 or d + 2 * se < 0)]
+        cells = "; ".join(f"{b:.3g}: {d:+.4f}" + (f" ± {2 * se:.4f}" if math.isfinite(se) else "")
+                          for b, (d, se, _) in diffs.items())
+        cx = crossover({b: float(np.mean(list(v.values()))) for b, v in base.items()},
+                       {b: float(np.mean(list(v.values()))) for b, v in stats[key].items()}, n_boot=n_boot)
+        if below:
+            verdict = f"**below AB from C = {min(below):.3g}** (measured)"
+        elif cx.get("status") == "ok" and math.isfinite(cx["crossing"]):
+            ci = cx["ci"]
+            verdict = (f"not below AB at any measured budget; the fitted curves cross at **C ≈ {cx['crossing']:.2g}** "
+                       f"(95% bootstrap interval {ci[0]:.2g}–{ci[1]:.2g}; {100 * cx['share_crossing']:.0f}% of "
+                       f"resamples cross within {cx['horizon']:.2g}) — extrapolated")
+        elif cx.get("status") == "ok":
+            verdict = (f"not below AB at any measured budget, and the fitted curves do not cross up to "
+                       f"C = {cx['horizon']:.2g} ({100 * cx['share_crossing']:.0f}% of bootstrap resamples do)")
+        else:
+            verdict = f"not below AB at any measured budget ({cx.get('status')})"
+        lines.append(f"- `{_label(key)}` − `AB` at equal training FLOPs: {cells} → {verdict}.")
+        data[_label(key)] = {"diffs": {f"{b:.3g}": list(v) for b, v in diffs.items()}, "crossover": cx,
+                             "below_from": min(below) if below else None}
+    text = ("Crossover (Δ = layout − AB in nats at the same budget; ± = 2 standard errors of the paired "
+            f"difference over seeds, shown where there are ≥ 2 seeds; a difference counts when Δ < −{margin} "
+            "and, with seeds, 2 SE below zero):\n\n" + "\n".join(lines) + "\n\n")
+    return text, data
+
+
+def _tokens_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
+    base_pts = [(r.tokens, r.val_loss) for r in rs if _layout_key(r) == ("AB", 1, 0.0, "none") and r.seed == 0]
+    lines, data = [], {}
+    for r in sorted(rs, key=lambda r: (_layout_key(r), r.budget or 0)):
+        if r.signature == "AB" or r.seed != 0 or r.p_skip:
+            continue
+        gap = equal_tokens_gap(base_pts, r.tokens, r.val_loss)
+        if gap is not None:
+            data.setdefault(_label(_layout_key(r)), {})[f"{r.budget:.3g}"] = {"tokens": r.tokens, "gap": gap}
+    for lay, by_b in data.items():
+        lines.append(f"- `{lay}`: " + "; ".join(f"{v['tokens'] / 1e6:.2f} M tokens: {v['gap']:+.4f}"
+                                                  for v in by_b.values()))
+    if not lines:
+        return "Equal tokens: not enough AB budgets to interpolate.\n\n", {}
+    return ("At equal *tokens* (each recursive run's final loss minus AB's final loss interpolated, in log tokens, "
+            "between AB's budgets; seed 0; Δ < 0: recursion lowers the loss per token seen):\n\n"
+            + "\n".join(lines) + "\n\n"), data
+
+
+def _ood_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
+    specs = sorted({spec for r in rs for spec in r.evals})
+    if not specs:
+        return "", {}
+    top = max(r.budget or 0 for r in rs)
+    text, data = "", {}
+    for spec in specs:
+        by: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in rs:
+            if r.budget == top and spec in r.evals:
+                for row in r.evals[spec]["results"]:
+                    by[_layout_key(r)]["-" if row["r"] is None else str(row["r"])].append(row["loss"])
+                by[_layout_key(r)]["in-domain"].append(r.val_loss)
+        depths = sorted({d for v in by.values() for d in v if d not in ("-", "in-domain")}, key=int)
+        rows = []
+        for key, v in sorted(by.items()):
+            plain = v.get("-")
+            rows.append([_label(key), _pm(v["in-domain"])] + [_pm(plain if plain else v.get(d, [])) for d in depths])
+            data.setdefault(spec, {})[_label(key)] = {k: list(x) for k, x in v.items()}
+        text += (f"Out of domain — `{spec}` (a document type the runs never trained on), budget {top:.3g}, "
+                 "loss in nats/token at each inference depth (a plain model has one depth):\n\n"
+                 + _md(["layout", "in-domain (trained depth)"] + [f"r = {d}" for d in depths], rows) + "\n\n")
+    return text, data
+
+
+def _lr_section(scan: list[RunInfo]) -> tuple[str, dict[str, Any]]:
+    if not scan:
+        return "", {}
+    lrs = sorted({r.lr for r in scan})
+    by: dict[tuple, dict[float, float]] = defaultdict(dict)
+    for r in scan:
+        by[(r.size, r.signature, r.budget)][r.lr] = r.val_loss
+    rows, data = [], {}
+    for (size, sig, b), v in sorted(by.items()):
+        best = min(v, key=v.get)
+        rows.append([size, sig, f"{b:.3g}"] + [("**" + f"{v[lr]:.4f}" + "**" if lr == best else f"{v[lr]:.4f}")
+                                               if lr in v else "–" for lr in lrs])
+        data[f"{size} {sig} {b:.3g}"] = {"losses": {str(k): x for k, x in v.items()}, "best_lr": best}
+    bests = {k: d["best_lr"] for k, d in data.items()}
+    same = len(set(bests.values())) == 1
+    text = ("Learning-rate scan (final held-out loss; best per row in bold):\n\n"
+            + _md(["size", "layout", "budget"] + [f"lr {x:g}" for x in lrs], rows)
+            + f"\n\nThe optima {'coincide' if same else 'differ'}: "
+            + ", ".join(f"{k} → {v:g}" for k, v in bests.items()) + ".\n\n")
+    return text, data
+
+
+def study_section(runs: list[RunInfo], scan: list[RunInfo], n_boot: int = 200,
+                  margin: float = 0.01) -> tuple[str, dict[str, Any]]:
+    """The study section of the report (Markdown) and the numbers behind it."""
+    text = "## The long-training study: does RINS cross below AB at equal compute?\n\n"
+    data: dict[str, Any] = {}
+    t, d = _lr_section(scan)
+    text += t
+    data["lr_scan"] = d
+    by_size: dict[str, list[RunInfo]] = defaultdict(list)
+    for r in runs:
+        by_size[r.size].append(r)
+    for size, rs in sorted(by_size.items()):
+        parts = [_table_section(size, rs), _crossing_section(rs, n_boot, margin), _tokens_section(rs),
+                 _ood_section(rs)]
+        text += "".join(p[0] for p in parts)
+        data[size] = {k: p[1] for k, p in zip(("table", "crossover", "equal_tokens", "ood"), parts)}
+    return text, data

@@ -1,0 +1,136 @@
+"""The long-training study's machinery: committed run summaries, a sweep that skips what they hold, a
+report built from summaries alone, and the crossover / equal-tokens / seed statistics it states."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from rins.report import build_report, load_runs
+from rins.runs import SUMMARY_FORMAT, load_summary, run_summary
+from rins.study_report import crossover, equal_tokens_gap
+from rins.sweep import load_sweep, main_sweep
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, corpus):
+    root = tmp_path_factory.mktemp("study")
+    ood = root / "ood"
+    ood.mkdir()
+    for i in range(3):
+        (ood / f"k{i}.txt").write_text("kernel driver module interrupt\n" * 300)
+    sw = root / "s.toml"
+    sw.write_text(f"""
+[sweep]
+out_dir = "{root / 'runs'}"
+results_dir = "{root / 'results'}"
+evals = ["{ood}"]
+eval_batches = 2
+threads = 1
+[base]
+preset = "tiny"
+progress = false
+n_evals = 6
+[base.model]
+n_layers = 6
+[base.data]
+corpus = "{corpus}"
+cache_dir = "{root / 'cache'}"
+[[grid]]
+name = "lr-scan"
+layouts = ["AB"]
+budgets = [1.5e9]
+lr = [1e-3, 3e-3]
+[[grid]]
+name = "main"
+layouts = ["AB", "A^2B"]
+budgets = [1.5e9, 3e9]
+[[grid]]
+name = "seeds"
+layouts = ["AB", "A^2B"]
+budgets = [3e9]
+seeds = [1]
+""")
+    assert main_sweep([str(sw)]) == 0
+    return root, sw
+
+
+def test_every_finished_run_has_a_summary(study):
+    root, sw = study
+    sweep = load_sweep(sw)
+    assert len(sweep.runs) == 8 and {r.lr for r in sweep.runs} == {None, 1e-3, 3e-3}
+    names = {p.stem for p in (root / "results").glob("*.json")}
+    assert names == {r.name for r in sweep.runs}
+    s = load_summary(root / "results" / "base_Ax2B_C3e9_s1.json")
+    assert s["format"] == SUMMARY_FORMAT and s["config"]["seed"] == 1 and s["grid"] == "seeds"
+    assert s["params"] == s["embedding_params"] + s["non_embedding_params"] and s["non_embedding_params"] > 0
+    assert s["flops"] <= 3e9 and s["tokens"] > 0 and set(s["val_loss_r"]) == {"1", "2", "3"}
+    assert s["curve"] and s["curve"][-1]["step"] == s["steps"] and s["train_curve"][-1][0] == s["steps"]
+    ev = s["evals"][str(root / "ood")]
+    assert [r["r"] for r in ev["results"]] == [1, 2, 3] and all(r["bpb"] > 0 for r in ev["results"])
+    # the summary equals what run_summary computes from the run directory (modulo time stamp and extras)
+    again = run_summary(root / "runs" / s["name"])
+    assert again["val_loss_r"] == s["val_loss_r"] and again["curve"] == s["curve"]
+    scan = load_summary(root / "results" / "base_AB_C1.5e9_lr0.001_s0.json")
+    assert scan["lr_scan"] and scan["config"]["optim"]["lr"] == 1e-3
+
+
+def test_summaries_outlive_the_run_directories(study, tmp_path, capsys):
+    """On another machine (no run directories) the sweep skips every summarised run and the report is
+    built from the committed summaries alone."""
+    root, sw = study
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    moved = tmp_path / "sw.toml"
+    moved.write_text(sw.read_text().replace(str(root / "results"), str(results))
+                     .replace(str(root / "runs"), str(tmp_path / "runs")))
+    capsys.readouterr()
+    assert main_sweep([str(moved)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("complete, skipped") == 8 and not (tmp_path / "runs").exists() or \
+        not any((tmp_path / "runs").glob("base_*/"))
+    res = build_report([results], tmp_path / "rep", n_boot=10)
+    text = res["text"]
+    runs, _ = load_runs([results])
+    assert len(runs) == 8
+    assert "The long-training study" in text and "Learning-rate scan" in text
+    assert "mean ± standard deviation over seeds" in text and "(n=2)" in text
+    assert "Out of domain" in text and "r = 3" in text
+    data = res["data"]["study"]
+    assert set(data["lr_scan"]) == {"L6-d32 AB 1.5e+09"}
+    # the crossover numbers are the paired seed differences of the summaries
+    d = data["L6-d32"]["crossover"]["A^2B"]["diffs"]["3e+09"]
+    s = {k: load_summary(results / f"base_{k}.json")["val_loss"] for k in
+         ("AB_C3e9_s0", "AB_C3e9_s1", "Ax2B_C3e9_s0", "Ax2B_C3e9_s1")}
+    want = np.mean([s["Ax2B_C3e9_s0"] - s["AB_C3e9_s0"], s["Ax2B_C3e9_s1"] - s["AB_C3e9_s1"]])
+    assert d[0] == pytest.approx(want) and d[2] == 2
+
+
+def test_crossover_found_where_curves_cross():
+    c = np.array([1e12, 3e12, 1e13, 3e13, 1e14])
+    base = {float(x): 2.0 + 30.0 * x ** -0.12 for x in c}
+    other = {float(x): 1.8 + 40.0 * x ** -0.12 for x in c}  # worse now, better asymptote
+    want = (10.0 / 0.2) ** (1 / 0.12)  # 30 x^-c + 2 = 40 x^-c + 1.8  =>  x^-c = 0.02
+    res = crossover(base, other, n_boot=20)
+    assert res["status"] == "ok" and res["crossing"] == pytest.approx(want, rel=0.05)
+    never = crossover(base, {k: v + 0.1 for k, v in base.items()}, n_boot=10)
+    assert never["status"] == "ok" and math.isinf(never["crossing"])
+    assert crossover(dict(list(base.items())[:3]), other)["status"] == "too few budgets"
+
+
+def test_equal_tokens_gap_interpolates_in_log_tokens():
+    pts = [(1e6, 4.0), (1e8, 3.0)]
+    assert equal_tokens_gap(pts, 1e7, 3.4) == pytest.approx(-0.1)
+    assert equal_tokens_gap(pts, 1e9, 3.0) is None
+
+
+def test_summary_of_an_incomplete_run_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"name": "x"}))
+    with pytest.raises(ValueError, match="not a complete run"):
+        run_summary(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="not a rins run summary"):
+        load_summary(bad)
