@@ -1,4 +1,5 @@
-"""The ``rins`` command line: train, eval, generate, plan, flops, demo (+ sweep, fit, report, convert, export)."""
+"""The ``rins`` command line: train, eval, generate, plan, flops, demo (+ sweep, fit, report, convert, export,
+lm-eval)."""
 
 from __future__ import annotations
 
@@ -195,6 +196,7 @@ DELEGATED = {
     "report": ("report", "main_report", "write a Markdown report with plots from runs"),
     "convert": ("hf", "main_convert", "convert a Hugging Face causal LM into a rins run"),
     "export": ("hf", "main_export", "export a rins run as a Hugging Face folder (trust_remote_code)"),
+    "lm-eval": ("lm_eval_adapter", "main_lm_eval", "lm-evaluation-harness's CLI with the rins model (r=DEPTH)"),
 }
 
 

@@ -49,6 +49,7 @@ def test_registered_as_rins(run_dir):
 
     cls = get_model("rins")
     assert cls is RinsLM
+    assert get_model("hf").__name__ == "HFLM"  # registering "rins" keeps lm-eval's own models
     lm = cls.create_from_arg_string(f"run_dir={run_dir},r=3", {"batch_size": 1, "device": "cpu"})
     assert lm.r == 3 and lm.model.plan(lm.r).n_applications == 8
 
@@ -95,21 +96,84 @@ TASKS = {
 }
 
 
-def test_simple_evaluate_local_tasks(run_dir, tmp_path):
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    """Three local tasks (multiple choice, rolling perplexity, generation) over one small JSONL file."""
+    d = tmp_path_factory.mktemp("tasks")
     docs = [{"question": "the cat sat on the", "choices": [" mat", " park"], "label": 0, "answer": " mat",
              "text": "a dog ran in the park"},
             {"question": "two plus two is", "choices": [" four", " blue"], "label": 0, "answer": " four",
              "text": "red green blue"}]
-    data = tmp_path / "docs.jsonl"
-    data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    data = d / "docs.jsonl"
+    data.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
     for name, spec in TASKS.items():
         cfg = dict(task=name, dataset_path="json", dataset_kwargs={"data_files": {"test": str(data)},
-                                                                   "cache_dir": str(tmp_path / "hf_cache")},
+                                                                   "cache_dir": str(d / "hf_cache")},
                    test_split="test", **spec)
-        (tmp_path / f"{name}.yaml").write_text(json.dumps(cfg))  # JSON is valid YAML
-    res = evaluate(str(run_dir), list(TASKS), r=2, include_path=str(tmp_path), log_samples=False,
+        (d / f"{name}.yaml").write_text(json.dumps(cfg))  # JSON is valid YAML
+    return d
+
+
+def test_simple_evaluate_local_tasks(run_dir, task_dir):
+    res = evaluate(str(run_dir), list(TASKS), r=2, include_path=str(task_dir), log_samples=False,
                    include_defaults=False)
     results = res["results"]
     assert 0.0 <= results["rins_mc"]["acc,none"] <= 1.0
     assert results["rins_ppl"]["word_perplexity,none"] > 1.0
     assert 0.0 <= results["rins_gen"]["exact_match,none"] <= 1.0
+
+
+def test_batched_scoring_equals_one_at_a_time(run_dir):
+    one, many = RinsLM(run_dir=str(run_dir), r=3, batch_size=1), RinsLM(run_dir=str(run_dir), r=3, batch_size="8")
+    assert many.batch_size == 8 and RinsLM(run_dir=str(run_dir), batch_size="auto").batch_size == 16
+    pairs = [_Req(c, x) for c in ("the cat", "a dog ran in the", "", "two plus two is four and") for x in
+             (" sat", " park on the mat", " red green blue")]
+    for (a, ga), (b, gb) in zip(one.loglikelihood(pairs), many.loglikelihood(pairs)):
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5) and ga == gb
+    texts = [_Req(t) for t in (CORPUS[0], " ".join(CORPUS[:7]), CORPUS[2])]
+    for a, b in zip(one.loglikelihood_rolling(texts), many.loglikelihood_rolling(texts)):
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5)
+    gens = [_Req(c, {"until": ["\n"], "max_gen_toks": 5}) for c in ("the cat", "a dog ran in the park", "red")]
+    assert one.generate_until(gens) == many.generate_until(gens)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_device_is_automatic(run_dir):
+    """lm-eval's CLI passes cuda:0 by default; without CUDA the adapter runs on the CPU."""
+    assert RinsLM(run_dir=str(run_dir), device="cuda:0").device.type == "cpu"
+    assert RinsLM(run_dir=str(run_dir)).device.type == "cpu"
+
+
+def _results(out_dir) -> dict:
+    (path,) = list(out_dir.rglob("results_*.json"))
+    return json.loads(path.read_text())["results"]
+
+
+def test_lm_eval_cli_native_and_exported_agree(run_dir, task_dir, tmp_path, monkeypatch):
+    """`rins lm-eval` (the rins model inside lm-eval's own CLI) and `lm_eval --model hf` on the export score the
+    same local tasks to the same numbers."""
+    import sys
+
+    import lm_eval.tasks
+    from lm_eval.__main__ import cli_evaluate
+
+    from rins.cli import main as cli
+    from rins.hf import export
+
+    init = lm_eval.tasks.TaskManager.__init__
+    monkeypatch.setattr(lm_eval.tasks.TaskManager, "__init__",  # skip indexing lm-eval's ~10k built-in tasks
+                        lambda self, *a, **kw: init(self, *a, **{**kw, "include_defaults": False}))
+    tasks = ["--tasks", ",".join(TASKS), "--include_path", str(task_dir)]
+    assert cli(["lm-eval", "--model_args", f"run_dir={run_dir},r=2", *tasks, "--output_path",
+                str(tmp_path / "native")]) == 0
+    native = _results(tmp_path / "native")
+    exp = export(str(run_dir), tmp_path / "exp")
+    monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "hf", "--model_args",
+                                      f"pretrained={exp},trust_remote_code=True,rins_r=2", "--device", "cpu",
+                                      *tasks, "--output_path", str(tmp_path / "hf")])
+    cli_evaluate()
+    hf = _results(tmp_path / "hf")
+    assert native["rins_mc"]["acc,none"] == hf["rins_mc"]["acc,none"]
+    assert math.isclose(native["rins_ppl"]["word_perplexity,none"], hf["rins_ppl"]["word_perplexity,none"],
+                        rel_tol=1e-4)
+    assert native["rins_gen"]["exact_match,none"] == hf["rins_gen"]["exact_match,none"]
