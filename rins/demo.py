@@ -32,6 +32,9 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     rows = []
     runs = []
     variants = variants or DEMO_VARIANTS
+    if budget is None:  # every demo is compute-matched: a preset's step/token budget becomes the FLOPs of AB
+        budget = _flops_budget(load_config(preset, None, [*(overrides or []),
+                                                           *(f"model.{k}={v}" for k, v in variants[0][1].items())]))
     for label, model_kw in variants:
         ov = list(overrides or [])
         ov += [f"model.{k}={v}" for k, v in model_kw.items()]
@@ -65,6 +68,21 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     plot_curves([(label, read_log(rd)) for label, rd in runs], out / "curves.png")
     print(f"wrote {out / 'table.md'}, {out / 'summary.json'}, {out / 'curves.png'}")
     return summary
+
+
+def _flops_budget(cfg) -> float:
+    """The training FLOPs of ``cfg``'s budget (for a budget in steps or tokens: what the model spends)."""
+    import torch
+
+    from .train import get_task, plan_steps
+
+    if cfg.budget.flops is not None:
+        return float(cfg.budget.flops)
+    task = get_task(cfg, None)
+    with torch.device("meta"):
+        model = task.build_model()
+    fps = task.flops_per_step(model, cfg.batch_size)
+    return float(plan_steps(cfg, fps, task.units_per_step(cfg.batch_size)) * fps)
 
 
 def _slug(label: str) -> str:

@@ -21,7 +21,7 @@ from conftest import WORDS
 
 from rins.checkpoint import load_checkpoint, load_model
 from rins.config import load_config
-from rins.demo import read_log
+from rins.runs import read_log
 from rins.train import train
 
 STEPS = 6

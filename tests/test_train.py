@@ -8,7 +8,7 @@ import torch
 from rins.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_model
 from rins.cli import main as cli
 from rins.config import TrainConfig, apply_overrides, load_config
-from rins.demo import read_log
+from rins.runs import read_log
 from rins.train import BudgetError, LMTask, NonFiniteError, eval_schedule, lr_at, plan_steps, train
 
 
@@ -213,3 +213,16 @@ def test_demo_writes_table_plot_and_summary(corpus, cache, tmp_path):
     assert "| baseline AB |" in table and "loss r=1" in table and "baseline" in table
     assert (tmp_path / "demo" / "curves.png").stat().st_size > 1000
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["depths"] == [1, 2, 3]
+
+
+def test_demo_is_compute_matched_when_the_preset_budget_is_in_steps(corpus, cache, tmp_path):
+    """`rins demo --preset tiny` (a budget of 20 steps) gives every variant the FLOPs of 20 AB steps."""
+    from rins.demo import run_demo
+
+    s = run_demo(out_dir=tmp_path / "demo", preset="tiny", corpus=str(corpus),
+                 overrides=[f'data.cache_dir="{cache}"', "progress=false"])
+    cfgs = [json.loads(p.read_text()) for p in sorted((tmp_path / "demo").glob("*/config.json"))]
+    assert len(cfgs) == 3
+    assert len({c["budget"]["flops"] for c in cfgs}) == 1 and cfgs[0]["budget"].get("steps") is None
+    ab, rins_row = s["rows"][0], s["rows"][1]
+    assert rins_row["steps"] < ab["steps"] and rins_row["flops"] == pytest.approx(ab["flops"], rel=0.15)
