@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rins.runs import read_log
 from rins.plan import enumerate_variants
+from rins.runs import read_log
 from rins.sweep import expand_grid, is_complete, load_sweep, main_sweep, run_lock, run_name, run_worker
 from rins.train import train
 
