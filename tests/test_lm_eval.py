@@ -177,3 +177,18 @@ def test_lm_eval_cli_native_and_exported_agree(run_dir, task_dir, tmp_path, monk
     assert math.isclose(native["rins_ppl"]["word_perplexity,none"], hf["rins_ppl"]["word_perplexity,none"],
                         rel_tol=1e-4)
     assert native["rins_gen"]["exact_match,none"] == hf["rins_gen"]["exact_match,none"]
+
+
+def test_shipped_shakespeare_tasks(run_dir):
+    """The example tasks in examples/lm_eval load from any working directory and score through the adapter."""
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parents[1] / "examples" / "lm_eval"
+    items = [json.loads(x) for x in (here / "shakespeare_next_line.jsonl").read_text().splitlines()]
+    assert len(items) == 200 and all(len(it["choices"]) == 4 and 0 <= it["label"] < 4 for it in items)
+    assert {it["work"] for it in items} == {"henry_v", "othello", "romeo_and_juliet", "sonnets",
+                                            "troilus_and_cressida"}  # the default run's held-out works
+    names = ["rins_shakespeare_next_line", "rins_shakespeare_passages"]
+    res = evaluate(str(run_dir), names, r=1, include_path=str(here), include_defaults=False, limit=3,
+                   log_samples=False)["results"]
+    assert 0.0 <= res[names[0]]["acc,none"] <= 1.0 and res[names[1]]["bits_per_byte,none"] > 0
