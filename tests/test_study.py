@@ -134,3 +134,36 @@ def test_summary_of_an_incomplete_run_is_refused(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a rins run summary"):
         load_summary(bad)
+
+
+def test_gpu_study_command_is_sized_and_runs_tiny_on_cpu(tmp_path, corpus):
+    """configs/study-long-gpu.toml: 10-100 M parameters, >= 4 budgets over >= 1.5 decades, the main
+    layouts; the same file shrunk to a tiny model runs on CPU and writes the same summaries."""
+    from pathlib import Path
+
+    from rins.sweep import plan_run
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "study-long-gpu.toml"
+    sw = load_sweep(path)
+    rows = [plan_run(r) for r in sw.runs]
+    assert all(10e6 <= row["params"] <= 100e6 for row in rows)
+    budgets = sorted({r.budget for r in sw.runs})
+    assert len(budgets) >= 4 and budgets[-1] / budgets[0] >= 10 ** 1.5
+    assert {"AB", "A^2B", "A^3B", "(AB)^2", "AB^2C"} <= {r.signature for r in sw.runs}
+    assert any(r.p_skip > 0 and r.adapters == "round" for r in sw.runs)
+    assert sw.results_dir is not None and sw.evals
+    text = path.read_text()
+    for old, new in (('"mix-large:-linux-doc"', f'"{corpus}"'), ('["mix-large:linux-doc"]', f'["{corpus}"]'),
+                     ("vocab_size = 8192", "vocab_size = 512"), ("d_model = 384", "d_model = 32"),
+                     ("n_heads = 6", "n_heads = 4"), ("compile = true", "compile = false"),
+                     ('device = "auto"', 'device = "cpu"'), ("batch_size = 64 ", "batch_size = 4 "),
+                     ("results/study-long-gpu", str(tmp_path / "results")),
+                     ("runs/study-long-gpu", str(tmp_path / "runs")), ("1e14, 3.2e14, 1e15, 3.2e15", "1e10, 2e10")):
+        assert old in text, old
+        text = text.replace(old, new)
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(text.replace("[base.data]", f'[base.data]\ncache_dir = "{tmp_path / "cache"}"'))
+    assert main_sweep([str(tiny), "--only", "G_A*B_C1e10_s0"]) == 0
+    got = sorted(p.stem for p in (tmp_path / "results").glob("*.json"))
+    assert got == ["G_AB_C1e10_s0", "G_Ax2B_C1e10_s0", "G_Ax3B_C1e10_s0"]
+    assert load_summary(tmp_path / "results" / "G_AB_C1e10_s0.json")["evals"]
