@@ -223,7 +223,7 @@ def _lr_section(scan: list[RunInfo]) -> tuple[str, dict[str, Any]]:
     lrs = sorted({r.lr for r in scan})
     by: dict[tuple, dict[float, float]] = defaultdict(dict)
     for r in scan:
-        by[(r.size, r.signature, r.budget)][r.lr] = r.val_loss
+        by[(r.size, r.layout, r.budget)][r.lr] = r.val_loss
     rows, data = [], {}
     for (size, sig, b), v in sorted(by.items()):
         best = min(v, key=v.get)
