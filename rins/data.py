@@ -15,7 +15,7 @@ Corpus specs accepted by :func:`load_corpus`:
 * ``"mix-large"``: ``mix`` + WordNet glosses, FOLDOC, the Jargon File, the Devil's Dictionary (Debian
   ``dict-*``), the Linux kernel's English ``Documentation/**/*.rst``, the Python docs' reST sources and
   Perl's POD (``linux-doc``, ``python3-doc``, ``perl-doc``, resolved to their versioned packages): about
-  36 M tokens with an 8k BPE (see ``CORPUS_PARTS``; docs/corpora.md has the measured sizes). Strict: a
+  41 M tokens with an 8k BPE (see ``CORPUS_PARTS``; docs/corpora.md has the measured sizes). Strict: a
   part that cannot be fetched is an error. ``"mix-large:a,b"`` keeps only the named parts,
   ``"mix-large:-a,-b"`` drops them (e.g. train without ``linux-doc`` and evaluate on it). Debian packages
   are downloaded with ``apt-get download`` and unpacked with ``dpkg-deb -x``, never installed; the
