@@ -12,6 +12,7 @@ a budget are **compute-matched** (method.md §3). Example::
     out_dir = "runs/study"      # parent folder of the run directories
     threads = 1                 # torch threads per worker (0: leave torch's default)
     results_dir = "results/study"   # optional: one small JSON summary per finished run (commit these)
+    order = "budget"            # optional: per size, smallest budget first across grids (default "grid")
     evals = ["mix-large:linux-doc"] # optional: extra data each finished run is scored on, at every depth
 
     [base]
@@ -70,11 +71,11 @@ from .config import TrainConfig, _deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
 from .runs import is_complete, summary_path, write_run_summary
 
-__all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock",
+__all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "main_sweep"]
 
 GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr"}
-SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches"}
+SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches", "order"}
 TAXONOMY_KEYS = {"max_letters", "max_length", "degrees", "max_r", "limit", "stride", "include_baseline"}
 
 
@@ -230,6 +231,13 @@ def load_sweep(path: str | Path, out_dir: str | None = None) -> Sweep:
     eb = meta.get("eval_batches")
     if eb is not None and (not isinstance(eb, int) or isinstance(eb, bool) or eb < 0):
         raise ValueError(f"{p}: [sweep] eval_batches must be an integer >= 0 (0 = whole split), got {eb!r}")
+    order = meta.get("order", "grid")
+    if order not in ("grid", "budget"):
+        raise ValueError(f"{p}: [sweep] order must be 'grid' (grid by grid) or 'budget' (per size, smallest "
+                         f"budget first across all grids), got {order!r}")
+    if order == "budget":  # comparable runs of a budget finish together: a partial study already compares
+        size_rank = {s: i for i, s in enumerate(dict.fromkeys(r.size for r in runs))}
+        runs = sorted(runs, key=lambda r: (size_rank[r.size], r.budget))  # stable: grid order within
     res = meta.get("results_dir")
     if res is not None and (not isinstance(res, str) or not res):
         raise ValueError(f"{p}: [sweep] results_dir must be a folder path, e.g. 'results/{p.stem}'")
@@ -328,14 +336,19 @@ def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[bool]:
+def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
     """Try to take the exclusive lock ``RUN_DIR.lock`` without waiting; yields whether it was taken.
 
     The lock is an ``fcntl.flock`` on an open file, so it is released when the holder exits, even if
-    it is killed: a stale lock file never blocks a later sweep.
+    it is killed: a stale lock file never blocks a later sweep (or ``rins train``). ``reentrant``: taken at once
+    when this process holds it already (``train()`` takes its run directory's lock so, inside a sweep worker's).
     """
     lock = Path(str(Path(run_dir)) + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
+    key = str(lock.resolve())
+    if reentrant and key in _HELD:
+        yield True
+        return
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -345,12 +358,31 @@ def run_lock(run_dir: str | Path) -> Iterator[bool]:
             return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD.add(key)
         try:
             yield True
         finally:
+            _HELD.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+_HELD: set[str] = set()  # lock files this process holds (run_lock is re-entrant within a process)
+
+
+def lock_holder(run_dir: str | Path) -> str:
+    """Who holds ``RUN_DIR.lock``, for error messages: ``process 1234 (rins train ...)`` as far as known."""
+    lock = Path(str(Path(run_dir)) + ".lock")
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "another process"
+    try:
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
+    except OSError:
+        cmd = ""
+    return f"process {pid}" + (f" ({cmd[:100]})" if cmd else "")
 
 
 # ----------------------------------------------------------------------------------------------

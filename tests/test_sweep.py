@@ -153,3 +153,34 @@ def test_shipped_study_configs_expand():
     assert len({r.budget for r in gpu.runs}) >= 4
     tax = [r for r in gpu.runs if "taxonomy" in r.grids]
     assert len({(r.signature, r.degree) for r in tax}) >= 55
+
+
+def test_budget_order_interleaves_grids(tmp_path):
+    """order = "budget": per size, every grid's runs of the smallest budget first (grid order within)."""
+    sw = tmp_path / "o.toml"
+    body = """
+[base]
+preset = "tiny"
+[sizes.a]
+d_model = 32
+[sizes.b]
+d_model = 64
+[[grid]]
+name = "g1"
+layouts = ["AB"]
+budgets = [1e9, 2e9]
+[[grid]]
+name = "g2"
+layouts = ["A^2B"]
+budgets = [1e9, 2e9]
+set = { optim = { lr = 1e-3 } }
+"""
+    sw.write_text("[sweep]\norder = \"budget\"\n" + body)
+    names = [r.name for r in load_sweep(sw).runs]
+    assert names == ["a_AB_C1e9_s0", "a_Ax2B_C1e9_s0", "a_AB_C2e9_s0", "a_Ax2B_C2e9_s0",
+                     "b_AB_C1e9_s0", "b_Ax2B_C1e9_s0", "b_AB_C2e9_s0", "b_Ax2B_C2e9_s0"]
+    sw.write_text(body)
+    assert [r.name for r in load_sweep(sw).runs][:3] == ["a_AB_C1e9_s0", "a_AB_C2e9_s0", "b_AB_C1e9_s0"]
+    sw.write_text("[sweep]\norder = \"random\"\n" + body)
+    with pytest.raises(ValueError, match="order must be 'grid'"):
+        load_sweep(sw)
