@@ -149,6 +149,8 @@ def plot(results: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         return
+    from rins.report import style_axes
+
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, fam, key, label in ((axes[0], "siglip", "zeroshot_top1_r", "zero-shot top-1"),
                                 (axes[1], "vit", "val_acc_r", "val accuracy")):
@@ -163,8 +165,7 @@ def plot(results: list[dict], path: Path) -> None:
                 ax.axhline(main, ls="--", label=f"{r['name']} (no recursion)", color="k")
         ax.set_xlabel("inference depth r of the recursed tower")
         ax.set_ylabel(label)
-        ax.set_title(f"{fam}: compute-matched")
-        ax.legend(fontsize=7)
+        style_axes(ax, f"{fam}: compute-matched")  # the look of the report and demo plots
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

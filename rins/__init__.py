@@ -7,7 +7,13 @@ Quick tour::
     model = rins.RecursiveLM(rins.LMConfig(signature="A^2B", n_layers=4, p_skip=0.5, adapters="round"))
     logits = model(tokens, r=3)                          # any inference depth r >= 1
     model.flops_per_token(256, r=3, training=True)       # exact, per executed layer
+
+    cfg = rins.load_config("tiny", overrides=["model.signature=A^2B", "budget.steps=50"])
+    summary = rins.train(cfg)                            # what `rins train` runs (rins.TrainConfig: the fields)
 """
+
+import importlib
+from typing import Any
 
 from .model import KVCache, LMConfig, RecursiveLM, RecursiveStack, StackConfig, sample_depth
 from .plan import PRESETS, Plan, SignatureError, compile_plan, enumerate_variants, parse_signature, preset
@@ -16,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KVCache",
+    "TrainConfig",
     "LMConfig",
     "PRESETS",
     "Plan",
@@ -27,5 +34,20 @@ __all__ = [
     "enumerate_variants",
     "parse_signature",
     "preset",
+    "load_config",
     "sample_depth",
+    "train",
 ]
+
+# loaded on first use, so that `import rins` stays light: (module, attribute or None for the module itself)
+_LAZY = {"train": (".train", None), "TrainConfig": (".config", "TrainConfig"),
+         "load_config": (".config", "load_config")}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rins' has no attribute {name!r}")
+    mod, attr = _LAZY[name]
+    m = importlib.import_module(mod, __name__)
+    # rins.train is the submodule, callable as rins.train.train (importing it binds rins.train to it anyway)
+    return m if attr is None else getattr(m, attr)

@@ -11,39 +11,110 @@ from pathlib import Path
 __all__ = ["main"]
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows ``(default: X)`` after every option that has a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if ("%(default)" not in text and "default:" not in text and action.option_strings
+                and d is not None and d is not False and d is not argparse.SUPPRESS and d != []):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Override(argparse.Action):
+    """``--section.key VALUE`` (a typed config field) is ``--set section.key=VALUE``, in command-line order."""
+
+    def __init__(self, option_strings: list[str], dest: str, key: str = "", **kw) -> None:
+        self.key = key
+        super().__init__(option_strings, "overrides", **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), f"{self.key}={values}"]
+
+
+DEFAULT_PRESET = "cpu-small"
+
+
+def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str, description: str) -> None:
+    """One typed flag per field of the config dataclass ``cls``: type, default and the field's documentation."""
+    import typing
+    from dataclasses import MISSING, fields, is_dataclass
+
+    from .config import field_docs, type_name
+
+    g = p.add_argument_group(title, description)
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    for f in fields(cls):
+        tp = hints[f.name]
+        if is_dataclass(tp) or f.name == "model":
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
+        doc = docs.get(f.name, "").replace("``", "").replace("%", "%%")
+        flag = "--" + (prefix + f.name if prefix else f.name.replace("_", "-"))
+        kw: dict = {"nargs": "?", "const": "true"} if tp is bool else {}
+        g.add_argument(flag, action=_Override, key=prefix + f.name, default=argparse.SUPPRESS,
+                       metavar=type_name(tp).upper().replace(" ", ""), help=f"{doc} [default: {shown}]", **kw)
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default=None, help="named config preset: tiny, cpu-small, gpu-125m, gpu-350m")
-    p.add_argument("--config", default=None, help="TOML config file (may set preset = '...')")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set model.d_model=512 (repeatable)")
-    p.add_argument("--signature", default=None, help="shortcut for --set model.signature=...")
-    p.add_argument("--name", default=None, help="run name (folder under out_dir)")
-    p.add_argument("--out-dir", default=None, help="parent folder of run directories (default runs/)")
-    p.add_argument("--device", default=None, help="cpu | cuda | auto")
+    from .config import PRESETS, BudgetConfig, DataConfig, OptimConfig, TrainConfig
+    from .model import LMConfig
+
+    g = p.add_argument_group("config sources", "applied in this order: --preset, --config, then --set and the "
+                             "field flags below in command-line order")
+    g.add_argument("--preset", default=None,
+                   help=f"named config preset: {', '.join(PRESETS)} (with neither --preset nor --config: "
+                   f"{DEFAULT_PRESET})")
+    g.add_argument("--config", default=None, help="TOML config file (may set preset = '...')")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set model.d_model=512 (repeatable)")
+    g.add_argument("--signature", action=_Override, key="model.signature", default=argparse.SUPPRESS,
+                   metavar="SIG", help="shortcut for --model.signature")
+    g.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    note = ("Each flag below sets one field of rins.config.TrainConfig, as --set KEY=VALUE or a TOML key does; "
+            "the defaults shown are the dataclass defaults, which presets and --config files override "
+            "(--print-config shows the result).")
+    _field_group(p, TrainConfig, "", "run (TrainConfig)", note)
+    _field_group(p, LMConfig, "model.", "model (rins.model.LMConfig, task = lm)",
+                 "vocab_size and max_seq_len default to the tokenizer's size and data.seq_len. Other tasks take "
+                 "their own model tables (e.g. --set model.image.signature=A^2B for siglip).")
+    _field_group(p, DataConfig, "data.", "data (DataConfig)", "")
+    _field_group(p, OptimConfig, "optim.", "optim (OptimConfig)", "")
+    _field_group(p, BudgetConfig, "budget.", "budget (BudgetConfig)",
+                 "the first of flops, tokens, steps that is set is used; setting any replaces the preset's budget")
 
 
 def _config_from_args(a: argparse.Namespace):
     from .config import load_config
 
-    ov = list(a.overrides)
-    for flag, key in (("signature", "model.signature"), ("name", "name"), ("out_dir", "out_dir"),
-                      ("device", "device")):
-        val = getattr(a, flag, None)
-        if val is not None:
-            ov.append(f"{key}={json.dumps(val) if flag != 'signature' else val}")
-    preset = a.preset if (a.preset or a.config) else "cpu-small"
-    return load_config(preset, a.config, ov)
+    preset = a.preset
+    if not (a.preset or a.config):
+        preset = DEFAULT_PRESET
+        print(f"note: neither --preset nor --config given: using preset {DEFAULT_PRESET}", file=sys.stderr)
+    return load_config(preset, a.config, list(a.overrides))
+
+
+def _print_config(cfg) -> int:
+    print(json.dumps(cfg.to_dict(), indent=1))
+    return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from .train import train
 
     cfg = _config_from_args(a)
+    if a.print_config:
+        return _print_config(cfg)
     if a.dist:
         from .distributed import launch_train
 
+        if a.extend:
+            raise SystemExit("error: --extend runs on one process; extend the run, then resume it with --dist")
         return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
-    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify)
+    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify, extend=a.extend)
     print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r") if k in s},
                      indent=1))
     return 0
@@ -106,29 +177,27 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    import torch
-
     from .data import load_tokenizer
+    from .generation import generate_text
 
     cfg, model = _load_run(a.run_dir, verify=not a.no_verify)
+    if cfg.task != "lm":
+        raise SystemExit(f"error: rins generate samples text from LM runs; {a.run_dir} is a {cfg.task!r} run")
     tok = load_tokenizer(Path(a.run_dir) / "tokenizer.json")
-    ids = tok.encode(a.prompt).ids
-    if not ids:
-        raise SystemExit("error: the prompt encodes to no tokens; give a non-empty --prompt")
-    if a.max_new_tokens < 0:
-        raise SystemExit(f"error: --max-new-tokens must be >= 0, got {a.max_new_tokens}")
-    # the trained context is the limit (memory and time grow with it): longer requests stop there
-    room = model.config.max_seq_len - len(ids)
-    if room < 1:
-        raise SystemExit(f"error: the prompt has {len(ids)} tokens, the model's context is max_seq_len="
-                         f"{model.config.max_seq_len}; shorten --prompt")
-    n = min(a.max_new_tokens, room)
-    if n < a.max_new_tokens:
-        print(f"note: --max-new-tokens {a.max_new_tokens} capped to {n} (prompt {len(ids)} + new tokens <= "
-              f"max_seq_len={model.config.max_seq_len})", file=sys.stderr)
-    gen = torch.Generator().manual_seed(a.seed)
-    out = model.generate(torch.tensor([ids]), n, r=a.r, temperature=a.temperature, top_k=a.top_k, generator=gen)
-    print(tok.decode(out[0].tolist()))
+    stream = not a.no_stream
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    if stream:
+        show(a.prompt)
+    text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=a.r, temperature=a.temperature,
+                         top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
+                         stop=[s.encode().decode("unicode_escape") if "\\" in s else s for s in a.stop],
+                         seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
+                         on_note=lambda m: print(f"note: {m}", file=sys.stderr))
+    print("" if stream else a.prompt + text)
     return 0
 
 
@@ -152,6 +221,8 @@ def cmd_flops(a: argparse.Namespace) -> int:
     from .model import LMConfig, RecursiveLM
 
     cfg = _config_from_args(a)
+    if a.print_config:
+        return _print_config(cfg)
     m = dict(cfg.model)
     m.setdefault("vocab_size", cfg.data.vocab_size)
     m.setdefault("max_seq_len", cfg.data.seq_len)
@@ -201,66 +272,93 @@ DELEGATED = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="rins", description="Recursive INference Scaling: train, evaluate and "
-                                 "compare recursive transformers at matched compute.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    from . import __version__
 
-    p = sub.add_parser("train", help="train one run (compute-matched when the budget is in FLOPs)")
-    _add_config_args(p)
-    p.add_argument("--no-resume", action="store_true", help="start over even if the run dir has checkpoints")
-    p.add_argument("--init", default=None, help="initialise weights from another run dir (e.g. rins convert)")
-    p.add_argument("--dist", choices=["ddp", "fsdp"], default=None,
+    ap = argparse.ArgumentParser(prog="rins", formatter_class=_HelpFormatter,
+                                 description="Recursive INference Scaling: train, evaluate and compare recursive "
+                                 "transformers at matched compute.",
+                                 epilog="`rins VERB --help` shows a verb's options.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="VERB")
+
+    def verb(name: str, help_: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter,
+                              allow_abbrev=False)
+
+    p = verb("train", "train one run (compute-matched when the budget is in FLOPs)")
+    p.usage = "rins train [--preset NAME] [--config FILE] [--set KEY=VALUE] [--FIELD VALUE ...] [options]"
+    g = p.add_argument_group("run control")
+    g.add_argument("--no-resume", action="store_true", help="start over even if the run dir has checkpoints")
+    g.add_argument("--extend", action="store_true",
+                   help="continue a finished run to a larger budget (constant or wsd schedules: from the last "
+                   "checkpoint before the learning rate decayed, the decay re-run at the new end)")
+    g.add_argument("--init", default=None, metavar="RUN_DIR",
+                   help="initialise weights from another run dir (e.g. rins convert)")
+    g.add_argument("--dist", choices=["ddp", "fsdp"], default=None,
                    help="data-parallel engine when launched with torchrun")
-    p.add_argument("--no-verify", action="store_true",
+    g.add_argument("--no-verify", action="store_true",
                    help="resume without checking the checkpoint's SHA-256 sums (shapes, finiteness still checked)")
+    _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="held-out loss / perplexity / bits per byte at each inference depth r")
-    p.add_argument("run_dir")
-    p.add_argument("--r", default=None, help="comma-separated depths, e.g. 1,2,3 (default 1..r_max+1)")
+    p = verb("eval", "held-out loss / perplexity / bits per byte at each inference depth r")
+    p.add_argument("run_dir", help="a run directory (holds config.json and checkpoints/)")
+    p.add_argument("--r", default=None, help="comma-separated depths, e.g. 1,2,3 (default: 1 .. r_max+1)")
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="score this text instead of the run's corpus: a built-in corpus (e.g. mix-large:linux-doc), "
                    "a .txt/.md/.jsonl file, a folder or hf:NAME; encoded with the run's tokenizer")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="which documents of the data to score (split by document as in training)")
     p.add_argument("--batches", type=int, default=None,
-                   help="at most this many batches of 16 windows, spread over the split (default from the run "
-                   "config; 0 = all)")
-    p.add_argument("--json", action="store_true")
+                   help="at most this many batches of 16 windows, spread over the split (default: the run "
+                   "config's eval_batches; 0 = all)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (depths as integers)")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("generate", help="sample text from a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("--prompt", required=True)
+    p = verb("generate", "sample text from a trained run (streamed to the terminal)")
+    p.add_argument("run_dir", help="a run directory of an LM run")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue")
     p.add_argument("--r", type=int, default=None, help="recursion depth (default: the trained exponent)")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=100, metavar="N",
+                   help="tokens to generate (prompt + new tokens stop at the model's max_seq_len, with a note)")
+    p.add_argument("--sliding-window", action="store_true",
+                   help="go on past max_seq_len: the newest max_seq_len tokens at most are the context")
+    p.add_argument("--temperature", type=float, default=0.8, metavar="T", help="sampling temperature (0: greedy)")
+    p.add_argument("--top-k", type=int, default=50, metavar="K", help="sample among the k most likely tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                   help="nucleus sampling: among the most likely tokens holding this much probability (1: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
+                   help="> 1 makes tokens already in the context less likely (1: off)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="end at this text, which is not printed (repeatable; \\n etc. are unescaped)")
+    p.add_argument("--no-stream", action="store_true", help="print the text once at the end instead of streaming")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("plan", help="compile a signature and show the executed layer order")
-    p.add_argument("signature")
-    p.add_argument("--layers", type=int, required=True)
-    p.add_argument("--degree", type=int, default=1)
-    p.add_argument("--r", type=int, default=None)
-    p.add_argument("--block-sizes", default=None, help="comma-separated layer counts per block")
-    p.add_argument("--json", action="store_true")
+    p = verb("plan", "compile a signature and show the executed layer order")
+    p.add_argument("signature", help="e.g. AB, A^2B, rins(3), (AB)^2")
+    p.add_argument("--layers", type=int, required=True, help="number of distinct layers (model.n_layers)")
+    p.add_argument("--degree", type=int, default=1, help="nesting degree of the signature")
+    p.add_argument("--r", type=int, default=None, help="inference depth (default: the signature's exponent)")
+    p.add_argument("--block-sizes", default=None, help="comma-separated layer counts per block (default: equal)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("flops", help="FLOPs per token of a config (per executed layer) vs the plain model")
+    p = verb("flops", "FLOPs per token of a config (per executed layer) vs the plain model")
+    p.usage = "rins flops [--r DEPTHS] [--json] [--preset NAME] [--config FILE] [--set KEY=VALUE] [--FIELD VALUE ...]"
+    p.add_argument("--r", default=None, help="comma-separated depths (default: the trained exponent)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     _add_config_args(p)
-    p.add_argument("--r", default=None, help="comma-separated depths")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_flops)
 
-    p = sub.add_parser("demo", help="the main job: baseline vs RINS vs stochastic RINS at equal training FLOPs")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--budget", type=float, default=None, help="training FLOPs per run (default: preset's)")
-    p.add_argument("--preset", default="cpu-small")
-    p.add_argument("--corpus", default=None)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p = verb("demo", "the main job: baseline vs RINS vs stochastic RINS at equal training FLOPs")
+    p.add_argument("--out", default="runs/demo", help="folder of the three runs and the report")
+    p.add_argument("--budget", type=float, default=None, help="training FLOPs per run (default: the preset's)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, help="config preset of the three runs")
+    p.add_argument("--corpus", default=None, help="data.corpus (default: the preset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of every run (repeatable; see rins train --help)")
     p.add_argument("--fresh", action="store_true", help="retrain even if the runs exist")
     p.set_defaults(func=cmd_demo)
 

@@ -18,6 +18,8 @@ __all__ = [
     "ConfigError",
     "coerce_fields",
     "coerce_value",
+    "field_docs",
+    "type_name",
     "DataConfig",
     "OptimConfig",
     "TrainConfig",
@@ -125,11 +127,11 @@ def _validate_fields(obj: Any, prefix: str) -> None:
 class DataConfig:
     """Where tokens come from. ``corpus``: ``shakespeare`` (default), ``mix``, a path, or ``hf:NAME``."""
 
-    corpus: str = "shakespeare"
-    cache_dir: str = ".cache/rins"
-    vocab_size: int = 8192
-    val_fraction: float = 0.1
-    seq_len: int = 256
+    corpus: str = "shakespeare"  # shakespeare | mix | mix-large[:part] | a .txt/.md/.jsonl file or folder | hf:NAME
+    cache_dir: str = ".cache/rins"  # where downloaded corpora, tokenizers and token files are cached
+    vocab_size: int = 8192  # size of the BPE vocabulary trained on the corpus
+    val_fraction: float = 0.1  # share of documents held out for validation
+    seq_len: int = 256  # tokens per training sequence (the context trained)
     tokenizer: str | None = None  # an existing tokenizer.json instead of training a BPE (e.g. a converted model's)
 
 
@@ -137,16 +139,16 @@ class DataConfig:
 class OptimConfig:
     """AdamW and the learning-rate schedule, laid out over the compute-matched number of steps."""
 
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    warmup_frac: float = 0.05
+    lr: float = 3e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # final learning rate as a share of lr (cosine and wsd)
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (not on norms, biases, embeddings)
+    beta1: float = 0.9  # AdamW first-moment decay
+    beta2: float = 0.95  # AdamW second-moment decay
+    eps: float = 1e-8  # AdamW epsilon
+    warmup_frac: float = 0.05  # share of steps spent in linear warmup
     schedule: str = "cosine"  # "cosine" | "wsd" (warmup-stable-decay) | "constant"
     cooldown_frac: float = 0.2  # wsd: share of steps spent decaying
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
     fused: bool | None = None  # None: fused AdamW on CUDA and CPU (where torch has the kernel)
 
 
@@ -157,16 +159,16 @@ class BudgetConfig:
     ``flops`` is the compute-matched mode: steps = flops / (expected training FLOPs of one step).
     """
 
-    flops: float | None = None
-    tokens: int | None = None
-    steps: int | None = None
+    flops: float | None = None  # training FLOPs (compute-matched: steps = flops / FLOPs per step)
+    tokens: int | None = None  # training tokens (examples for vision tasks), when flops is none
+    steps: int | None = None  # optimizer steps, when flops and tokens are none
 
 
 @dataclass
 class TrainConfig:
     """Everything a run needs; saved as ``config.json`` into every run directory."""
 
-    name: str = "run"
+    name: str = "run"  # run name: the run directory is out_dir/name
     task: str = "lm"  # "lm" | "siglip" | "vit" (registered tasks)
     model: dict[str, Any] = field(default_factory=dict)  # the task's model config (LMConfig fields for "lm")
     data: DataConfig = field(default_factory=DataConfig)
@@ -174,21 +176,22 @@ class TrainConfig:
     budget: BudgetConfig = field(default_factory=lambda: BudgetConfig(steps=100))
     batch_size: int = 16  # sequences (examples) per optimizer step, over all ranks
     grad_accum: int = 1  # micro-batches per step (batch_size must divide by grad_accum × world size)
-    seed: int = 0
+    seed: int = 0  # seed of initialisation, data order and stochastic depth
     n_evals: int = 12  # evaluation points, spaced geometrically over the run (for scaling-law fits)
-    eval_batches: int = 16
+    eval_batches: int = 16  # validation batches per evaluation
     eval_depths: list[int] | None = None  # None: 1 … r_max + 1 for a recursive model
     eval_all_depths: bool = False  # every eval point at every depth (default: only the final one)
-    log_every: int = 10
-    ckpt_every: int = 200
-    keep_last: int = 2
+    log_every: int = 10  # a train record every this many steps
+    ckpt_every: int = 200  # a checkpoint every this many steps (and at the end)
+    keep_last: int = 2  # checkpoints kept (0: all)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" …
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
     threads: int = 0  # CPU intra-op threads (0: torch's default); 1 is far faster on a shared, loaded machine
     compile: bool = False  # torch.compile each block (not the recursion loop)
     fused_loss: bool = True  # LM head + cross-entropy in chunks, without the (N, V) logits (rins.losses)
-    out_dir: str = "runs"
-    progress: bool = True
+    out_dir: str = "runs"  # parent folder of run directories
+    progress: bool = True  # a progress bar on a terminal (else a log line every log_every steps)
+    loggers: str = "jsonl"  # also log to: tensorboard, wandb (offline), comma-separated; log.jsonl always
 
     def __post_init__(self) -> None:
         self.validate()
@@ -218,6 +221,12 @@ class TrainConfig:
         _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
         _check("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "must be 'float32' or 'bfloat16'")
         _check("device", self.device, bool(self.device.strip()), "must be auto, cpu, cuda or cuda:N")
+        from .loggers import LOGGERS, parse_loggers
+
+        try:
+            parse_loggers(self.loggers)
+        except ValueError:
+            raise _bad("loggers", self.loggers, f"must be comma-separated names from {', '.join(LOGGERS)}") from None
         if self.eval_depths is not None:
             _check("eval_depths", self.eval_depths, bool(self.eval_depths) and all(1 <= r <= 1024
                                                                                    for r in self.eval_depths),
@@ -353,6 +362,67 @@ def _parse_typed(text: str, tp: Any) -> Any:
                 return t
         return t
     return _parse_value(text)
+
+
+def type_name(tp: Any) -> str:
+    """A short name of a declared field type for help texts: ``int``, ``float | none``, ``list[int] | none``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("none" if a is type(None) else type_name(a) for a in args)
+    if origin in (list, tuple):
+        return f"list[{type_name(args[0])}]" if args else "list"  # a TOML array or --set 1,2,3 either way
+    return getattr(tp, "__name__", str(tp)).lower()
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """One line of documentation per field of the dataclass ``cls`` (and its bases), read from the source: the
+    field's trailing ``# comment``, else the comment lines right above it, else its entry in the class
+    docstring's ``Attributes:`` section. Fields without any are missing from the result."""
+    import ast
+    import inspect
+    import io
+    import tokenize
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not is_dataclass(klass) or klass is object:
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        src = inspect.cleandoc("\n" + src) if src[:1].isspace() else src
+        lines = src.splitlines()
+        comments = {t.start[0]: t.string.lstrip("#").strip()
+                    for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
+        attrs: dict[str, str] = {}
+        doc = inspect.getdoc(klass) or ""
+        if "Attributes:" in doc:
+            cur = None
+            for line in doc.split("Attributes:", 1)[1].splitlines():
+                m = re.match(r"\s{4}(\w+):\s*(.*)", line)
+                if m:
+                    cur = m.group(1)
+                    attrs[cur] = m.group(2).strip()
+                elif cur and line.startswith("        ") and line.strip():
+                    attrs[cur] += " " + line.strip()
+                elif line.strip():
+                    cur = None
+        body = ast.parse(src).body[0]
+        for node in getattr(body, "body", []):
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            name, text = node.target.id, comments.get(node.end_lineno, "")
+            if not text or not lines[node.end_lineno - 1].split("#")[0].strip():
+                above, ln = [], node.lineno - 1
+                while ln >= 1 and lines[ln - 1].strip().startswith("#"):
+                    above.insert(0, lines[ln - 1].strip().lstrip("#").strip())
+                    ln -= 1
+                text = " ".join(above)
+            text = text or attrs.get(name, "") or docs.get(name, "")
+            if text:
+                docs[name] = text
+    return docs
 
 
 def _tiny() -> dict[str, Any]:

@@ -7,6 +7,7 @@ Everything about *which* layer runs *when* comes from :mod:`rins.plan`; this fil
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -102,22 +103,22 @@ class LMConfig(StackConfig):
     Qwen2-style checkpoints convert exactly; the defaults are the modern choices.
     """
 
-    vocab_size: int = 8192
-    n_layers: int = 6
-    d_model: int = 256
-    n_heads: int = 4
-    n_kv_heads: int | None = None
+    vocab_size: int = 8192  # embedding rows (default in training: the tokenizer's size)
+    n_layers: int = 6  # distinct transformer layers (the signature's blocks share them out)
+    d_model: int = 256  # hidden width
+    n_heads: int = 4  # attention heads (d_model must divide by it)
+    n_kv_heads: int | None = None  # grouped-query K/V heads (default: n_heads)
     d_ff: int | None = None  # default: SwiGLU 8/3·d rounded up to 64; GELU 4·d
-    max_seq_len: int = 256
-    tie_embeddings: bool = True
-    rope_theta: float = 10000.0
+    max_seq_len: int = 256  # longest context (default in training: data.seq_len)
+    tie_embeddings: bool = True  # the LM head shares the input embedding matrix
+    rope_theta: float = 10000.0  # RoPE base frequency
     norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
-    norm_eps: float = 1e-6
+    norm_eps: float = 1e-6  # epsilon of the norms
     mlp: str = "swiglu"  # "swiglu" | "gelu"
     pos_embedding: str = "rope"  # "rope" | "learned"
-    qkv_bias: bool = False
+    qkv_bias: bool = False  # bias on the Q/K/V projections (Qwen2-style)
     proj_bias: bool = False  # bias on the attention output and MLP projections
-    init_std: float = 0.02
+    init_std: float = 0.02  # standard deviation of the initial weights
     # "sdpa": F.scaled_dot_product_attention (flash kernels); "eager": matmul + softmax + matmul;
     # "auto": eager for bf16 forwards on CPU without a KV cache, up to 1024 keys (measured faster than the
     # CPU flash kernel, eager and compiled, see BENCHMARKS.md), SDPA everywhere else
@@ -748,13 +749,24 @@ class RecursiveLM(nn.Module):
         eos_token_id: int | None = None,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        top_p: float | None = None,
+        repetition_penalty: float = 1.0,
+        callback: Callable[[torch.Tensor], bool | None] | None = None,
     ) -> torch.Tensor:
         """Autoregressive sampling with a KV cache holding one slot per layer application.
 
-        ``temperature=0`` is greedy. ``attention_mask`` allows batched, left-padded prompts. Returns the
-        prompt followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id``
-        are padded with it).
+        ``temperature=0`` is greedy. ``top_k`` keeps the k most likely tokens, ``top_p`` the smallest set whose
+        probability reaches p (nucleus sampling; both after temperature). ``repetition_penalty`` > 1 divides
+        positive logits (multiplies negative ones) of every token already in the row, as in CTRL / HF.
+        ``callback`` is called with the ``(B,)`` new tokens after each step; returning True stops early (the
+        result is then shorter). ``attention_mask`` allows batched, left-padded prompts. Returns the prompt
+        followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id`` are padded
+        with it).
         """
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if not (repetition_penalty > 0 and math.isfinite(repetition_penalty)):
+            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
         if max_new_tokens < 0:
             raise ValueError("max_new_tokens must be >= 0")
         was_training = self.training
@@ -776,7 +788,12 @@ class RecursiveLM(nn.Module):
                 logits = self(nxt_in, r, attention_mask=am, cache=cache)[:, -1]
             else:
                 logits = self(out, r, attention_mask=am)[:, -1]
-            nxt = self._sample(logits.float(), temperature, top_k, generator)
+            logits = logits.float()
+            if repetition_penalty != 1.0:
+                seen = torch.gather(logits, 1, out)
+                seen = torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty)
+                logits = logits.scatter(1, out, seen)
+            nxt = self._sample(logits, temperature, top_k, generator, top_p)
             if eos_token_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
                 done |= nxt == eos_token_id
@@ -788,16 +805,25 @@ class RecursiveLM(nn.Module):
                 pad = torch.full((B, total - out.shape[1]), eos_token_id, dtype=out.dtype, device=out.device)
                 out = torch.cat([out, pad], dim=1)
                 break
+            if callback is not None and callback(nxt):
+                break
         self.train(was_training)
         return out
 
     @staticmethod
-    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen) -> torch.Tensor:
+    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen,
+                top_p: float | None = None) -> torch.Tensor:
         if temperature <= 0:
             return logits.argmax(-1)
         logits = logits / temperature
         if top_k is not None:
             v, _ = torch.topk(logits, min(top_k, logits.shape[-1]))
             logits = logits.masked_fill(logits < v[:, -1:], float("-inf"))
+        if top_p is not None and top_p < 1:
+            # nucleus: drop the tokens after the smallest prefix (by probability) whose mass reaches top_p
+            srt, idx = torch.sort(logits, dim=-1, descending=True)
+            probs = F.softmax(srt, -1)
+            drop = probs.cumsum(-1) - probs >= top_p  # the mass before a token already reaches top_p
+            logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, idx, drop), float("-inf"))
         return torch.multinomial(F.softmax(logits, -1), 1, generator=gen)[:, 0]
 

@@ -13,6 +13,7 @@ import math
 import shutil
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable
 from dataclasses import fields, replace
@@ -29,20 +30,31 @@ from .checkpoint import (
     check_rng_state,
     clean_stale_temp,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     load_state_into,
     restore_optimizer,
     save_checkpoint,
 )
 from .config import TrainConfig
+from .loggers import RunLogger, parse_loggers
 from .model import LMConfig, RecursiveLM, StackConfig, sample_depth
 
-__all__ = ["BudgetError", "NonFiniteError", "Task", "LMTask", "TASKS", "register_task", "train", "plan_steps",
-           "lr_at", "resolve_device", "eval_schedule", "RESUME_MAY_CHANGE"]
+__all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "Task", "LMTask", "TASKS",
+           "register_task", "train", "plan_steps",
+           "lr_at", "resolve_device", "eval_schedule", "format_eval", "RESUME_MAY_CHANGE"]
 
 
 class BudgetError(ValueError):
     """The budget cannot buy a single optimizer step."""
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is training in this run directory (``RUN_DIR.lock`` is held)."""
+
+
+class ExtendError(ValueError):
+    """A run cannot be extended to the larger budget asked for (cosine schedule, no usable checkpoint...)."""
 
 
 class NonFiniteError(RuntimeError):
@@ -292,7 +304,7 @@ def eval_schedule(total: int, n: int) -> list[int]:
 # which hardware runs it (device and thread count may change the last bits of the arithmetic). Every other
 # field (model, data, optim, budget, batch, seed, dtype, fused_loss, compile, ...) must match the checkpoint.
 RESUME_MAY_CHANGE = ("name", "out_dir", "device", "threads", "progress", "log_every", "ckpt_every", "keep_last",
-                     "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir")
+                     "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir", "loggers")
 
 
 def _config_signature(cfg: TrainConfig) -> dict[str, Any]:
@@ -342,21 +354,21 @@ def _check_eval(res: dict[str, Any], step: int, run_dir: Path) -> None:
                              "try dtype=float32 or a lower optim.lr")
 
 
-class _Logger:
-    """JSONL always (rank 0 only); a one-line console summary."""
-
-    def __init__(self, path: Path | None, enabled: bool) -> None:
-        self.enabled = enabled and path is not None
-        self.f = open(path, "a", encoding="utf-8") if self.enabled else None  # noqa: SIM115
-
-    def log(self, rec: dict[str, Any]) -> None:
-        if self.f is not None:
-            self.f.write(json.dumps(rec) + "\n")
-            self.f.flush()
-
-    def close(self) -> None:
-        if self.f is not None:
-            self.f.close()
+def format_eval(step: int, total: int, res: dict[str, Any], r: int | None = None) -> str:
+    """One console line for an evaluation: the main loss (at the trained depth ``r``), each depth's loss
+    labelled ``r=K``, 4 decimals."""
+    parts = [f"[rins] eval step {step}/{total}:"]
+    if isinstance(res.get("val_loss"), float):
+        parts.append(f"val_loss{f' (r={r})' if r else ''} {res['val_loss']:.4f}")
+    by_r = res.get("val_loss_r") or {}
+    if len(by_r) > 1 or (by_r and not isinstance(res.get("val_loss"), float)):
+        parts.append("(" + ", ".join(f"r={k} {v:.4f}" for k, v in by_r.items()) + ")")
+    if isinstance(res.get("val_bpb"), float):
+        parts.append(f"bpb {res['val_bpb']:.4f}")
+    for k, v in res.items():  # other tasks' scalar metrics (accuracy, retrieval, ...)
+        if k not in ("val_loss", "val_loss_r", "val_bpb") and isinstance(v, float):
+            parts.append(f"{k} {v:.4f}")
+    return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,8 +376,16 @@ class _Logger:
 
 
 def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None, quiet: bool = False,
-          dist_ctx: Any = None, stop_after: int | None = None, verify: bool = True) -> dict[str, Any]:
+          dist_ctx: Any = None, stop_after: int | None = None, verify: bool = True,
+          extend: bool = False) -> dict[str, Any]:
     """Train ``cfg`` and return a summary (final losses at every depth, steps, tokens, FLOPs).
+
+    The run directory is locked (``RUN_DIR.lock``, shared with ``rins sweep``) while it trains: a second
+    process on the same run stops at once with :class:`RunLockedError` naming the holder; a lock left by a
+    dead process is taken over. ``extend=True`` continues a finished (or interrupted) run whose config
+    differs only in a larger budget: constant schedules from the last checkpoint, WSD from the checkpoint
+    where the decay began (kept in ``RUN_DIR/pre_decay``), so that the result equals a run trained with the
+    larger budget from the start (with the earlier warmup); cosine schedules raise :class:`ExtendError`.
 
     A run directory that already has checkpoints resumes from the newest complete one (with a clear
     error if its config differs). ``init_from`` initialises weights from another run (e.g. a converted
@@ -375,6 +395,22 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     A resumed run truncates ``log.jsonl`` to the checkpoint's step; ``resume=False`` deletes the run's
     checkpoints, log, summary and tokenizer first. Stale temporary files of killed writers are removed.
     """
+    if dist_ctx is not None and dist_ctx.rank != 0:  # rank 0 holds the lock for the whole job
+        return _train(cfg, resume, init_from, quiet, dist_ctx, stop_after, verify, extend)
+    from .sweep import lock_holder, run_lock
+
+    with run_lock(cfg.run_dir(), reentrant=True) as got:
+        if not got:
+            raise RunLockedError(f"run directory {cfg.run_dir()} is in use by {lock_holder(cfg.run_dir())}; wait "
+                                 "for it to finish or stop it, or train under another --name")
+        return _train(cfg, resume, init_from, quiet, dist_ctx, stop_after, verify, extend)
+
+
+PRE_DECAY = "pre_decay"  # RUN_DIR/pre_decay/checkpoints/: a WSD run's state where its decay began (for --extend)
+
+
+def _train(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, dist_ctx: Any,
+           stop_after: int | None, verify: bool, extend: bool) -> dict[str, Any]:
     rank = dist_ctx.rank if dist_ctx else 0
     world = dist_ctx.world_size if dist_ctx else 1
     is_main = rank == 0
@@ -385,6 +421,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
         clean_stale_temp(run_dir)
         if not resume:  # start over: nothing of the old run may leak in (a tokenizer of another vocabulary...)
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(run_dir / PRE_DECAY, ignore_errors=True)
             for f in ("log.jsonl", "summary.json", "tokenizer.json"):
                 (run_dir / f).unlink(missing_ok=True)
     if dist_ctx:
@@ -424,18 +461,27 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     ck = latest_checkpoint(run_dir) if resume else None
     saved_cfg_path = run_dir / "config.json"
     if ck is not None:
+        old_cfg = TrainConfig.from_dict(json.loads(saved_cfg_path.read_text())) if saved_cfg_path.exists() else None
+        if extend and old_cfg is not None and old_cfg.budget != cfg.budget:
+            if dist_ctx:
+                raise ExtendError("extend a run on one process (rins train --extend), then resume it with --dist")
+            if _config_signature(replace(old_cfg, budget=cfg.budget)) == _config_signature(cfg):
+                ck = _extension_checkpoint(cfg, old_cfg, run_dir, task.flops_per_step(model, cfg.batch_size),
+                                           task.units_per_step(cfg.batch_size), say)
+                old_cfg = replace(old_cfg, budget=cfg.budget)
         weights, opt_tensors, meta = load_checkpoint(ck, verify=verify)
-        if saved_cfg_path.exists():
-            old = json.loads(saved_cfg_path.read_text())
-            old_sig, new_sig = _config_signature(TrainConfig.from_dict(old)), _config_signature(cfg)
+        if old_cfg is not None:
+            old_sig, new_sig = _config_signature(old_cfg), _config_signature(cfg)
             if old_sig != new_sig:
                 diff = sorted(set(old_sig) | set(new_sig), key=str)
                 diff = [k for k in diff if old_sig.get(k) != new_sig.get(k)]
                 shown = "; ".join(f"{k}: {old_sig.get(k)!r} -> {new_sig.get(k)!r}" for k in diff[:4])
+                if all(k.startswith("budget.") for k in diff) and not extend:
+                    shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
                 raise CheckpointError(
                     f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
-                    f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume; use another name/out_dir, or "
-                    "pass --no-resume to start over"
+                    f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume (and budget.* with --extend); use "
+                    "another name/out_dir, or pass --no-resume to start over"
                 )
         saved_arch = meta.get("model_config")
         own_arch = json.loads(json.dumps(core_config_dict(model)))
@@ -485,6 +531,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
             check_rng_state(opt_tensors["rng.torch"], str(ck))
             torch.set_rng_state(opt_tensors["rng.torch"])
     evals = set(eval_schedule(total, cfg.n_evals))
+    pre_decay = _decay_start(total, cfg.optim) if cfg.optim.schedule == "wsd" else None
     depths = cfg.eval_depths or task.eval_depths(core)
 
     say(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
@@ -492,7 +539,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     say(f"[rins] FLOPs/step={fps:.4g} (expected) units/step={ups:,} steps={total:,} "
         f"tokens={total * ups:,} total FLOPs={total * fps:.4g}" + (f"; resuming at step {start_step}"
                                                                    if start_step else ""))
-    logger = _Logger(run_dir / "log.jsonl", is_main)
+    logger = RunLogger(run_dir / "log.jsonl", is_main, parse_loggers(cfg.loggers), start_step, cfg.to_dict())
     if is_main and start_step == 0:
         logger.log({"event": "start", "params": params, "flops_per_step": fps, "units_per_step": ups,
                     "steps": total, "total_flops": total * fps, "config": cfg.to_dict()})
@@ -582,14 +629,18 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
                 if is_main:
                     logger.log({"event": "eval", "step": step, "tokens": tokens_seen, "flops": flops_seen,
                                 **last_eval})
-                    if bar is None:
-                        say(f"[rins] eval step {step}: " + json.dumps(last_eval.get("val_loss_r") or
-                                                                     last_eval.get("val_loss")))
+                    line = format_eval(step, total, last_eval, getattr(core, "r_max", None))
+                    if bar is not None:
+                        bar.write(line, file=sys.stderr)  # above the bar, which stays on the last line
+                    else:
+                        say(line)
                 if dist_ctx:
                     dist_ctx.barrier()
             stopping = stop_after is not None and step - start_step >= stop_after
             if step % cfg.ckpt_every == 0 or step == total or stopping:
                 _checkpoint(cfg, run_dir, step, core, opt, tokens_seen, flops_seen, dist_ctx, model)
+            if step == pre_decay and step < total:  # the state a longer run would share (rins train --extend)
+                _checkpoint(cfg, run_dir / PRE_DECAY, step, core, opt, tokens_seen, flops_seen, dist_ctx, model, 1)
             if stopping:
                 break
     finally:
@@ -611,13 +662,55 @@ def core_config_dict(model: nn.Module) -> dict[str, Any] | None:
     return c.to_dict() if hasattr(c, "to_dict") else None
 
 
-def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped) -> None:
+def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped, keep_last=None) -> None:
+    keep = cfg.keep_last if keep_last is None else keep_last
     if dist_ctx:
         dist_ctx.save_checkpoint(run_dir, step, wrapped, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
-                                 cfg.keep_last)
+                                 keep)
         return
-    save_checkpoint(run_dir, step, core, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
-                    keep_last=cfg.keep_last)
+    save_checkpoint(run_dir, step, core, opt, {"tokens": tokens, "flops": flops, "name": cfg.name}, keep_last=keep)
+
+
+def _decay_start(total: int, o) -> int:
+    """Steps done when a WSD schedule's decay begins (the learning rate of step index ``start`` decays)."""
+    return total - max(1, int(round(o.cooldown_frac * total)))
+
+
+def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, fps: float, ups: int,
+                          say: Callable[..., None]) -> Path:
+    """The checkpoint from which ``old``'s run continues as the run of ``cfg`` (a larger budget); later
+    checkpoints (the old decay) are deleted, the old summary kept as ``summary_step{N}.json``."""
+    o = cfg.optim
+    if o.schedule == "cosine":
+        raise ExtendError("a cosine schedule cannot be extended: its learning rate at every step depends on the "
+                          "run's total length, so the steps already taken are not those of the longer run; train "
+                          "the longer run from scratch (optim.schedule=wsd or constant runs can be extended)")
+    old_total, new_total = plan_steps(old, fps, ups), plan_steps(cfg, fps, ups)
+    if new_total <= old_total:
+        raise ExtendError(f"--extend needs a larger budget: the new one buys {new_total} steps, the run has "
+                          f"{old_total}")
+    # the last step count up to which both plans share every learning rate
+    anchor = _decay_start(old_total, o) if o.schedule == "wsd" else old_total
+    warm = max(1, int(round(o.warmup_frac * new_total))) if o.warmup_frac > 0 else 0
+    found = [(int(p.name.split("_")[1]), p) for p in list_checkpoints(run_dir) + list_checkpoints(run_dir / PRE_DECAY)]
+    usable = sorted((s, p) for s, p in found if warm <= s <= anchor and (p / "meta.json").is_file())
+    if not usable:
+        raise ExtendError(f"{run_dir} keeps no checkpoint between step {warm} (the longer run's warmup) and step "
+                          f"{anchor} (where the learning rate began to decay), so it cannot be extended exactly; "
+                          "train the longer run from scratch")
+    step, src = usable[-1]
+    ckdir = run_dir / "checkpoints"
+    for s, p in found:
+        if s > step and p.parent == ckdir:
+            shutil.rmtree(p)  # the old run's decay: the longer run re-runs it at its own end
+    dst = ckdir / src.name
+    if not dst.is_dir():
+        shutil.copytree(src, dst)
+    atomic_write_text(ckdir / "LATEST", dst.name)
+    if (run_dir / "summary.json").exists():
+        (run_dir / "summary.json").replace(run_dir / f"summary_step{old_total}.json")
+    say(f"[rins] extending {old_total} to {new_total} steps from the checkpoint at step {step}")
+    return dst
 
 
 def _micro(batch: Any, k: int, n: int) -> Any:
@@ -643,3 +736,14 @@ def _to(batch: Any, device: torch.device) -> Any:
         return {k: _to(v, device) for k, v in batch.items()}
     return batch
 
+
+
+class _CallableModule(types.ModuleType):
+    """``rins.train`` is this module, and calling it runs :func:`train`: ``rins.train(cfg)`` works whether or not
+    the submodule was imported first (an import binds the package attribute ``train`` to the module)."""
+
+    def __call__(self, cfg: TrainConfig, **kwargs: Any) -> dict[str, Any]:
+        return train(cfg, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,168 @@
+"""The command line: help generated from the typed configs, typed field flags, --version, preset fallback notes,
+the run-directory lock, the Python API exports, and the README's command-line section against the real help."""
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+import pytest
+
+import rins
+from rins.cli import build_parser
+from rins.cli import main as cli
+from rins.config import BudgetConfig, DataConfig, OptimConfig, TrainConfig, field_docs, load_config
+from rins.model import LMConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def help_of(*verb: str, width: int = 200) -> str:
+    os.environ["COLUMNS"] = str(width)
+    try:
+        p = build_parser()
+        for v in verb:
+            p = next(a for a in p._actions if a.dest == "cmd").choices[v]
+        return p.format_help()
+    finally:
+        del os.environ["COLUMNS"]
+
+
+def test_train_help_lists_every_field_with_type_default_and_doc():
+    text = help_of("train")
+    line = next(x for x in text.splitlines() if "--model.d_model" in x)
+    assert "INT" in line and "[default: 256]" in line and "hidden width" in line
+    sections = {"": TrainConfig, "model.": LMConfig, "data.": DataConfig, "optim.": OptimConfig,
+                "budget.": BudgetConfig}
+    for prefix, cls in sections.items():
+        docs = field_docs(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]) or f.name == "model":
+                continue
+            flag = "--" + (prefix + f.name if prefix else f.name.replace("_", "-"))
+            assert re.search(rf"^\s+{re.escape(flag)}\b", text, re.M), flag
+            assert docs.get(f.name), f"{cls.__name__}.{f.name} has no documentation line"
+    assert "[default: 0.003]" in next(x for x in text.splitlines() if "--optim.lr" in x)
+    for name in ("tiny", "cpu-small", "gpu-125m", "gpu-350m", "siglip-cpu", "vit-cpu", "siglip-b16"):
+        assert name in text  # every preset is listed
+    assert "with neither --preset nor --config: cpu-small" in text
+
+
+def test_version_and_defaults_shown(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"rins {rins.__version__}"
+    gen = help_of("generate")
+    for flag, default in (("--max-new-tokens", "100"), ("--temperature", "0.8"), ("--top-k", "50"),
+                          ("--top-p", "1.0"), ("--repetition-penalty", "1.0")):
+        assert re.search(rf"{flag} \S+\s+.*\(default: {re.escape(default)}\)", gen), flag
+    assert "(default: 1)" in help_of("plan")  # --degree
+    for verb, flag in (("eval", "--json"), ("generate", "--prompt"), ("plan", "--layers"), ("plan", "--r")):
+        line = next(x for x in help_of(verb).splitlines() if x.strip().startswith(flag))
+        assert len(line.split()) > 2, f"{verb} {flag} has no help text"
+
+
+def test_field_flags_are_typed_overrides_in_command_line_order(capsys):
+    def resolved(*args: str) -> dict:
+        assert cli(["train", "--preset", "tiny", "--print-config", *args]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    assert resolved("--model.d_model", "48", "--set", "model.d_model=64")["model"]["d_model"] == 64
+    assert resolved("--set", "model.d_model=64", "--model.d_model", "48")["model"]["d_model"] == 48
+    c = resolved("--compile", "--optim.fused", "no", "--batch-size", "4", "--signature", "A^2B", "--name", "123",
+                 "--eval-depths", "1,3", "--budget.steps", "7", "--loggers", "tensorboard")
+    assert c["compile"] is True and c["optim"]["fused"] is False and c["batch_size"] == 4
+    assert c["model"]["signature"] == "A^2B" and c["name"] == "123" and c["eval_depths"] == [1, 3]
+    assert c["budget"] == {"flops": None, "tokens": None, "steps": 7} and c["loggers"] == "tensorboard"
+    assert cli(["train", "--preset", "tiny", "--print-config", "--optim.lr", "fast"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr='fast'" in err and "number" in err
+
+
+def test_verbs_that_fall_back_on_a_preset_say_so(capsys):
+    assert cli(["flops", "--json"]) == 0
+    assert "using preset cpu-small" in capsys.readouterr().err
+    assert cli(["flops", "--preset", "tiny", "--json"]) == 0
+    assert "using preset" not in capsys.readouterr().err
+
+
+def _readme_block(after: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    i = text.index(after)
+    start = text.index("```", i)
+    start = text.index("\n", start) + 1
+    return text[start:text.index("```", start)]
+
+
+def test_readme_command_line_section_matches_the_real_help():
+    block = _readme_block("<!-- rins --help -->")
+    assert block.strip() == help_of(width=100).strip()
+    train = _readme_block("<!-- rins train --help (excerpt) -->")
+    full = help_of("train", width=100)
+    for line in train.splitlines():
+        if line.strip() and line.strip() != "...":
+            assert line in full, line
+    # every `rins VERB --flag` of the section names a real flag of that verb
+    section = (ROOT / "README.md").read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    spans = re.findall(r"`rins ([a-z][a-z-]*)\b([^`]*)`", section)
+    assert len(spans) >= 8
+    for verb, rest in spans:
+        if verb in ("sweep", "fit", "report", "convert", "export", "lm-eval"):
+            continue
+        known = help_of(verb, width=100)
+        for flag in re.findall(r"(?<![\w-])(--[a-z][\w.-]*)", rest):
+            assert flag in known, f"README: rins {verb} {flag} is not an option"
+
+
+def test_python_api_exports(corpus, cache, tmp_path):
+    code = "import rins, sys; assert 'rins.train' not in sys.modules and 'rins.config' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert rins.TrainConfig is TrainConfig and rins.load_config is load_config
+    cfg = rins.load_config("tiny", overrides=[f'data.corpus="{corpus}"', f'data.cache_dir="{cache}"',
+                                              f'out_dir="{tmp_path}"', "budget.steps=2", "progress=false"])
+    s = rins.train(cfg, quiet=True)  # the submodule, callable
+    assert s["steps"] == 2 and s["complete"]
+    import rins.train as mod
+
+    assert mod is rins.train and mod.train(cfg, quiet=True)["complete"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The run-directory lock
+
+HOLD = """
+import sys, time
+from rins.sweep import run_lock
+with run_lock(sys.argv[1]) as got:
+    print("held" if got else "busy", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_train_on_a_live_run_dir_stops_at_once(corpus, cache, tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["train", "--preset", "tiny", "--data.corpus", str(corpus), "--data.cache_dir", str(cache),
+                "--out-dir", str(tmp_path), "--name", "r", "--budget.steps", "2", "--progress", "false"]
+        t0 = time.time()
+        assert cli(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert time.time() - t0 < 10 and len(err.splitlines()) == 1
+        assert f"in use by process {holder.pid}" in err and str(run_dir) in err
+        assert not (run_dir / "log.jsonl").exists()  # nothing was written into the live run
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead: its lock file (with its PID) is stale and taken over
+    assert (tmp_path / "r.lock").read_text().split()[0] == str(holder.pid)
+    assert cli(args) == 0
+    assert json.loads((run_dir / "summary.json").read_text())["complete"]

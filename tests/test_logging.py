@@ -1,0 +1,75 @@
+"""Loggers (JSONL + TensorBoard + W&B offline behind one interface) and the console output of a run."""
+
+import sys
+
+import pytest
+
+from rins.config import ConfigError, load_config
+from rins.loggers import parse_loggers, scalars
+from rins.runs import read_log
+from rins.train import format_eval, train
+
+
+def cfg_for(corpus, cache, tmp_path, name="r", *extra: str):
+    return load_config("tiny", None, [f'data.corpus="{corpus}"', f'data.cache_dir="{cache}"', f'out_dir="{tmp_path}"',
+                                      f'name="{name}"', "progress=false", "model.signature=A^2B", "log_every=2",
+                                      *extra])
+
+
+def test_tensorboard_event_files_are_written_and_read_back(corpus, cache, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = cfg_for(corpus, cache, tmp_path, "tb", "budget.steps=6", "loggers=tensorboard", "ckpt_every=3")
+    train(cfg, quiet=True, stop_after=4)  # interrupted after step 4 (checkpoint at 3): resumed below
+    train(cfg, quiet=True)
+    acc = EventAccumulator(str(tmp_path / "tb" / "tb")).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "eval/val_loss", "eval/val_loss_r1",
+            "eval/val_loss_r3"} <= tags
+    logged = {r["step"]: r["loss"] for r in read_log(tmp_path / "tb", "train")}
+    events = {e.step: e.value for e in acc.Scalars("train/loss")}
+    # one value per step (the resumed steps replaced the interrupted process's), equal to log.jsonl's (float32)
+    assert sorted(events) == sorted(logged) == [1, 2, 4, 6]
+    assert all(events[s] == pytest.approx(logged[s], rel=1e-6) for s in logged)
+    final = read_log(tmp_path / "tb", "eval")[-1]
+    assert acc.Scalars("eval/val_loss_r3")[-1].value == pytest.approx(final["val_loss_r"]["3"], rel=1e-6)
+
+
+def test_wandb_offline_run_is_written(corpus, cache, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    for k in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    cfg = cfg_for(corpus, cache, tmp_path, "wb", "budget.steps=3", "loggers=wandb")
+    train(cfg, quiet=True)
+    runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    run_id = (tmp_path / "wb" / "wandb_id.txt").read_text().strip()
+    assert len(runs) == 1 and runs[0].name == f"run-{run_id}.wandb" and runs[0].stat().st_size > 0
+
+
+def test_logger_names_are_checked():
+    assert parse_loggers("jsonl, TensorBoard,wandb,tensorboard") == ["tensorboard", "wandb"]
+    with pytest.raises(ConfigError, match="loggers='tensorbord'.*jsonl, tensorboard, wandb"):
+        load_config("tiny", None, ["loggers=tensorbord"])
+    rec = {"event": "eval", "step": 3, "val_loss": 2.5, "val_loss_r": {"1": 3.0, "2": float("nan")}, "x": True}
+    assert scalars(rec) == {"eval/val_loss": 2.5, "eval/val_loss_r1": 3.0}
+
+
+def test_eval_lines_are_formatted_and_shown_with_the_progress_bar(corpus, cache, tmp_path, capsys, monkeypatch):
+    res = {"val_loss": 5.217123, "val_loss_r": {"1": 5.3, "2": 5.217123, "3": 5.21}, "val_bpb": 1.5}
+    line = format_eval(7, 20, res, r=2)
+    assert line == "[rins] eval step 7/20: val_loss (r=2) 5.2171 (r=1 5.3000, r=2 5.2171, r=3 5.2100) bpb 1.5000"
+    train(cfg_for(corpus, cache, tmp_path, "plain", "budget.steps=4", "n_evals=2"))
+    out = capsys.readouterr().out
+    assert "[rins] eval step 1/4: val_loss (r=2) " in out
+    assert "[rins] eval step 4/4: val_loss (r=2) " in out and " (r=1 " in out and "r=3 " in out
+    assert not [x for x in out.splitlines() if "eval step" in x and "e-" in x]  # no raw floats
+    # on a terminal the bar replaces the step lines, and the eval lines are printed above it
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    train(cfg_for(corpus, cache, tmp_path, "bar", "budget.steps=4", "n_evals=2", "progress=true"))
+    cap = capsys.readouterr()
+    assert "[rins] step " not in cap.out
+    assert "[rins] eval step 1/4: val_loss (r=2) " in cap.err and "[rins] eval step 4/4" in cap.err
