@@ -346,7 +346,8 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
     lock = Path(str(Path(run_dir)) + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     key = str(lock.resolve())
-    if reentrant and key in _HELD:
+    held = _held()
+    if reentrant and key in held:
         yield True
         return
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -358,17 +359,25 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
             return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        _HELD.add(key)
+        held.add(key)
         try:
             yield True
         finally:
-            _HELD.discard(key)
+            held.discard(key)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
 
 
 _HELD: set[str] = set()  # lock files this process holds (run_lock is re-entrant within a process)
+
+
+def _held() -> set[str]:
+    """The process's one set of held locks, also when this file runs as ``__main__`` (``python -m rins.sweep``
+    workers), where ``rins.sweep`` imported by ``train()`` is a second module object."""
+    import importlib
+
+    return importlib.import_module("rins.sweep")._HELD
 
 
 def lock_holder(run_dir: str | Path) -> str:
