@@ -190,14 +190,15 @@ def cmd_generate(a: argparse.Namespace) -> int:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
+    prompt = tok.decode(tok.encode(a.prompt).ids)  # as the tokenizer reads it (normalised)
     if stream:
-        show(a.prompt)
+        show(prompt)
     text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=a.r, temperature=a.temperature,
                          top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
                          stop=[s.encode().decode("unicode_escape") if "\\" in s else s for s in a.stop],
                          seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
                          on_note=lambda m: print(f"note: {m}", file=sys.stderr))
-    print("" if stream else a.prompt + text)
+    print("" if stream else prompt + text)
     return 0
 
 

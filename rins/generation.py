@@ -19,7 +19,8 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
                   repetition_penalty: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
                   on_text: Callable[[str], None] | None = None, on_note: Callable[[str], None] | None = None,
                   sliding_window: bool = False) -> str:
-    """The text generated after ``prompt`` (the prompt itself is not included).
+    """The text generated after ``prompt`` (the prompt itself is not included; ``tokenizer.decode`` of the
+    prompt's tokens followed by this text is the decoded whole).
 
     ``stop``: generation ends at the first occurrence of any of these strings in the new text, which is cut
     before it (the stop string is not returned). ``on_text`` receives the new text piece by piece as it is
@@ -53,11 +54,14 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
     shown = 0  # characters of the new text passed to on_text
     text = ""
     hold = max((len(s) for s in stops), default=1) - 1
+    base = tokenizer.decode(ids)
 
     def emit(final: bool) -> bool:
         """Decode the new tokens, stream what is safe to show; True when a stop string has appeared."""
         nonlocal shown, text
-        text = tokenizer.decode(new)
+        # decoded with the prompt, so that word-level tokenizers put their separator between the two
+        whole = tokenizer.decode(ids + new)
+        text = whole[len(base):] if whole.startswith(base) else tokenizer.decode(new)
         hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
         if hit >= 0:
             text = text[:hit]
