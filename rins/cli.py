@@ -161,7 +161,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.batches is not None and a.batches < 0:
         raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
     if cfg.task == "lm":
-        res = evaluate_run(rd, data=a.data, depths=_parse_rs(a.r), batches=a.batches, split=a.split)
+        res = evaluate_run(rd, data=a.data, depths=_parse_rs(a.r), batches=a.batches, split=a.split,
+                           verify=not a.no_verify)
         print(json.dumps(res, indent=1) if a.json else format_results(res))
         return 0
     if a.data:
@@ -170,7 +171,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
         cfg.eval_batches = a.batches
     task = get_task(cfg, None)
     task.prepare()
-    cfg, model = _load_run(a.run_dir, task)
+    cfg, model = _load_run(a.run_dir, task, verify=not a.no_verify)
     res = task.evaluate(model, _parse_rs(a.r) or task.eval_depths(model))
     print(json.dumps({"run": a.run_dir, "results": [res]}, indent=1))
     return 0
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most this many batches of 16 windows, spread over the split (default: the run "
                    "config's eval_batches; 0 = all)")
     p.add_argument("--json", action="store_true", help="print the results as JSON (depths as integers)")
+    p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_eval)
 
     p = verb("generate", "sample text from a trained run (streamed to the terminal)")

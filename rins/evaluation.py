@@ -31,7 +31,7 @@ def _run_config(run_dir: Path):
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int] | None = None,
                  batches: int | None = None, batch_size: int | None = None, split: str = "val",
-                 device: str | torch.device = "cpu") -> dict[str, Any]:
+                 device: str | torch.device = "cpu", verify: bool = True) -> dict[str, Any]:
     """Score a trained LM run on ``data`` (default: the corpus it was trained on).
 
     Args:
@@ -42,6 +42,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
             (default: the run's ``eval_batches``; 0 = the whole split).
         batch_size: windows per batch (default: as the trainer evaluates, ``min(batch_size, 16)`` of the run).
         split: ``"val"`` (held-out documents) or ``"train"``.
+        verify: check the checkpoint's SHA-256 hashes (``rins eval --no-verify`` skips it).
 
     Returns ``{"run", "data", "split", "windows", "tokens", "bytes_per_token", "results": [{"r", "loss",
     "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
@@ -69,7 +70,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     # the run's own tokenizer (never a new one), the run's split of documents
     bundle = prepare_data(spec, cfg.data.cache_dir, cfg.data.vocab_size, cfg.data.val_fraction, cfg.seed,
                           tokenizer=tok_path)
-    model = load_model(rd, device)
+    model = load_model(rd, device, verify=verify)
     dev = next(model.parameters()).device
     ds = TokenDataset(bundle.val_path if split == "val" else bundle.train_path, cfg.data.seq_len)
     limit = cfg.eval_batches if batches is None else (batches or None)

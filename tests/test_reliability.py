@@ -338,7 +338,11 @@ def test_flipped_bytes_fail_the_sha256(corpus, cache, tmp_path, capsys):
         train(cfg_for(corpus, cache, tmp_path, "flip", **STEPS), quiet=True)
     assert cli(["generate", str(run), "--prompt", "the", "--max-new-tokens", "2"]) == 2
     assert "SHA-256" in capsys.readouterr().err
+    assert cli(["eval", str(run), "--batches", "1"]) == 2
+    assert "SHA-256" in capsys.readouterr().err
     load_model(run, verify=False)  # --no-verify: the caller takes the risk
+    assert cli(["eval", str(run), "--batches", "1", "--no-verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["loss"] > 0
 
 
 def edit_meta(ck: Path, **changes) -> None:
