@@ -15,7 +15,8 @@ Quick tour::
 import importlib
 from typing import Any
 
-from .model import KVCache, LMConfig, RecursiveLM, RecursiveStack, StackConfig, sample_depth
+# the plan is pure Python: always loaded; everything that needs torch is loaded on first use, so that
+# `import rins.scaling` / `rins.report` / `rins.plan` work without torch
 from .plan import PRESETS, Plan, SignatureError, compile_plan, enumerate_variants, parse_signature, preset
 
 __version__ = "0.1.0"
@@ -41,7 +42,9 @@ __all__ = [
 
 # loaded on first use, so that `import rins` stays light: (module, attribute or None for the module itself)
 _LAZY = {"train": (".train", None), "TrainConfig": (".config", "TrainConfig"),
-         "load_config": (".config", "load_config")}
+         "load_config": (".config", "load_config"),
+         **{name: (".model", name) for name in ("KVCache", "LMConfig", "RecursiveLM", "RecursiveStack", "StackConfig",
+                                                "sample_depth")}}
 
 
 def __getattr__(name: str) -> Any:
