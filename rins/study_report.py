@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["study_section", "seed_stats", "crossover", "equal_tokens_gap"]
 
+_AB = ("AB", 1, 0.0, "none")  # the layout key of the plain model
+
 
 def _md(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -124,7 +126,7 @@ def _table_section(size: str, rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
     r1 = seed_stats(rs, "1")
     budgets = sorted({b for v in stats.values() for b in v})
     rows, data = [], {}
-    for key in sorted(stats, key=lambda k: (k != ("AB", 1, 0.0, "none"), k)):
+    for key in sorted(stats, key=lambda k: (k != _AB, k)):
         cells = [_pm(list(stats[key].get(b, {}).values())) for b in budgets]
         rows.append([_label(key), "trained"] + cells)
         data[_label(key)] = {f"{b:.3g}": stats[key].get(b, {}) for b in budgets}
@@ -139,7 +141,7 @@ def _table_section(size: str, rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
 
 def _crossing_section(rs: list[RunInfo], n_boot: int, margin: float) -> tuple[str, dict[str, Any]]:
     stats = seed_stats(rs)
-    base = stats.get(("AB", 1, 0.0, "none"))
+    base = stats.get(_AB)
     if not base:
         return "No `AB` baseline at this size: no crossover to report.\n\n", {}
     lines, data = [], {}
@@ -174,7 +176,7 @@ def _crossing_section(rs: list[RunInfo], n_boot: int, margin: float) -> tuple[st
 
 
 def _tokens_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
-    base_pts = [(r.tokens, r.val_loss) for r in rs if _layout_key(r) == ("AB", 1, 0.0, "none") and r.seed == 0]
+    base_pts = [(r.tokens, r.val_loss) for r in rs if _layout_key(r) == _AB and r.seed == 0]
     lines, data = [], {}
     for r in sorted(rs, key=lambda r: (_layout_key(r), r.budget or 0)):
         if r.signature == "AB" or r.seed != 0 or r.p_skip:
@@ -207,7 +209,7 @@ def _ood_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
                 by[_layout_key(r)]["in-domain"].append(r.val_loss)
         depths = sorted({d for v in by.values() for d in v if d not in ("-", "in-domain")}, key=int)
         rows = []
-        for key, v in sorted(by.items()):
+        for key, v in sorted(by.items(), key=lambda kv: (kv[0] != _AB, kv[0])):
             plain = v.get("-")
             rows.append([_label(key), _pm(v["in-domain"])] + [_pm(plain if plain else v.get(d, [])) for d in depths])
             data.setdefault(spec, {})[_label(key)] = {k: list(x) for k, x in v.items()}
