@@ -1,4 +1,4 @@
-"""Compute-matched SigLIP and ViT-classifier study on CPU (method.md §9 claim 7, at toy scale).
+"""Compute-matched SigLIP and ViT-classifier study on CPU (docs/method.md §9 claim 7, at toy scale).
 
 Variants (same parameters up to adapters, same training FLOPs; a recursive variant takes fewer steps):
 

@@ -10,7 +10,7 @@ the plan.
 
 The **recursion exponent** is the first explicit ``^k`` in the signature (textual order). The
 inference depth ``r`` and stochastic RINS replace that exponent. At degree d > 1 the same pattern is
-nested inside every block (method.md §2); ``r`` then replaces the exponent at every level, and
+nested inside every block (docs/method.md §2); ``r`` then replaces the exponent at every level, and
 *rounds* refer to the top level.
 """
 
@@ -450,7 +450,7 @@ def enumerate_variants(
     degrees: Sequence[int] = (1, 2),
     max_r: int = 4,
 ) -> Iterator[tuple[str, int]]:
-    """Yield ``(signature, degree)`` for the taxonomy family of method.md §2, one per distinct plan.
+    """Yield ``(signature, degree)`` for the taxonomy family of docs/method.md §2, one per distinct plan.
 
     The family: every word over 2..``max_letters`` letters (letters in order of first appearance) of
     length <= ``max_length`` in which no letter runs more than ``max_r`` times in a row, written

@@ -4,7 +4,7 @@ Input: run directories (``config.json`` + ``log.jsonl`` + ``summary.json``), com
 (``results/<study>/<run>.json``, :mod:`rins.runs`), or folders holding either (a sweep's ``out_dir`` or
 ``results_dir``): the report needs nothing but the summaries. Output (``--out DIR``): ``report.md``,
 ``report.json`` (every number the report states) and PNG plots. Sections, each with a verdict computed
-from the numbers (method.md §9):
+from the numbers (docs/method.md §9):
 
 1. every run (params, steps, tokens, realised training FLOPs), with a compute-matching check;
 2. loss vs training FLOPs per layout, and the final loss of every layout at every budget;
@@ -893,7 +893,7 @@ def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", mar
                      if ln.startswith(("Verdict:", "Not tested")) or (key == "claim5" and ln.startswith("- adapters="))]
             summary.append(f"- **{CLAIMS[key]}**: " + (" / ".join(found) or "no verdict"))
             data[key]["summary"] = found
-    parts.insert(1, "## Summary (method.md §9)\n\n" + "\n".join(summary) + "\n\n")
+    parts.insert(1, "## Summary (docs/method.md §9)\n\n" + "\n".join(summary) + "\n\n")
     data["runs"] = [{"name": r.name, "run_dir": str(r.run_dir), "layout": r.layout, "family": r.family,
                      "signature": r.signature, "degree": r.degree, "p_skip": r.p_skip, "adapters": r.adapters,
                      "size": r.size, "budget": r.budget, "seed": r.seed, "params": r.params, "steps": r.steps,

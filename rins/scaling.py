@@ -1,9 +1,9 @@
-"""Scaling-law fits for loss curves (method.md §7): the power law and the M4 estimator.
+"""Scaling-law fits for loss curves (docs/method.md §7): the power law and the M4 estimator.
 
 Two functional forms of held-out loss ``L`` against ``x`` (training tokens or FLOPs):
 
 * **power**: ``L(x) = beta * x**(-c) + eps_inf`` with ``c > 0``. RINS claims a lower ``eps_inf`` *and*
-  a larger ``c`` than the baseline (method.md §9 claim 4).
+  a larger ``c`` than the baseline (docs/method.md §9 claim 4).
 * **m4** (Alabdulmohsin et al. 2022, "Revisiting Neural Scaling Laws"):
   ``(L - eps_inf) / (eps0 - L)**alpha = beta * x**c`` with ``c < 0`` and ``eps0`` the loss of a random
   guess (``ln V`` for a language model with vocabulary ``V``). ``L(x)`` is defined implicitly; it is the
@@ -820,7 +820,7 @@ def main_fit(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="rins fit",
-        description="Fit scaling laws (power or M4) to the eval curves of trained runs (method.md §7).",
+        description="Fit scaling laws (power or M4) to the eval curves of trained runs (docs/method.md §7).",
     )
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories containing log.jsonl")
     parser.add_argument("--form", choices=FORMS, default="power", help="functional form (default power)")

@@ -6,7 +6,7 @@ tables), optional named model sizes, and one or more ``[[grid]]`` tables. Each g
     layouts × budgets (training FLOPs) × sizes × p_skip × adapters × seeds
 
 and every grid point becomes one run, trained with ``budget.flops`` set to its budget, so all runs of
-a budget are **compute-matched** (method.md §3). Example::
+a budget are **compute-matched** (docs/method.md §3). Example::
 
     [sweep]
     out_dir = "runs/study"      # parent folder of the run directories

@@ -312,7 +312,7 @@ class SigLIPTask(_VisionTask):
 
 
 class ViTClassifierTask(_VisionTask):
-    """Supervised classification with :class:`ViTClassifier` (the control of method.md §8)."""
+    """Supervised classification with :class:`ViTClassifier` (the control of docs/method.md §8)."""
 
     name = "vit"
 
