@@ -563,3 +563,22 @@ def test_non_regular_corpus_file_is_refused(tmp_path):
         load_corpus(str(fifo))
     with pytest.raises(ValueError, match="not a regular file"):
         load_corpus("/dev/zero")
+
+
+def test_encoding_memory_is_bounded_by_pieces_not_documents(tmp_path):
+    """A 2 MB single-line-per-paragraph document reaches the tokenizer in pieces of at most
+    ENCODE_CHUNK_CHARS, batches of at most batch_chars: memory no longer grows with the document."""
+    text = "".join(f"line {i} of the one big document\n" for i in range(60_000))  # ~2 MB
+    tok = train_tokenizer([text[:20_000]], vocab_size=300)
+    seen: list[list[int]] = []
+
+    class Spy:
+        def encode_batch(self, texts, add_special_tokens=False):
+            seen.append([len(t) for t in texts])
+            return tok.encode_batch(texts, add_special_tokens=add_special_tokens)
+
+    n = D._write_tokens(Spy(), [Document("big", text)], tmp_path / "t.bin", eod_id=0, batch_chars=600_000)
+    assert max(max(b) for b in seen) <= D.ENCODE_CHUNK_CHARS and max(sum(b) for b in seen) <= 600_000
+    assert len(seen) >= 3
+    ids = np.fromfile(tmp_path / "t.bin", dtype=np.uint16)
+    assert n == len(ids) and ids[-1] == 0 and list(ids[:-1]) == tok.encode(text, add_special_tokens=False).ids
