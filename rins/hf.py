@@ -474,15 +474,19 @@ def save_run(model: RecursiveLM, run_dir: str | Path, name: str | None = None,
 
 def main_convert(argv: Sequence[str] | None = None) -> int:
     """``rins convert HF_DIR --signature A^2B --out RUN_DIR [--init first|average|relaxed] [--layers N]``."""
-    ap = argparse.ArgumentParser(prog="rins convert", description="Convert a transformers causal LM to a rins run dir")
+    ap = argparse.ArgumentParser(prog="rins convert", description="Convert a transformers causal LM to a rins run dir",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("hf_dir", help="local folder of a Llama/Qwen2/Mistral/GPT-2 checkpoint")
-    ap.add_argument("--signature", default="A^2B", help="recursion signature (default A^2B)")
-    ap.add_argument("--degree", type=int, default=1)
+    ap.add_argument("--signature", default="A^2B", help="recursion signature of the new model")
+    ap.add_argument("--degree", type=int, default=1, help="nesting degree of the signature (docs/method.md §2)")
     ap.add_argument("--out", required=True, help="run directory to write")
-    ap.add_argument("--init", choices=INITS, default="first")
-    ap.add_argument("--layers", type=int, default=None, help="distinct layers of the new model (default: source's)")
-    ap.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (default full)")
-    ap.add_argument("--name", default=None)
+    ap.add_argument("--init", choices=INITS, default="first",
+                    help="how a shared layer is built from the source layers of its applications (when --layers "
+                    "is below the source depth): the first one, their average, or the average plus fitted "
+                    "per-round adapters")
+    ap.add_argument("--layers", type=int, default=None, help="distinct layers of the new model (not given: the source's)")
+    ap.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (not given: full d×d)")
+    ap.add_argument("--name", default=None, help="run name recorded in config.json (not given: the --out folder name)")
     a = ap.parse_args(argv)
     src = Path(a.hf_dir)
     if not (src / "config.json").is_file():
@@ -577,11 +581,12 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
 
 def main_export(argv: Sequence[str] | None = None) -> int:
     """``rins export RUN_DIR --out HF_DIR [--r R]``."""
-    ap = argparse.ArgumentParser(prog="rins export", description="Export a rins run dir as a transformers folder")
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", required=True)
+    ap = argparse.ArgumentParser(prog="rins export", description="Export a rins run dir as a transformers folder",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("run_dir", help="a run directory (rins train or rins convert)")
+    ap.add_argument("--out", required=True, help="folder to write (loads with trust_remote_code=True)")
     ap.add_argument("--r", type=int, default=None, help="default inference depth (config.rins_r)")
-    ap.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (default RUN_DIR/tokenizer.json)")
+    ap.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (not given: RUN_DIR/tokenizer.json)")
     a = ap.parse_args(argv)
     out = export(a.run_dir, a.out, a.r, a.tokenizer)
     print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")

@@ -166,3 +166,17 @@ def test_a_second_train_on_a_live_run_dir_stops_at_once(corpus, cache, tmp_path,
     assert (tmp_path / "r.lock").read_text().split()[0] == str(holder.pid)
     assert cli(args) == 0
     assert json.loads((run_dir / "summary.json").read_text())["complete"]
+
+
+def test_convert_and_export_help_explain_every_flag(capsys):
+    from rins.cli import main as cli
+
+    for verb, flags in (("convert", ("--init", "--degree", "--layers", "--name")), ("export", ("--out", "--r"))):
+        with pytest.raises(SystemExit) as e:
+            cli([verb, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        out = out[out.index("options:"):]
+        for flag in flags:
+            line = out[out.index(flag + " "):].split("\n  -")[0]
+            assert "(default:" in line, (verb, flag, line)
