@@ -484,7 +484,8 @@ def main_convert(argv: Sequence[str] | None = None) -> int:
                     help="how a shared layer is built from the source layers of its applications (when --layers "
                     "is below the source depth): the first one, their average, or the average plus fitted "
                     "per-round adapters")
-    ap.add_argument("--layers", type=int, default=None, help="distinct layers of the new model (not given: the source's)")
+    ap.add_argument("--layers", type=int, default=None,
+                    help="distinct layers of the new model (not given: the source's)")
     ap.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (not given: full d×d)")
     ap.add_argument("--name", default=None, help="run name recorded in config.json (not given: the --out folder name)")
     a = ap.parse_args(argv)
