@@ -1,0 +1,105 @@
+"""The long-training study's TOML meets what it is for, and the demo's shape follows it.
+
+configs/study-long.toml must train the small size to >= 50 tokens per parameter and the next to >= 20 at
+the largest budget, compare the six layouts over >= 4 budgets spanning >= 1.5 decades, and give every
+layout >= 3 seeds at the largest budget (error bars). The demo uses the study's size S.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from rins.config import TrainConfig, load_config
+from rins.demo import DEMO_PRESET, DEMO_SHAPE, DEMO_VARIANTS, demo_overrides
+from rins.sweep import load_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDY = ROOT / "configs" / "study-long.toml"
+LAYOUTS = {"AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"}
+
+
+def _task_and_model(cfg: TrainConfig):
+    try:
+        from rins.tasks import get_task
+    except ImportError:  # before the tasks package
+        from rins.train import get_task
+    task = get_task(cfg, None)
+    with torch.device("meta"):
+        return task, task.build_model()
+
+
+def _tokens_and_params(config: dict) -> tuple[float, int]:
+    cfg = TrainConfig.from_dict(config)
+    task, model = _task_and_model(cfg)
+    per_step = task.flops_per_step(model, cfg.batch_size)
+    tokens = math.floor(cfg.budget.flops / per_step) * task.units_per_step(cfg.batch_size)
+    return tokens, sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def _layout(spec) -> str:
+    return spec.signature + (f" p_s={spec.p_skip:g} + adapters" if spec.p_skip else "")
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_sweep(STUDY)
+
+
+def test_study_covers_layouts_budgets_and_seeds(study):
+    main = [s for s in study.runs if s.lr is None]
+    by_size = defaultdict(list)
+    for s in main:
+        by_size[s.size].append(s)
+    assert set(by_size) == {"S", "M"}
+    for size, specs in by_size.items():
+        budgets = sorted({s.budget for s in specs})
+        assert len(budgets) >= 4 and math.log10(budgets[-1] / budgets[0]) >= 1.5, (size, budgets)
+        for layout in LAYOUTS:
+            mine = [s for s in specs if _layout(s) == layout]
+            assert {s.budget for s in mine if s.seed == 0} == set(budgets), (size, layout)
+            assert {s.seed for s in mine if s.budget == budgets[-1]} >= {0, 1, 2}, (size, layout)
+
+
+def test_study_trains_long_enough(study):
+    """S: >= 50 tokens per parameter at its largest budget; M: >= 20 (AB, which sees the most tokens)."""
+    need = {"S": 50, "M": 20}
+    for size, floor in need.items():
+        top = max((s for s in study.runs if s.size == size and s.signature == "AB" and s.lr is None),
+                  key=lambda s: s.budget)
+        tokens, params = _tokens_and_params(top.config)
+        assert tokens / params >= floor, (size, tokens, params)
+
+
+def _field(section, key):  # the model section as a dict (LMConfig's defaults fill the gaps) or a dataclass
+    from rins.model import LMConfig
+
+    return section.get(key, getattr(LMConfig, key)) if isinstance(section, dict) else getattr(section, key)
+
+
+def test_demo_is_the_study_size_s_at_one_of_its_budgets(study):
+    for label, kw in DEMO_VARIANTS:
+        layout = kw["signature"] + (f" p_s={kw['p_skip']:g} + adapters" if kw.get("p_skip") else "")
+        twin = next(s for s in study.runs if s.size == "S" and _layout(s) == layout and s.lr is None
+                    and s.seed == 0 and s.budget == DEMO_SHAPE["budget.flops"])
+        want = TrainConfig.from_dict(twin.config)
+        got = load_config(DEMO_PRESET, None, demo_overrides(None, kw))
+        for key in ("n_layers", "d_model", "n_heads", "max_seq_len", "adapter_rank", "signature", "p_skip",
+                    "adapters"):
+            assert _field(got.model, key) == _field(want.model, key), (label, key)
+        for field in ("batch_size", "dtype", "compile"):
+            assert getattr(got, field) == getattr(want, field), (label, field)
+        assert (got.data.vocab_size, got.data.seq_len) == (want.data.vocab_size, want.data.seq_len), label
+        assert got.budget.flops == want.budget.flops, label
+        assert got.optim.lr == want.optim.lr, label  # each layout at the rate the study trains it with
+
+
+def test_demo_trains_well_past_the_first_steps():
+    cfg = load_config(DEMO_PRESET, None, demo_overrides(None, DEMO_VARIANTS[0][1]))
+    task, model = _task_and_model(cfg)
+    steps = cfg.budget.flops / task.flops_per_step(model, cfg.batch_size)
+    assert steps > 1000
