@@ -25,8 +25,10 @@ __all__ = [
     "RecursiveLM",
     "RecursiveStack",
     "StackConfig",
+    "StackedModel",
     "Block",
     "KVCache",
+    "init_weights",
     "sample_depth",
 ]
 
@@ -80,6 +82,42 @@ class StackConfig:
         """Build from :meth:`to_dict` output; unknown keys are an error that lists the known ones."""
         return from_checked_dict(cls, d)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.block_sizes, list):  # JSON/TOML give lists; the plan cache needs a hashable tuple
+            self.block_sizes = tuple(self.block_sizes)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for a stack field that is invalid whatever the layer count."""
+        if isinstance(self.p_skip, bool) or not isinstance(self.p_skip, int | float) or not 0.0 <= self.p_skip <= 1.0:
+            raise ValueError(f"p_skip must be in [0, 1], got {self.p_skip}")
+        if self.adapters not in ("none", "round", "depth"):
+            raise ValueError(f"adapters must be 'none', 'round' or 'depth', got {self.adapters!r}")
+        if self.input_injection not in ("none", "add"):
+            raise ValueError(f"input_injection must be 'none' or 'add', got {self.input_injection!r}")
+        for name in ("per_sequence_depth", "kv_share", "activation_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
+        if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 1:
+            raise ValueError(f"degree={self.degree!r} must be an integer >= 1")
+        if self.adapter_rank is not None and self.adapter_rank < 1:
+            raise ValueError(f"adapter_rank must be None (full) or >= 1, got {self.adapter_rank}")
+
+    def validate_stack(self, n_layers: int) -> None:
+        """The stack fields, and that the signature compiles over ``n_layers`` layers (raises
+        ``ValueError`` / :class:`~rins.plan.SignatureError` with the fix)."""
+        StackConfig.validate(self)  # not self.validate(): a subclass's validate() calls this method
+        plan = self.compile(n_layers)
+        if plan.r is None and (self.p_skip > 0 or self.adapters != "none"):
+            raise SignatureError(
+                f"signature {self.signature!r} has no recursion exponent; stochastic depth (p_skip) and "
+                "adapters need one, e.g. 'A^2B'"
+            )
+
+    def compile(self, n_layers: int, r: int | None = None) -> Plan:
+        """The execution plan of this stack over ``n_layers`` layers at depth ``r`` (None: trained)."""
+        return compile_plan(self.signature, n_layers, self.degree, self.block_sizes, r)
+
 
 def from_checked_dict(cls, d: dict[str, Any]):
     """``cls(**d)`` for a dataclass, with a clear error naming unknown keys; values are parsed by their
@@ -124,11 +162,6 @@ class LMConfig(StackConfig):
     # CPU flash kernel, eager and compiled, see BENCHMARKS.md), SDPA everywhere else
     attn_impl: str = "auto"
 
-    def __post_init__(self) -> None:
-        if isinstance(self.block_sizes, list):
-            self.block_sizes = tuple(self.block_sizes)
-        self.validate()
-
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
@@ -160,7 +193,7 @@ class LMConfig(StackConfig):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if self.max_seq_len > MAX_SEQ_LEN:
             raise ValueError(f"max_seq_len={self.max_seq_len} exceeds the maximum {MAX_SEQ_LEN}")
-        _validate_stack(self, self.n_layers)
+        self.validate_stack(self.n_layers)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
         if self.head_dim % 2 and self.pos_embedding == "rope":
@@ -177,28 +210,6 @@ class LMConfig(StackConfig):
 
 
 MAX_SEQ_LEN = 1 << 20  # positions (a RoPE table and a KV cache grow with it)
-
-
-def _validate_stack(cfg: StackConfig, n_layers: int) -> None:
-    if isinstance(cfg.p_skip, bool) or not isinstance(cfg.p_skip, int | float) or not 0.0 <= cfg.p_skip <= 1.0:
-        raise ValueError(f"p_skip must be in [0, 1], got {cfg.p_skip}")
-    if cfg.adapters not in ("none", "round", "depth"):
-        raise ValueError(f"adapters must be 'none', 'round' or 'depth', got {cfg.adapters!r}")
-    if cfg.input_injection not in ("none", "add"):
-        raise ValueError(f"input_injection must be 'none' or 'add', got {cfg.input_injection!r}")
-    for name in ("per_sequence_depth", "kv_share", "activation_checkpointing"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise ValueError(f"{name}={getattr(cfg, name)!r} must be true or false")
-    if isinstance(cfg.degree, bool) or not isinstance(cfg.degree, int) or cfg.degree < 1:
-        raise ValueError(f"degree={cfg.degree!r} must be an integer >= 1")
-    if cfg.adapter_rank is not None and cfg.adapter_rank < 1:
-        raise ValueError(f"adapter_rank must be None (full) or >= 1, got {cfg.adapter_rank}")
-    plan = compile_plan(cfg.signature, n_layers, cfg.degree, cfg.block_sizes)  # raises SignatureError
-    if plan.r is None and (cfg.p_skip > 0 or cfg.adapters != "none"):
-        raise SignatureError(
-            f"signature {cfg.signature!r} has no recursion exponent; stochastic depth (p_skip) and adapters "
-            "need one, e.g. 'A^2B'"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,6 +371,14 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask, is_causal=causal, enable_gqa=rep > 1)
         return self.o(y.transpose(1, 2).reshape(B, T, self.n_heads * self.hd))
 
+    def flops_per_token(self, seq_len: int, kv: bool = True) -> int:
+        """Forward FLOPs per query token: Q/O (and K/V unless ``kv`` is False: reused under ``kv_share``)
+        projections and QKᵀ + AV over ``seq_len`` keys (a causal mask is not discounted)."""
+        d = self.q.in_features
+        qo = 2 * 2 * d * self.n_heads * self.hd
+        attn_seq = 2 * 2 * seq_len * self.n_heads * self.hd
+        return qo + attn_seq + (2 * 2 * d * self.n_kv * self.hd if kv else 0)
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: LMConfig) -> None:
@@ -376,6 +395,10 @@ class MLP(nn.Module):
             return self.down(F.silu(self.gate(x)) * self.up(x))
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
+    def flops_per_token(self) -> int:
+        """Forward FLOPs per token: two (GELU) or three (SwiGLU) d×f matmuls."""
+        return (3 if self.kind == "swiglu" else 2) * 2 * self.up.in_features * self.up.out_features
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: ``h + attn(norm(h))`` then ``h + mlp(norm(h))``."""
@@ -390,6 +413,10 @@ class Block(nn.Module):
     def forward(self, h: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
         h = h + self.attn(self.norm1(h), ctx, app)
         return h + self.mlp(self.norm2(h))
+
+    def flops_per_token(self, seq_len: int, kv: bool = True) -> int:
+        """Forward FLOPs per token of one application (norms and residual adds are not counted)."""
+        return self.attn.flops_per_token(seq_len, kv) + self.mlp.flops_per_token()
 
 
 @dataclass
@@ -424,6 +451,10 @@ class Adapter(nn.Module):
             z = self.down(z)
         return h + self.up(z)
 
+    def flops_per_token(self) -> int:
+        """Forward FLOPs per token of its one (d×d) or two (rank-k) matmuls."""
+        return sum(2 * m.in_features * m.out_features for m in (self.down, self.up) if m is not None)
+
 
 # ----------------------------------------------------------------------------------------------
 # The plan executor
@@ -438,10 +469,10 @@ class RecursiveStack(nn.Module):
 
     def __init__(self, cfg: StackConfig, blocks: nn.ModuleList, d_model: int, norm_eps: float = 1e-6) -> None:
         super().__init__()
-        _validate_stack(cfg, len(blocks))
+        cfg.validate_stack(len(blocks))
         self.cfg = cfg
         self.blocks = blocks
-        self.base_plan = compile_plan(cfg.signature, len(blocks), cfg.degree, cfg.block_sizes)
+        self.base_plan = cfg.compile(len(blocks))
         self.r_max = self.base_plan.r  # trained exponent (None: no recursion)
         n_ad = self.r_max if (cfg.adapters != "none" and self.r_max) else 0
         self.adapters = nn.ModuleList(Adapter(d_model, cfg.adapter_rank, norm_eps) for _ in range(n_ad))
@@ -459,7 +490,7 @@ class RecursiveStack(nn.Module):
             )
         if r is not None and r < 1:
             raise ValueError(f"r must be >= 1, got {r}")
-        return compile_plan(self.cfg.signature, len(self.blocks), self.cfg.degree, self.cfg.block_sizes, r)
+        return self.cfg.compile(len(self.blocks), r)
 
     def draw_depth(self, step: int | None, batch: int) -> int | list[int]:
         """Training depth for this step (stochastic RINS); ``step=None`` uses an internal counter."""
@@ -536,12 +567,86 @@ class RecursiveStack(nn.Module):
             return 0
         return len(self.plan(r).round_ends) if self.cfg.adapters == "round" else 1
 
+    # -- accounting shared by every model built on a stack ----------------------------------------
+    def flops_per_token(self, seq_len: int, r: int | None = None) -> float:
+        """Forward FLOPs per token of the stack at depth ``r``, counted per **executed** layer application.
+
+        Each application counts its block's :meth:`Block.flops_per_token` over ``seq_len`` keys (K/V
+        projections only for applications that do not reuse another's under ``kv_share``), plus the
+        adapters that run. Embeddings, heads and pooling belong to the model wrapping the stack.
+        """
+        plan = self.plan(r)
+        shared = self.share_map(plan)
+        total = sum(self.blocks[lay].flops_per_token(seq_len, kv=i not in shared) for i, lay in enumerate(plan.layers))
+        if len(self.adapters):
+            total += self.adapter_applications(r) * self.adapters[0].flops_per_token()
+        return float(total)
+
+    def depth_average(self, fn: Callable[[int | None], float], r: int | None = None, expected: bool = False,
+                      batch_size: int | None = None) -> float:
+        """``fn(r)``, or with ``expected`` at the training depth (``r=None``) of a stochastic stack, its mean
+        over the drawn depth: of the batch maximum for per-sequence draws of ``batch_size`` sequences
+        (None: one sequence)."""
+        if expected and r is None and self.r_max and self.cfg.p_skip > 0:
+            batch = batch_size if self.cfg.per_sequence_depth else None
+            return sum(p * fn(k) for k, p in depth_distribution(self.r_max, self.cfg.p_skip, batch).items())
+        return fn(r)
+
+
+def init_weights(module: nn.Module, std: float, n_layers: int) -> None:
+    """The initialisation of every model built on a stack: Normal(0, std) linears and embeddings, zero
+    biases, the residual outputs (attention ``o``, MLP ``down``) at std/√(2·n_layers) (GPT-2), zero adapter
+    outputs (a fresh adapter is the identity)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, std)
+    for name, p in module.named_parameters():
+        if name.endswith("attn.o.weight") or name.endswith("mlp.down.weight"):
+            nn.init.normal_(p, 0.0, std / math.sqrt(2 * n_layers))
+    for m in module.modules():
+        if isinstance(m, Adapter):
+            nn.init.zeros_(m.up.weight)
+
+
+class StackedModel:
+    """Mixin of an ``nn.Module`` built on one or more :class:`RecursiveStack`: optimiser groups and
+    parameter counts, the same for the LM, SigLIP and the ViT classifier."""
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: decay matrices (and embeddings), not norms, biases, gains or scalars (tied
+        parameters appear once)."""
+        decay, no_decay, seen = [], [], set()
+        for p in self.parameters():  # type: ignore[attr-defined]
+            if id(p) in seen or not p.requires_grad:
+                continue
+            seen.add(id(p))
+            (decay if p.dim() >= 2 else no_decay).append(p)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def adapter_parameters(self) -> int:
+        """Parameters held by the adapters of all stacks."""
+        return sum(m.adapter_parameters() for m in self.modules()  # type: ignore[attr-defined]
+                   if isinstance(m, RecursiveStack))
+
+    def num_parameters(self, exclude_adapters: bool = False) -> int:
+        """All parameters (tied ones once; optionally without the adapters)."""
+        n = sum(p.numel() for p in self.parameters())  # type: ignore[attr-defined]
+        return n - self.adapter_parameters() if exclude_adapters else n
+
+    def adapter_fraction(self) -> float:
+        """Share of all parameters held by the adapters."""
+        return self.adapter_parameters() / self.num_parameters()
+
 
 # ----------------------------------------------------------------------------------------------
 # The language model
 
 
-class RecursiveLM(nn.Module):
+class RecursiveLM(StackedModel, nn.Module):
     """Decoder-only transformer whose layers run in the order of a signature's plan.
 
     ``model(tokens, r=None)`` returns logits ``(B, T, V)``; ``r`` overrides the recursion exponent (any
@@ -559,22 +664,9 @@ class RecursiveLM(nn.Module):
                                     cfg.d_model, cfg.norm_eps)
         self.norm = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith("attn.o.weight") or name.endswith("mlp.down.weight"):
-                nn.init.normal_(p, 0.0, cfg.init_std / math.sqrt(2 * cfg.n_layers))
-        for a in self.stack.adapters:
-            nn.init.zeros_(a.up.weight)
+        init_weights(self, cfg.init_std, cfg.n_layers)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
-
-    def _init(self, m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, self.config.init_std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, self.config.init_std)
 
     # -- conveniences ---------------------------------------------------------------------------
     @property
@@ -588,14 +680,6 @@ class RecursiveLM(nn.Module):
 
     def plan(self, r: int | None = None) -> Plan:
         return self.stack.plan(r)
-
-    def num_parameters(self, exclude_adapters: bool = False) -> int:
-        n = sum(p.numel() for p in self.parameters())
-        return n - self.stack.adapter_parameters() if exclude_adapters else n
-
-    def adapter_fraction(self) -> float:
-        """Share of all parameters held by the adapters."""
-        return self.stack.adapter_parameters() / self.num_parameters()
 
     # -- forward --------------------------------------------------------------------------------
     def _context(self, B: int, T: int, device, dtype, attention_mask, position_ids, cache: KVCache | None
@@ -689,39 +773,12 @@ class RecursiveLM(nn.Module):
         """
         c = self.config
         T = seq_len or c.max_seq_len
-        if expected and self.r_max and c.p_skip > 0 and r is None:
-            batch = batch_size if c.per_sequence_depth else None
-            dist = depth_distribution(self.r_max, c.p_skip, batch)
-            return sum(p * self.flops_per_token(T, k, training) for k, p in dist.items())
-        plan = self.plan(r)
-        hd, nq, nkv = c.head_dim, c.n_heads, c.kv_heads
-        qo = 2 * 2 * c.d_model * nq * hd
-        kv = 2 * 2 * c.d_model * nkv * hd
-        attn_seq = 2 * 2 * T * nq * hd
-        mlp = (3 if c.mlp == "swiglu" else 2) * 2 * c.d_model * c.ff_dim
-        n_kv_proj = plan.n_applications - len(self.stack.share_map(plan))
-        per_ad = 0
-        if len(self.stack.adapters):
-            rank = c.adapter_rank
-            per_ad = 2 * c.d_model * c.d_model if rank is None else 2 * 2 * c.d_model * rank
-        fwd = (plan.n_applications * (qo + attn_seq + mlp) + n_kv_proj * kv
-               + self.stack.adapter_applications(r) * per_ad + 2 * c.d_model * c.vocab_size)
-        return float(fwd * (3 if training else 1))
+        factor = 3 if training else 1
 
-    def estimate_mfu(self, tokens_per_second: float, peak_flops: float, seq_len: int | None = None) -> float:
-        """Model FLOPs utilisation of a training run at ``tokens_per_second`` (expected depth)."""
-        return tokens_per_second * self.flops_per_token(seq_len, training=True, expected=True) / peak_flops
+        def at_depth(k: int | None) -> float:
+            return float((self.stack.flops_per_token(T, k) + 2 * c.d_model * c.vocab_size) * factor)
 
-    # -- optimisation ---------------------------------------------------------------------------
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay matrices (and embeddings), not norms, biases or gains."""
-        decay, no_decay, seen = [], [], set()
-        for _n, p in self.named_parameters():
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            (decay if p.dim() >= 2 else no_decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return self.stack.depth_average(at_depth, r, expected, batch_size)
 
     # -- generation -----------------------------------------------------------------------------
     def new_cache(self, batch: int, max_len: int, r: int | None = None, device=None, dtype=None) -> KVCache:

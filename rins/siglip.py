@@ -37,10 +37,10 @@ from .model import (
     LMConfig,
     RecursiveStack,
     StackConfig,
+    StackedModel,
     _Ctx,
-    _validate_stack,
-    depth_distribution,
     from_checked_dict,
+    init_weights,
     make_norm,
 )
 from .plan import resolve_signature
@@ -78,11 +78,6 @@ class _TowerConfig(StackConfig):
     proj_bias: bool = True
     init_std: float = 0.02
 
-    def __post_init__(self) -> None:
-        if isinstance(self.block_sizes, list):
-            self.block_sizes = tuple(self.block_sizes)
-        self.validate()
-
     def block_config(self, seq_len: int) -> LMConfig:
         """The :class:`LMConfig` handed to :class:`Block` (its attention/MLP/norm fields, learned positions)."""
         return LMConfig(
@@ -92,16 +87,10 @@ class _TowerConfig(StackConfig):
             pos_embedding="learned", qkv_bias=self.qkv_bias, proj_bias=self.proj_bias, init_std=self.init_std,
         )
 
-    def _validate_common(self) -> None:
-        _validate_stack(self, self.n_layers)
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        for name, val, ok in (("norm", self.norm, ("rmsnorm", "layernorm")), ("mlp", self.mlp, ("swiglu", "gelu"))):
-            if val not in ok:
-                raise ValueError(f"{name}={val!r} is not one of {ok}")
-
     def validate(self) -> None:
-        self._validate_common()
+        """Raise ``ValueError`` with the fix for any inconsistent field."""
+        self.validate_stack(self.n_layers)
+        self.block_config(1)  # LMConfig checks the block fields (widths, heads, norm, MLP) as for the LM
 
 
 @dataclass
@@ -118,7 +107,7 @@ class ViTConfig(_TowerConfig):
         return (self.image_size // self.patch_size) ** 2
 
     def validate(self) -> None:
-        self._validate_common()
+        super().validate()
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size={self.image_size} must be divisible by patch_size={self.patch_size}")
         if self.pool not in ("map", "mean"):
@@ -138,7 +127,7 @@ class TextTowerConfig(_TowerConfig):
     pool: str = "last"
 
     def validate(self) -> None:
-        self._validate_common()
+        super().validate()
         if self.pool not in ("last", "mean"):
             raise ValueError(f"pool={self.pool!r} is not one of ('last', 'mean')")
         if self.vocab_size < 2 or self.max_len < 1:
@@ -191,22 +180,6 @@ class SigLIPConfig:
 # Layers
 
 
-def _init_weights(module: nn.Module, std: float, n_layers: int) -> None:
-    """Normal(0, std) linears/embeddings, zero biases, residual outputs scaled by 1/sqrt(2L), zero adapters."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, std)
-    for name, p in module.named_parameters():
-        if name.endswith("attn.o.weight") or name.endswith("mlp.down.weight"):
-            nn.init.normal_(p, 0.0, std / math.sqrt(2 * n_layers))
-        if ".adapters." in f".{name}" and name.endswith("up.weight"):
-            nn.init.zeros_(p)
-
-
 class MAPHead(nn.Module):
     """Multihead attention pooling (SigLIP's "map"): one learned probe attends over the tokens, then a
     residual MLP: ``y = attn(probe, x); y = y + mlp(norm(y))``."""
@@ -237,41 +210,7 @@ class MAPHead(nn.Module):
         d = bc.d_model
         proj = 2 * d * d * (2 + 2 * n_tokens)  # q and o on one token, k and v on every token
         attn = 2 * 2 * n_tokens * d  # QKᵀ and AV for one query
-        mlp = (3 if bc.mlp == "swiglu" else 2) * 2 * d * bc.ff_dim
-        return float(proj + attn + mlp)
-
-
-def stack_flops(stack: RecursiveStack, bc: LMConfig, n_tokens: int, r: int | None) -> float:
-    """Forward FLOPs of one sequence of ``n_tokens`` through ``stack`` at depth ``r``, per executed layer.
-
-    Same counting as :meth:`rins.model.RecursiveLM.flops_per_token`: attention projections (K/V skipped for
-    applications that reuse another's with ``kv_share``), the full non-causal QKᵀ/AV term, MLP, adapters;
-    norms and elementwise ops are not counted.
-    """
-    plan = stack.plan(r)
-    d, hd, nq, nkv = bc.d_model, bc.head_dim, bc.n_heads, bc.kv_heads
-    qo = 2 * 2 * d * nq * hd
-    kv = 2 * 2 * d * nkv * hd
-    attn_seq = 2 * 2 * n_tokens * nq * hd
-    mlp = (3 if bc.mlp == "swiglu" else 2) * 2 * d * bc.ff_dim
-    n_kv = plan.n_applications - len(stack.share_map(plan))
-    per_ad = 0
-    if len(stack.adapters):
-        rank = stack.cfg.adapter_rank
-        per_ad = 2 * d * d if rank is None else 2 * 2 * d * rank
-    per_tok = plan.n_applications * (qo + attn_seq + mlp) + n_kv * kv + stack.adapter_applications(r) * per_ad
-    return float(n_tokens * per_tok)
-
-
-def _expected(stack: RecursiveStack, fn, r: int | None, expected: bool, batch_size: int | None) -> float:
-    """``fn(r)``, averaged over the stochastic depth distribution when ``expected`` and training depth."""
-    cfg = stack.cfg
-    if expected and r is None and stack.r_max and cfg.p_skip > 0:
-        batch = batch_size if cfg.per_sequence_depth else None
-        if cfg.per_sequence_depth and batch is None:
-            raise ValueError("expected FLOPs with per_sequence_depth need batch_size")
-        return sum(p * fn(k) for k, p in depth_distribution(stack.r_max, cfg.p_skip, batch).items())
-    return fn(r)
+        return float(proj + attn + self.mlp.flops_per_token())
 
 
 class _Tower(nn.Module):
@@ -308,7 +247,7 @@ class ViT(_Tower):
         self.pos = nn.Parameter(torch.zeros(1, cfg.n_patches, d))
         self.map = MAPHead(self.bc) if cfg.pool == "map" else None
         self.head = nn.Linear(d, out_dim) if out_dim else None
-        _init_weights(self, cfg.init_std, cfg.n_layers)
+        init_weights(self, cfg.init_std, cfg.n_layers)
         nn.init.normal_(self.pos, 0.0, cfg.init_std)
         if self.map is not None:
             nn.init.normal_(self.map.probe, 0.0, cfg.init_std)
@@ -331,8 +270,8 @@ class ViT(_Tower):
             fixed += self.map.flops(n, self.bc)
         if self.head is not None:
             fixed += 2 * c.d_model * self.head.out_features
-        return fixed + _expected(self.stack, lambda k: stack_flops(self.stack, self.bc, n, k), r, expected,
-                                 batch_size)
+        return fixed + self.stack.depth_average(lambda k: n * self.stack.flops_per_token(n, k), r, expected,
+                                                batch_size)
 
 
 class TextTower(_Tower):
@@ -343,7 +282,7 @@ class TextTower(_Tower):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Parameter(torch.zeros(1, cfg.max_len, cfg.d_model))
         self.head = nn.Linear(cfg.d_model, out_dim) if out_dim else None
-        _init_weights(self, cfg.init_std, cfg.n_layers)
+        init_weights(self, cfg.init_std, cfg.n_layers)
         nn.init.normal_(self.pos, 0.0, cfg.init_std)
 
     def forward(self, tokens: torch.Tensor, r: int | None = None, step: int | None = None) -> torch.Tensor:
@@ -365,8 +304,8 @@ class TextTower(_Tower):
         c = self.config
         T = seq_len or c.max_len
         fixed = 2 * c.d_model * self.head.out_features if self.head is not None else 0
-        return fixed + _expected(self.stack, lambda k: stack_flops(self.stack, self.bc, T, k), r, expected,
-                                 batch_size)
+        return fixed + self.stack.depth_average(lambda k: T * self.stack.flops_per_token(T, k), r, expected,
+                                                batch_size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,31 +365,7 @@ def softmax_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor
 # Models
 
 
-class _Optimisable:
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay matrices, not norms, biases, gains, the temperature or the bias."""
-        decay, no_decay, seen = [], [], set()
-        for _n, p in self.named_parameters():  # type: ignore[attr-defined]
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            (decay if p.dim() >= 2 else no_decay).append(p)
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def num_parameters(self, exclude_adapters: bool = False) -> int:
-        """All parameters (optionally without the adapters)."""
-        n = sum(p.numel() for p in self.parameters())  # type: ignore[attr-defined]
-        if exclude_adapters:
-            n -= sum(m.stack.adapter_parameters() for m in self.modules()  # type: ignore[attr-defined]
-                     if isinstance(m, _Tower))
-        return n
-
-    def adapter_fraction(self) -> float:
-        """Share of all parameters held by the adapters."""
-        return 1.0 - self.num_parameters(exclude_adapters=True) / self.num_parameters()
-
-
-class SigLIP(_Optimisable, nn.Module):
+class SigLIP(StackedModel, nn.Module):
     """Two-tower contrastive model; ``forward(images, texts, r_image, r_text, step) -> (img_emb, txt_emb)``.
 
     ``r_image`` / ``r_text`` pick each tower's inference depth (None: the trained exponent, or a stochastic
@@ -512,7 +427,7 @@ class SigLIP(_Optimisable, nn.Module):
         return float(fwd * (3 if training else 1))
 
 
-class ViTClassifier(_Optimisable, nn.Module):
+class ViTClassifier(StackedModel, nn.Module):
     """The control: a ViT (same recursion options) with a linear head to ``n_classes`` (zero-initialised)."""
 
     def __init__(self, config: ViTConfig, n_classes: int) -> None:

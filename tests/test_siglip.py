@@ -234,7 +234,7 @@ def _write_colour_squares(folder, size: int, n: int = 24) -> None:
 def test_tasks_interface(tmp_path):
     """Both tasks on a tiny local CSV corpus: deterministic batches, loss, FLOPs, evaluation keys."""
 
-    from rins.tasks_vision import SigLIPTask, ViTClassifierTask
+    from rins.tasks.vision import SigLIPTask, ViTClassifierTask
 
     _write_colour_squares(tmp_path, 10)
     model = {"embed_dim": 16, "image": {"n_layers": 2, "d_model": 16, "n_heads": 2, "image_size": 8,
@@ -275,7 +275,7 @@ def test_tasks_interface(tmp_path):
 
 
 def test_tasks_registered():
-    from rins.train import TASKS, get_task
+    from rins.tasks import TASKS, get_task
 
     cfg = SimpleNamespace(task="siglip", model={}, data=SimpleNamespace(corpus="fashion-mnist"), seed=0)
     assert type(get_task(cfg, None)).__name__ == "SigLIPTask"
@@ -288,7 +288,7 @@ def test_presets_and_cli_train_eval_on_local_images(tmp_path, capsys):
 
     from rins.cli import main as cli
     from rins.config import load_config
-    from rins.train import get_task
+    from rins.tasks import get_task
 
     for preset in ("siglip-cpu", "vit-cpu", "siglip-b16"):
         with torch.device("meta"):
@@ -305,3 +305,25 @@ def test_presets_and_cli_train_eval_on_local_images(tmp_path, capsys):
     assert set(res["zeroshot_top1_r"]) >= {"1", "2", "3"}
     assert cli(["eval", str(tmp_path / "runs" / "vit"), "--json"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["results"][0]["val_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("stack", [
+    {"signature": "A^2B"},
+    {"signature": "A^3B", "kv_share": True, "adapters": "round"},
+    {"signature": "AB^2C", "n_layers": 6, "adapters": "depth", "adapter_rank": 4, "p_skip": 0.5},
+])
+def test_lm_and_text_tower_share_the_stack_flops(stack):
+    """One FLOP count for a stack shape: the LM (minus its head) and a text tower over as many tokens agree."""
+    from rins.model import LMConfig, RecursiveLM
+
+    shape = dict(n_layers=4, d_model=32, n_heads=4, mlp="gelu", norm="layernorm") | stack
+    T, V = 16, 61
+    lm = RecursiveLM(LMConfig(vocab_size=V, max_seq_len=T, **shape))
+    tower = SigLIP(SigLIPConfig(image=ViTConfig(n_layers=2, d_model=32, n_heads=2, image_size=8, channels=3),
+                                text=TextTowerConfig(max_len=T, **shape), embed_dim=16)).text
+    for r in (None, 1, 3):
+        lm_stack = lm.flops_per_token(T, r=r) - 2 * 32 * V
+        assert lm_stack == lm.stack.flops_per_token(T, r) == tower.stack.flops_per_token(T, r)
+        assert tower.flops(r, seq_len=T) - 2 * 32 * 16 == T * lm_stack  # minus the tower's projection head
+    exp = lm.flops_per_token(T, expected=True) - 2 * 32 * V
+    assert tower.flops(expected=True, seq_len=T) - 2 * 32 * 16 == pytest.approx(T * exp)
