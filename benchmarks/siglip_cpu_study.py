@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, loadavg, machine, table  # noqa: E402
 
 from rins.config import TrainConfig  # noqa: E402
-from rins.tasks_vision import SigLIPTask, ViTClassifierTask  # noqa: E402
+from rins.tasks.vision import SigLIPTask, ViTClassifierTask  # noqa: E402
 from rins.train import train  # noqa: E402
 
 

@@ -49,7 +49,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     """
     from .checkpoint import load_model
     from .data import TokenDataset, prepare_data
-    from .train import autocast
+    from .tasks import autocast
 
     rd = Path(run_dir)
     cfg = _run_config(rd)

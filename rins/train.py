@@ -14,14 +14,12 @@ import shutil
 import sys
 import time
 import types
-import warnings
 from collections.abc import Callable
-from dataclasses import fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import (
@@ -38,11 +36,10 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .loggers import RunLogger, parse_loggers
-from .model import LMConfig, RecursiveLM, StackConfig, sample_depth
+from .tasks import Task, autocast, get_task
 
-__all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "Task", "LMTask", "TASKS",
-           "register_task", "train", "plan_steps",
-           "lr_at", "resolve_device", "eval_schedule", "format_eval", "RESUME_MAY_CHANGE"]
+__all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "train", "plan_steps",
+           "lr_at", "resolve_device", "eval_schedule", "format_eval", "resume_fingerprint", "RESUME_MAY_CHANGE"]
 
 
 class BudgetError(ValueError):
@@ -62,168 +59,6 @@ class NonFiniteError(RuntimeError):
     checkpoint (weights are checked after every optimizer step, so no checkpoint holds non-finite values)."""
 
 
-class Task(Protocol):
-    """What the trainer needs from a kind of model + data."""
-
-    name: str
-
-    def prepare(self) -> None: ...
-    def build_model(self) -> nn.Module: ...
-    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Any:
-        """This rank's share (batch_size // world_size examples) of the global batch of ``step``."""
-        ...
-    def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor: ...
-    def flops_per_step(self, model: nn.Module, batch_size: int) -> float: ...
-    def units_per_step(self, batch_size: int) -> int: ...
-    def eval_depths(self, model: nn.Module) -> list[int | None]: ...
-    def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]: ...
-
-
-TASKS: dict[str, Callable[[TrainConfig, Path | None], Task]] = {}
-
-
-def register_task(name: str, factory: Callable[[TrainConfig, Path | None], Task]) -> None:
-    """Register a task factory under ``name`` (used by ``TrainConfig.task``)."""
-    TASKS[name] = factory
-
-
-def get_task(cfg: TrainConfig, run_dir: Path | None) -> Task:
-    if cfg.task not in TASKS:
-        with contextlib.suppress(ImportError):
-            from . import tasks_vision  # noqa: F401  (registers "siglip" and "vit")
-    if cfg.task not in TASKS:
-        raise ValueError(f"unknown task {cfg.task!r}; registered: {sorted(TASKS)}")
-    return TASKS[cfg.task](cfg, run_dir)
-
-
-# ----------------------------------------------------------------------------------------------
-# The language-model task
-
-
-def default_depths(r_max: int | None) -> list[int | None]:
-    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth)."""
-    return [None] if not r_max else list(range(1, r_max + 2))
-
-
-class LMTask:
-    """Next-token prediction on a tokenised corpus (:mod:`rins.data`)."""
-
-    name = "lm"
-
-    def __init__(self, cfg: TrainConfig, run_dir: Path | None) -> None:
-        self.cfg = cfg
-        self.run_dir = run_dir
-        self.bundle = None
-        self.train_ds = self.val_ds = None
-
-    def prepare(self) -> None:
-        from .data import TokenDataset, prepare_data
-
-        d = self.cfg.data
-        self.bundle = prepare_data(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, self.cfg.seed,
-                                   tokenizer=d.tokenizer)
-        self.train_ds = TokenDataset(self.bundle.train_path, d.seq_len)
-        self.val_ds = TokenDataset(self.bundle.val_path, d.seq_len)
-        if self.run_dir is not None and not (self.run_dir / "tokenizer.json").exists():
-            shutil.copyfile(self.bundle.tokenizer_path, self.run_dir / "tokenizer.json")
-
-    base_model: dict[str, Any] | None = None  # set by --init: the initialising run's model config
-
-    def model_config(self) -> LMConfig:
-        """The LM config: ``cfg.model`` (vocab and length from the data), or with ``--init`` the initialising
-        run's architecture with this config's recursion fields (signature, p_skip, adapters, …) on top."""
-        m = dict(self.cfg.model)
-        if self.base_model:
-            recursion = {f.name for f in fields(StackConfig)}
-            m = dict(self.base_model)
-            for k, v in self.cfg.model.items():
-                if k in recursion:
-                    m[k] = v
-                elif m.get(k, v) != v:
-                    warnings.warn(f"--init: keeping the initialising model's {k}={m[k]!r} (config asks {v!r})",
-                                  stacklevel=2)
-        vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
-        m.setdefault("vocab_size", vocab)
-        m.setdefault("max_seq_len", self.cfg.data.seq_len)
-        m.setdefault("depth_seed", self.cfg.seed)
-        if m["vocab_size"] < vocab:
-            raise ValueError(f"model.vocab_size={m['vocab_size']} is smaller than the tokenizer's {vocab}")
-        if m["max_seq_len"] < self.cfg.data.seq_len:
-            raise ValueError(f"model.max_seq_len={m['max_seq_len']} < data.seq_len={self.cfg.data.seq_len}")
-        return LMConfig.from_dict(m)
-
-    def build_model(self) -> RecursiveLM:
-        return RecursiveLM(self.model_config())
-
-    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        """This rank's contiguous share of the global batch of ``step`` (the global batch depends only on
-        (seed, step), so any world size and any grad_accum see the same examples)."""
-        x, y = self.train_ds.get_batch(step, batch_size, self.cfg.seed)
-        per = batch_size // world_size
-        return x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
-
-    def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
-        x, y = batch
-        if self.cfg.fused_loss:
-            return model(x, step=step, targets=y)
-        logits = model(x, step=step)
-        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-
-    def _core(self, model: nn.Module) -> RecursiveLM:
-        return getattr(model, "module", model)
-
-    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
-        m = self._core(model)
-        T = self.cfg.data.seq_len
-        return m.flops_per_token(T, training=True, expected=True, batch_size=batch_size) * batch_size * T
-
-    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
-        """FLOPs actually executed at ``step`` (the drawn depth for stochastic RINS)."""
-        m = self._core(model)
-        T = self.cfg.data.seq_len
-        c = m.config
-        r = None
-        if m.r_max and c.p_skip > 0:
-            d = sample_depth(m.r_max, c.p_skip, c.depth_seed, step, batch_size if c.per_sequence_depth else None)
-            r = max(d) if isinstance(d, list) else d
-        return m.flops_per_token(T, r=r, training=True) * batch_size * T
-
-    def units_per_step(self, batch_size: int) -> int:
-        return batch_size * self.cfg.data.seq_len
-
-    def eval_depths(self, model: nn.Module) -> list[int | None]:
-        return default_depths(self._core(model).r_max)
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
-        m = self._core(model)
-        was = m.training
-        m.eval()
-        dev = next(m.parameters()).device
-        losses: dict[str, float] = {}
-        bs = max(1, min(self.cfg.batch_size, 16))
-        for r in depths:
-            tot, n = 0.0, 0
-            for x, y in self.val_ds.iter_eval_batches(bs, self.cfg.eval_batches):
-                x, y = x.to(dev), y.to(dev)
-                with autocast(self.cfg, dev):
-                    tot += m(x, r=r, targets=y, reduction="sum").item()
-                n += y.numel()
-            losses["default" if r is None else str(r)] = tot / n
-        m.train(was)
-        main = losses.get("default", losses.get(str(m.r_max)) if m.r_max else None)
-        if main is None:
-            main = next(iter(losses.values()))
-        out: dict[str, Any] = {"val_loss": main, "val_loss_r": {k: v for k, v in losses.items() if k != "default"}}
-        tpb = self.bundle.meta.get("n_val_tokens", 0) / max(1, self.bundle.meta.get("val_bytes", 0))
-        if tpb > 0:
-            out["val_bpb"] = main / math.log(2) * tpb
-        return out
-
-
-register_task("lm", LMTask)
-
-
 # ----------------------------------------------------------------------------------------------
 # Helpers
 
@@ -236,14 +71,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
-
-
-def autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.dtype == "float32":
-        return contextlib.nullcontext()
-    if cfg.dtype != "bfloat16":
-        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {cfg.dtype!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def plan_steps(cfg: TrainConfig, flops_per_step: float, units_per_step: int) -> int:
@@ -307,8 +134,9 @@ RESUME_MAY_CHANGE = ("name", "out_dir", "device", "threads", "progress", "log_ev
                      "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir", "loggers")
 
 
-def _config_signature(cfg: TrainConfig) -> dict[str, Any]:
-    """The fields a resumed run must share with the checkpoint, flattened (``optim.lr``, ``model``, ...)."""
+def resume_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
+    """The config fields a resumed run must share with the run that wrote its checkpoint, flattened
+    (``optim.lr``, ``model``, ...): every field but :data:`RESUME_MAY_CHANGE`."""
     flat: dict[str, Any] = {}
     for k, v in cfg.to_dict().items():
         if isinstance(v, dict) and k != "model":
@@ -409,28 +237,66 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
 PRE_DECAY = "pre_decay"  # RUN_DIR/pre_decay/checkpoints/: a WSD run's state where its decay began (for --extend)
 
 
+@dataclass
+class _Run:
+    """One invocation's state, handed from each named step of the loop to the next."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    dist_ctx: Any
+    say: Callable[..., None]
+    device: torch.device
+    task: Task
+    model: nn.Module  # what the loop calls: the DDP/FSDP wrapper under --dist (set by _place)
+    core: nn.Module  # the user model (under FSDP2 it holds the sharded parameters)
+    rank: int = 0
+    world: int = 1
+    quiet: bool = False  # no console output (the log is written all the same)
+    opt: torch.optim.Optimizer | None = None
+    flops_per_step: float = 0.0  # expected training FLOPs of one step (what the budget is divided by)
+    units_per_step: int = 0  # tokens (LM) or examples (vision) per step
+    total: int = 0  # steps the budget buys
+    step: int = 0  # steps done
+    tokens: int = 0
+    flops: float = 0.0  # FLOPs executed (drawn depths under stochastic RINS)
+    ck: Path | None = None  # the checkpoint resumed from
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.core.parameters())
+
+
 def _train(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, dist_ctx: Any,
            stop_after: int | None, verify: bool, extend: bool) -> dict[str, Any]:
+    run = _setup(cfg, resume, init_from, quiet, dist_ctx, verify)
+    resumed = _restore(run, resume, init_from, verify, extend)
+    _place(run)
+    _make_optimizer(run, resumed)
+    return _loop(run, stop_after)
+
+
+# -- setup -------------------------------------------------------------------------------------
+
+
+def _setup(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, dist_ctx: Any,
+           verify: bool) -> _Run:
+    """The run directory, the device, the seeds, the task (its data prepared) and the freshly built model."""
     rank = dist_ctx.rank if dist_ctx else 0
     world = dist_ctx.world_size if dist_ctx else 1
-    is_main = rank == 0
-    say = (lambda *a: None) if (quiet or not is_main) else (lambda *a: print(*a, flush=True))
+    say = (lambda *a: None) if (quiet or rank != 0) else (lambda *a: print(*a, flush=True))
     run_dir = cfg.run_dir()
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        clean_stale_temp(run_dir)
-        if not resume:  # start over: nothing of the old run may leak in (a tokenizer of another vocabulary...)
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-            shutil.rmtree(run_dir / PRE_DECAY, ignore_errors=True)
-            for f in ("log.jsonl", "summary.json", "tokenizer.json"):
-                (run_dir / f).unlink(missing_ok=True)
+    if rank == 0:
+        _clear_run_dir(run_dir, resume)
     if dist_ctx:
         dist_ctx.barrier()
     device = dist_ctx.device if dist_ctx else resolve_device(cfg.device)
     if cfg.batch_size % (cfg.grad_accum * world):
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by grad_accum × world size = "
                          f"{cfg.grad_accum * world}")
-
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -445,214 +311,319 @@ def _train(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, d
     if init_meta is not None and hasattr(task, "base_model"):
         task.base_model = {k: v for k, v in init_meta.get("model_config", {}).items()
                            if k not in ("p_skip", "depth_seed")}
-    if is_main:
+    if rank == 0:  # rank 0 downloads and tokenises first; the others then read its cache
         task.prepare()
     if dist_ctx:
         dist_ctx.barrier()
-        if not is_main:
+        if rank != 0:
             task.prepare()
     model = task.build_model()
     if init_meta is not None and cfg.task == "lm":
         # --init keeps the initialising run's architecture: config.json must record the model actually trained
         cfg = replace(cfg, model=core_config_dict(model))
+    return _Run(cfg, run_dir, dist_ctx, say, device, task, model, model, rank, world, quiet)
 
-    # -- resume / init -------------------------------------------------------------------------
-    start_step, tokens_seen, flops_seen = 0, 0, 0.0
+
+def _clear_run_dir(run_dir: Path, resume: bool) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp(run_dir)
+    if not resume:  # start over: nothing of the old run may leak in (a tokenizer of another vocabulary...)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(run_dir / PRE_DECAY, ignore_errors=True)
+        for f in ("log.jsonl", "summary.json", "tokenizer.json"):
+            (run_dir / f).unlink(missing_ok=True)
+
+
+# -- restore -----------------------------------------------------------------------------------
+
+
+def _restore(run: _Run, resume: bool, init_from: str | None, verify: bool,
+             extend: bool) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Load the newest checkpoint of the run directory (its config must match this one, see
+    :func:`resume_fingerprint`), or ``init_from``'s weights; record config.json. Returns the resumed
+    checkpoint's (optimizer tensors, metadata), or None for a fresh start."""
+    cfg, run_dir = run.cfg, run.run_dir
     ck = latest_checkpoint(run_dir) if resume else None
     saved_cfg_path = run_dir / "config.json"
+    resumed = None
     if ck is not None:
         old_cfg = TrainConfig.from_dict(json.loads(saved_cfg_path.read_text())) if saved_cfg_path.exists() else None
         if extend and old_cfg is not None and old_cfg.budget != cfg.budget:
-            if dist_ctx:
-                raise ExtendError("extend a run on one process (rins train --extend), then resume it with --dist")
-            if _config_signature(replace(old_cfg, budget=cfg.budget)) == _config_signature(cfg):
-                ck = _extension_checkpoint(cfg, old_cfg, run_dir, task.flops_per_step(model, cfg.batch_size),
-                                           task.units_per_step(cfg.batch_size), say)
-                old_cfg = replace(old_cfg, budget=cfg.budget)
+            ck, old_cfg = _extend(run, old_cfg, ck)
         weights, opt_tensors, meta = load_checkpoint(ck, verify=verify)
         if old_cfg is not None:
-            old_sig, new_sig = _config_signature(old_cfg), _config_signature(cfg)
-            if old_sig != new_sig:
-                diff = sorted(set(old_sig) | set(new_sig), key=str)
-                diff = [k for k in diff if old_sig.get(k) != new_sig.get(k)]
-                shown = "; ".join(f"{k}: {old_sig.get(k)!r} -> {new_sig.get(k)!r}" for k in diff[:4])
-                if all(k.startswith("budget.") for k in diff) and not extend:
-                    shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
-                raise CheckpointError(
-                    f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
-                    f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume (and budget.* with --extend); use "
-                    "another name/out_dir, or pass --no-resume to start over"
-                )
-        saved_arch = meta.get("model_config")
-        own_arch = json.loads(json.dumps(core_config_dict(model)))
-        if saved_arch is not None and own_arch is not None and saved_arch != own_arch:
-            diff = sorted(k for k in set(saved_arch) | set(own_arch) if saved_arch.get(k) != own_arch.get(k))
-            raise CheckpointError(f"checkpoint {ck}: its model config differs from this run's in {diff}; the "
-                                  "checkpoint belongs to another run or was modified (delete it, or --no-resume)")
-        load_state_into(model, weights, str(ck))
-        start_step = int(meta["step"])
-        tokens_seen = int(meta.get("tokens", 0))
-        flops_seen = float(meta.get("flops", 0.0))
+            _check_same_config(old_cfg, cfg, run_dir, extend)
+        _check_same_model(ck, meta, run.core)
+        load_state_into(run.model, weights, str(ck))
+        run.step, run.tokens, run.flops = int(meta["step"]), int(meta.get("tokens", 0)), float(meta.get("flops", 0.0))
+        run.ck, resumed = ck, (opt_tensors, meta)
     elif init_from:
         w, _, _ = load_checkpoint(init_from, verify=verify)
-        load_state_into(model, w, f"--init {init_from}", allow_missing=("stack.adapters.",))
-    if is_main:
-        _truncate_log(run_dir / "log.jsonl", start_step)
+        load_state_into(run.model, w, f"--init {init_from}", allow_missing=("stack.adapters.",))
+    if run.is_main:
+        _truncate_log(run_dir / "log.jsonl", run.step)
         atomic_write_text(saved_cfg_path, json.dumps(cfg.to_dict(), indent=1))
+    return resumed
 
-    model.to(device)
-    core = model
+
+def _extend(run: _Run, old_cfg: TrainConfig, ck: Path) -> tuple[Path, TrainConfig]:
+    """``--extend``: the checkpoint the larger budget continues from, and the old config at the new budget
+    (unchanged when more than the budget differs: :func:`_check_same_config` then reports it)."""
+    cfg = run.cfg
+    if run.dist_ctx:
+        raise ExtendError("extend a run on one process (rins train --extend), then resume it with --dist")
+    if resume_fingerprint(replace(old_cfg, budget=cfg.budget)) != resume_fingerprint(cfg):
+        return ck, old_cfg
+    ck = _extension_checkpoint(cfg, old_cfg, run.run_dir, run.task.flops_per_step(run.model, cfg.batch_size),
+                               run.task.units_per_step(cfg.batch_size), run.say)
+    return ck, replace(old_cfg, budget=cfg.budget)
+
+
+def _check_same_config(old_cfg: TrainConfig, cfg: TrainConfig, run_dir: Path, extend: bool) -> None:
+    old_fp, new_fp = resume_fingerprint(old_cfg), resume_fingerprint(cfg)
+    if old_fp == new_fp:
+        return
+    diff = [k for k in sorted(set(old_fp) | set(new_fp), key=str) if old_fp.get(k) != new_fp.get(k)]
+    shown = "; ".join(f"{k}: {old_fp.get(k)!r} -> {new_fp.get(k)!r}" for k in diff[:4])
+    if all(k.startswith("budget.") for k in diff) and not extend:
+        shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
+    raise CheckpointError(
+        f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
+        f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume (and budget.* with --extend); use "
+        "another name/out_dir, or pass --no-resume to start over"
+    )
+
+
+def _check_same_model(ck: Path, meta: dict[str, Any], model: nn.Module) -> None:
+    saved_arch = meta.get("model_config")
+    own_arch = json.loads(json.dumps(core_config_dict(model)))
+    if saved_arch is not None and own_arch is not None and saved_arch != own_arch:
+        diff = sorted(k for k in set(saved_arch) | set(own_arch) if saved_arch.get(k) != own_arch.get(k))
+        raise CheckpointError(f"checkpoint {ck}: its model config differs from this run's in {diff}; the "
+                              "checkpoint belongs to another run or was modified (delete it, or --no-resume)")
+
+
+def _place(run: _Run) -> None:
+    """Move the model to its device, compile its blocks, wrap it for DDP/FSDP; turn the budget into steps."""
+    cfg = run.cfg
+    run.model.to(run.device)
     if cfg.compile:
-        for blk in getattr(getattr(core, "stack", None), "blocks", []):
+        for blk in getattr(getattr(run.core, "stack", None), "blocks", []):
             blk.compile(dynamic=False)
-    if dist_ctx:
-        model = dist_ctx.wrap(model)
+    if run.dist_ctx:
+        run.model = run.dist_ctx.wrap(run.model)
+    run.flops_per_step = run.task.flops_per_step(run.core, cfg.batch_size)
+    run.units_per_step = run.task.units_per_step(cfg.batch_size)
+    run.total = plan_steps(cfg, run.flops_per_step, run.units_per_step)
+    if run.step > run.total:
+        raise CheckpointError(f"checkpoint {run.ck} is at step {run.step}, beyond this run's {run.total} steps; it "
+                              "belongs to another budget or was modified (delete it, or --no-resume)")
 
-    fps = task.flops_per_step(core, cfg.batch_size)
-    ups = task.units_per_step(cfg.batch_size)
-    total = plan_steps(cfg, fps, ups)
-    if start_step > total:
-        raise CheckpointError(f"checkpoint {ck} is at step {start_step}, beyond this run's {total} steps; it belongs "
-                              "to another budget or was modified (delete it, or --no-resume)")
-    params = sum(p.numel() for p in core.parameters())
+
+def _make_optimizer(run: _Run, resumed: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+    """AdamW over the model's parameter groups; a resumed run restores its state and the torch RNG."""
+    core, o = run.core, run.cfg.optim
     # fused AdamW: one kernel over all parameters (its row in BENCHMARKS.md's throughput table)
-    fused = cfg.optim.fused if cfg.optim.fused is not None else device.type in ("cuda", "cpu")
+    fused = o.fused if o.fused is not None else run.device.type in ("cuda", "cpu")
     # the same groups under DDP / FSDP2 (FSDP2 shards in place, so ``core`` holds the DTensor parameters):
     # identical optimisation and an optimizer state that any world size can resume
-    groups = core.param_groups(cfg.optim.weight_decay) if hasattr(core, "param_groups") else model.parameters()
-    opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                            eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, fused=fused or None)
-    if ck is not None:
-        if dist_ctx:
-            dist_ctx.restore_optimizer(model, opt, opt_tensors, meta)
-        else:
-            restore_optimizer(opt, opt_tensors, meta)
-        if "rng.torch" in opt_tensors:
-            check_rng_state(opt_tensors["rng.torch"], str(ck))
-            torch.set_rng_state(opt_tensors["rng.torch"])
-    evals = set(eval_schedule(total, cfg.n_evals))
-    pre_decay = _decay_start(total, cfg.optim) if cfg.optim.schedule == "wsd" else None
-    depths = cfg.eval_depths or task.eval_depths(core)
+    groups = core.param_groups(o.weight_decay) if hasattr(core, "param_groups") else run.model.parameters()
+    run.opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
+                                weight_decay=o.weight_decay, fused=fused or None)
+    if resumed is None:
+        return
+    opt_tensors, meta = resumed
+    if run.dist_ctx:
+        run.dist_ctx.restore_optimizer(run.model, run.opt, opt_tensors, meta)
+    else:
+        restore_optimizer(run.opt, opt_tensors, meta)
+    if "rng.torch" in opt_tensors:
+        check_rng_state(opt_tensors["rng.torch"], str(run.ck))
+        torch.set_rng_state(opt_tensors["rng.torch"])
 
-    say(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
-        f"params={params:,} device={device} dtype={cfg.dtype} world={world}")
-    say(f"[rins] FLOPs/step={fps:.4g} (expected) units/step={ups:,} steps={total:,} "
-        f"tokens={total * ups:,} total FLOPs={total * fps:.4g}" + (f"; resuming at step {start_step}"
-                                                                   if start_step else ""))
-    logger = RunLogger(run_dir / "log.jsonl", is_main, parse_loggers(cfg.loggers), start_step, cfg.to_dict())
-    if is_main and start_step == 0:
-        logger.log({"event": "start", "params": params, "flops_per_step": fps, "units_per_step": ups,
-                    "steps": total, "total_flops": total * fps, "config": cfg.to_dict()})
-    bar = None
-    if is_main and cfg.progress and not quiet:
-        try:
-            from tqdm import tqdm
 
-            if sys.stderr.isatty():
-                bar = tqdm(total=total, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stderr)
-        except ImportError:
-            bar = None
+# -- the loop ----------------------------------------------------------------------------------
 
-    realised = getattr(task, "realised_flops", None)
+
+def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
+    """Optimise, log, evaluate and checkpoint step by step to the end of the budget (or ``stop_after``)."""
+    cfg, start_step = run.cfg, run.step
+    evals = set(eval_schedule(run.total, cfg.n_evals))
+    pre_decay = _decay_start(run.total, cfg.optim) if cfg.optim.schedule == "wsd" else None
+    depths = cfg.eval_depths or run.task.eval_depths(run.core)
+    logger, bar = _announce(run)
     # FSDP shards the weights: every rank must take part in an evaluation forward (all-gathers)
-    eval_here = is_main or bool(dist_ctx and dist_ctx.kind == "fsdp")
+    eval_here = run.is_main or bool(run.dist_ctx and run.dist_ctx.kind == "fsdp")
     last_eval: dict[str, Any] = {}
-    if start_step >= total:  # already complete: report the finished run
-        prev = run_dir / "summary.json"
+    if run.step >= run.total:  # already complete: report the finished run
+        prev = run.run_dir / "summary.json"
         if prev.exists():
             logger.close()
             return json.loads(prev.read_text())
-        last_eval = task.evaluate(model, depths) if eval_here else {}
-        _check_eval(last_eval, start_step, run_dir)
+        last_eval = run.task.evaluate(run.model, depths) if eval_here else {}
+        _check_eval(last_eval, run.step, run.run_dir)
     t0 = time.time()
-    units_run = 0
-    model.train()
-    step = start_step
+    run.model.train()
     try:
-        while step < total:
-            lr = lr_at(step, total, cfg.optim)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            loss_sum = 0.0
-            local = task.train_batch(step, cfg.batch_size, rank, world)  # this rank's share of the step
-            for k in range(cfg.grad_accum):
-                batch = _to(_micro(local, k, cfg.grad_accum), device)
-                sync = contextlib.nullcontext()
-                if dist_ctx and k < cfg.grad_accum - 1:
-                    sync = dist_ctx.no_sync(model)
-                with sync:  # FSDP2 reads the sync flag in backward, so backward runs inside it
-                    with autocast(cfg, device):
-                        loss = task.loss(model, batch, step)
-                    (loss / cfg.grad_accum).backward()
-                loss_sum += loss.detach().float()
-            loss_val = loss_sum / cfg.grad_accum
-            if dist_ctx:
-                loss_val = dist_ctx.mean(loss_val)
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                   cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
-            if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor norm
-                gnorm = gnorm.full_tensor()
-            if not (torch.isfinite(loss_val) and torch.isfinite(gnorm)):
-                raise NonFiniteError(
-                    f"non-finite {'loss' if not torch.isfinite(loss_val) else 'gradient norm'} at step {step + 1} "
-                    f"(loss={float(loss_val)}, grad_norm={float(gnorm)}); the run stopped and keeps its last good "
-                    f"checkpoint ({latest_checkpoint(run_dir)}). Lower optim.lr or use float32, then resume."
-                )
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if not _all_finite(core, dist_ctx):  # e.g. a NaN learning rate: no checkpoint may hold these weights
-                raise NonFiniteError(
-                    f"non-finite weights after the optimizer step at step {step + 1} (lr={lr}); the run stopped "
-                    f"and keeps its last good checkpoint ({latest_checkpoint(run_dir)}). Check optim.* "
-                    "(lr, min_lr_ratio, eps), then resume."
-                )
-            step += 1
-            tokens_seen += ups
-            units_run += ups
-            flops_seen += realised(core, step - 1, cfg.batch_size) if realised else fps
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss_val):.3f}")
-            if step % cfg.log_every == 0 or step == total or step == 1:
-                dt = time.time() - t0
-                rec = {"event": "train", "step": step, "loss": float(loss_val), "lr": lr, "tokens": tokens_seen,
-                       "flops": flops_seen, "grad_norm": float(gnorm), "units_per_s": units_run / max(dt, 1e-9)}
-                logger.log(rec)
-                if bar is None:
-                    say(f"[rins] step {step}/{total} loss {float(loss_val):.4f} lr {lr:.2e} "
-                        f"{rec['units_per_s']:.0f} units/s")
-            if step in evals:
+        while run.step < run.total:
+            loss, gnorm, lr = _optimise(run)
+            _log_step(run, logger, bar, loss, gnorm, lr, (run.step - start_step) * run.units_per_step, t0)
+            if run.step in evals:
                 # intermediate points: the trained depth only (the learning curve); the last: every depth
-                at = depths if (step == total or cfg.eval_all_depths) else [None]
-                last_eval = task.evaluate(model, at) if eval_here else {}
-                _check_eval(last_eval, step, run_dir)
-                if is_main:
-                    logger.log({"event": "eval", "step": step, "tokens": tokens_seen, "flops": flops_seen,
-                                **last_eval})
-                    line = format_eval(step, total, last_eval, getattr(core, "r_max", None))
-                    if bar is not None:
-                        bar.write(line, file=sys.stderr)  # above the bar, which stays on the last line
-                    else:
-                        say(line)
-                if dist_ctx:
-                    dist_ctx.barrier()
-            stopping = stop_after is not None and step - start_step >= stop_after
-            if step % cfg.ckpt_every == 0 or step == total or stopping:
-                _checkpoint(cfg, run_dir, step, core, opt, tokens_seen, flops_seen, dist_ctx, model)
-            if step == pre_decay and step < total:  # the state a longer run would share (rins train --extend)
-                _checkpoint(cfg, run_dir / PRE_DECAY, step, core, opt, tokens_seen, flops_seen, dist_ctx, model, 1)
+                at = depths if (run.step == run.total or cfg.eval_all_depths) else [None]
+                last_eval = _evaluate(run, at, eval_here, logger, bar)
+            stopping = stop_after is not None and run.step - start_step >= stop_after
+            _save(run, stopping, pre_decay)
             if stopping:
                 break
     finally:
         if bar is not None:
             bar.close()
         logger.close()
-    dt = time.time() - t0
-    summary = {"name": cfg.name, "run_dir": str(run_dir), "signature": getattr(core.config, "signature", None),
-               "params": params, "steps": total, "tokens": tokens_seen, "flops": flops_seen,
-               "flops_per_step": fps, "seconds": dt, "complete": step >= total, **last_eval}
-    if is_main:
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return _summarise(run, last_eval, time.time() - t0)
+
+
+def _announce(run: _Run) -> tuple[RunLogger, Any]:
+    """Say what the run is, open its logger (a fresh run logs a start record) and the progress bar."""
+    cfg, core, say = run.cfg, run.core, run.say
+    flops_per_step, units_per_step, total = run.flops_per_step, run.units_per_step, run.total
+    say(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
+        f"params={run.params:,} device={run.device} dtype={cfg.dtype} world={run.world}")
+    say(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
+        f"tokens={total * units_per_step:,} total FLOPs={total * flops_per_step:.4g}"
+        + (f"; resuming at step {run.step}" if run.step else ""))
+    logger = RunLogger(run.run_dir / "log.jsonl", run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())
+    if run.is_main and run.step == 0:
+        logger.log({"event": "start", "params": run.params, "flops_per_step": flops_per_step,
+                    "units_per_step": units_per_step, "steps": total, "total_flops": total * flops_per_step,
+                    "config": cfg.to_dict()})
+    bar = None
+    if run.is_main and cfg.progress and not run.quiet:
+        try:
+            from tqdm import tqdm
+
+            if sys.stderr.isatty():
+                bar = tqdm(total=total, initial=run.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+        except ImportError:
+            bar = None
+    return logger, bar
+
+
+# -- optimise ----------------------------------------------------------------------------------
+
+
+def _optimise(run: _Run) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """One optimizer step over the global batch of ``run.step`` (this rank's share, in ``grad_accum``
+    micro-batches); stops with :class:`NonFiniteError` before a non-finite update could be checkpointed.
+    Returns (mean loss over all ranks, gradient norm, learning rate)."""
+    cfg, step, model = run.cfg, run.step, run.model
+    lr = lr_at(step, run.total, cfg.optim)
+    for g in run.opt.param_groups:
+        g["lr"] = lr
+    loss_sum = 0.0
+    local = run.task.train_batch(step, cfg.batch_size, run.rank, run.world)  # this rank's share of the step
+    for k in range(cfg.grad_accum):
+        batch = _to(_micro(local, k, cfg.grad_accum), run.device)
+        sync = contextlib.nullcontext()
+        if run.dist_ctx and k < cfg.grad_accum - 1:
+            sync = run.dist_ctx.no_sync(model)
+        with sync:  # FSDP2 reads the sync flag in backward, so backward runs inside it
+            with autocast(cfg, run.device):
+                loss = run.task.loss(model, batch, step)
+            (loss / cfg.grad_accum).backward()
+        loss_sum += loss.detach().float()
+    loss_val = loss_sum / cfg.grad_accum
+    if run.dist_ctx:
+        loss_val = run.dist_ctx.mean(loss_val)
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                           cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf"))
+    if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor norm
+        gnorm = gnorm.full_tensor()
+    if not (torch.isfinite(loss_val) and torch.isfinite(gnorm)):
+        raise NonFiniteError(
+            f"non-finite {'loss' if not torch.isfinite(loss_val) else 'gradient norm'} at step {step + 1} "
+            f"(loss={float(loss_val)}, grad_norm={float(gnorm)}); the run stopped and keeps its last good "
+            f"checkpoint ({latest_checkpoint(run.run_dir)}). Lower optim.lr or use float32, then resume."
+        )
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    if not _all_finite(run.core, run.dist_ctx):  # e.g. a NaN learning rate: no checkpoint may hold these weights
+        raise NonFiniteError(
+            f"non-finite weights after the optimizer step at step {step + 1} (lr={lr}); the run stopped "
+            f"and keeps its last good checkpoint ({latest_checkpoint(run.run_dir)}). Check optim.* "
+            "(lr, min_lr_ratio, eps), then resume."
+        )
+    realised = getattr(run.task, "realised_flops", None)
+    run.step += 1
+    run.tokens += run.units_per_step
+    run.flops += realised(run.core, step, cfg.batch_size) if realised else run.flops_per_step
+    return loss_val, gnorm, lr
+
+
+def _log_step(run: _Run, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm: torch.Tensor, lr: float,
+              units_run: int, t0: float) -> None:
+    """Advance the progress bar; a train record every ``log_every`` steps (and at the first and last)."""
+    step, total = run.step, run.total
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+    if step % run.cfg.log_every == 0 or step == total or step == 1:
+        dt = time.time() - t0
+        rec = {"event": "train", "step": step, "loss": float(loss), "lr": lr, "tokens": run.tokens,
+               "flops": run.flops, "grad_norm": float(gnorm), "units_per_s": units_run / max(dt, 1e-9)}
+        logger.log(rec)
+        if bar is None:
+            run.say(f"[rins] step {step}/{total} loss {float(loss):.4f} lr {lr:.2e} {rec['units_per_s']:.0f} units/s")
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+
+
+def _evaluate(run: _Run, depths: list[int | None], eval_here: bool, logger: RunLogger, bar: Any) -> dict[str, Any]:
+    """Evaluate at ``depths``, stop on a non-finite loss, log the result and print its line."""
+    res = run.task.evaluate(run.model, depths) if eval_here else {}
+    _check_eval(res, run.step, run.run_dir)
+    if run.is_main:
+        logger.log({"event": "eval", "step": run.step, "tokens": run.tokens, "flops": run.flops, **res})
+        line = format_eval(run.step, run.total, res, getattr(run.core, "r_max", None))
+        if bar is not None:
+            bar.write(line, file=sys.stderr)  # above the bar, which stays on the last line
+        else:
+            run.say(line)
+    if run.dist_ctx:
+        run.dist_ctx.barrier()
+    return res
+
+
+# -- checkpoint --------------------------------------------------------------------------------
+
+
+def _save(run: _Run, stopping: bool, pre_decay: int | None) -> None:
+    """Checkpoint every ``ckpt_every`` steps, at the end and before stopping; keep a WSD run's pre-decay state."""
+    step = run.step
+    if step % run.cfg.ckpt_every == 0 or step == run.total or stopping:
+        _checkpoint(run, run.run_dir)
+    if step == pre_decay and step < run.total:  # the state a longer run would share (rins train --extend)
+        _checkpoint(run, run.run_dir / PRE_DECAY, keep_last=1)
+
+
+def _checkpoint(run: _Run, where: Path, keep_last: int | None = None) -> None:
+    keep = run.cfg.keep_last if keep_last is None else keep_last
+    meta = {"tokens": run.tokens, "flops": run.flops, "name": run.cfg.name}
+    if run.dist_ctx:
+        run.dist_ctx.save_checkpoint(where, run.step, run.model, run.opt, meta, keep)
+        return
+    save_checkpoint(where, run.step, run.core, run.opt, meta, keep_last=keep)
+
+
+def _summarise(run: _Run, last_eval: dict[str, Any], seconds: float) -> dict[str, Any]:
+    summary = {"name": run.cfg.name, "run_dir": str(run.run_dir), "signature": getattr(run.core.config, "signature",
+                                                                                     None),
+               "params": run.params, "steps": run.total, "tokens": run.tokens, "flops": run.flops,
+               "flops_per_step": run.flops_per_step, "seconds": seconds, "complete": run.step >= run.total,
+               **last_eval}
+    if run.is_main:
+        atomic_write_text(run.run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -662,22 +633,13 @@ def core_config_dict(model: nn.Module) -> dict[str, Any] | None:
     return c.to_dict() if hasattr(c, "to_dict") else None
 
 
-def _checkpoint(cfg, run_dir, step, core, opt, tokens, flops, dist_ctx, wrapped, keep_last=None) -> None:
-    keep = cfg.keep_last if keep_last is None else keep_last
-    if dist_ctx:
-        dist_ctx.save_checkpoint(run_dir, step, wrapped, opt, {"tokens": tokens, "flops": flops, "name": cfg.name},
-                                 keep)
-        return
-    save_checkpoint(run_dir, step, core, opt, {"tokens": tokens, "flops": flops, "name": cfg.name}, keep_last=keep)
-
-
 def _decay_start(total: int, o) -> int:
     """Steps done when a WSD schedule's decay begins (the learning rate of step index ``start`` decays)."""
     return total - max(1, int(round(o.cooldown_frac * total)))
 
 
-def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, fps: float, ups: int,
-                          say: Callable[..., None]) -> Path:
+def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, flops_per_step: float,
+                          units_per_step: int, say: Callable[..., None]) -> Path:
     """The checkpoint from which ``old``'s run continues as the run of ``cfg`` (a larger budget); later
     checkpoints (the old decay) are deleted, the old summary kept as ``summary_step{N}.json``."""
     o = cfg.optim
@@ -685,7 +647,8 @@ def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, fps
         raise ExtendError("a cosine schedule cannot be extended: its learning rate at every step depends on the "
                           "run's total length, so the steps already taken are not those of the longer run; train "
                           "the longer run from scratch (optim.schedule=wsd or constant runs can be extended)")
-    old_total, new_total = plan_steps(old, fps, ups), plan_steps(cfg, fps, ups)
+    old_total = plan_steps(old, flops_per_step, units_per_step)
+    new_total = plan_steps(cfg, flops_per_step, units_per_step)
     if new_total <= old_total:
         raise ExtendError(f"--extend needs a larger budget: the new one buys {new_total} steps, the run has "
                           f"{old_total}")

@@ -77,3 +77,13 @@ def test_lazy_api_still_resolves():
 
     assert rins.RecursiveLM.__name__ == "RecursiveLM" and rins.LMConfig().n_layers > 0
     assert callable(rins.load_config) and rins.TrainConfig.__name__ == "TrainConfig"
+
+
+def test_tasks_never_import_the_trainer():
+    """The trainer runs tasks; a task never reaches up into the loop (at module level or inside a function)."""
+    for path in (PKG / "tasks").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                assert not (mod in ("train", "rins.train") or mod.endswith(".train")
+                            or (node.level and not mod and any(a.name == "train" for a in node.names))), path

@@ -9,7 +9,8 @@ from rins.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint,
 from rins.cli import main as cli
 from rins.config import TrainConfig, apply_overrides, load_config
 from rins.runs import read_log
-from rins.train import BudgetError, LMTask, NonFiniteError, eval_schedule, lr_at, plan_steps, train
+from rins.tasks.lm import LMTask
+from rins.train import BudgetError, NonFiniteError, eval_schedule, lr_at, plan_steps, train
 
 
 def cfg_for(corpus, cache, tmp_path, name="r", **over) -> TrainConfig:
@@ -212,7 +213,7 @@ def test_demo_writes_table_plot_and_summary(corpus, cache, tmp_path):
     table = (tmp_path / "demo" / "table.md").read_text()
     assert "| baseline AB |" in table and "loss r=1" in table and "baseline" in table
     assert (tmp_path / "demo" / "curves.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["depths"] == [1, 2, 3]
+    assert json.loads((tmp_path / "demo" / "summary.json").read_text())["depths"] == [1, 2, 3, 4]  # A^3B: r = 1 … 4
 
 
 def test_demo_is_compute_matched_when_the_preset_budget_is_in_steps(corpus, cache, tmp_path):

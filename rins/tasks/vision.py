@@ -1,6 +1,6 @@
 """Trainer tasks for images: ``"siglip"`` (two-tower contrastive) and ``"vit"`` (the classifier control).
 
-Both follow :class:`rins.train.Task` and are registered on import. ``cfg.data.corpus`` names the data
+Both follow :class:`rins.tasks.Task` (the table :data:`rins.tasks.TASKS` names them). ``cfg.data.corpus`` names the data
 (``fashion-mnist``, ``emoji``, ``emoji:group``, or a local CSV/JSONL/folder/tar path, see
 :mod:`rins.vision_data`); ``cfg.data.cache_dir`` and ``cfg.data.val_fraction`` are used, the LM fields
 (``vocab_size``, ``seq_len``) are not.
@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import sample_depth
-from .siglip import SigLIP, SigLIPConfig, ViTClassifier, ViTConfig
-from .vision_data import ByteTokenizer, ImageTextData, augment_batch, load_vision_corpus
-from .zeroshot import class_embeddings, encode_images, encode_texts, retrieval_recall, zeroshot_accuracy
+from ..distributed import unwrap
+from ..siglip import SigLIP, SigLIPConfig, ViTClassifier, ViTConfig
+from ..vision_data import ByteTokenizer, ImageTextData, augment_batch, load_vision_corpus
+from ..zeroshot import class_embeddings, encode_images, encode_texts, retrieval_recall, zeroshot_accuracy
+from .base import default_depths, depth_label, drawn_rounds
 
 __all__ = ["SigLIPTask", "ViTClassifierTask", "VisionOptions"]
 
@@ -79,14 +80,6 @@ def _corpus_key(corpus: str) -> str:
 def _defaults(corpus: str) -> dict[str, int]:
     return _CORPUS_DEFAULTS.get(_corpus_key(corpus), {"image_size": 32, "channels": 3, "patch_size": 4,
                                                       "max_len": 64})
-
-
-def _core(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
-def _depth_label(r: int | None) -> str:
-    return "default" if r is None else str(r)
 
 
 class _VisionTask:
@@ -169,8 +162,8 @@ class _VisionTask:
 
     def eval_depths(self, model: nn.Module) -> list[int | None]:
         """1 … r_max + 1 for the recursed tower(s) (the largest r_max when both), else the single depth."""
-        rm = [r for r in self._tower_r_max(_core(model)) if r]
-        return [None] if not rm else list(range(1, max(rm) + 2))
+        rm = [r for r in self._tower_r_max(unwrap(model)) if r]
+        return default_depths(max(rm) if rm else None)
 
     def _tower_r_max(self, m: nn.Module) -> list[int | None]:
         raise NotImplementedError
@@ -230,24 +223,17 @@ class SigLIPTask(_VisionTask):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
         img, txt = model(batch["images"], batch["texts"], step=step)
-        return _core(model).pair_loss(img, txt, batch.get("groups"))
+        return unwrap(model).pair_loss(img, txt, batch.get("groups"))
 
     def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
         """Expected training FLOPs of one step (both towers per executed layer + the B×B similarity)."""
-        return _core(model).flops_per_example(training=True, expected=True, batch_size=batch_size) * batch_size
+        return unwrap(model).flops_per_example(training=True, expected=True, batch_size=batch_size) * batch_size
 
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
         """FLOPs executed at ``step`` with each tower's drawn depth."""
-        m = _core(model)
-        rs = []
-        for tower in (m.image, m.text):
-            c, r = tower.stack.cfg, None
-            if tower.r_max and c.p_skip > 0:
-                d = sample_depth(tower.r_max, c.p_skip, c.depth_seed, step, batch_size if c.per_sequence_depth
-                                 else None)
-                r = max(d) if isinstance(d, list) else d
-            rs.append(r)
-        return m.flops_per_example(rs[0], rs[1], training=True, batch_size=batch_size) * batch_size
+        m = unwrap(model)
+        ri, rt = (drawn_rounds(tower.stack, step, batch_size) for tower in (m.image, m.text))
+        return m.flops_per_example(ri, rt, training=True, batch_size=batch_size) * batch_size
 
     def _val_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if getattr(self, "_val_cache", None) is None:
@@ -269,7 +255,7 @@ class SigLIPTask(_VisionTask):
         """Validation loss, zero-shot top-1/top-5 and retrieval recall@1/5/10 at every depth in ``depths``
         (each applied to every recursed tower; None = the trained depth)."""
         self.prepare()
-        m = _core(model)
+        m = unwrap(model)
         was = m.training
         m.eval()
         dev = next(m.parameters()).device
@@ -283,7 +269,7 @@ class SigLIPTask(_VisionTask):
         for r in [*depths, *([None] if None not in depths else [])]:  # None: the trained depths (main)
             ri = r if m.image.r_max else None
             rt = r if m.text.r_max else None
-            key = _depth_label(r)
+            key = depth_label(r)
             tot, cnt = 0.0, 0
             for x, t in self._val_batches():
                 img, txt = m(x.to(dev), t.to(dev), ri, rt)
@@ -312,7 +298,7 @@ class SigLIPTask(_VisionTask):
 
 
 class ViTClassifierTask(_VisionTask):
-    """Supervised classification with :class:`ViTClassifier` (the control of docs/method.md §8)."""
+    """Supervised classification with :class:`ViTClassifier` (the control: the image tower alone, trained on labels)."""
 
     name = "vit"
 
@@ -354,21 +340,17 @@ class ViTClassifierTask(_VisionTask):
         return F.cross_entropy(model(batch["images"], step=step).float(), batch["labels"])
 
     def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
-        return _core(model).flops_per_example(training=True, expected=True, batch_size=batch_size) * batch_size
+        return unwrap(model).flops_per_example(training=True, expected=True, batch_size=batch_size) * batch_size
 
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
-        m = _core(model)
-        c, r = m.vit.stack.cfg, None
-        if m.r_max and c.p_skip > 0:
-            d = sample_depth(m.r_max, c.p_skip, c.depth_seed, step, batch_size if c.per_sequence_depth else None)
-            r = max(d) if isinstance(d, list) else d
-        return m.flops_per_example(r, training=True) * batch_size
+        m = unwrap(model)
+        return m.flops_per_example(drawn_rounds(m.vit.stack, step, batch_size), training=True) * batch_size
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
         """Validation cross-entropy and top-1 accuracy at every depth."""
         self.prepare()
-        m = _core(model)
+        m = unwrap(model)
         was = m.training
         m.eval()
         dev = next(m.parameters()).device
@@ -383,20 +365,9 @@ class ViTClassifierTask(_VisionTask):
                 y = torch.as_tensor(self.val_data.labels[idx]).to(dev)
                 tot += float(F.cross_entropy(logits, y, reduction="sum"))
                 hit += int((logits.argmax(-1) == y).sum())
-            loss[_depth_label(r)], acc[_depth_label(r)] = tot / n, hit / n
+            loss[depth_label(r)], acc[depth_label(r)] = tot / n, hit / n
         m.train(was)
         main = "default"
         strip = lambda d: {k: v for k, v in d.items() if k != "default"}  # noqa: E731
         return {"val_loss": loss[main], "val_loss_r": strip(loss), "val_acc": acc[main], "val_acc_r": strip(acc)}
 
-
-def _register() -> None:
-    try:
-        from .train import register_task
-    except ImportError:  # pragma: no cover - the trainer is optional for this module
-        return
-    register_task("siglip", SigLIPTask)
-    register_task("vit", ViTClassifierTask)
-
-
-_register()

@@ -1,0 +1,71 @@
+"""What the trainer needs from a kind of model + data (the :class:`Task` protocol), and helpers every task shares."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+__all__ = ["Task", "autocast", "default_depths", "depth_label", "drawn_rounds"]
+
+
+class Task(Protocol):
+    """A kind of model + data the trainer can run: built from ``(cfg, run_dir)`` (a :class:`rins.config.TrainConfig`
+    and the run directory, or None outside a run).
+
+    A task may also define ``realised_flops(model, step, batch_size)`` (the FLOPs executed at ``step``, e.g. at
+    the drawn depth of stochastic RINS; without it the trainer counts the expected ``flops_per_step``).
+    """
+
+    name: str
+
+    def __init__(self, cfg: Any, run_dir: Path | None) -> None: ...
+    def prepare(self) -> None:
+        """Load (download, tokenise, cache) the data; called once per process before :meth:`build_model`."""
+        ...
+    def build_model(self) -> nn.Module: ...
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Any:
+        """This rank's share (batch_size // world_size examples) of the global batch of ``step``."""
+        ...
+    def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor: ...
+    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
+        """Expected training FLOPs of one optimizer step (what a FLOPs budget is divided by)."""
+        ...
+    def units_per_step(self, batch_size: int) -> int:
+        """Tokens (LM) or examples (vision) per optimizer step (what a token budget is divided by)."""
+        ...
+    def eval_depths(self, model: nn.Module) -> list[int | None]: ...
+    def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
+        """``val_loss`` (at the trained depth), ``val_loss_r`` ({depth: loss}) and task-specific metrics."""
+        ...
+
+
+def default_depths(r_max: int | None) -> list[int | None]:
+    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth)."""
+    return [None] if not r_max else list(range(1, r_max + 2))
+
+
+def depth_label(r: int | None) -> str:
+    """The key of depth ``r`` in a task's per-depth results ("default": the trained depth)."""
+    return "default" if r is None else str(r)
+
+
+def autocast(cfg: Any, device: torch.device):
+    """The forward's autocast context for ``cfg.dtype`` ("float32": none, "bfloat16": bf16 autocast)."""
+    if cfg.dtype == "float32":
+        return contextlib.nullcontext()
+    if cfg.dtype != "bfloat16":
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {cfg.dtype!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def drawn_rounds(stack: Any, step: int, batch_size: int) -> int | None:
+    """Rounds a :class:`rins.model.RecursiveStack` executes at training ``step`` (the deepest drawn depth under
+    stochastic RINS, via :meth:`~rins.model.RecursiveStack.draw_depth`); None: its trained depth."""
+    if not (stack.r_max and stack.cfg.p_skip > 0):
+        return None
+    d = stack.draw_depth(step, batch_size)
+    return max(d) if isinstance(d, list) else d

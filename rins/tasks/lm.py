@@ -1,0 +1,131 @@
+"""The language-model task: next-token prediction on a tokenised corpus (:mod:`rins.data`)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..distributed import unwrap
+from ..model import LMConfig, RecursiveLM, StackConfig
+from .base import autocast, default_depths, depth_label, drawn_rounds
+
+__all__ = ["LMTask"]
+
+
+class LMTask:
+    """Next-token prediction on a tokenised corpus (:mod:`rins.data`); a :class:`rins.tasks.Task`."""
+
+    name = "lm"
+    base_model: dict[str, Any] | None = None  # set by --init: the initialising run's model config
+
+    def __init__(self, cfg: Any, run_dir: Path | None) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.bundle = None
+        self.train_ds = self.val_ds = None
+
+    def prepare(self) -> None:
+        """Tokenise (or load the cached tokens of) the corpus; copy the tokenizer into the run directory."""
+        from ..data import TokenDataset, prepare_data
+
+        d = self.cfg.data
+        self.bundle = prepare_data(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, self.cfg.seed,
+                                   tokenizer=d.tokenizer)
+        self.train_ds = TokenDataset(self.bundle.train_path, d.seq_len)
+        self.val_ds = TokenDataset(self.bundle.val_path, d.seq_len)
+        if self.run_dir is not None and not (self.run_dir / "tokenizer.json").exists():
+            shutil.copyfile(self.bundle.tokenizer_path, self.run_dir / "tokenizer.json")
+
+    def model_config(self) -> LMConfig:
+        """The LM config: ``cfg.model`` (vocab and length from the data), or with ``--init`` the initialising
+        run's architecture with this config's recursion fields (signature, p_skip, adapters, …) on top."""
+        m = dict(self.cfg.model)
+        if self.base_model:
+            recursion = {f.name for f in fields(StackConfig)}
+            m = dict(self.base_model)
+            for k, v in self.cfg.model.items():
+                if k in recursion:
+                    m[k] = v
+                elif m.get(k, v) != v:
+                    warnings.warn(f"--init: keeping the initialising model's {k}={m[k]!r} (config asks {v!r})",
+                                  stacklevel=2)
+        vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
+        m.setdefault("vocab_size", vocab)
+        m.setdefault("max_seq_len", self.cfg.data.seq_len)
+        m.setdefault("depth_seed", self.cfg.seed)
+        if m["vocab_size"] < vocab:
+            raise ValueError(f"model.vocab_size={m['vocab_size']} is smaller than the tokenizer's {vocab}")
+        if m["max_seq_len"] < self.cfg.data.seq_len:
+            raise ValueError(f"model.max_seq_len={m['max_seq_len']} < data.seq_len={self.cfg.data.seq_len}")
+        return LMConfig.from_dict(m)
+
+    def build_model(self) -> RecursiveLM:
+        return RecursiveLM(self.model_config())
+
+    def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        """This rank's contiguous share of the global batch of ``step`` (the global batch depends only on
+        (seed, step), so any world size and any grad_accum see the same examples)."""
+        x, y = self.train_ds.get_batch(step, batch_size, self.cfg.seed)
+        per = batch_size // world_size
+        return x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
+
+    def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
+        x, y = batch
+        if self.cfg.fused_loss:
+            return model(x, step=step, targets=y)
+        logits = model(x, step=step)
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
+        m = unwrap(model)
+        T = self.cfg.data.seq_len
+        return m.flops_per_token(T, training=True, expected=True, batch_size=batch_size) * batch_size * T
+
+    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
+        """FLOPs actually executed at ``step`` (the drawn depth for stochastic RINS)."""
+        m = unwrap(model)
+        T = self.cfg.data.seq_len
+        return m.flops_per_token(T, r=drawn_rounds(m.stack, step, batch_size), training=True) * batch_size * T
+
+    def units_per_step(self, batch_size: int) -> int:
+        return batch_size * self.cfg.data.seq_len
+
+    def eval_depths(self, model: nn.Module) -> list[int | None]:
+        return default_depths(unwrap(model).r_max)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
+        """Mean validation loss per token at every depth; ``val_bpb`` (bits per byte) at the trained depth."""
+        from ..data import bytes_per_token
+
+        m = unwrap(model)
+        was = m.training
+        m.eval()
+        dev = next(m.parameters()).device
+        losses: dict[str, float] = {}
+        bs = max(1, min(self.cfg.batch_size, 16))
+        for r in depths:
+            tot, n = 0.0, 0
+            for x, y in self.val_ds.iter_eval_batches(bs, self.cfg.eval_batches):
+                x, y = x.to(dev), y.to(dev)
+                with autocast(self.cfg, dev):
+                    tot += m(x, r=r, targets=y, reduction="sum").item()
+                n += y.numel()
+            losses[depth_label(r)] = tot / n
+        m.train(was)
+        main = losses.get("default", losses.get(str(m.r_max)) if m.r_max else None)
+        if main is None:
+            main = next(iter(losses.values()))
+        out: dict[str, Any] = {"val_loss": main, "val_loss_r": {k: v for k, v in losses.items() if k != "default"}}
+        meta = self.bundle.meta
+        if meta.get("val_bytes", 0) > 0 and meta.get("n_val_tokens", 0) > 0:
+            out["val_bpb"] = main / math.log(2) / bytes_per_token(self.bundle)
+        return out
