@@ -25,7 +25,10 @@ __all__ = [
     "TrainConfig",
     "PRESETS",
     "apply_overrides",
+    "deep_update",
     "load_config",
+    "preset_dict",
+    "read_toml",
 ]
 
 
@@ -540,11 +543,12 @@ def preset_dict(name: str) -> dict[str, Any]:
     return PRESETS[name]()
 
 
-def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``new`` merged in: nested tables merge key by key, every other value replaces."""
     out = copy.deepcopy(base)
     for k, v in new.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_update(out[k], v)
+            out[k] = deep_update(out[k], v)
         else:
             out[k] = v
     return out
@@ -581,7 +585,7 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
     for t in layers:
         if "budget" in t:
             d.pop("budget", None)
-        d = _deep_update(d, t)
+        d = deep_update(d, t)
     if overrides:
         if any(o.split("=", 1)[0].startswith("budget.") for o in overrides):
             d["budget"] = {}

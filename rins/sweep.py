@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, _deep_update, preset_dict, read_toml
+from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
 from .runs import is_complete, summary_path, write_run_summary
 
@@ -255,7 +255,7 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
     """
     base = dict(base)
     preset = base.pop("preset", None)
-    base_cfg = _deep_update(preset_dict(preset) if preset else {}, base)
+    base_cfg = deep_update(preset_dict(preset) if preset else {}, base)
     if "budget" in base:
         base_cfg["budget"] = dict(base["budget"])
     sizes = dict(sizes) or {"base": {}}
@@ -285,8 +285,8 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
             raise ValueError(f"[[grid]] {gname!r}: lr must be finite numbers > 0, got {g.get('lr')}")
         extra = g.get("set", {})
         for seed, size, budget in itertools.product(seeds, size_names, sorted(budgets)):
-            cfg0 = _deep_update(base_cfg, {"model": dict(sizes[size])})
-            cfg0 = _deep_update(cfg0, extra)
+            cfg0 = deep_update(base_cfg, {"model": dict(sizes[size])})
+            cfg0 = deep_update(cfg0, extra)
             n_layers = int(cfg0.get("model", {}).get("n_layers", 6))
             points: list[tuple[str, int]] = []
             for lay in layouts:
