@@ -1,14 +1,16 @@
-"""The ``rins`` command line: train, eval, generate, plan, flops, demo (+ sweep, fit, report, convert, export,
-lm-eval)."""
+"""The ``rins`` command line, the package's one parser tree: train, eval, generate, plan, flops and demo are
+defined here; sweep, fit, report, convert and export add their arguments from the module that runs them
+(``add_<verb>_arguments`` + ``cmd_<verb>``), and lm-eval hands its flags to lm-evaluation-harness."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["VERBS", "build_parser", "main", "run_verb"]
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -256,38 +258,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str, func: str, argv: list[str]) -> int:
-    import importlib
-
-    mod = importlib.import_module(f".{module}", __package__)
-    return int(getattr(mod, func)(argv) or 0)
+# ----------------------------------------------------------------------------------------------
+# The one parser tree: each verb's arguments are added when that verb is parsed or its help shown, so
+# `rins sweep ...` imports neither torch nor scipy just to build the parsers of the other verbs.
 
 
-DELEGATED = {
-    "sweep": ("sweep", "main_sweep", "run a grid of compute-matched runs from a TOML file"),
-    "fit": ("scaling", "main_fit", "fit scaling laws to run logs"),
-    "report": ("report", "main_report", "write a Markdown report with plots from runs"),
-    "convert": ("hf", "main_convert", "convert a Hugging Face causal LM into a rins run"),
-    "export": ("hf", "main_export", "export a rins run as a Hugging Face folder (trust_remote_code)"),
-    "lm-eval": ("lm_eval_adapter", "main_lm_eval", "lm-evaluation-harness's CLI with the rins model (r=DEPTH)"),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    ap = argparse.ArgumentParser(prog="rins", formatter_class=_HelpFormatter,
-                                 description="Recursive INference Scaling: train, evaluate and compare recursive "
-                                 "transformers at matched compute.",
-                                 epilog="`rins VERB --help` shows a verb's options.")
-    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="VERB")
-
-    def verb(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter,
-                              allow_abbrev=False)
-
-    p = verb("train", "train one run (compute-matched when the budget is in FLOPs)")
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "rins train [--preset NAME] [--config FILE] [--set KEY=VALUE] [--FIELD VALUE ...] [options]"
     g = p.add_argument_group("run control")
     g.add_argument("--no-resume", action="store_true", help="start over even if the run dir has checkpoints")
@@ -303,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = verb("eval", "held-out loss / perplexity / bits per byte at each inference depth r")
+
+def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory (holds config.json and checkpoints/)")
     p.add_argument("--r", default=None, help="comma-separated depths, e.g. 1,2,3 (default: 1 .. r_max+1)")
     p.add_argument("--data", default=None, metavar="SPEC",
@@ -318,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_eval)
 
-    p = verb("generate", "sample text from a trained run (streamed to the terminal)")
+
+def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory of an LM run")
     p.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue")
     p.add_argument("--r", type=int, default=None, help="recursion depth (default: the trained exponent)")
@@ -339,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_generate)
 
-    p = verb("plan", "compile a signature and show the executed layer order")
+
+def _add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("signature", help="e.g. AB, A^2B, rins(3), (AB)^2")
     p.add_argument("--layers", type=int, required=True, help="number of distinct layers (model.n_layers)")
     p.add_argument("--degree", type=int, default=1, help="nesting degree of the signature")
@@ -348,14 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
 
-    p = verb("flops", "FLOPs per token of a config (per executed layer) vs the plain model")
+
+def _add_flops_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "rins flops [--r DEPTHS] [--json] [--preset NAME] [--config FILE] [--set KEY=VALUE] [--FIELD VALUE ...]"
     p.add_argument("--r", default=None, help="comma-separated depths (default: the trained exponent)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     _add_config_args(p)
     p.set_defaults(func=cmd_flops)
 
-    p = verb("demo", "the main job: baseline vs RINS vs stochastic RINS at equal training FLOPs")
+
+def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder of the three runs and the report")
     p.add_argument("--budget", type=float, default=None, help="training FLOPs per run (default: the preset's)")
     p.add_argument("--preset", default=DEFAULT_PRESET, help="config preset of the three runs")
@@ -365,23 +346,105 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="retrain even if the runs exist")
     p.set_defaults(func=cmd_demo)
 
-    for name, (_, _, help_) in DELEGATED.items():
-        sp = sub.add_parser(name, help=help_, add_help=False)
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
+
+def _add_lm_eval_arguments(p: argparse.ArgumentParser) -> None:
+    # lm-eval parses its own flags (main() hands them over unparsed); this entry is only for `rins --help`
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+# verb: (one-line help, what adds the verb's arguments and its `func`: a function here or "module:function" of
+# the module that runs the verb); in `rins --help` order
+VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | str]] = {
+    "train": ("train one run (compute-matched when the budget is in FLOPs)", _add_train_arguments),
+    "eval": ("held-out loss / perplexity / bits per byte at each inference depth r", _add_eval_arguments),
+    "generate": ("sample text from a trained run (streamed to the terminal)", _add_generate_arguments),
+    "plan": ("compile a signature and show the executed layer order", _add_plan_arguments),
+    "flops": ("FLOPs per token of a config (per executed layer) vs the plain model", _add_flops_arguments),
+    "demo": ("the main job: baseline vs RINS vs stochastic RINS at equal training FLOPs", _add_demo_arguments),
+    "sweep": ("run a grid of compute-matched runs from a TOML file", "sweep:add_sweep_arguments"),
+    "fit": ("fit scaling laws to run logs", "scaling:add_fit_arguments"),
+    "report": ("write a Markdown report with plots from runs", "report:add_report_arguments"),
+    "convert": ("convert a Hugging Face causal LM into a rins run", "hf:add_convert_arguments"),
+    "export": ("export a rins run as a Hugging Face folder (trust_remote_code)", "hf:add_export_arguments"),
+    "lm-eval": ("lm-evaluation-harness's CLI with the rins model (r=DEPTH)", _add_lm_eval_arguments),
+}
+
+
+class _VerbParser(argparse.ArgumentParser):
+    """A verb's parser that adds its arguments (``populate``) the first time it parses or shows help."""
+
+    def __init__(self, *args, populate: Callable[[argparse.ArgumentParser], None] | str | None = None,
+                 **kw) -> None:
+        super().__init__(*args, **kw)
+        self._populate = populate
+
+    def _ensure_populated(self) -> None:
+        populate, self._populate = self._populate, None
+        if isinstance(populate, str):
+            import importlib
+
+            module, func = populate.split(":")
+            populate = getattr(importlib.import_module(f".{module}", __package__), func)
+        if populate is not None:
+            populate(self)
+
+    def parse_known_args(self, *args, **kw):
+        self._ensure_populated()
+        return super().parse_known_args(*args, **kw)
+
+    def format_usage(self) -> str:
+        self._ensure_populated()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._ensure_populated()
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rins`` parser: one sub-parser per verb of :data:`VERBS` (the only parser tree of the package)."""
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="rins", formatter_class=_HelpFormatter,
+                                 description="Recursive INference Scaling: train, evaluate and compare recursive "
+                                 "transformers at matched compute.",
+                                 epilog="`rins VERB --help` shows a verb's options.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="VERB", parser_class=_VerbParser)
+    for name, (help_, populate) in VERBS.items():
+        sub.add_parser(name, help=help_, description=help_, formatter_class=_HelpFormatter, allow_abbrev=False,
+                       add_help=name != "lm-eval", populate=populate)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``rins ARGV...``; returns the exit status (``--help`` and usage errors exit through argparse)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    delegated = DELEGATED.get(argv[0]) if argv else None
-    args = None if delegated else build_parser().parse_args(argv)
-    try:  # delegated commands (convert, export, ...) fail through the same one-line error
-        if delegated:
-            return _delegate(delegated[0], delegated[1], argv[1:])
+    try:  # every verb fails through the same one-line error
+        if argv[:1] == ["lm-eval"]:  # lm-eval's own command line, handed over as it is
+            from .lm_eval_adapter import main_lm_eval
+
+            return int(main_lm_eval(argv[1:]) or 0)
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def run_verb(verb: str, argv: Sequence[str] | None = None) -> int:
+    """``rins VERB ARGV...`` as a function that returns instead of exiting: ``--help`` gives 0, a usage error 2.
+
+    Behind the modules' ``main_*`` functions and ``python -m rins.sweep`` / ``rins.report`` / ``rins.scaling``;
+    ``argv=None`` reads ``sys.argv[1:]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return main([verb, *argv])
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 1
+        return int(e.code or 0)
 
 
 if __name__ == "__main__":

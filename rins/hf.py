@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import _unique_state, load_model, save_checkpoint
+from .checkpoint import load_model, save_checkpoint, tied_aliases, unique_state
 from .model import LMConfig, RecursiveLM
 from .plan import Plan
 
@@ -53,6 +53,10 @@ __all__ = [
     "export",
     "from_hf",
     "hf_architecture",
+    "add_convert_arguments",
+    "add_export_arguments",
+    "cmd_convert",
+    "cmd_export",
     "main_convert",
     "main_export",
     "save_run",
@@ -103,6 +107,13 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", torch.float32).clone()
 
 
+def _embeddings(model: Any, arch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The source's input embedding and LM head; records in ``arch`` whether they are tied."""
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    arch["tie_embeddings"] = bool(tied_aliases({"embed": emb, "head": head}))
+    return emb, head
+
+
 def _read_llama(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
     cfg = model.config
     inner = model.model
@@ -141,9 +152,7 @@ def _read_llama(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], li
         norm_eps=float(_cfg_get(cfg, "rms_norm_eps", default=1e-6)), mlp="swiglu", pos_embedding="rope",
         qkv_bias=qkv_bias, proj_bias=proj_bias,
     )
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
-    arch["tie_embeddings"] = bool(head.data_ptr() == emb.data_ptr())
+    emb, head = _embeddings(model, arch)
     glob = {"embed.weight": _f32(emb), "norm.weight": _f32(inner.norm.weight), "head.weight": _f32(head)}
 
     def lin(prefix: str, m: torch.nn.Module, bias: bool, out: dict[str, torch.Tensor]) -> None:
@@ -179,9 +188,7 @@ def _read_gpt2(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], lis
         d_ff=_cfg_get(cfg, "n_inner", default=4 * d), max_seq_len=cfg.n_positions, norm="layernorm",
         norm_eps=float(cfg.layer_norm_epsilon), mlp="gelu", pos_embedding="learned", qkv_bias=True, proj_bias=True,
     )
-    emb = model.get_input_embeddings().weight
-    head = model.get_output_embeddings().weight
-    arch["tie_embeddings"] = bool(head.data_ptr() == emb.data_ptr())
+    emb, head = _embeddings(model, arch)
     glob = {"embed.weight": _f32(emb), "pos.weight": _f32(tr.wpe.weight), "norm.weight": _f32(tr.ln_f.weight),
             "norm.bias": _f32(tr.ln_f.bias), "head.weight": _f32(head)}
     layers = []
@@ -472,23 +479,26 @@ def save_run(model: RecursiveLM, run_dir: str | Path, name: str | None = None,
     return run
 
 
-def main_convert(argv: Sequence[str] | None = None) -> int:
+def add_convert_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rins convert`` (on the sub-parser :mod:`rins.cli` builds), run by :func:`cmd_convert`."""
+    p.description = "Convert a transformers causal LM to a rins run dir"
+    p.add_argument("hf_dir", help="local folder of a Llama/Qwen2/Mistral/GPT-2 checkpoint")
+    p.add_argument("--signature", default="A^2B", help="recursion signature of the new model")
+    p.add_argument("--degree", type=int, default=1, help="nesting degree of the signature (docs/method.md §2)")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--init", choices=INITS, default="first",
+                   help="how a shared layer is built from the source layers of its applications (when --layers "
+                   "is below the source depth): the first one, their average, or the average plus fitted "
+                   "per-round adapters")
+    p.add_argument("--layers", type=int, default=None,
+                   help="distinct layers of the new model (default: the source's)")
+    p.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (default: full d×d)")
+    p.add_argument("--name", default=None, help="run name recorded in config.json (default: the --out folder name)")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(a: argparse.Namespace) -> int:
     """``rins convert HF_DIR --signature A^2B --out RUN_DIR [--init first|average|relaxed] [--layers N]``."""
-    ap = argparse.ArgumentParser(prog="rins convert", description="Convert a transformers causal LM to a rins run dir",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("hf_dir", help="local folder of a Llama/Qwen2/Mistral/GPT-2 checkpoint")
-    ap.add_argument("--signature", default="A^2B", help="recursion signature of the new model")
-    ap.add_argument("--degree", type=int, default=1, help="nesting degree of the signature (docs/method.md §2)")
-    ap.add_argument("--out", required=True, help="run directory to write")
-    ap.add_argument("--init", choices=INITS, default="first",
-                    help="how a shared layer is built from the source layers of its applications (when --layers "
-                    "is below the source depth): the first one, their average, or the average plus fitted "
-                    "per-round adapters")
-    ap.add_argument("--layers", type=int, default=None,
-                    help="distinct layers of the new model (not given: the source's)")
-    ap.add_argument("--adapter-rank", type=int, default=None, help="rank of the relaxed adapters (not given: full d×d)")
-    ap.add_argument("--name", default=None, help="run name recorded in config.json (not given: the --out folder name)")
-    a = ap.parse_args(argv)
     src = Path(a.hf_dir)
     if not (src / "config.json").is_file():
         raise ConversionError(f"{src} is not a local transformers model folder (no config.json)")
@@ -575,20 +585,38 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
     (out / "config.json").write_text(json.dumps(conf, indent=1))
     (out / "generation_config.json").write_text(json.dumps(
         {k: v for k, v in ids.items() if k != "unk_token_id"}, indent=1))
-    state = _unique_state(model)
+    state = unique_state(model)
     save_file({k: v.float() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
     return out
 
 
-def main_export(argv: Sequence[str] | None = None) -> int:
+def add_export_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rins export`` (on the sub-parser :mod:`rins.cli` builds), run by :func:`cmd_export`."""
+    p.description = "Export a rins run dir as a transformers folder"
+    p.add_argument("run_dir", help="a run directory (rins train or rins convert)")
+    p.add_argument("--out", required=True, help="folder to write (loads with trust_remote_code=True)")
+    p.add_argument("--r", type=int, default=None,
+                   help="default inference depth, config.rins_r (default: the trained exponent)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (default: RUN_DIR/tokenizer.json)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(a: argparse.Namespace) -> int:
     """``rins export RUN_DIR --out HF_DIR [--r R]``."""
-    ap = argparse.ArgumentParser(prog="rins export", description="Export a rins run dir as a transformers folder",
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("run_dir", help="a run directory (rins train or rins convert)")
-    ap.add_argument("--out", required=True, help="folder to write (loads with trust_remote_code=True)")
-    ap.add_argument("--r", type=int, default=None, help="default inference depth (config.rins_r)")
-    ap.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (not given: RUN_DIR/tokenizer.json)")
-    a = ap.parse_args(argv)
     out = export(a.run_dir, a.out, a.r, a.tokenizer)
     print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
     return 0
+
+
+def main_convert(argv: Sequence[str] | None = None) -> int:
+    """``rins convert ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status."""
+    from .cli import run_verb
+
+    return run_verb("convert", argv)
+
+
+def main_export(argv: Sequence[str] | None = None) -> int:
+    """``rins export ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status."""
+    from .cli import run_verb
+
+    return run_verb("export", argv)

@@ -33,7 +33,8 @@ from typing import Any
 
 from .runs import SUMMARY_FORMAT, read_json, read_log
 
-__all__ = ["RunInfo", "family", "load_runs", "build_report", "main_report", "format_table", "plot_curves"]
+__all__ = ["RunInfo", "family", "load_runs", "build_report", "add_report_arguments", "cmd_report", "main_report",
+           "format_table", "plot_curves"]
 
 CLAIMS = {
     "claim1": "1. RINS beats AB, RAO and middle at equal FLOPs",
@@ -934,19 +935,21 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def main_report(argv: list[str] | None = None) -> int:
-    """``rins report RUNS_OR_SWEEP_DIR... --out DIR [--x flops|tokens] [--margin M] [--n-boot N]``."""
-    ap = argparse.ArgumentParser(prog="rins report", description="Markdown report with plots and verdicts from runs.")
-    ap.add_argument("paths", nargs="+", help="run directories or folders of run directories (a sweep out_dir)")
-    ap.add_argument("--out", required=True, help="output folder for report.md, report.json and PNGs")
-    ap.add_argument("--x", choices=("flops", "tokens"), default="flops", help="abscissa of curves and fits")
-    ap.add_argument("--margin", type=float, default=0.01, help="loss differences ≤ this (nats) are ties")
-    ap.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the fits")
-    ap.add_argument("--title", default="RINS study report")
-    try:
-        a = ap.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rins report`` (on the sub-parser :mod:`rins.cli` builds), run by :func:`cmd_report`."""
+    p.description = "Markdown report with plots and verdicts from runs."
+    p.add_argument("paths", nargs="+", help="run directories or folders of run directories (a sweep out_dir)")
+    p.add_argument("--out", required=True, help="output folder for report.md, report.json and PNGs")
+    p.add_argument("--x", choices=("flops", "tokens"), default="flops", help="abscissa of curves and fits")
+    p.add_argument("--margin", type=float, default=0.01, help="loss differences ≤ this (nats) are ties")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the fits")
+    p.add_argument("--title", default="RINS study report", help="the report's heading")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """``rins report RUNS_OR_SWEEP_DIR... --out DIR [--x flops|tokens] [--margin M] [--n-boot N]``: 0 when the
+    report was written, 2 when there was nothing to report (message on stderr)."""
     try:
         res = build_report(a.paths, a.out, a.x, a.margin, a.n_boot, a.title)
     except (ValueError, FileNotFoundError) as e:
@@ -954,6 +957,13 @@ def main_report(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {Path(res['out']) / 'report.md'} ({len(res['data']['runs'])} runs)")
     return 0
+
+
+def main_report(argv: list[str] | None = None) -> int:
+    """``rins report ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status (see :func:`cmd_report`)."""
+    from .cli import run_verb
+
+    return run_verb("report", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

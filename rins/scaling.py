@@ -52,6 +52,8 @@ __all__ = [
     "fit_runs",
     "load_curve",
     "m4_loss",
+    "add_fit_arguments",
+    "cmd_fit",
     "main_fit",
 ]
 
@@ -812,35 +814,28 @@ def _table(rows: list[dict[str, Any]], form: str) -> str:
     return "\n".join(out)
 
 
-def main_fit(argv: list[str] | None = None) -> int:
+def add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rins fit`` (on the sub-parser :mod:`rins.cli` builds), run by :func:`cmd_fit`."""
+    p.description = "Fit scaling laws (power or M4) to the eval curves of trained runs (docs/method.md §7)."
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories containing log.jsonl")
+    p.add_argument("--form", choices=FORMS, default="power", help="functional form")
+    p.add_argument("--x", choices=("flops", "tokens"), default="flops", help="abscissa")
+    p.add_argument("--r", type=int, default=None, help="fit val_loss_r[R] instead of val_loss")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.add_argument("--eps0", type=float, default=None, help="M4 random-guess loss, ln(vocab_size)")
+    p.add_argument("--extrapolate", type=float, default=None, metavar="F",
+                   help="also fit on the first fraction F of points and report error on the rest")
+    p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (0 = no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.set_defaults(func=cmd_fit)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
     """``rins fit RUNS... [--form power|m4] [--x flops|tokens] [--r R] [--json] [--eps0 E]
     [--extrapolate F]``: fit each run's eval curve and print a table (or JSON rows).
 
     Returns 0 on success, 2 on a usage error or a run that cannot be loaded or fitted (message on stderr).
     """
-    parser = argparse.ArgumentParser(
-        prog="rins fit",
-        description="Fit scaling laws (power or M4) to the eval curves of trained runs (docs/method.md §7).",
-    )
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories containing log.jsonl")
-    parser.add_argument("--form", choices=FORMS, default="power", help="functional form (default power)")
-    parser.add_argument("--x", choices=("flops", "tokens"), default="flops", help="abscissa (default flops)")
-    parser.add_argument("--r", type=int, default=None, help="fit val_loss_r[R] instead of val_loss")
-    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    parser.add_argument("--eps0", type=float, default=None, help="M4 random-guess loss, ln(vocab_size)")
-    parser.add_argument(
-        "--extrapolate",
-        type=float,
-        default=None,
-        metavar="F",
-        help="also fit on the first fraction F of points and report error on the rest",
-    )
-    parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (0 = no CIs)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # --help (0) or a usage error (2): return, don't exit
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
     if args.form == "m4" and args.eps0 is None:
         print("rins fit: error: --form m4 needs --eps0 (ln(vocab_size), e.g. 10.825)", file=sys.stderr)
         return 2
@@ -861,6 +856,13 @@ def main_fit(argv: list[str] | None = None) -> int:
     else:
         print(_table(rows, args.form))
     return 0
+
+
+def main_fit(argv: list[str] | None = None) -> int:
+    """``rins fit ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status (see :func:`cmd_fit`)."""
+    from .cli import run_verb
+
+    return run_verb("fit", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

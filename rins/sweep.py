@@ -72,7 +72,7 @@ from .plan import SignatureError, compile_plan, enumerate_variants, resolve_sign
 from .runs import is_complete, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
-           "dry_run_table", "run_sweep", "main_sweep"]
+           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "main_sweep"]
 
 GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr"}
 SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches", "order"}
@@ -373,8 +373,8 @@ _HELD: set[str] = set()  # lock files this process holds (run_lock is re-entrant
 
 
 def _held() -> set[str]:
-    """The process's one set of held locks, also when this file runs as ``__main__`` (``python -m rins.sweep``
-    workers), where ``rins.sweep`` imported by ``train()`` is a second module object."""
+    """The process's one set of held locks, also when this file runs as ``__main__`` (``python -m rins.sweep``),
+    where ``rins.sweep`` imported by the command line and by ``train()`` is a second module object."""
     import importlib
 
     return importlib.import_module("rins.sweep")._HELD
@@ -544,7 +544,7 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
                          eval_batches=sweep.eval_batches)
     else:
         names = [r.name for r in runs]
-        cmd = [sys.executable, "-m", "rins.sweep", str(sweep.path), "--out-dir", str(sweep.out_dir),
+        cmd = [sys.executable, "-m", "rins.cli", "sweep", str(sweep.path), "--out-dir", str(sweep.out_dir),
                "--worker", "--threads", str(sweep.threads)]
         for n in names:
             cmd += ["--only", n]
@@ -567,29 +567,30 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
     return res
 
 
-def main_sweep(argv: list[str] | None = None) -> int:
+def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``rins sweep`` (on the sub-parser :mod:`rins.cli` builds), run by :func:`cmd_sweep`."""
+    p.description = "Run a grid of compute-matched runs (TOML)."
+    p.add_argument("sweep", help="sweep TOML file ([base], [sizes.*], [[grid]])")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="only runs whose name or grid matches this glob (or contains it); repeatable")
+    p.add_argument("--dry-run", action="store_true", help="print the grid with params/steps/tokens; train nothing")
+    p.add_argument("--procs", type=int, default=None, help="worker processes (default [sweep] procs or 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (0: torch default)")
+    p.add_argument("--gpus", default=None, help="comma-separated GPU ids; worker k uses gpus[k %% n], e.g. 0,1,2,3")
+    p.add_argument("--out-dir", default=None, help="parent folder of the runs (default [sweep] out_dir)")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print JSON rows")
+    p.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
     """``rins sweep SWEEP.toml [--only PATTERN]... [--dry-run] [--procs N] [--gpus IDS] [--out-dir DIR]
     [--threads T]``.
 
     Returns 0 when every selected run is complete, 1 when some failed, 2 on a usage/config error.
     """
-    ap = argparse.ArgumentParser(prog="rins sweep", description="Run a grid of compute-matched runs (TOML).")
-    ap.add_argument("sweep", help="sweep TOML file ([base], [sizes.*], [[grid]])")
-    ap.add_argument("--only", action="append", default=[], metavar="PATTERN",
-                    help="only runs whose name or grid matches this glob (or contains it); repeatable")
-    ap.add_argument("--dry-run", action="store_true", help="print the grid with params/steps/tokens; train nothing")
-    ap.add_argument("--procs", type=int, default=None, help="worker processes (default [sweep] procs or 1)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads per worker (0: torch default)")
-    ap.add_argument("--gpus", default=None, help="comma-separated GPU ids; worker k uses gpus[k %% n], e.g. 0,1,2,3")
-    ap.add_argument("--out-dir", default=None, help="parent folder of the runs (default [sweep] out_dir)")
-    ap.add_argument("--json", action="store_true", help="with --dry-run: print JSON rows")
-    ap.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
-    try:
-        a = ap.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
     try:
         sw = load_sweep(a.sweep, a.out_dir)
     except (ValueError, FileNotFoundError, SignatureError) as e:
@@ -614,6 +615,13 @@ def main_sweep(argv: list[str] | None = None) -> int:
     res = run_sweep(sw, runs, a.procs, quiet=not a.verbose, gpus=gpus)
     return 1 if res["failed"] or not all(is_complete(r.run_dir) or _summarised(r, sw.results_dir)
                                          for r in runs) else 0
+
+
+def main_sweep(argv: list[str] | None = None) -> int:
+    """``rins sweep ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status (see :func:`cmd_sweep`)."""
+    from .cli import run_verb
+
+    return run_verb("sweep", argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -171,7 +171,7 @@ def test_a_second_train_on_a_live_run_dir_stops_at_once(corpus, cache, tmp_path,
 def test_convert_and_export_help_explain_every_flag(capsys):
     from rins.cli import main as cli
 
-    for verb, flags in (("convert", ("--init", "--degree", "--layers", "--name")), ("export", ("--out", "--r"))):
+    for verb, flags in (("convert", ("--init", "--degree", "--layers", "--name")), ("export", ("--r", "--tokenizer"))):
         with pytest.raises(SystemExit) as e:
             cli([verb, "--help"])
         assert e.value.code == 0
@@ -180,3 +180,39 @@ def test_convert_and_export_help_explain_every_flag(capsys):
         for flag in flags:
             line = out[out.index(flag + " "):].split("\n  -")[0]
             assert "(default:" in line, (verb, flag, line)
+
+
+# ----------------------------------------------------------------------------------------------
+# One parser tree
+
+
+def test_only_the_cli_builds_an_argument_parser():
+    """Every verb is a sub-parser of `rins`: no other module of the package constructs an ArgumentParser."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "rins").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name == "ArgumentParser":
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found and all(f.startswith("rins/cli.py:") for f in found), found
+
+
+def test_every_verb_has_help_and_the_old_entry_points_delegate_to_the_tree(capsys):
+    from rins.cli import VERBS, run_verb
+    from rins.scaling import main_fit
+
+    top = help_of()
+    for verb, (summary, _) in VERBS.items():
+        assert re.search(rf"^\s+{re.escape(verb)}\s+{re.escape(summary)}$", top, re.M), verb
+        if verb != "lm-eval":  # lm-eval shows lm-eval's own help
+            assert help_of(verb).startswith(f"usage: rins {verb}"), verb
+    assert main_fit(["--help"]) == 0 and capsys.readouterr().out.startswith("usage: rins fit")
+    assert run_verb("report", []) == 2 and "required" in capsys.readouterr().err  # a usage error returns 2
+    for module in ("rins.sweep", "rins.report", "rins.scaling"):
+        res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120)
+        assert res.returncode == 0 and res.stdout.startswith("usage: rins "), (module, res.stderr[-500:])
