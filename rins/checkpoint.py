@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ __all__ = [
     "load_state_into",
     "restore_optimizer",
     "save_checkpoint",
+    "tied_aliases",
+    "unique_state",
 ]
 
 
@@ -67,17 +70,37 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """State dict with tied tensors kept once (the first name wins), contiguous, on CPU."""
-    out: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for k, v in model.state_dict().items():
-        key = v.data_ptr() if v.numel() else id(v)
-        if key in seen:
-            continue
-        seen.add(key)
-        out[k] = v.detach().to("cpu").contiguous()
+def tied_aliases(tensors: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{name: earlier name it is tied to}`` for every tensor that is, or shares the memory of, an earlier
+    one (e.g. an LM head tied to the input embedding).
+
+    A module is read through ``state_dict(keep_vars=True)``, which lists a tied parameter under each of its
+    names. Checkpoints store each tied tensor once, under its first name, and loads accept the others
+    absent. Tensor subclasses (FSDP2's DTensor) are compared by identity only.
+    """
+    if isinstance(tensors, torch.nn.Module):
+        tensors = tensors.state_dict(keep_vars=True)
+    first: dict[tuple[str, int], str] = {}
+    out: dict[str, str] = {}
+    for name, t in tensors.items():
+        keys = [("id", id(t))]
+        # a tensor subclass (DTensor) may report one shared or null pointer for every tensor
+        if type(t) in (torch.Tensor, torch.nn.Parameter) and t.numel() and t.device.type != "meta" and t.data_ptr():
+            keys.append(("ptr", t.data_ptr()))
+        hit = next((first[k] for k in keys if k in first), None)
+        if hit is not None:
+            out[name] = hit
+        else:
+            first.update((k, name) for k in keys)
     return out
+
+
+def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """State dict with tied tensors kept once (the first name wins), contiguous, on CPU: what
+    ``model.safetensors`` holds."""
+    state = model.state_dict(keep_vars=True)
+    alias = tied_aliases(state)
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items() if k not in alias}
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -124,7 +147,7 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_file(_unique_state(model), str(tmp / "model.safetensors"))
+    save_file(unique_state(model), str(tmp / "model.safetensors"))
     full_meta: dict[str, Any] = {"step": step, **(meta or {})}
     if hasattr(model, "config") and hasattr(model.config, "to_dict"):
         full_meta.setdefault("model_config", model.config.to_dict())
@@ -318,7 +341,9 @@ def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], so
     Names starting with a prefix in ``allow_missing`` may be absent and keep their initial values (e.g.
     zero-initialised adapters added when continuing from a model trained without them)."""
     own = model.state_dict()
-    tied = {k for k in own if k not in weights and _is_tied_alias(model, k, weights)}
+    root = {k: k for k in own} | tied_aliases(model)
+    stored = {root[k] for k in weights if k in root}
+    tied = {k for k in own if k not in weights and root[k] in stored}  # another name of the tensor was saved
     missing = [k for k in own if k not in weights and k not in tied and not k.startswith(allow_missing)]
     unexpected = [k for k in weights if k not in own]
     shape_bad = [f"{k}: {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
@@ -338,12 +363,6 @@ def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], so
         raise CheckpointError(f"{source} holds non-finite (NaN/inf) values in {len(bad)} tensor(s), e.g. "
                               f"{bad[:3]}; it is unusable: delete it to fall back to the previous checkpoint")
     model.load_state_dict(weights, strict=False)
-
-
-def _is_tied_alias(model: torch.nn.Module, key: str, weights: dict[str, torch.Tensor]) -> bool:
-    own = model.state_dict()
-    ptr = own[key].data_ptr()
-    return any(k in weights and k != key and own[k].data_ptr() == ptr for k in own)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", verify: bool = True):

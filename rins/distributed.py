@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import _unflatten_optimizer, check_optimizer_state, restore_optimizer, save_checkpoint
+from .checkpoint import _unflatten_optimizer, check_optimizer_state, restore_optimizer, save_checkpoint, tied_aliases
 from .config import TrainConfig
 
 __all__ = ["DistContext", "launch_train", "run_distributed", "unwrap", "shard_model", "init_from_env"]
@@ -89,17 +89,6 @@ def _optimizer_order(core: nn.Module, optimizer: torch.optim.Optimizer) -> list[
                 raise RuntimeError("optimizer holds a parameter that is not in the model")
             out.append(names[id(p)])
     return out
-
-
-def _tied_aliases(core: nn.Module) -> set[str]:
-    """Names of parameters that alias an earlier one (e.g. a tied LM head)."""
-    seen: set[int] = set()
-    alias: set[str] = set()
-    for n, p in core.named_parameters(remove_duplicate=False):
-        if id(p) in seen:
-            alias.add(n)
-        seen.add(id(p))
-    return alias
 
 
 def optimizer_fqn_to_index(osd: dict[str, Any], order: list[str]) -> dict[str, Any]:
@@ -236,7 +225,7 @@ class DistContext:
         if self.rank != 0:
             return {}, None
         core = unwrap(model)
-        alias = _tied_aliases(core)
+        alias = tied_aliases(core)
         msd = {k: v for k, v in msd.items() if k not in alias}
         if osd is not None:
             osd = optimizer_fqn_to_index(osd, _optimizer_order(core, optimizer))
