@@ -51,6 +51,7 @@ __all__ = [
     "restore_optimizer",
     "save_checkpoint",
     "tied_aliases",
+    "unflatten_optimizer",
     "unique_state",
 ]
 
@@ -116,7 +117,9 @@ def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``optimizer.state_dict()`` saved by :func:`save_checkpoint`, from ``optimizer.safetensors``'s
+    tensors and ``meta.json``'s ``optimizer`` entry (not yet checked against an optimizer)."""
     state: dict[int, dict[str, Any]] = {}
     for name, t in tensors.items():
         if not name.startswith("state."):
@@ -421,7 +424,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, opt_tensors: dict[str, t
     if "optimizer" not in meta:
         raise CheckpointError("checkpoint has no optimizer state")
     try:
-        sd = _unflatten_optimizer(opt_tensors, meta["optimizer"])
+        sd = unflatten_optimizer(opt_tensors, meta["optimizer"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"checkpoint optimizer state is malformed ({e}); the checkpoint is corrupt, "
                               "delete it") from e

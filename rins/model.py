@@ -27,6 +27,7 @@ __all__ = [
     "StackConfig",
     "StackedModel",
     "Block",
+    "ForwardContext",
     "KVCache",
     "init_weights",
     "sample_depth",
@@ -340,7 +341,7 @@ class Attention(nn.Module):
         self.o = nn.Linear(self.n_heads * self.hd, d, bias=cfg.proj_bias)
         self.causal = causal
 
-    def forward(self, x: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: ForwardContext, app: int) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.n_heads, self.hd).transpose(1, 2)
         shared = ctx.share_from.get(app)
@@ -410,7 +411,7 @@ class Block(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, h: torch.Tensor, ctx: _Ctx, app: int) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, ctx: ForwardContext, app: int) -> torch.Tensor:
         h = h + self.attn(self.norm1(h), ctx, app)
         return h + self.mlp(self.norm2(h))
 
@@ -420,8 +421,9 @@ class Block(nn.Module):
 
 
 @dataclass
-class _Ctx:
-    """Per-forward state handed to every block application."""
+class ForwardContext:
+    """Per-forward state handed to every block application: RoPE tables, the attention mask, the KV cache and
+    the K/V shared between applications (``kv_share``)."""
 
     cos: torch.Tensor | None = None
     sin: torch.Tensor | None = None
@@ -517,7 +519,7 @@ class RecursiveStack(nn.Module):
         first = plan.first_application()
         return {i: f for i, f in enumerate(first) if f != i}
 
-    def forward(self, h: torch.Tensor, ctx: _Ctx, r: int | None = None, seq_depth: list[int] | None = None
+    def forward(self, h: torch.Tensor, ctx: ForwardContext, r: int | None = None, seq_depth: list[int] | None = None
                 ) -> torch.Tensor:
         plan = self.plan(r)
         ctx.share_from = self.share_map(plan)
@@ -683,7 +685,7 @@ class RecursiveLM(StackedModel, nn.Module):
 
     # -- forward --------------------------------------------------------------------------------
     def _context(self, B: int, T: int, device, dtype, attention_mask, position_ids, cache: KVCache | None
-                 ) -> tuple[_Ctx, torch.Tensor]:
+                 ) -> tuple[ForwardContext, torch.Tensor]:
         past = cache.length if cache is not None else 0
         mask = None
         if attention_mask is not None:
@@ -706,7 +708,7 @@ class RecursiveLM(StackedModel, nn.Module):
             position_ids = torch.arange(past, past + T, device=device)[None]
         if int(position_ids.max()) >= self.config.max_seq_len and self.pos is not None:
             raise ValueError(f"position {int(position_ids.max())} >= max_seq_len={self.config.max_seq_len}")
-        ctx = _Ctx(mask=mask, cache=cache)
+        ctx = ForwardContext(mask=mask, cache=cache)
         if self.config.pos_embedding == "rope":
             ctx.cos, ctx.sin = rope_tables(position_ids, self.config.head_dim, self.config.rope_theta, dtype)
         return ctx, position_ids

@@ -34,11 +34,11 @@ from torch.utils.checkpoint import checkpoint
 from .model import (
     MLP,
     Block,
+    ForwardContext,
     LMConfig,
     RecursiveStack,
     StackConfig,
     StackedModel,
-    _Ctx,
     from_checked_dict,
     init_weights,
     make_norm,
@@ -231,7 +231,7 @@ class _Tower(nn.Module):
 
     def _encode(self, h: torch.Tensor, r: int | None, step: int | None) -> torch.Tensor:
         rr, seq_depth = self.stack.resolve_r(r, step, h.shape[0])
-        return self.norm(self.stack(h, _Ctx(), rr, seq_depth))
+        return self.norm(self.stack(h, ForwardContext(), rr, seq_depth))
 
 
 class ViT(_Tower):

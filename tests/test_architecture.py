@@ -87,3 +87,51 @@ def test_tasks_never_import_the_trainer():
                 mod = node.module or ""
                 assert not (mod in ("train", "rins.train") or mod.endswith(".train")
                             or (node.level and not mod and any(a.name == "train" for a in node.names))), path
+
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def private_imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    """Private names (``_x``, not dunders) that ``module``'s source takes from other rins modules: by an
+    import anywhere in the file, or as ``mod._x`` on a name bound to a rins module."""
+    known = {_module_name(p) for p in PKG.rglob("*.py")}
+    package = module if is_package else module.rpartition(".")[0]
+    private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+    found, modules = [], set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.split(".")[0] != "rins":
+                continue
+            for a in node.names:
+                if private(a.name):
+                    found.append(f"{module}: from {mod} import {a.name}")
+                elif f"{mod}.{a.name}" in known:
+                    modules.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names if a.name.split(".")[0] == "rins")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and private(node.attr)):
+            found.append(f"{module}:{node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """A ``_name`` is its module's own business: a helper another module needs is public or moves to it.
+    rins/hf_export is exported as a standalone package and not checked."""
+    assert private_imports("from .data import _fetch, load\nfrom . import model\nmodel._x", "rins.vision_data") \
+        == ["rins.vision_data: from rins.data import _fetch", "rins.vision_data:3: model._x"]
+    assert private_imports("from ..plan import _p", "rins.tasks.lm") == ["rins.tasks.lm: from rins.plan import _p"]
+    found = [f for path in PKG.rglob("*.py") if "hf_export" not in path.parts
+             for f in private_imports(path.read_text(), _module_name(path), path.name == "__init__.py")]
+    assert not found, found

@@ -251,7 +251,7 @@ def test_mix_skips_unavailable_debian_parts(tmp_path, monkeypatch):
     def no_apt(package, cache_dir):
         raise D.CorpusUnavailableError(f"{package}: apt-get not found")
 
-    monkeypatch.setattr(D, "_fetch_deb", no_apt)
+    monkeypatch.setattr(D, "fetch_deb", no_apt)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         docs = load_corpus("mix", tmp_path)
@@ -494,7 +494,7 @@ def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
         (root / ".complete").write_text(f"{package}_1.0_all.deb")
         return root
 
-    monkeypatch.setattr(D, "_fetch_deb", fake_fetch)
+    monkeypatch.setattr(D, "fetch_deb", fake_fetch)
     memo = tmp_path / "corpora" / "debian"
     memo.mkdir(parents=True)
     (memo / "linux-doc.resolved").write_text("linux-doc-6.1\n")
@@ -522,7 +522,7 @@ def test_fetch_never_runs_apt_get_update(tmp_path, monkeypatch):
     monkeypatch.setattr(D.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(D.subprocess, "run", fake_run)
     with pytest.raises(D.CorpusUnavailableError, match="run `apt-get update` once"):
-        D._fetch_deb("nope", tmp_path)
+        D.fetch_deb("nope", tmp_path)
     assert calls == [["apt-get", "download", "nope"]]
 
 
