@@ -122,15 +122,20 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _run_train_config(run_dir: Path):
+    """The :class:`~rins.config.TrainConfig` a run directory was trained with."""
+    from .config import TrainConfig
+    from .runs import run_config
+
+    return TrainConfig.from_dict(run_config(run_dir))
+
+
 def _load_run(run_dir: str, task=None, verify: bool = True):
     """(config, model in eval mode) of a run directory; non-LM tasks rebuild the model via their task."""
     from .checkpoint import load_checkpoint, load_model, load_state_into
-    from .config import TrainConfig
 
     rd = Path(run_dir)
-    if not (rd / "config.json").is_file():
-        raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
-    cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
+    cfg = _run_train_config(rd)
     if cfg.task == "lm":
         return cfg, load_model(rd, verify=verify)
     weights, _, _ = load_checkpoint(rd, verify=verify)
@@ -152,14 +157,11 @@ def _parse_rs(text: str | None) -> list[int | None] | None:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .config import TrainConfig
     from .evaluation import evaluate_run, format_results
-    from .train import get_task
+    from .tasks import get_task
 
     rd = Path(a.run_dir)
-    if not (rd / "config.json").is_file():
-        raise SystemExit(f"error: {rd} is not a run directory (no config.json)")
-    cfg = TrainConfig.from_dict(json.loads((rd / "config.json").read_text()))
+    cfg = _run_train_config(rd)
     if a.batches is not None and a.batches < 0:
         raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
     if cfg.task == "lm":

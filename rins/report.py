@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .runs import SUMMARY_FORMAT, read_json, read_log
+from .runs import RunRecord, find_runs, read_run
 
 __all__ = ["RunInfo", "family", "load_runs", "build_report", "add_report_arguments", "cmd_report", "main_report",
            "format_table", "plot_curves"]
@@ -251,83 +251,50 @@ def _size_label(model: dict[str, Any]) -> str:
     return f"L{get('n_layers')}-d{get('d_model')}"
 
 
-def _start_record(rd: Path) -> dict[str, Any]:
-    """The ``{"event": "start"}`` record of a run's log (params, steps), or ``{}``."""
-    return (read_log(rd, "start") or [{}])[0]
-
-
-def _run_info(cfg: dict[str, Any], summ: dict[str, Any], where: Path, curve: list[dict[str, Any]],
-              start_rec: dict[str, Any] | None = None) -> RunInfo | None:
-    """A :class:`RunInfo` from a run's config and summary (a run directory's or a committed summary's)."""
+def _run_info(rec: RunRecord) -> RunInfo | None:
+    """A :class:`RunInfo` from a run's record (a run directory's or a committed summary's); ``None`` for a run
+    of another task than the language model."""
     from .plan import resolve_signature
 
+    cfg, summ, start_rec = rec.config, rec.summary, rec.start
     if cfg.get("task", "lm") != "lm":
         return None
-    start_rec = start_rec or {}
     model = cfg.get("model", {})
     steps = int(summ.get("steps", start_rec.get("steps", 0)))
     optim = cfg.get("optim", {})
-    info = RunInfo(
-        name=str(cfg.get("name", where.name)), run_dir=where, signature=str(model.get("signature", "AB")),
+    return RunInfo(
+        name=str(cfg.get("name", rec.path.name)), run_dir=rec.path,
+        signature=resolve_signature(str(model.get("signature", "AB"))),
         degree=int(model.get("degree", 1)), p_skip=float(model.get("p_skip", 0.0)),
         adapters=str(model.get("adapters", "none")), size=_size_label(model),
         budget=(cfg.get("budget") or {}).get("flops"), seed=int(cfg.get("seed", 0)),
-        n_layers=int(model.get("n_layers", 6)), complete=bool(summ.get("complete", "format" in summ)),
+        n_layers=int(model.get("n_layers", 6)), complete=rec.complete,
         params=int(summ.get("params", start_rec.get("params", 0))), steps=steps, tokens=int(summ.get("tokens", 0)),
         flops=float(summ.get("flops", 0.0)), val_loss=float(summ.get("val_loss", math.nan) or math.nan),
         val_loss_r={str(k): float(v) for k, v in (summ.get("val_loss_r") or {}).items()},
         warmup_steps=int(round(float(optim.get("warmup_frac", 0.05)) * steps)),
         vocab_size=int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0))),
-        curve=curve, lr=float(optim.get("lr", math.nan)), lr_scan=bool(summ.get("lr_scan", False)),
+        curve=rec.curve, lr=float(optim.get("lr", math.nan)), lr_scan=bool(summ.get("lr_scan", False)),
         non_embedding_params=int(summ.get("non_embedding_params") or 0),
         val_bpb=float(summ.get("val_bpb", math.nan) or math.nan), evals=dict(summ.get("evals") or {}),
     )
-    info.signature = resolve_signature(info.signature)
-    return info
-
-
-def _read_run(rd: Path) -> RunInfo | None:
-    cfg = read_json(rd / "config.json")
-    if not cfg:
-        return None
-    return _run_info(cfg, read_json(rd / "summary.json"), rd, read_log(rd), _start_record(rd))
-
-
-def _read_summary(path: Path) -> RunInfo | None:
-    s = read_json(path)
-    if s.get("format") != SUMMARY_FORMAT:
-        return None
-    return _run_info(s.get("config", {}), s, path, list(s.get("curve") or []))
 
 
 def load_runs(paths: list[str | Path]) -> tuple[list[RunInfo], list[str]]:
-    """Runs found under ``paths``: run directories, committed run summaries (``<run>.json`` written by
-    ``rins sweep`` into its ``results_dir``), or folders of either. Also returns the incomplete run
-    directories that were left out. A run found both ways is taken once (its summary wins)."""
+    """Runs found under ``paths`` (:func:`rins.runs.find_runs`): run directories, committed run summaries
+    (``<run>.json`` written by ``rins sweep`` into its ``results_dir``), or folders of either. Also returns the
+    incomplete run directories that were left out. A run found both ways is taken once (its summary wins)."""
     runs: dict[str, RunInfo] = {}
     skipped: list[str] = []
-    seen: set[Path] = set()
-    for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
-        if p.is_file():
-            cands = [p]
-        elif (p / "config.json").is_file():
-            cands = [p]
-        else:
-            cands = sorted(q for q in p.iterdir() if (q / "config.json").is_file() or
-                           (q.suffix == ".json" and q.is_file()))
-        for c in cands:
-            if c.resolve() in seen:
-                continue
-            seen.add(c.resolve())
-            info = _read_summary(c) if c.is_file() else _read_run(c)
-            if info is None:
-                continue
-            if not info.complete:
-                skipped.append(str(c))
-            elif info.name not in runs or c.is_file():
-                runs[info.name] = info
+    for path in find_runs(paths):
+        rec = read_run(path)
+        info = _run_info(rec) if rec is not None else None
+        if info is None:
+            continue
+        if not info.complete:
+            skipped.append(str(path))
+        elif info.name not in runs or rec.is_summary:
+            runs[info.name] = info
     return list(runs.values()), skipped
 
 

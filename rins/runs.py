@@ -7,7 +7,9 @@ bits per byte, the held-out learning curve, extra evaluations), meant to be comm
 as a study goes (``results/<study>/<run>.json``). ``rins sweep`` writes them and skips runs whose summary
 exists; ``rins report`` builds tables, fits and plots from summaries alone.
 
-This module imports neither torch nor the trainer (parameter counts come from the run's own records).
+This module is the one reader of run directories: logs (:func:`read_log`, :func:`start_record`), configs
+(:func:`run_config`), completeness, and the runs and summaries under folders (:func:`find_runs`,
+:func:`read_run`). It imports neither torch nor the trainer (parameter counts come from the run's own records).
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SUMMARY_FORMAT", "read_log", "read_json", "is_complete", "run_summary", "write_run_summary",
-           "load_summary", "summary_path", "atomic_write_json"]
+__all__ = ["SUMMARY_FORMAT", "RunRecord", "read_log", "log_path", "start_record", "read_json", "run_config",
+           "is_complete", "find_runs", "read_run", "run_summary", "write_run_summary", "load_summary", "summary_path",
+           "atomic_write_json"]
 
 SUMMARY_FORMAT = "rins-run-summary/1"
 MAX_TRAIN_POINTS = 120  # the train-loss curve is thinned to at most this many points
@@ -37,18 +43,36 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-def read_log(run_dir: str | Path, event: str = "eval") -> list[dict[str, Any]]:
-    """Records of one kind from ``RUN_DIR/log.jsonl``, one per step (the last record of a step wins, for
-    resumed runs), in step order. A torn last line of a killed run is skipped."""
-    path = Path(run_dir) / "log.jsonl"
+def run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The config (``config.json``, a ``TrainConfig`` as a dict) of a run directory; ``FileNotFoundError`` when
+    ``run_dir`` is not one."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def log_path(run_dir: str | Path) -> Path:
+    """``RUN_DIR/log.jsonl``, or ``run_dir`` itself when it is a file (a log given directly)."""
+    p = Path(run_dir)
+    return p if p.is_file() else p / "log.jsonl"
+
+
+def read_log(run_dir: str | Path, event: str = "eval", warn_malformed: bool = False) -> list[dict[str, Any]]:
+    """Records of one kind from ``RUN_DIR/log.jsonl`` (or a log file given directly), one per step (the last
+    record of a step wins, for resumed runs), in step order; ``[]`` without a log. Lines that are not JSON
+    (a torn last line of a killed run) are skipped, with a warning when ``warn_malformed``."""
+    path = log_path(run_dir)
     by_step: dict[int, dict[str, Any]] = {}
     first: dict[str, Any] | None = None
+    bad = 0
     if path.exists():
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
+                    bad += line.strip() != ""
                     continue
                 if not isinstance(rec, dict) or rec.get("event") != event:
                     continue
@@ -56,9 +80,16 @@ def read_log(run_dir: str | Path, event: str = "eval") -> list[dict[str, Any]]:
                     by_step[int(rec["step"])] = rec
                 elif first is None:
                     first = rec
+    if bad and warn_malformed:
+        warnings.warn(f"{path}: skipped {bad} malformed line(s)", stacklevel=2)
     if event == "start":
         return [first] if first is not None else [by_step[k] for k in sorted(by_step)][:1]
     return [by_step[k] for k in sorted(by_step)]
+
+
+def start_record(run_dir: str | Path) -> dict[str, Any]:
+    """The ``{"event": "start"}`` record of a run's log (parameters, planned steps, FLOPs per step), or ``{}``."""
+    return (read_log(run_dir, "start") or [{}])[0]
 
 
 def is_complete(run_dir: str | Path) -> bool:
@@ -107,7 +138,7 @@ def run_summary(run_dir: str | Path, extra: dict[str, Any] | None = None) -> dic
     if not summ.get("complete"):
         raise ValueError(f"{rd} is not a complete run (no summary.json with complete=true); finish it first")
     cfg = read_json(rd / "config.json")
-    start = (read_log(rd, "start") or [{}])[0]
+    start = start_record(rd)
     model = cfg.get("model", {})
     d_model = int(model.get("d_model", 0))
     vocab = int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0)))
@@ -180,3 +211,70 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     if s.get("format") != SUMMARY_FORMAT:
         raise ValueError(f"{path} is not a rins run summary (format {s.get('format')!r}, expected {SUMMARY_FORMAT!r})")
     return s
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding and reading runs: run directories and committed summaries alike
+
+
+@dataclass
+class RunRecord:
+    """What one run left behind, read alike from a run directory and from a committed run summary.
+
+    Attributes:
+        path: the run directory or the summary file.
+        config: the run's config (a ``TrainConfig`` as a dict).
+        summary: the run directory's ``summary.json`` (``{}`` before the run ends), or the run summary itself.
+        curve: held-out eval records (step, tokens, flops, val_loss, ...) in step order.
+        start: the log's start record (parameters, planned steps); ``{}`` for a run summary.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    start: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_summary(self) -> bool:
+        """Read from a committed run summary (complete by construction), not a run directory."""
+        return self.path.is_file()
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.summary.get("complete", self.is_summary))
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories and run-summary files named by ``paths`` or directly inside them (a sweep's ``out_dir``
+    or ``results_dir``), each once, in the order given (sorted within a folder). ``FileNotFoundError`` for a
+    path that does not exist."""
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        if p.is_file() or (p / "config.json").is_file():
+            cands = [p]
+        else:
+            cands = sorted(q for q in p.iterdir() if (q / "config.json").is_file() or
+                           (q.suffix == ".json" and q.is_file()))
+        for c in cands:
+            if c.resolve() not in seen:
+                seen.add(c.resolve())
+                found.append(c)
+    return found
+
+
+def read_run(path: str | Path) -> RunRecord | None:
+    """The :class:`RunRecord` of a run directory or a run-summary file; ``None`` when ``path`` is neither."""
+    p = Path(path)
+    if p.is_file():
+        s = read_json(p)
+        if s.get("format") != SUMMARY_FORMAT:
+            return None
+        return RunRecord(p, dict(s.get("config") or {}), s, list(s.get("curve") or []))
+    cfg = read_json(p / "config.json")
+    if not cfg:
+        return None
+    return RunRecord(p, cfg, read_json(p / "summary.json"), read_log(p), start_record(p))

@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq, least_squares
 from scipy.special import expit
+
+from .runs import log_path, read_json, read_log
 
 __all__ = [
     "FORMS",
@@ -643,18 +644,8 @@ def extrapolation_error(
 # Run directories
 
 
-def _log_path(run_dir: str | Path) -> Path:
-    p = Path(run_dir)
-    if p.is_file():
-        return p
-    log = p / "log.jsonl"
-    if not log.is_file():
-        raise FileNotFoundError(f"no log.jsonl in {p}; pass a run directory written by the trainer")
-    return log
-
-
 def load_curve(run_dir: str | Path, x: str = "flops", r: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read the eval curve ``(x, val_loss)`` from ``RUN_DIR/log.jsonl``, sorted by x.
+    """Read the eval curve ``(x, val_loss)`` from ``RUN_DIR/log.jsonl`` (:func:`rins.runs.read_log`), sorted by x.
 
     ``x`` is ``"flops"`` or ``"tokens"``; ``r=None`` reads ``val_loss``, else ``val_loss_r[str(r)]``
     (the loss at inference depth r). Non-eval records, records at ``x = 0`` (step 0) and malformed lines
@@ -664,69 +655,46 @@ def load_curve(run_dir: str | Path, x: str = "flops", r: int | None = None) -> t
     """
     if x not in ("flops", "tokens"):
         raise ValueError(f"x must be 'flops' or 'tokens', got {x!r}")
-    log = _log_path(run_dir)
-    by_key: dict[Any, tuple[float, float]] = {}
-    n_eval, bad_lines, seen_r = 0, 0, set()
-    with log.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                bad_lines += 1
-                continue
-            if not isinstance(rec, dict) or rec.get("event") != "eval":
-                continue
-            n_eval += 1
-            if x not in rec:
-                raise ValueError(f"{log}:{lineno}: eval record has no {x!r} field; try --x tokens/flops")
-            xv = float(rec[x])
-            if xv == 0:
-                continue
-            if r is None:
-                if "val_loss" not in rec:
-                    raise ValueError(f"{log}:{lineno}: eval record has no 'val_loss' field")
-                lv = rec["val_loss"]
-            else:
-                per_r = rec.get("val_loss_r") or {}
-                seen_r.update(per_r)
-                if str(r) not in per_r:
-                    continue
-                lv = per_r[str(r)]
-            key = rec.get("step", xv)
-            by_key.pop(key, None)  # re-insert so the last record wins
-            by_key[key] = (xv, math.nan if lv is None else float(lv))
-    if bad_lines:
-        warnings.warn(f"{log}: skipped {bad_lines} malformed line(s)", stacklevel=2)
-    if n_eval == 0:
+    log = log_path(run_dir)
+    if not log.is_file():
+        raise FileNotFoundError(f"no log.jsonl in {run_dir}; pass a run directory written by the trainer")
+    evals = read_log(log, "eval", warn_malformed=True)
+    if not evals:
         raise ValueError(f"{log} has no eval records ({{'event': 'eval', ...}}); did the run reach an eval?")
-    if not by_key:
+    pts, seen_r = [], set()
+    for rec in evals:
+        if x not in rec:
+            raise ValueError(f"{log}: the eval record of step {rec['step']} has no {x!r} field; try --x tokens/flops")
+        if float(rec[x]) == 0:
+            continue
+        if r is None:
+            if "val_loss" not in rec:
+                raise ValueError(f"{log}: the eval record of step {rec['step']} has no 'val_loss' field")
+            lv = rec["val_loss"]
+        else:
+            per_r = rec.get("val_loss_r") or {}
+            seen_r.update(per_r)
+            if str(r) not in per_r:
+                continue
+            lv = per_r[str(r)]
+        pts.append((float(rec[x]), math.nan if lv is None else float(lv)))
+    if not pts:
         if r is not None:
             avail = sorted(seen_r, key=lambda s: (len(s), s))
             raise ValueError(f"{log}: no eval record has val_loss_r[{str(r)!r}]; available r: {avail}")
         raise ValueError(f"{log}: only step-0 (x = 0) eval records; nothing to fit yet")
-    pts = np.array(sorted(by_key.values(), key=lambda t: t[0]), dtype=float)
-    return pts[:, 0], pts[:, 1]
+    arr = np.array(sorted(pts, key=lambda t: t[0]), dtype=float)
+    return arr[:, 0], arr[:, 1]
 
 
 def _run_meta(run_dir: str | Path) -> tuple[str, str | None]:
+    """(run name, signature) from the run's ``config.json``: the name defaults to the folder's."""
     p = Path(run_dir)
     d = p.parent if p.is_file() else p
-    name, sig = d.name, None
-    cfg = d / "config.json"
-    if cfg.is_file():
-        try:
-            data = json.loads(cfg.read_text())
-        except json.JSONDecodeError:
-            data = {}
-        if isinstance(data, dict):
-            name = str(data.get("name") or name)
-            model = data.get("model")
-            if isinstance(model, dict) and model.get("signature") is not None:
-                sig = str(model["signature"])
-    return name, sig
+    cfg = read_json(d / "config.json")
+    model = cfg.get("model")
+    sig = model.get("signature") if isinstance(model, dict) else None
+    return str(cfg.get("name") or d.name), (str(sig) if sig is not None else None)
 
 
 def fit_runs(

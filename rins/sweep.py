@@ -406,7 +406,8 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
     """
     import torch
 
-    from .train import get_task, plan_steps
+    from .tasks import get_task
+    from .train import plan_steps
 
     cfg = spec.train_config()
     task = get_task(cfg, None)
