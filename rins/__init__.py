@@ -17,7 +17,7 @@ from typing import Any
 
 # the plan is pure Python: always loaded; everything that needs torch is loaded on first use, so that
 # `import rins.scaling` / `rins.report` / `rins.plan` work without torch
-from .plan import PRESETS, Plan, SignatureError, compile_plan, enumerate_variants, parse_signature, preset
+from .plan import SIGNATURE_PRESETS, Plan, SignatureError, compile_plan, enumerate_variants, parse_signature, preset
 
 __version__ = "0.1.0"
 
@@ -25,7 +25,7 @@ __all__ = [
     "KVCache",
     "TrainConfig",
     "LMConfig",
-    "PRESETS",
+    "SIGNATURE_PRESETS",
     "Plan",
     "RecursiveLM",
     "RecursiveStack",

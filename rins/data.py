@@ -1051,21 +1051,21 @@ class TokenDataset:
         chunk = torch.from_numpy(self.data[idx].astype(np.int64))
         return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
-    def get_batch(self, step: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows for a training step: int64 ``(x, y)`` of shape ``(batch_size, seq_len)``.
+    def get_batch(self, step: int, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch of a training step: random windows, int64 ``(x, y)`` of shape
+        ``(batch_size, seq_len)``, ``y`` being ``x`` shifted left by one token.
 
-        Window starts come from ``np.random.default_rng([seed, step, rank])``, so a batch depends only on
-        (seed, step, rank): a resumed run replays it and every data-parallel rank draws its own stream.
-        ``y`` is ``x`` shifted left by one token.
+        Window starts come from ``np.random.default_rng([seed, step, 0])``, so the batch depends only on
+        (seed, step): a resumed run replays it, and data-parallel ranks each take a contiguous slice of it
+        (:meth:`rins.tasks.lm.LMTask.train_batch`), so every world size and ``grad_accum`` trains on the
+        same examples.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         if step < 0 or seed < 0:
             raise ValueError(f"step and seed must be >= 0, got step={step}, seed={seed}")
-        rng = np.random.default_rng([seed, step, rank])
+        # the trailing 0 was a rank (each rank once drew its own windows); kept so that batches stay the same
+        rng = np.random.default_rng([seed, step, 0])
         starts = rng.integers(0, len(self) - self.seq_len, size=batch_size)
         return self._windows(starts)
 

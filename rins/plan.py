@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "parse_signature",
     "preset",
     "resolve_signature",
-    "PRESETS",
+    "SIGNATURE_PRESETS",
     "MAX_APPLICATIONS",
     "MAX_DEGREE",
     "MAX_EXPONENT",
@@ -167,7 +167,8 @@ def parse_signature(text: str) -> Signature:
 # ----------------------------------------------------------------------------------------------
 # Presets
 
-PRESETS: dict[str, str] = {
+# named signatures, ``name(x)`` taking the exponent x (not the training-config presets of rins.config.PRESETS)
+SIGNATURE_PRESETS: dict[str, str] = {
     "baseline": "AB",
     "rins(r)": "A^rB",
     "rao(r)": "(AB)^r",
@@ -184,20 +185,15 @@ def preset(name: str, r: int | None = None) -> str:
     k = 2 if r is None else int(r)
     if k < 1:
         raise SignatureError(f"preset {name!r}: r must be >= 1, got {k}")
-    table = {
-        "baseline": "AB",
-        "rins": f"A^{k}B",
-        "rao": f"(AB)^{k}",
-        "middle": f"AB^{k}C",
-        "cycle": f"(ABC)^{k}",
-        "sequence": "AABBCC",
-        "cycle_rev": "ABCCBA",
-    }
-    if name not in table:
-        raise SignatureError(f"unknown preset {name!r}; known presets: {', '.join(table)}")
-    if r is not None and name in ("baseline", "sequence", "cycle_rev"):
-        raise SignatureError(f"preset {name!r} takes no r")
-    return table[name]
+    entries = {key.partition("(")[0]: (key, sig) for key, sig in SIGNATURE_PRESETS.items()}
+    if name not in entries:
+        raise SignatureError(f"unknown preset {name!r}; known presets: {', '.join(entries)}")
+    key, sig = entries[name]
+    if "(" not in key:
+        if r is not None:
+            raise SignatureError(f"preset {name!r} takes no r")
+        return sig
+    return sig.replace("^" + key[-2], f"^{k}")  # "rins(r)": "A^rB" -> "A^3B"
 
 
 _PRESET_RE = re.compile(r"^([a-z_]+)(?:\((\d*)\))?$")
@@ -241,7 +237,6 @@ class Plan:
     rounds: tuple[int, ...]
     round_ends: tuple[int, ...]
     block_bounds: tuple[tuple[int, int], ...]
-    occurrence: tuple[int, ...] = field(default=())
 
     @property
     def n_applications(self) -> int:
@@ -404,11 +399,6 @@ def _compile_cached(
 
     emit(sig.items, 0, n_layers, 1, -1, block_sizes)
     top_bounds = tuple(_split(0, n_layers, sig.n_blocks, block_sizes, "top level"))
-    seen: dict[int, int] = {}
-    occurrence = []
-    for lay in layers:
-        occurrence.append(seen.get(lay, 0))
-        seen[lay] = occurrence[-1] + 1
     return Plan(
         signature=sig.text,
         n_layers=n_layers,
@@ -418,7 +408,6 @@ def _compile_cached(
         rounds=tuple(rounds),
         round_ends=tuple(round_ends),
         block_bounds=top_bounds,
-        occurrence=tuple(occurrence),
     )
 
 
