@@ -53,6 +53,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -933,6 +934,46 @@ def _clean_stale_temps(folder: Path) -> None:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def _bundle_tokenizer(train_docs: Sequence[Document], vocab_size: int, seed: int, tokenizer: str | Path | None,
+                      out: Path) -> tuple[Tokenizer, int]:
+    """The bundle's tokenizer, written to ``out``, and its end-of-document id: trained on the training split,
+    or the given ``tokenizer.json`` copied as it is."""
+    if tokenizer is None:
+        tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES, seed), vocab_size, out)
+        return tok, tok.token_to_id(EOD_TOKEN)
+    tok = load_tokenizer(tokenizer)
+    if tok.get_vocab_size() > 65535:
+        raise ValueError(f"tokenizer {tokenizer} has {tok.get_vocab_size()} tokens; token files are uint16 "
+                         "(at most 65535): use a smaller vocabulary")
+    shutil.copyfile(tokenizer, out)
+    eod_id = next((i for t in (EOD_TOKEN, "</s>", "<eos>", "<|end_of_text|>")
+                   if (i := tok.token_to_id(t)) is not None), None)
+    if eod_id is None:
+        raise ValueError(f"tokenizer {tokenizer} has no end-of-document token ({EOD_TOKEN}, </s>, <eos>); "
+                         "add one to it")
+    return tok, eod_id
+
+
+def _split_stats(n_docs: int, train_docs: Sequence[Document], val_docs: Sequence[Document], n_train: int,
+                 n_val: int) -> dict[str, Any]:
+    """The documents, tokens and bytes of both splits, as ``meta.json`` records them."""
+    train_bytes = sum(len(d.text.encode("utf-8")) for d in train_docs)
+    val_bytes = sum(len(d.text.encode("utf-8")) for d in val_docs)
+    return {
+        "n_docs": n_docs,
+        "n_train_docs": len(train_docs),
+        "n_val_docs": len(val_docs),
+        "n_train_tokens": n_train,
+        "n_val_tokens": n_val,
+        "train_bytes": train_bytes,
+        "val_bytes": val_bytes,
+        "bytes_per_token_train": train_bytes / max(1, n_train),
+        "bytes_per_token_val": val_bytes / max(1, n_val),
+        "train_docs": [d.name for d in train_docs],
+        "val_docs": [d.name for d in val_docs],
+    }
+
+
 def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/rins", vocab_size: int = 8192,
                  val_fraction: float = 0.1, seed: int = 0, tokenizer: str | Path | None = None) -> DataBundle:
     """Load, split, tokenize and cache a corpus; return the :class:`DataBundle`.
@@ -963,25 +1004,9 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
     _clean_stale_temps(final.parent)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{os.getpid()}-{digest}-"))
     try:
-        if tokenizer is None:
-            tok = train_tokenizer(_tokenizer_texts(train_docs, TOKENIZER_TRAIN_MAX_BYTES, seed), vocab_size,
-                                  tmp / "tokenizer.json")
-            eod_id = tok.token_to_id(EOD_TOKEN)
-        else:
-            tok = load_tokenizer(tokenizer)
-            if tok.get_vocab_size() > 65535:
-                raise ValueError(f"tokenizer {tokenizer} has {tok.get_vocab_size()} tokens; token files are uint16 "
-                                 "(at most 65535): use a smaller vocabulary")
-            shutil.copyfile(tokenizer, tmp / "tokenizer.json")
-            eod_id = next((i for t in (EOD_TOKEN, "</s>", "<eos>", "<|end_of_text|>")
-                           if (i := tok.token_to_id(t)) is not None), None)
-            if eod_id is None:
-                raise ValueError(f"tokenizer {tokenizer} has no end-of-document token ({EOD_TOKEN}, </s>, <eos>); "
-                                 "add one to it")
+        tok, eod_id = _bundle_tokenizer(train_docs, vocab_size, seed, tokenizer, tmp / "tokenizer.json")
         n_train = _write_tokens(tok, train_docs, tmp / "train.bin", eod_id)
         n_val = _write_tokens(tok, val_docs, tmp / "val.bin", eod_id)
-        train_bytes = sum(len(d.text.encode("utf-8")) for d in train_docs)
-        val_bytes = sum(len(d.text.encode("utf-8")) for d in val_docs)
         meta = {
             "corpus": corpus,
             "cache_key": ident,
@@ -992,17 +1017,7 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
             "dtype": "uint16",
             "val_fraction": val_fraction,
             "seed": seed,
-            "n_docs": len(docs),
-            "n_train_docs": len(train_docs),
-            "n_val_docs": len(val_docs),
-            "n_train_tokens": n_train,
-            "n_val_tokens": n_val,
-            "train_bytes": train_bytes,
-            "val_bytes": val_bytes,
-            "bytes_per_token_train": train_bytes / max(1, n_train),
-            "bytes_per_token_val": val_bytes / max(1, n_val),
-            "train_docs": [d.name for d in train_docs],
-            "val_docs": [d.name for d in val_docs],
+            **_split_stats(len(docs), train_docs, val_docs, n_train, n_val),
             "prepare_seconds": round(time.perf_counter() - t0, 3),
             "format": FORMAT_VERSION,
         }

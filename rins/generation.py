@@ -31,65 +31,80 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    stops = [s for s in stop if s]
     ids = tokenizer.encode(prompt).ids
     if not ids:
         raise ValueError("the prompt encodes to no tokens; give a non-empty prompt")
     ctx_len = model.config.max_seq_len
-    if not sliding_window and len(ids) >= ctx_len:
-        raise ValueError(f"the prompt has {len(ids)} tokens, the model's context is max_seq_len={ctx_len}; shorten "
-                         "the prompt or generate with a sliding window (--sliding-window)")
-    if len(ids) + max_new_tokens > ctx_len:
-        if not sliding_window:
-            n = ctx_len - len(ids)
-            if on_note is not None:
-                on_note(f"--max-new-tokens {max_new_tokens} capped to {n} (prompt {len(ids)} + new tokens <= "
-                        f"max_seq_len={ctx_len}; --sliding-window goes on past it)")
-            max_new_tokens = n
-        elif on_note is not None:
-            on_note(f"prompt ({len(ids)} tokens) + {max_new_tokens} new tokens exceed the model's context "
-                    f"max_seq_len={ctx_len}: generating with a sliding window over the newest tokens")
+    max_new_tokens = _fit_to_context(len(ids), max_new_tokens, ctx_len, sliding_window, on_note)
     gen = torch.Generator().manual_seed(seed)
-    new: list[int] = []
-    shown = 0  # characters of the new text passed to on_text
-    text = ""
-    hold = max((len(s) for s in stops), default=1) - 1
-    base = tokenizer.decode(ids)
-
-    def emit(final: bool) -> bool:
-        """Decode the new tokens, stream what is safe to show; True when a stop string has appeared."""
-        nonlocal shown, text
-        # decoded with the prompt, so that word-level tokenizers put their separator between the two
-        whole = tokenizer.decode(ids + new)
-        text = whole[len(base):] if whole.startswith(base) else tokenizer.decode(new)
-        hit = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-        if hit >= 0:
-            text = text[:hit]
-        # an incomplete multi-byte character decodes to U+FFFD: wait for its remaining bytes
-        end = len(text) if (final or hit >= 0) else max(shown, len(text.rstrip("\ufffd")) - hold)
-        if on_text is not None and end > shown:
-            on_text(text[shown:end])
-            shown = end
-        return hit >= 0
-
-    stopped = False
-
-    def step(tok: torch.Tensor) -> bool:
-        nonlocal stopped
-        new.append(int(tok[0]))
-        stopped = emit(False)
-        return stopped
-
+    out = _StopStream(tokenizer, ids, [s for s in stop if s], on_text)
     context = ids
-    while len(new) < max_new_tokens and not stopped:
+    while len(out.new) < max_new_tokens and not out.stopped:
         # a sliding window: keep the newest tokens, leaving a quarter of the context free to generate into
         if len(context) >= ctx_len:
             context = context[-max(1, ctx_len - max(1, ctx_len // 4)):]
-        n = min(max_new_tokens - len(new), ctx_len - len(context))
-        before = len(new)
+        n = min(max_new_tokens - len(out.new), ctx_len - len(context))
+        before = len(out.new)
         model.generate(torch.tensor([context]), n, r=r, temperature=temperature, top_k=top_k, top_p=top_p,
-                       repetition_penalty=repetition_penalty, generator=gen, callback=step)
-        context = context + new[before:]
-    if not stopped:
-        emit(True)
-    return text
+                       repetition_penalty=repetition_penalty, generator=gen, callback=out.push)
+        context = context + out.new[before:]
+    if not out.stopped:
+        out.emit(final=True)
+    return out.text
+
+
+def _fit_to_context(n_prompt: int, max_new_tokens: int, ctx_len: int, sliding_window: bool,
+                    on_note: Callable[[str], None] | None) -> int:
+    """How many tokens to generate after a prompt of ``n_prompt`` tokens in a context of ``ctx_len``."""
+    if not sliding_window and n_prompt >= ctx_len:
+        raise ValueError(f"the prompt has {n_prompt} tokens, the model's context is max_seq_len={ctx_len}; shorten "
+                         "the prompt or generate with a sliding window (--sliding-window)")
+    if n_prompt + max_new_tokens <= ctx_len:
+        return max_new_tokens
+    if sliding_window:
+        if on_note is not None:
+            on_note(f"prompt ({n_prompt} tokens) + {max_new_tokens} new tokens exceed the model's context "
+                    f"max_seq_len={ctx_len}: generating with a sliding window over the newest tokens")
+        return max_new_tokens
+    n = ctx_len - n_prompt
+    if on_note is not None:
+        on_note(f"--max-new-tokens {max_new_tokens} capped to {n} (prompt {n_prompt} + new tokens <= "
+                f"max_seq_len={ctx_len}; --sliding-window goes on past it)")
+    return n
+
+
+class _StopStream:
+    """The new tokens after a prompt, decoded, cut before the first stop string and streamed to ``on_text``
+    as far as is safe (text that could still become a stop string, or an incomplete character, waits)."""
+
+    def __init__(self, tokenizer: Any, ids: list[int], stops: list[str],
+                 on_text: Callable[[str], None] | None) -> None:
+        self.tokenizer, self.ids, self.stops, self.on_text = tokenizer, ids, stops, on_text
+        self.new: list[int] = []
+        self.text = ""
+        self.shown = 0  # characters of the new text passed to on_text
+        self.stopped = False
+        self.hold = max((len(s) for s in stops), default=1) - 1
+        self.base = tokenizer.decode(ids)
+
+    def push(self, tok: torch.Tensor) -> bool:
+        """The sampler's per-step callback: record the token; True (stop) once a stop string appeared."""
+        self.new.append(int(tok[0]))
+        self.stopped = self.emit(final=False)
+        return self.stopped
+
+    def emit(self, final: bool) -> bool:
+        """Decode the new tokens, stream what is safe to show; True when a stop string has appeared."""
+        # decoded with the prompt, so that word-level tokenizers put their separator between the two
+        whole = self.tokenizer.decode(self.ids + self.new)
+        text = whole[len(self.base):] if whole.startswith(self.base) else self.tokenizer.decode(self.new)
+        hit = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if hit >= 0:
+            text = text[:hit]
+        self.text = text
+        # an incomplete multi-byte character decodes to U+FFFD: wait for its remaining bytes
+        end = len(text) if (final or hit >= 0) else max(self.shown, len(text.rstrip("\ufffd")) - self.hold)
+        if self.on_text is not None and end > self.shown:
+            self.on_text(text[self.shown:end])
+            self.shown = end
+        return hit >= 0

@@ -91,77 +91,91 @@ def parse_signature(text: str) -> Signature:
         raise SignatureError("empty signature; use block letters such as 'AB' or 'A^2B'")
     if len(s) > MAX_SIGNATURE_CHARS:
         raise SignatureError(f"signature of {len(s)} characters is too long (max {MAX_SIGNATURE_CHARS})")
-    pos = 0
-    exp_counter = itertools.count()
-    first_exp: list[int] = []
-
-    def fail(msg: str) -> SignatureError:
-        pointer = " " * pos + "^"
-        return SignatureError(f"{msg} in signature {s!r}\n  {s}\n  {pointer}")
-
-    def parse_seq(depth: int) -> tuple[_Node, ...]:
-        nonlocal pos
-        items: list[_Node] = []
-        while pos < len(s):
-            c = s[pos]
-            if "A" <= c <= "Z":
-                pos += 1
-                items.append(_Node(letter=c))
-            elif c == "(":
-                if depth >= MAX_NESTING:
-                    raise fail(f"parentheses nested deeper than {MAX_NESTING} levels")
-                pos += 1
-                children = parse_seq(depth + 1)
-                if pos >= len(s) or s[pos] != ")":
-                    raise fail("unbalanced '(': missing ')'")
-                if not children:
-                    raise fail("empty group '()'")
-                pos += 1
-                items.append(_Node(children=children))
-            elif c == ")":
-                if depth == 0:
-                    raise fail("unbalanced ')': no matching '('")
-                return tuple(items)
-            elif c == "^":
-                if not items:
-                    raise fail("'^' must follow a block letter or a ')' group")
-                pos += 1
-                m = _DIGITS.match(s, pos)
-                if not m:
-                    raise fail("'^' must be followed by a positive integer exponent, e.g. 'A^2B'")
-                digits = m.group(0).lstrip("0") or "0"
-                k = int(digits) if len(digits) <= 6 else MAX_EXPONENT + 1  # no int() of a huge digit string
-                if k < 1:
-                    raise fail("exponent must be >= 1 (got ^0)")
-                if k > MAX_EXPONENT:
-                    raise fail(f"exponent {m.group(0)[:12]} is too large (max {MAX_EXPONENT})")
-                prev = items[-1]
-                if prev.exp_id is not None:
-                    raise fail("double exponent such as 'A^2^3'; use parentheses '(A^2)^3'")
-                eid = next(exp_counter)
-                if eid == 0:
-                    first_exp.append(k)
-                items[-1] = _Node(prev.letter, prev.children, k, eid)
-                pos = m.end()
-            else:
-                raise fail(f"unknown character {c!r}: use block letters A-Z, '(', ')' and '^k'")
-        if depth > 0:
-            raise fail("unbalanced '(': missing ')'")
-        return tuple(items)
-
-    items = parse_seq(0)
+    parser = _Parser(s)
+    items = parser.sequence(0)
     letters: list[str] = []
 
     def visit(n: _Node) -> None:
-        if n.letter is not None:
-            if n.letter not in letters:
-                letters.append(n.letter)
+        if n.letter is not None and n.letter not in letters:
+            letters.append(n.letter)
         for ch in n.children:
             visit(ch)
 
     for it in items:
         visit(it)
-    return Signature(s, items, tuple(letters), first_exp[0] if first_exp else None)
+    return Signature(s, items, tuple(letters), parser.first_exponent)
+
+
+class _Parser:
+    """Recursive descent over a whitespace-free signature: ``sequence := (letter | '(' sequence ')') ['^' k]*``."""
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.pos = 0
+        self.n_exponents = 0  # explicit ^k read so far (their textual order is a node's exp_id)
+        self.first_exponent: int | None = None
+
+    def fail(self, msg: str) -> SignatureError:
+        """The error for ``msg``, with the signature and a caret under the current position."""
+        return SignatureError(f"{msg} in signature {self.s!r}\n  {self.s}\n  {' ' * self.pos}^")
+
+    def sequence(self, depth: int) -> tuple[_Node, ...]:
+        """Items up to the ``)`` closing this level (``depth`` > 0) or the end of the text."""
+        s, items = self.s, []
+        while self.pos < len(s):
+            c = s[self.pos]
+            if "A" <= c <= "Z":
+                self.pos += 1
+                items.append(_Node(letter=c))
+            elif c == "(":
+                items.append(self.group(depth))
+            elif c == ")":
+                if depth == 0:
+                    raise self.fail("unbalanced ')': no matching '('")
+                return tuple(items)
+            elif c == "^":
+                if not items:
+                    raise self.fail("'^' must follow a block letter or a ')' group")
+                items[-1] = self.exponent(items[-1])
+            else:
+                raise self.fail(f"unknown character {c!r}: use block letters A-Z, '(', ')' and '^k'")
+        if depth > 0:
+            raise self.fail("unbalanced '(': missing ')'")
+        return tuple(items)
+
+    def group(self, depth: int) -> _Node:
+        """A parenthesised group starting at ``(``."""
+        if depth >= MAX_NESTING:
+            raise self.fail(f"parentheses nested deeper than {MAX_NESTING} levels")
+        self.pos += 1
+        children = self.sequence(depth + 1)
+        if self.pos >= len(self.s) or self.s[self.pos] != ")":
+            raise self.fail("unbalanced '(': missing ')'")
+        if not children:
+            raise self.fail("empty group '()'")
+        self.pos += 1
+        return _Node(children=children)
+
+    def exponent(self, prev: _Node) -> _Node:
+        """``prev`` repeated by the ``^k`` starting at ``^``."""
+        self.pos += 1
+        m = _DIGITS.match(self.s, self.pos)
+        if not m:
+            raise self.fail("'^' must be followed by a positive integer exponent, e.g. 'A^2B'")
+        digits = m.group(0).lstrip("0") or "0"
+        k = int(digits) if len(digits) <= 6 else MAX_EXPONENT + 1  # no int() of a huge digit string
+        if k < 1:
+            raise self.fail("exponent must be >= 1 (got ^0)")
+        if k > MAX_EXPONENT:
+            raise self.fail(f"exponent {m.group(0)[:12]} is too large (max {MAX_EXPONENT})")
+        if prev.exp_id is not None:
+            raise self.fail("double exponent such as 'A^2^3'; use parentheses '(A^2)^3'")
+        eid = self.n_exponents
+        self.n_exponents += 1
+        if eid == 0:
+            self.first_exponent = k
+        self.pos = m.end()
+        return _Node(prev.letter, prev.children, k, eid)
 
 
 # ----------------------------------------------------------------------------------------------
