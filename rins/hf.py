@@ -277,23 +277,7 @@ def from_hf(
         raise ConversionError("init='relaxed' needs adapters='round'")
     model = RecursiveLM(cfg).eval()
     plan = model.plan()
-    if n == n_src:
-        groups = [[lay] for lay in range(n)]
-    else:
-        smap = source_layer_map(plan, n_src)
-        groups = [[smap[i] for i, lay in enumerate(plan.layers) if lay == j] for j in range(n)]
-        if init == "first":
-            groups = [g[:1] for g in groups]
-    state: dict[str, torch.Tensor] = {}
-    for k, v in glob.items():
-        state[k] = v
-    if cfg.max_seq_len != arch["max_seq_len"] and "pos.weight" in state:
-        if cfg.max_seq_len > arch["max_seq_len"]:
-            raise ConversionError(f"max_seq_len={cfg.max_seq_len} exceeds the source's {arch['max_seq_len']} positions")
-        state["pos.weight"] = state["pos.weight"][: cfg.max_seq_len]
-    for j, g in enumerate(groups):
-        for name in layers[0]:
-            state[f"stack.blocks.{j}.{name}"] = torch.stack([layers[s][name] for s in g]).mean(0)
+    state = _converted_state(cfg, arch["max_seq_len"], glob, layers, _source_groups(plan, n_src, init))
     own = model.state_dict()
     missing = [k for k in state if k not in own]
     if missing:
@@ -306,6 +290,30 @@ def from_hf(
     if init == "relaxed" and n < n_src:
         _fit_relaxed_adapters(model, src, kind, plan, source_layer_map(plan, n_src), calib_tokens, ridge)
     return model.eval()
+
+
+def _source_groups(plan: Plan, n_src: int, init: str) -> list[list[int]]:
+    """For every layer of the new model, the source layers it is built from (averaged; ``"first"``: one)."""
+    n = plan.n_layers
+    if n == n_src:
+        return [[lay] for lay in range(n)]
+    smap = source_layer_map(plan, n_src)
+    groups = [[smap[i] for i, lay in enumerate(plan.layers) if lay == j] for j in range(n)]
+    return [g[:1] for g in groups] if init == "first" else groups
+
+
+def _converted_state(cfg: LMConfig, src_max_len: int, glob: dict[str, torch.Tensor],
+                     layers: list[dict[str, torch.Tensor]], groups: list[list[int]]) -> dict[str, torch.Tensor]:
+    """The new model's weights: the source's global tensors and every layer as the mean of its group."""
+    state = dict(glob)
+    if cfg.max_seq_len != src_max_len and "pos.weight" in state:
+        if cfg.max_seq_len > src_max_len:
+            raise ConversionError(f"max_seq_len={cfg.max_seq_len} exceeds the source's {src_max_len} positions")
+        state["pos.weight"] = state["pos.weight"][: cfg.max_seq_len]
+    for j, g in enumerate(groups):
+        for name in layers[0]:
+            state[f"stack.blocks.{j}.{name}"] = torch.stack([layers[s][name] for s in g]).mean(0)
+    return state
 
 
 @torch.no_grad()
@@ -546,13 +554,30 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
     for f in _EXPORT_FILES:
         shutil.copyfile(here / "hf_export" / f, out / f)
     shutil.copyfile(here / "plan.py", out / "rins_plan.py")
-    rins_cfg = cfg.to_dict()
-    conf = {
+    tok = Path(tokenizer_file) if tokenizer_file is not None else (run / "tokenizer.json" if run else None)
+    if tokenizer_file is not None and not tok.is_file():
+        raise FileNotFoundError(f"tokenizer file {tok} does not exist")
+    ids: dict[str, int] = {}
+    if tok is not None and tok.is_file():
+        if special_tokens is None and run is not None and (run / "special_tokens_map.json").is_file():
+            special_tokens = read_special_tokens(run, tok)
+        ids = _export_tokenizer(tok, special_tokens, out, cfg.max_seq_len)
+    (out / "config.json").write_text(json.dumps(_hf_config(cfg, r) | ids, indent=1))
+    (out / "generation_config.json").write_text(json.dumps(
+        {k: v for k, v in ids.items() if k != "unk_token_id"}, indent=1))
+    state = unique_state(model)
+    save_file({k: v.float() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out
+
+
+def _hf_config(cfg: LMConfig, r: int | None) -> dict[str, Any]:
+    """The exported ``config.json`` (without the special token ids): the rins config and the usual HF fields."""
+    return {
         "architectures": ["RinsForCausalLM"],
         "model_type": "rins",
         "auto_map": {"AutoConfig": "configuration_rins.RinsConfig",
                      "AutoModelForCausalLM": "modeling_rins.RinsForCausalLM"},
-        "rins": rins_cfg,
+        "rins": cfg.to_dict(),
         "rins_r": r,
         "vocab_size": cfg.vocab_size,
         "hidden_size": cfg.d_model,
@@ -563,31 +588,23 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
         "tie_word_embeddings": bool(cfg.tie_embeddings),
         "dtype": "float32",
     }
-    tok = Path(tokenizer_file) if tokenizer_file is not None else (run / "tokenizer.json" if run else None)
-    if tokenizer_file is not None and not tok.is_file():
-        raise FileNotFoundError(f"tokenizer file {tok} does not exist")
-    ids: dict[str, int] = {}
-    if tok is not None and tok.is_file():
-        if special_tokens is None and run is not None and (run / "special_tokens_map.json").is_file():
-            special_tokens = read_special_tokens(run, tok)
-        tokens = dict(special_tokens) if special_tokens is not None else infer_special_tokens(tok)
-        if "pad_token" not in tokens and "eos_token" in tokens:
-            tokens["pad_token"] = tokens["eos_token"]
-        ids = _special_token_ids(tokens, tok)
-        tokens = {k: v for k, v in tokens.items() if f"{k}_id" in ids}
-        shutil.copyfile(tok, out / "tokenizer.json")
-        tok_conf = {"tokenizer_class": "PreTrainedTokenizerFast", **tokens, "model_max_length": cfg.max_seq_len,
-                    "padding_side": "left", "clean_up_tokenization_spaces": False,
-                    "model_input_names": ["input_ids", "attention_mask"]}  # no token_type_ids for generate()
-        (out / "tokenizer_config.json").write_text(json.dumps(tok_conf, indent=1))
-        (out / "special_tokens_map.json").write_text(json.dumps(tokens, indent=1))
-    conf.update(ids)
-    (out / "config.json").write_text(json.dumps(conf, indent=1))
-    (out / "generation_config.json").write_text(json.dumps(
-        {k: v for k, v in ids.items() if k != "unk_token_id"}, indent=1))
-    state = unique_state(model)
-    save_file({k: v.float() for k, v in state.items()}, str(out / "model.safetensors"), metadata={"format": "pt"})
-    return out
+
+
+def _export_tokenizer(tok: Path, special_tokens: dict[str, str] | None, out: Path, max_len: int) -> dict[str, int]:
+    """Ship ``tok`` as a plain fast tokenizer with its special tokens (eos pads when there is no pad token);
+    returns their ids (``{"eos_token_id": ...}``)."""
+    tokens = dict(special_tokens) if special_tokens is not None else infer_special_tokens(tok)
+    if "pad_token" not in tokens and "eos_token" in tokens:
+        tokens["pad_token"] = tokens["eos_token"]
+    ids = _special_token_ids(tokens, tok)
+    tokens = {k: v for k, v in tokens.items() if f"{k}_id" in ids}
+    shutil.copyfile(tok, out / "tokenizer.json")
+    tok_conf = {"tokenizer_class": "PreTrainedTokenizerFast", **tokens, "model_max_length": max_len,
+                "padding_side": "left", "clean_up_tokenization_spaces": False,
+                "model_input_names": ["input_ids", "attention_mask"]}  # no token_type_ids for generate()
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_conf, indent=1))
+    (out / "special_tokens_map.json").write_text(json.dumps(tokens, indent=1))
+    return ids
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
