@@ -436,7 +436,8 @@ def _best(rs: list[RunInfo], fam: str) -> RunInfo | None:
     return min(c, key=lambda r: r.val_loss) if c else None
 
 
-def _claim1(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+def _rins_vs_other_families(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+    """Claim 1: the best RINS layout against the best AB, RAO and middle layout at each size and budget."""
     text = "## Claim 1 — RINS vs the plain model, RAO and middle recursion at equal FLOPs\n\n"
     res: list[dict[str, Any]] = []
     lines = []
@@ -473,7 +474,9 @@ def _claim1(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
     return text, {"rows": res, "wins": wins, "n": len(res), "held": held}
 
 
-def _claim2(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+def _best_depth_by_size_and_budget(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+    """Claim 2: the best recursion depth r (AB is r = 1) at each size and budget, and how RINS's gain over
+    AB moves with the budget and the model size."""
     text = "## Claim 2 — the best recursion depth r by model size and budget\n\n"
     rows, res = [], []
     for (size, b), rs in sorted(_group(runs, "size", "budget").items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
@@ -532,7 +535,8 @@ def _claim2(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
     return text, {"rows": res, "best_r_varies": varies, "gain_grows": grows, "smaller_gains_more": smaller_more}
 
 
-def _claim3(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:
+def _layout_ranking(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:
+    """Claim 3: every deterministic layout ranked at the (size, budget) with the most layouts."""
     text = "## Claim 3 — ranking of all layouts at one budget\n\n"
     groups = _group([r for r in runs if r.deterministic], "size", "budget")
     if not groups:
@@ -613,51 +617,38 @@ def _fit_points(layout_runs: list[RunInfo], x: str) -> tuple[list[float], list[f
             f"learning curve of the {_budget_label(big.budget)}-FLOPs run after warmup")
 
 
-def _claim4(runs: list[RunInfo], x: str, n_boot: int, margin: float) -> tuple[str, dict[str, Any]]:
+def _fit_layout(size: str, sig: str, deg: int, rs: list[RunInfo], x: str,
+                n_boot: int) -> tuple[dict[str, Any], list[str]]:
+    """The power-law fit of one layout: its row of report.json and its cells of the table."""
     from .scaling import extrapolation_error, fit_power
 
-    text = "## Claim 4 — scaling-law fits  `loss(x) = β·x^(−c) + ε∞`\n\n"
-    fits: list[dict[str, Any]] = []
-    rows = []
-    for (size, sig, deg), rs in sorted(_group([r for r in runs if r.deterministic and r.family != "other"],
-                                              "size", "signature", "degree").items()):
-        xs, ys, how = _fit_points(rs, x)
-        row: dict[str, Any] = {"size": size, "signature": sig, "family": family(sig, deg), "points": len(xs),
-                               "on": how}
+    xs, ys, how = _fit_points(rs, x)
+    row: dict[str, Any] = {"size": size, "signature": sig, "family": family(sig, deg), "points": len(xs), "on": how}
+    try:
+        f = fit_power(xs, ys, n_boot=n_boot, seed=0, x_name=x)
+    except ValueError as e:
+        row["error"] = str(e).split(";")[0]
+        return row, [size, sig, str(len(xs)), how, "–", "–", "–", "–", "–", "fit failed: " + row["error"]]
+    p, ci = f.params, f.ci
+    row.update({k: p[k] for k in p}, **{f"{k}_ci": list(ci[k]) for k in ci}, rmse=f.rmse, notes="; ".join(f.notes))
+    n = len(xs)
+    n_fit = max(4, math.ceil(0.6 * n))
+    ext = "–"
+    if n_fit < n:  # extrapolation: fit the first ~60% of the points, score the rest
         try:
-            f = fit_power(xs, ys, n_boot=n_boot, seed=0, x_name=x)
-        except ValueError as e:
-            row["error"] = str(e).split(";")[0]
-            fits.append(row)
-            rows.append([size, sig, str(len(xs)), how, "–", "–", "–", "–", "–", "fit failed: " + row["error"]])
-            continue
-        p, ci = f.params, f.ci
-        row.update({k: p[k] for k in p}, **{f"{k}_ci": list(ci[k]) for k in ci}, rmse=f.rmse,
-                   notes="; ".join(f.notes))
-        n = len(xs)
-        n_fit = max(4, math.ceil(0.6 * n))
-        ext = "–"
-        if n_fit < n:
-            try:
-                ex = extrapolation_error(xs, ys, form="power", fit_fraction=(n_fit + 0.5) / n, x_name=x)
-                row["extrap_mean_rel_error"] = ex["mean_rel_error"]
-                ext = f"{100 * ex['mean_rel_error']:.2f}% ({ex['n_test']} pts)"
-            except ValueError:
-                pass
-        fits.append(row)
-        rows.append([size, sig, str(n), how, f"{p['beta']:.3g}",
-                     f"{p['c']:.3f} [{ci['c'][0]:.3f}, {ci['c'][1]:.3f}]",
-                     f"{p['eps_inf']:.3f} [{ci['eps_inf'][0]:.3f}, {ci['eps_inf'][1]:.3f}]", f"{f.rmse:.4f}", ext,
-                     row["notes"] or "–"])
-    if not rows:
-        return text + "Not tested: no deterministic named layouts.\n\n", {"fits": []}
-    text += (f"Fitted per layout on x = training {x} ({n_boot} bootstrap resamples, 95% CIs). With fewer than 4 "
-             "budgets a layout is fitted on the learning curve of its largest run (LR warmup dropped) — the cosine "
-             "schedule shapes such a curve, so read c and ε∞ as descriptive. Extrapolation: fit the first ~60% of "
-             "the points, mean relative error on the rest.\n\n")
-    text += _md_table(["size", "layout", "points", "fitted on", "β", "c [CI]", "ε∞ [CI]", "rmse", "extrap. error",
-                       "notes"], rows) + "\n\n"
-    verdicts = []
+            ex = extrapolation_error(xs, ys, form="power", fit_fraction=(n_fit + 0.5) / n, x_name=x)
+            row["extrap_mean_rel_error"] = ex["mean_rel_error"]
+            ext = f"{100 * ex['mean_rel_error']:.2f}% ({ex['n_test']} pts)"
+        except ValueError:
+            pass
+    return row, [size, sig, str(n), how, f"{p['beta']:.3g}", f"{p['c']:.3f} [{ci['c'][0]:.3f}, {ci['c'][1]:.3f}]",
+                 f"{p['eps_inf']:.3f} [{ci['eps_inf'][0]:.3f}, {ci['eps_inf'][1]:.3f}]", f"{f.rmse:.4f}", ext,
+                 row["notes"] or "–"]
+
+
+def _compare_fits_to_ab(fits: list[dict[str, Any]], margin: float) -> tuple[str, list[dict[str, Any]]]:
+    """One line and one verdict row per RINS layout whose size has a fitted AB: lower ε∞? larger c? CIs apart?"""
+    text, verdicts = "", []
     for size in sorted({f["size"] for f in fits}):
         ok = [f for f in fits if f["size"] == size and "c" in f]
         base = next((f for f in ok if f["family"] == "baseline"), None)
@@ -677,20 +668,48 @@ def _claim4(runs: list[RunInfo], x: str, n_boot: int, margin: float) -> tuple[st
                      f"c {f['c']:.3f} vs {base['c']:.3f} ({'larger' if larger_c else 'not larger'}"
                      f"{', CIs disjoint' if sep_c else ', CIs overlap'})"
                      + ("; a parameter sits on its bound, so this pair is not resolved" if bounded else "") + ".\n")
+    return text, verdicts
+
+
+def _fits_verdict(verdicts: list[dict[str, Any]]) -> str:
+    """The claim-4 verdict line over every RINS-vs-AB fit pair."""
+    both = [v for v in verdicts if v["lower_eps"] and v["larger_c"]]
+    sig = [v for v in both if v["eps_ci_separated"] and v["c_ci_separated"]]
+    unresolved = [v for v in verdicts if v["fit_at_bound"]]
+    if sig and len(both) == len(verdicts):
+        word = "held"
+    elif both:
+        word = "is suggested but not resolved (CIs overlap)"
+    elif len(unresolved) == len(verdicts):
+        word = "not resolved: every fit pair has a parameter on its bound"
+    else:
+        word = "did not hold"
+    return (f"\nVerdict: {len(both)} of {len(verdicts)} RINS layouts have both a lower ε∞ and a larger c than "
+            f"AB ({len(sig)} with disjoint CIs) → claim 4 **{word}** at this scale.\n\n")
+
+
+def _scaling_law_fits(runs: list[RunInfo], x: str, n_boot: int, margin: float) -> tuple[str, dict[str, Any]]:
+    """Claim 4: a power law fitted per layout; does RINS have a lower ε∞ and a larger c than AB?"""
+    text = "## Claim 4 — scaling-law fits  `loss(x) = β·x^(−c) + ε∞`\n\n"
+    fits: list[dict[str, Any]] = []
+    rows = []
+    for (size, sig, deg), rs in sorted(_group([r for r in runs if r.deterministic and r.family != "other"],
+                                              "size", "signature", "degree").items()):
+        row, cells = _fit_layout(size, sig, deg, rs, x, n_boot)
+        fits.append(row)
+        rows.append(cells)
+    if not rows:
+        return text + "Not tested: no deterministic named layouts.\n\n", {"fits": []}
+    text += (f"Fitted per layout on x = training {x} ({n_boot} bootstrap resamples, 95% CIs). With fewer than 4 "
+             "budgets a layout is fitted on the learning curve of its largest run (LR warmup dropped) — the cosine "
+             "schedule shapes such a curve, so read c and ε∞ as descriptive. Extrapolation: fit the first ~60% of "
+             "the points, mean relative error on the rest.\n\n")
+    text += _md_table(["size", "layout", "points", "fitted on", "β", "c [CI]", "ε∞ [CI]", "rmse", "extrap. error",
+                       "notes"], rows) + "\n\n"
+    lines, verdicts = _compare_fits_to_ab(fits, margin)
+    text += lines
     if verdicts:
-        both = [v for v in verdicts if v["lower_eps"] and v["larger_c"]]
-        sig = [v for v in both if v["eps_ci_separated"] and v["c_ci_separated"]]
-        unresolved = [v for v in verdicts if v["fit_at_bound"]]
-        if sig and len(both) == len(verdicts):
-            word = "held"
-        elif both:
-            word = "is suggested but not resolved (CIs overlap)"
-        elif len(unresolved) == len(verdicts):
-            word = "not resolved: every fit pair has a parameter on its bound"
-        else:
-            word = "did not hold"
-        text += (f"\nVerdict: {len(both)} of {len(verdicts)} RINS layouts have both a lower ε∞ and a larger c than "
-                 f"AB ({len(sig)} with disjoint CIs) → claim 4 **{word}** at this scale.\n\n")
+        text += _fits_verdict(verdicts)
     return text, {"fits": fits, "verdicts": verdicts}
 
 
@@ -707,7 +726,8 @@ def _stochastic_sets(runs: list[RunInfo]) -> list[tuple[tuple, list[RunInfo], Ru
     return out
 
 
-def _claim5(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:
+def _stochastic_depth_tradeoff(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:
+    """Claim 5: stochastic RINS at every inference depth; does a higher p_s buy r = 1 loss for peak loss?"""
     text = "## Claim 5 — stochastic RINS: loss at every inference depth r\n\n"
     sets = _stochastic_sets(runs)
     if not sets:
@@ -773,7 +793,8 @@ def _plot_depth(rs: list[RunInfo], base: RunInfo | None, depths: list[int], png:
     _finish(fig, ax, png, title, legend_size=7)
 
 
-def _claim6(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+def _no_regret_at_depth_one(runs: list[RunInfo], margin: float) -> tuple[str, dict[str, Any]]:
+    """Claim 6: stochastic RINS (+ adapters) at r = 1 against the compute-matched AB (no regret)."""
     text = "## Claim 6 — no-regret: stochastic RINS (+ adapters) at r = 1 vs the compute-matched baseline\n\n"
     rows, res = [], []
     for _key, rs, base in _stochastic_sets(runs):
@@ -844,12 +865,12 @@ def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", mar
         ("runs", lambda: _runs_section(every_seed + scan)),
         ("study", lambda: study_section(every_seed, scan, n_boot, margin)),
         ("curves", lambda: _curves_section(runs, out, x)),
-        ("claim1", lambda: _claim1(runs, margin)),
-        ("claim2", lambda: _claim2(runs, margin)),
-        ("claim3", lambda: _claim3(runs, out, margin)),
-        ("claim4", lambda: _claim4(runs, x, n_boot, margin)),
-        ("claim5", lambda: _claim5(runs, out, margin)),
-        ("claim6", lambda: _claim6(runs, margin)),
+        ("claim1", lambda: _rins_vs_other_families(runs, margin)),
+        ("claim2", lambda: _best_depth_by_size_and_budget(runs, margin)),
+        ("claim3", lambda: _layout_ranking(runs, out, margin)),
+        ("claim4", lambda: _scaling_law_fits(runs, x, n_boot, margin)),
+        ("claim5", lambda: _stochastic_depth_tradeoff(runs, out, margin)),
+        ("claim6", lambda: _no_regret_at_depth_one(runs, margin)),
     ]
     summary = []
     for key, fn in sections:

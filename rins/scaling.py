@@ -432,6 +432,7 @@ def _fit_core(
     x_name: str,
     extra: dict[str, float],
 ) -> FitResult:
+    """Fit ``prob`` to (x, y) in the normalised parameterisation, then bootstrap CIs and notes on bounds."""
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
     x_ref = float(np.exp(np.mean(np.log(x))))
@@ -439,39 +440,65 @@ def _fit_core(
     theta = _solve(prob, logu, y, _rank_inits(prob, logu, y, keep=4))
     pred = prob.model_jac(theta, logu, False)[0]
     resid = y - pred
-    n, p = len(y), len(theta)
+    samples = _bootstrap(prob, logu, pred, resid, theta, n_boot, seed)
+    notes = _bound_notes(prob, theta, y)
+    if n_boot > 0 and len(samples) < n_boot:
+        notes.append(f"{n_boot - len(samples)} of {n_boot} bootstrap refits failed")
+    return FitResult(
+        form=prob.form,
+        params=_to_raw(prob.form, theta, x_ref),
+        ci=_percentile_cis(prob.form, samples, x_ref, ci),
+        x_name=x_name,
+        n_points=len(y),
+        rmse=float(np.sqrt(np.mean(resid**2))),
+        extra={"x_ref": x_ref, "log_b": float(theta[0]), **extra, "n_boot_ok": float(len(samples))},
+        notes=notes,
+    )
 
-    # Residual bootstrap: y* = fitted + resampled (centred, df-inflated) residuals; refit from theta.
-    samples = []
-    if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        r = (resid - resid.mean()) * math.sqrt(n / max(n - p, 1))
-        for _ in range(n_boot):
-            yb = pred + rng.choice(r, size=n, replace=True)
-            try:
-                with np.errstate(all="ignore"):
-                    samples.append(_solve(prob, logu, yb, [theta]))
-            except RuntimeError:
-                continue
-    names = _PARAM_NAMES[prob.form]
-    params = _to_raw(prob.form, theta, x_ref)
+
+def _bootstrap(prob: _Problem, logu: np.ndarray, pred: np.ndarray, resid: np.ndarray, theta: np.ndarray,
+               n_boot: int, seed: int) -> list[np.ndarray]:
+    """Residual bootstrap: refit (from ``theta``) ``n_boot`` curves ``fitted + resampled residuals`` (centred
+    and inflated by n / (n - p) degrees of freedom); returns the refits that succeeded."""
+    samples: list[np.ndarray] = []
+    if n_boot <= 0:
+        return samples
+    rng = np.random.default_rng(seed)
+    n, p = len(resid), len(theta)
+    r = (resid - resid.mean()) * math.sqrt(n / max(n - p, 1))
+    for _ in range(n_boot):
+        yb = pred + rng.choice(r, size=n, replace=True)
+        try:
+            with np.errstate(all="ignore"):
+                samples.append(_solve(prob, logu, yb, [theta]))
+        except RuntimeError:
+            continue
+    return samples
+
+
+def _percentile_cis(form: str, samples: list[np.ndarray], x_ref: float, ci: float) -> dict[str, tuple[float, float]]:
+    """Percentile interval of each raw parameter over the bootstrap refits; ``(nan, nan)`` from fewer than two."""
+    names = _PARAM_NAMES[form]
+    if len(samples) < 2:
+        return {k: (math.nan, math.nan) for k in names}
     lo_q, hi_q = (1.0 - ci) / 2.0, (1.0 + ci) / 2.0
+    raw = np.array([[_to_raw(form, s, x_ref)[k] for k in names] for s in samples])
     cis: dict[str, tuple[float, float]] = {}
-    if len(samples) >= 2:
-        raw = np.array([[_to_raw(prob.form, s, x_ref)[k] for k in names] for s in samples])
-        for j, k in enumerate(names):
-            col = raw[:, j]
-            col = col[np.isfinite(col)]
-            if len(col) >= 2:
-                cis[k] = (float(np.quantile(col, lo_q)), float(np.quantile(col, hi_q)))
-            else:
-                cis[k] = (math.nan, math.nan)
-    else:
-        cis = {k: (math.nan, math.nan) for k in names}
+    for j, k in enumerate(names):
+        col = raw[:, j]
+        col = col[np.isfinite(col)]
+        if len(col) >= 2:
+            cis[k] = (float(np.quantile(col, lo_q)), float(np.quantile(col, hi_q)))
+        else:
+            cis[k] = (math.nan, math.nan)
+    return cis
 
+
+def _bound_notes(prob: _Problem, theta: np.ndarray, y: np.ndarray) -> list[str]:
+    """A note for each fitted parameter (the amplitude aside) that ended on one of its bounds."""
     lb, ub = prob.bounds(y)
     notes = []
-    for j, k in enumerate(names):
+    for j, k in enumerate(_PARAM_NAMES[prob.form]):
         if k == "beta":
             continue
         span = max(1.0, abs(ub[j]) if np.isfinite(ub[j]) else 1.0)
@@ -479,19 +506,7 @@ def _fit_core(
             notes.append(f"{k} at its lower bound {lb[j]:g}")
         if np.isfinite(ub[j]) and ub[j] - theta[j] <= 1e-6 * span:
             notes.append(f"{k} at its upper bound {ub[j]:g}")
-    if n_boot > 0 and len(samples) < n_boot:
-        notes.append(f"{n_boot - len(samples)} of {n_boot} bootstrap refits failed")
-    out_extra = {"x_ref": x_ref, "log_b": float(theta[0]), **extra, "n_boot_ok": float(len(samples))}
-    return FitResult(
-        form=prob.form,
-        params=params,
-        ci=cis,
-        x_name=x_name,
-        n_points=n,
-        rmse=float(np.sqrt(np.mean(resid**2))),
-        extra=out_extra,
-        notes=notes,
-    )
+    return notes
 
 
 def _to_raw(form: str, theta: np.ndarray, x_ref: float) -> dict[str, float]:

@@ -264,37 +264,12 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
     runs: dict[str, RunSpec] = {}
     for gi, g in enumerate(grids):
         gname = str(g.get("name", f"grid{gi}"))
-        bad = set(g) - GRID_KEYS
-        if bad:
-            raise ValueError(f"[[grid]] {gname!r}: unknown keys {sorted(bad)}; known: {sorted(GRID_KEYS)}")
-        layouts = _as_list(g.get("layouts"), "layouts")
-        budgets = [float(b) for b in _as_list(g.get("budgets"), "budgets")]
-        if not layouts or not budgets:
-            raise ValueError(f"[[grid]] {gname!r} needs non-empty 'layouts' and 'budgets' (training FLOPs)")
-        if any(not (b > 0 and math.isfinite(b)) for b in budgets):
-            raise ValueError(f"[[grid]] {gname!r}: budgets must be finite FLOPs > 0, got {budgets}")
-        size_names = _as_list(g.get("sizes"), "sizes") or list(sizes)
-        for s in size_names:
-            if s not in sizes:
-                raise ValueError(f"[[grid]] {gname!r}: unknown size {s!r}; defined: {sorted(sizes)}")
-        p_skips = [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")]
-        adapters = [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")]
-        seeds = [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")]
-        lrs = [float(x) for x in _as_list(g.get("lr"), "lr")] or [None]
-        if any(x is not None and not (x > 0 and math.isfinite(x)) for x in lrs):
-            raise ValueError(f"[[grid]] {gname!r}: lr must be finite numbers > 0, got {g.get('lr')}")
-        extra = g.get("set", {})
-        for seed, size, budget in itertools.product(seeds, size_names, sorted(budgets)):
-            cfg0 = deep_update(base_cfg, {"model": dict(sizes[size])})
-            cfg0 = deep_update(cfg0, extra)
+        ax = _grid_axes(g, gname, sizes)
+        for seed, size, budget in itertools.product(ax["seeds"], ax["sizes"], sorted(ax["budgets"])):
+            cfg0 = deep_update(deep_update(base_cfg, {"model": dict(sizes[size])}), g.get("set", {}))
             n_layers = int(cfg0.get("model", {}).get("n_layers", 6))
-            points: list[tuple[str, int]] = []
-            for lay in layouts:
-                if isinstance(lay, str) and lay.strip() == "taxonomy":
-                    points += _taxonomy(n_layers, dict(g.get("taxonomy", {})))
-                else:
-                    points.append(_parse_layout(lay))
-            for (sig, degree), ps, ad, lr in itertools.product(points, p_skips, adapters, lrs):
+            for (sig, degree), ps, ad, lr in itertools.product(_grid_layouts(g, ax["layouts"], n_layers),
+                                                               ax["p_skip"], ax["adapters"], ax["lr"]):
                 try:
                     plan = compile_plan(sig, n_layers, degree)
                 except SignatureError as e:
@@ -310,17 +285,57 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                     cfg["optim"] = {**cfg.get("optim", {}), "lr": lr}
                 cfg.update(name=name, out_dir=str(out_dir), seed=seed, budget={"flops": budget})
                 TrainConfig.from_dict(copy.deepcopy(cfg))  # validate early, with the config's own errors
-                spec = RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr)
-                if name in runs:
-                    old = runs[name]
-                    if old.config != cfg:
-                        raise ValueError(f"run {name!r} is produced with two different configs (grids "
-                                         f"{old.grid!r} and {gname!r}); give the grids different sizes")
-                    if gname not in old.grids:
-                        runs[name] = dataclasses.replace(old, grids=(*old.grids, gname))
-                    continue
-                runs[name] = spec
+                _add_run(runs, RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr))
     return list(runs.values())
+
+
+def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """The checked axes of one ``[[grid]]`` table: layouts (as written), budgets, sizes, p_skip, adapters,
+    seeds and lr (``[None]`` without an lr axis)."""
+    bad = set(g) - GRID_KEYS
+    if bad:
+        raise ValueError(f"[[grid]] {gname!r}: unknown keys {sorted(bad)}; known: {sorted(GRID_KEYS)}")
+    layouts = _as_list(g.get("layouts"), "layouts")
+    budgets = [float(b) for b in _as_list(g.get("budgets"), "budgets")]
+    if not layouts or not budgets:
+        raise ValueError(f"[[grid]] {gname!r} needs non-empty 'layouts' and 'budgets' (training FLOPs)")
+    if any(not (b > 0 and math.isfinite(b)) for b in budgets):
+        raise ValueError(f"[[grid]] {gname!r}: budgets must be finite FLOPs > 0, got {budgets}")
+    size_names = _as_list(g.get("sizes"), "sizes") or list(sizes)
+    for s in size_names:
+        if s not in sizes:
+            raise ValueError(f"[[grid]] {gname!r}: unknown size {s!r}; defined: {sorted(sizes)}")
+    lrs = [float(x) for x in _as_list(g.get("lr"), "lr")] or [None]
+    if any(x is not None and not (x > 0 and math.isfinite(x)) for x in lrs):
+        raise ValueError(f"[[grid]] {gname!r}: lr must be finite numbers > 0, got {g.get('lr')}")
+    return {"layouts": layouts, "budgets": budgets, "sizes": size_names,
+            "p_skip": [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")],
+            "adapters": [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")],
+            "seeds": [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")], "lr": lrs}
+
+
+def _grid_layouts(g: dict[str, Any], layouts: list[Any], n_layers: int) -> list[tuple[str, int]]:
+    """(signature, degree) of every layout of a grid for ``n_layers`` layers, ``"taxonomy"`` expanded."""
+    points: list[tuple[str, int]] = []
+    for lay in layouts:
+        if isinstance(lay, str) and lay.strip() == "taxonomy":
+            points += _taxonomy(n_layers, dict(g.get("taxonomy", {})))
+        else:
+            points.append(_parse_layout(lay))
+    return points
+
+
+def _add_run(runs: dict[str, RunSpec], spec: RunSpec) -> None:
+    """Add ``spec`` to ``runs`` by name; a run that another grid produced already is one run of both grids."""
+    old = runs.get(spec.name)
+    if old is None:
+        runs[spec.name] = spec
+        return
+    if old.config != spec.config:
+        raise ValueError(f"run {spec.name!r} is produced with two different configs (grids "
+                         f"{old.grid!r} and {spec.grid!r}); give the grids different sizes")
+    if spec.grid not in old.grids:
+        runs[spec.name] = dataclasses.replace(old, grids=(*old.grids, spec.grid))
 
 
 def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
@@ -413,10 +428,10 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
     task = get_task(cfg, None)
     with torch.device("meta"):
         model = task.build_model()
-    fps = task.flops_per_step(model, cfg.batch_size)
-    ups = task.units_per_step(cfg.batch_size)
+    flops_per_step = task.flops_per_step(model, cfg.batch_size)
+    units_per_step = task.units_per_step(cfg.batch_size)
     try:
-        steps = plan_steps(cfg, fps, ups)
+        steps = plan_steps(cfg, flops_per_step, units_per_step)
     except ValueError as e:
         steps, err = 0, str(e)
     else:
@@ -424,8 +439,8 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
     params = sum(p.numel() for p in model.parameters())
     return {"name": spec.name, "grid": spec.grid, "signature": spec.signature, "degree": spec.degree,
             "size": spec.size, "budget": spec.budget, "p_skip": spec.p_skip, "adapters": spec.adapters,
-            "seed": spec.seed, "params": params, "flops_per_step": fps, "steps": steps, "tokens": steps * ups,
-            "flops": steps * fps, "error": err,
+            "seed": spec.seed, "params": params, "flops_per_step": flops_per_step, "steps": steps,
+            "tokens": steps * units_per_step, "flops": steps * flops_per_step, "error": err,
             "complete": is_complete(spec.run_dir) or _summarised(spec, results_dir)}
 
 
