@@ -822,12 +822,7 @@ class RecursiveLM(StackedModel, nn.Module):
         followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id`` are padded
         with it).
         """
-        if top_p is not None and not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if not (repetition_penalty > 0 and math.isfinite(repetition_penalty)):
-            raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
-        if max_new_tokens < 0:
-            raise ValueError("max_new_tokens must be >= 0")
+        _check_sampling(max_new_tokens, top_p, repetition_penalty)
         was_training = self.training
         self.eval()
         B, T = tokens.shape
@@ -847,11 +842,7 @@ class RecursiveLM(StackedModel, nn.Module):
                 logits = self(nxt_in, r, attention_mask=am, cache=cache)[:, -1]
             else:
                 logits = self(out, r, attention_mask=am)[:, -1]
-            logits = logits.float()
-            if repetition_penalty != 1.0:
-                seen = torch.gather(logits, 1, out)
-                seen = torch.where(seen > 0, seen / repetition_penalty, seen * repetition_penalty)
-                logits = logits.scatter(1, out, seen)
+            logits = _penalise_repeats(logits.float(), out, repetition_penalty)
             nxt = self._sample(logits, temperature, top_k, generator, top_p)
             if eos_token_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
@@ -886,3 +877,21 @@ class RecursiveLM(StackedModel, nn.Module):
             logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, idx, drop), float("-inf"))
         return torch.multinomial(F.softmax(logits, -1), 1, generator=gen)[:, 0]
 
+
+def _check_sampling(max_new_tokens: int, top_p: float | None, repetition_penalty: float) -> None:
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not (repetition_penalty > 0 and math.isfinite(repetition_penalty)):
+        raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
+    if max_new_tokens < 0:
+        raise ValueError("max_new_tokens must be >= 0")
+
+
+def _penalise_repeats(logits: torch.Tensor, tokens: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's repetition penalty: the logits of every token already in a row divided (if positive) or
+    multiplied (if negative) by ``penalty``."""
+    if penalty == 1.0:
+        return logits
+    seen = torch.gather(logits, 1, tokens)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(1, tokens, seen)
