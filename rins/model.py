@@ -503,15 +503,18 @@ class RecursiveStack(nn.Module):
         return sample_depth(self.r_max, self.cfg.p_skip, self.cfg.depth_seed, step, n)
 
     def resolve_r(self, r: int | None, step: int | None, batch: int) -> tuple[int | None, list[int] | None]:
-        """(rounds to run, per-sequence depths or None)."""
+        """(rounds to run, per-sequence depths or None): ``r``, else the drawn depth in training mode."""
         if r is not None or self.r_max is None:
             return r, None
-        if self.training and self.cfg.p_skip > 0:
-            d = self.draw_depth(step, batch)
-            if isinstance(d, list):
-                return max(d), d
-            return d, None
-        return None, None
+        return self.training_depth(step, batch) if self.training else (None, None)
+
+    def training_depth(self, step: int | None, batch: int) -> tuple[int | None, list[int] | None]:
+        """(rounds a training forward at ``step`` runs, per-sequence depths or None): the deepest draw under
+        stochastic RINS, ``(None, None)`` (the trained exponent) when the depth is not drawn."""
+        if not (self.r_max and self.cfg.p_skip > 0):
+            return None, None
+        d = self.draw_depth(step, batch)
+        return (max(d), d) if isinstance(d, list) else (d, None)
 
     def share_map(self, plan: Plan) -> dict[int, int]:
         if not self.cfg.kv_share:

@@ -347,3 +347,13 @@ def test_auto_attention_takes_the_eager_path_for_bf16_cpu_forwards(monkeypatch):
     assert seen and not any(seen)
     seen = sdpa_in_graphs(False)
     assert seen and all(seen)
+
+
+def test_training_depth_is_the_drawn_depth():
+    per_seq = tiny_lm(signature="A^3B", p_skip=0.5, per_sequence_depth=True, depth_seed=7).stack
+    draws = sample_depth(3, 0.5, 7, 5, 4)
+    assert per_seq.training_depth(5, 4) == (max(draws), draws)
+    per_step = tiny_lm(signature="A^3B", p_skip=0.5, depth_seed=7).stack
+    assert per_step.training_depth(5, 4) == (sample_depth(3, 0.5, 7, 5), None)
+    assert tiny_lm(signature="A^3B").stack.training_depth(5, 4) == (None, None)  # not drawn: trained r
+    assert tiny_lm(signature="AB").stack.training_depth(5, 4) == (None, None)
