@@ -7,13 +7,16 @@ bits per byte, the held-out learning curve, extra evaluations), meant to be comm
 as a study goes (``results/<study>/<run>.json``). ``rins sweep`` writes them and skips runs whose summary
 exists; ``rins report`` builds tables, fits and plots from summaries alone.
 
-This module is the one reader of run directories: logs (:func:`read_log`, :func:`start_record`), configs
-(:func:`run_config`), completeness, and the runs and summaries under folders (:func:`find_runs`,
-:func:`read_run`). It imports neither torch nor the trainer (parameter counts come from the run's own records).
+This module owns run directories: it reads their logs (:func:`read_log`, :func:`start_record`), configs
+(:func:`run_config`) and completeness, finds the runs and summaries under folders (:func:`find_runs`,
+:func:`read_run`), and guards each with its lock file (:func:`run_lock`, taken by ``rins train`` and by sweep
+workers). It imports neither torch nor the trainer (parameter counts come from the run's own records).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -21,14 +24,14 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = ["SUMMARY_FORMAT", "RunRecord", "read_log", "log_path", "start_record", "read_json", "run_config",
-           "is_complete", "find_runs", "read_run", "run_summary", "write_run_summary", "load_summary", "summary_path",
-           "atomic_write_json"]
+           "is_complete", "run_lock", "lock_holder", "find_runs", "read_run", "run_summary", "write_run_summary",
+           "load_summary", "summary_path", "atomic_write_json"]
 
 SUMMARY_FORMAT = "rins-run-summary/1"
 MAX_TRAIN_POINTS = 120  # the train-loss curve is thinned to at most this many points
@@ -95,6 +98,56 @@ def start_record(run_dir: str | Path) -> dict[str, Any]:
 def is_complete(run_dir: str | Path) -> bool:
     """True when ``RUN_DIR/summary.json`` says ``"complete": true``."""
     return bool(read_json(Path(run_dir) / "summary.json").get("complete"))
+
+
+_HELD: set[str] = set()  # lock files this process holds (run_lock is re-entrant within a process)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
+    """Try to take the exclusive lock ``RUN_DIR.lock`` without waiting; yields whether it was taken.
+
+    The lock is an ``fcntl.flock`` on an open file, so it is released when the holder exits, even if
+    it is killed: a stale lock file never blocks a later sweep (or ``rins train``). ``reentrant``: taken at once
+    when this process holds it already (``train()`` takes its run directory's lock so, inside a sweep worker's).
+    """
+    lock = Path(str(Path(run_dir)) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    key = str(lock.resolve())
+    if reentrant and key in _HELD:
+        yield True
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD.add(key)
+        try:
+            yield True
+        finally:
+            _HELD.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def lock_holder(run_dir: str | Path) -> str:
+    """Who holds ``RUN_DIR.lock``, for error messages: ``process 1234 (rins train ...)`` as far as known."""
+    lock = Path(str(Path(run_dir)) + ".lock")
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "another process"
+    try:
+        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
+    except OSError:
+        cmd = ""
+    return f"process {pid}" + (f" ({cmd[:100]})" if cmd else "")
 
 
 def summary_path(results_dir: str | Path, name: str) -> Path:

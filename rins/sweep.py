@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import copy
 import dataclasses
-import fcntl
 import fnmatch
 import itertools
 import json
@@ -62,14 +61,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
-from .runs import is_complete, summary_path, write_run_summary
+from .runs import is_complete, lock_holder, run_lock, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "main_sweep"]
@@ -347,69 +345,6 @@ def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
 
 
 # ----------------------------------------------------------------------------------------------
-# State of a run
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
-    """Try to take the exclusive lock ``RUN_DIR.lock`` without waiting; yields whether it was taken.
-
-    The lock is an ``fcntl.flock`` on an open file, so it is released when the holder exits, even if
-    it is killed: a stale lock file never blocks a later sweep (or ``rins train``). ``reentrant``: taken at once
-    when this process holds it already (``train()`` takes its run directory's lock so, inside a sweep worker's).
-    """
-    lock = Path(str(Path(run_dir)) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    key = str(lock.resolve())
-    held = _held()
-    if reentrant and key in held:
-        yield True
-        return
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        held.add(key)
-        try:
-            yield True
-        finally:
-            held.discard(key)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-_HELD: set[str] = set()  # lock files this process holds (run_lock is re-entrant within a process)
-
-
-def _held() -> set[str]:
-    """The process's one set of held locks, also when this file runs as ``__main__`` (``python -m rins.sweep``),
-    where ``rins.sweep`` imported by the command line and by ``train()`` is a second module object."""
-    import importlib
-
-    return importlib.import_module("rins.sweep")._HELD
-
-
-def lock_holder(run_dir: str | Path) -> str:
-    """Who holds ``RUN_DIR.lock``, for error messages: ``process 1234 (rins train ...)`` as far as known."""
-    lock = Path(str(Path(run_dir)) + ".lock")
-    try:
-        pid = int(lock.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return "another process"
-    try:
-        cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
-    except OSError:
-        cmd = ""
-    return f"process {pid}" + (f" ({cmd[:100]})" if cmd else "")
-
-
-# ----------------------------------------------------------------------------------------------
 # Dry run
 
 
@@ -441,7 +376,7 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
             "size": spec.size, "budget": spec.budget, "p_skip": spec.p_skip, "adapters": spec.adapters,
             "seed": spec.seed, "params": params, "flops_per_step": flops_per_step, "steps": steps,
             "tokens": steps * units_per_step, "flops": steps * flops_per_step, "error": err,
-            "complete": is_complete(spec.run_dir) or _summarised(spec, results_dir)}
+            "complete": _trained(spec, results_dir)}
 
 
 def dry_run_table(runs: list[RunSpec], results_dir: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
@@ -475,6 +410,17 @@ def _set_threads(threads: int) -> None:
 
 def _summarised(spec: RunSpec, results_dir: Path | None) -> bool:
     return results_dir is not None and summary_path(results_dir, spec.name).is_file()
+
+
+def _trained(spec: RunSpec, results_dir: Path | None) -> bool:
+    """The run finished training: its run directory is complete or its summary is in ``results_dir``."""
+    return is_complete(spec.run_dir) or _summarised(spec, results_dir)
+
+
+def _done(spec: RunSpec, results_dir: Path | None) -> bool:
+    """Nothing left for a worker: summarised into ``results_dir`` (or, without one, complete). A complete run
+    without its summary still needs :func:`finish_run`."""
+    return _summarised(spec, results_dir) or (results_dir is None and is_complete(spec.run_dir))
 
 
 def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
@@ -514,7 +460,7 @@ def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: A
     say = log or (lambda msg: print(msg, flush=True))
     for i, spec in enumerate(runs):
         tag = f"[sweep w{worker}] ({i + 1}/{len(runs)}) {spec.name}"
-        if _summarised(spec, res_dir) or (res_dir is None and is_complete(spec.run_dir)):
+        if _done(spec, res_dir):
             out["skipped"].append(spec.name)
             say(f"{tag}: complete, skipped")
             continue
@@ -523,7 +469,7 @@ def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: A
                 out["busy"].append(spec.name)
                 say(f"{tag}: locked by another worker, skipped")
                 continue
-            if _summarised(spec, res_dir) or (res_dir is None and is_complete(spec.run_dir)):
+            if _done(spec, res_dir):
                 out["skipped"].append(spec.name)  # finished by another worker meanwhile
                 continue
             t0 = time.time()
@@ -573,11 +519,11 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
         rcs = [w.wait() for w in workers]
         res = {"trained": [], "skipped": [], "busy": [], "failed": []}
         for r in runs:
-            if not (is_complete(r.run_dir) or _summarised(r, sweep.results_dir)):
+            if not _trained(r, sweep.results_dir):
                 res["failed"].append(r.name)
         if any(rcs):
             print(f"[sweep] worker exit codes: {rcs}", flush=True)
-    done = sum(is_complete(r.run_dir) or _summarised(r, sweep.results_dir) for r in runs)
+    done = sum(_trained(r, sweep.results_dir) for r in runs)
     print(f"[sweep] {done}/{len(runs)} runs complete in {sweep.out_dir}" +
           (f"; failed: {', '.join(res['failed'])}" if res["failed"] else ""), flush=True)
     return res
@@ -629,8 +575,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
         return 1 if res["failed"] else 0
     gpus = [g.strip() for g in a.gpus.split(",") if g.strip()] if a.gpus else None
     res = run_sweep(sw, runs, a.procs, quiet=not a.verbose, gpus=gpus)
-    return 1 if res["failed"] or not all(is_complete(r.run_dir) or _summarised(r, sw.results_dir)
-                                         for r in runs) else 0
+    return 1 if res["failed"] or not all(_trained(r, sw.results_dir) for r in runs) else 0
 
 
 def main_sweep(argv: list[str] | None = None) -> int:

@@ -138,7 +138,7 @@ def test_python_api_exports(corpus, cache, tmp_path):
 
 HOLD = """
 import sys, time
-from rins.sweep import run_lock
+from rins.runs import run_lock
 with run_lock(sys.argv[1]) as got:
     print("held" if got else "busy", flush=True)
     time.sleep(60)
