@@ -56,9 +56,10 @@ def variants(d: int, layers: int, patch: int, loss: str) -> dict[str, tuple[str,
 def make_cfg(name: str, task: str, model: dict, args, flops: float | None, steps: int | None) -> TrainConfig:
     return TrainConfig.from_dict({
         "name": name, "task": task,
-        "model": {**model, "data_options": {"augment": False, "eval_images": 1000, "eval_retrieval": 500}},
+        "model": model,
         "seed": args.seed, "batch_size": args.batch_size,
-        "data": {"corpus": args.corpus, "cache_dir": args.cache_dir},
+        "data": {"corpus": args.corpus, "cache_dir": args.cache_dir,
+                 "options": {"augment": False, "eval_images": 1000, "eval_retrieval": 500}},
         "budget": {"flops": flops} if flops else {"steps": steps},
         "optim": {"lr": args.lr, "warmup_frac": 0.1, "weight_decay": 0.0, "min_lr_ratio": 0.1},
         "n_evals": 1, "eval_batches": 4, "ckpt_every": 10 ** 9, "keep_last": 1, "log_every": 50,

@@ -30,10 +30,10 @@ from rins.model import LMConfig, RecursiveLM  # noqa: E402
 
 def preset_shape(name: str) -> tuple[dict, int, int]:
     """(model kwargs, micro-batch, sequence length) of a training preset (``rins.config``)."""
-    from rins.config import load_config
+    from rins.config import given_fields, load_config
 
     cfg = load_config(name)
-    model = {k: v for k, v in cfg.model.items() if k != "signature"}
+    model = {k: v for k, v in given_fields(cfg.model).items() if k != "signature"}
     model.update(vocab_size=cfg.data.vocab_size, max_seq_len=cfg.data.seq_len)
     return model, cfg.batch_size // cfg.grad_accum, cfg.data.seq_len
 

@@ -224,17 +224,18 @@ def _sizes(text: str | None) -> list[int] | None:
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
-    from .model import LMConfig, RecursiveLM
+    from dataclasses import replace
+
+    from .model import RecursiveLM
 
     cfg = _config_from_args(a)
     if a.print_config:
         return _print_config(cfg)
-    m = dict(cfg.model)
-    m.setdefault("vocab_size", cfg.data.vocab_size)
-    m.setdefault("max_seq_len", cfg.data.seq_len)
-    model = RecursiveLM(LMConfig.from_dict(m))
-    base = RecursiveLM(LMConfig.from_dict({**m, "signature": "AB", "adapters": "none", "p_skip": 0.0,
-                                           "degree": 1, "block_sizes": None}))
+    if cfg.task != "lm":
+        raise SystemExit(f"error: rins flops counts language models; this config's task is {cfg.task!r}")
+    # cfg.model is the typed LMConfig with the trainer's defaults (vocab and length from the data config)
+    model = RecursiveLM(cfg.model)
+    base = RecursiveLM(replace(cfg.model, signature="AB", adapters="none", p_skip=0.0, degree=1, block_sizes=None))
     T = cfg.data.seq_len
     rs = _parse_rs(a.r) or [None]
     rows = []

@@ -26,9 +26,12 @@ __all__ = [
     "PRESETS",
     "apply_overrides",
     "deep_update",
+    "given_fields",
     "load_config",
+    "parse_fields",
     "preset_dict",
     "read_toml",
+    "split_model_section",
 ]
 
 
@@ -136,6 +139,8 @@ class DataConfig:
     val_fraction: float = 0.1  # share of documents held out for validation
     seq_len: int = 256  # tokens per training sequence (the context trained)
     tokenizer: str | None = None  # an existing tokenizer.json instead of training a BPE (e.g. a converted model's)
+    # the task's data-side options: siglip and vit take rins.tasks.vision.VisionOptions fields (augment, ...)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -172,8 +177,10 @@ class TrainConfig:
     """Everything a run needs; saved as ``config.json`` into every run directory."""
 
     name: str = "run"  # run name: the run directory is out_dir/name
-    task: str = "lm"  # "lm" | "siglip" | "vit" (registered tasks)
-    model: dict[str, Any] = field(default_factory=dict)  # the task's model config (LMConfig fields for "lm")
+    task: str = "lm"  # "lm" | "siglip" | "vit" (the names in rins.tasks.TASKS)
+    # the task's typed model config (rins.LMConfig for lm, SigLIPConfig for siglip, ViTConfig for vit): a [model]
+    # table is parsed into it on load, with the defaults the task derives from the data and the seed
+    model: Any = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     budget: BudgetConfig = field(default_factory=lambda: BudgetConfig(steps=100))
@@ -208,12 +215,8 @@ class TrainConfig:
                 raise _bad(name, getattr(self, name), f"must be a [{name}] table")
             _validate_fields(getattr(self, name), name + ".")
         _validate_fields(self, "")
-        if not isinstance(self.model, dict):
-            raise _bad("model", self.model, "must be a [model] table")
-        if self.task == "lm":  # typed model fields too, so that e.g. tie_embeddings="no" is stored as false
-            from .model import LMConfig
-
-            self.model = coerce_fields(LMConfig, self.model, "model.")
+        _check("data.options", self.data.options, isinstance(self.data.options, dict), "must be a [data.options] table")
+        self._type_model()
         _check("name", self.name, _confined(self.name),
                "must be a relative folder name inside out_dir (no '..', not absolute, not empty)")
         _check("out_dir", self.out_dir, bool(self.out_dir.strip()), "must be a non-empty path")
@@ -259,8 +262,40 @@ class TrainConfig:
             if getattr(b, key) is not None:
                 _check(f"budget.{key}", getattr(b, key), getattr(b, key) >= 1, "must be >= 1")
 
+    def _type_model(self) -> None:
+        """Parse a ``[model]`` table (old layout migrated) into the task's typed config, remembering which fields
+        it named: they are what :meth:`to_dict` writes, and the rest stay free for the data to decide."""
+        from .tasks import TASKS, task_class  # on first use: the tasks load torch
+
+        try:
+            cls = getattr(task_class(self.task), "config_class", None)
+        except ValueError:
+            raise _bad("task", self.task, f"must be one of {', '.join(sorted(TASKS))}") from None
+        if cls is None:  # a user's task without a typed config keeps its table
+            return
+        if isinstance(self.model, cls):
+            return
+        if not isinstance(self.model, dict):
+            raise _bad("model", self.model, f"must be a [model] table of {cls.__name__} fields (task {self.task!r})")
+        model, options = split_model_section(self.task, self.model)
+        if options:
+            self.data.options = {**options, **self.data.options}
+        given = parse_fields(cls, model, "model.")
+        try:
+            typed = task_class(self.task).model_config_from(given, self)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as e:  # a check across fields (not a ConfigError: it names no single key)
+            raise ValueError(f"config [model] of task {self.task!r} is invalid: {e}") from None
+        _mark_given(typed, given)
+        self.model = typed
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON (``config.json``): every field; of the model, the fields the config named (see
+        :func:`given_fields`), so that the defaults the task derives from the data stay derived on reload."""
+        d = asdict(self)
+        d["model"] = given_fields(self.model) if is_dataclass(self.model) else copy.deepcopy(self.model)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -285,13 +320,68 @@ def _from_dict(cls, d: dict[str, Any], prefix: str):
     if unknown:
         raise ValueError(f"unknown config keys {[prefix + k for k in unknown]}; known: {sorted(known)}")
     kw = {}
+    defaults = cls() if cls is not TrainConfig else None
     for k, v in d.items():
-        default = getattr(cls(), k) if k in known else None
+        if cls is TrainConfig:  # the model table is typed by the task (TrainConfig.validate)
+            default = {"data": DataConfig(), "optim": OptimConfig(), "budget": BudgetConfig()}.get(k)
+        else:
+            default = getattr(defaults, k)
         if is_dataclass(default) and isinstance(v, dict):
             kw[k] = _from_dict(type(default), v, f"{prefix}{k}.")
         else:
             kw[k] = v
     return cls(**kw)
+
+
+_GIVEN = "_rins_given"  # instance attribute of a typed model config: the fields its table named
+
+
+def parse_fields(cls: type, d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``d`` checked against the dataclass ``cls`` (unknown keys are a :class:`ConfigError` naming them) and
+    parsed by the declared types, nested config tables included (``model.image.n_layers``)."""
+    if not isinstance(d, dict):
+        raise _bad(prefix.rstrip(".") or "config", d, "must be a table")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"unknown config keys {[prefix + k for k in unknown]}; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    return {k: parse_fields(hints[k], v, f"{prefix}{k}.") if is_dataclass(hints[k]) and isinstance(v, dict)
+            else coerce_value(prefix + k, v, hints[k]) for k, v in d.items()}
+
+
+def _mark_given(obj: Any, given: dict[str, Any]) -> None:
+    object.__setattr__(obj, _GIVEN, tuple(given))
+    for k, v in given.items():
+        if isinstance(v, dict) and is_dataclass(getattr(obj, k, None)):
+            _mark_given(getattr(obj, k), v)
+
+
+def given_fields(obj: Any) -> dict[str, Any]:
+    """The fields of a typed model config that its config table named, as plain data (nested configs likewise);
+    every field for a config built in code. This is the ``[model]`` table ``config.json`` records."""
+    names = getattr(obj, _GIVEN, None)
+    out: dict[str, Any] = {}
+    for k in names if names is not None else [f.name for f in fields(obj)]:
+        v = getattr(obj, k)
+        out[k] = given_fields(v) if is_dataclass(v) and not isinstance(v, type) else copy.deepcopy(v)
+    return out
+
+
+def split_model_section(task: str, model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ``[model]`` table of the old layout split into (model fields, data options): ``model.data_options``
+    (siglip, vit) and vit's ``model.n_classes`` are ``data.options`` now, and configs and run directories
+    written before still load."""
+    model, options = dict(model), {}
+    if task in ("siglip", "vit"):
+        old = model.pop("data_options", None)
+        if old is not None:
+            if not isinstance(old, dict):
+                raise _bad("model.data_options", old, "must be a table (it is data.options now)")
+            options.update(old)
+        if task == "vit" and "n_classes" in model:
+            options["n_classes"] = model.pop("n_classes")
+    return model, options
 
 
 def _parse_value(text: str) -> Any:
@@ -330,15 +420,18 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 
 
 def _declared_type(parts: list[str], d: dict[str, Any]) -> Any:
-    """The declared type of a dotted config key (``model.*`` by :class:`rins.model.LMConfig` for LM runs)."""
+    """The declared type of a dotted config key (``model.*`` by the task's model config class)."""
     cls: Any = TrainConfig
     for i, p in enumerate(parts):
         if cls is TrainConfig and p == "model":
-            if d.get("task", "lm") != "lm" or len(parts) != 2:
-                return None
-            from .model import LMConfig
+            from .tasks import task_class
 
-            cls = LMConfig
+            try:
+                cls = getattr(task_class(d.get("task", "lm")), "config_class", None)
+            except ValueError:
+                return None
+            if cls is None or i == len(parts) - 1:
+                return None
             continue
         hints = typing.get_type_hints(cls)
         if p not in hints:
@@ -477,12 +570,12 @@ def _tower(layers: int, d: int, heads: int, **kw: Any) -> dict[str, Any]:
     return {"n_layers": layers, "d_model": d, "n_heads": heads, "signature": "AB", **kw}
 
 
-def _vision_cpu(name: str, task: str, model: dict[str, Any], flops: float) -> dict[str, Any]:
+def _vision_cpu(name: str, task: str, model: dict[str, Any], flops: float, options: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "task": task,
         "model": model,
-        "data": {"corpus": "fashion-mnist"},
+        "data": {"corpus": "fashion-mnist", "options": options},
         "budget": {"flops": flops},
         "batch_size": 64,
         "n_evals": 6,
@@ -495,15 +588,14 @@ def _siglip_cpu() -> dict[str, Any]:
     """The CPU SigLIP of RESULTS.md: Fashion-MNIST, d=48, 4+4 layers, ~250k parameters, minutes on 2 cores.
     RINS per tower: ``--set model.image.signature=A^2B`` (or ``model.text.signature``)."""
     model = {"embed_dim": 48, "loss": "sigmoid", "image": _tower(4, 48, 4, patch_size=7, pool="mean"),
-             "text": _tower(4, 48, 4, pool="mean"),
-             "data_options": {"augment": False, "eval_images": 1000, "eval_retrieval": 500}}
-    return _vision_cpu("siglip-cpu", "siglip", model, 1.87e12)
+             "text": _tower(4, 48, 4, pool="mean")}
+    return _vision_cpu("siglip-cpu", "siglip", model, 1.87e12,
+                       {"augment": False, "eval_images": 1000, "eval_retrieval": 500})
 
 
 def _vit_cpu() -> dict[str, Any]:
     """The ViT-classifier control at the image-tower shape of ``siglip-cpu``."""
-    model = {**_tower(4, 48, 4, patch_size=7, pool="mean"), "data_options": {"augment": False}}
-    return _vision_cpu("vit-cpu", "vit", model, 4.39e11)
+    return _vision_cpu("vit-cpu", "vit", _tower(4, 48, 4, patch_size=7, pool="mean"), 4.39e11, {"augment": False})
 
 
 def _siglip_b16() -> dict[str, Any]:

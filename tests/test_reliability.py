@@ -206,8 +206,8 @@ def test_cli_generate_stops_at_the_context(corpus, cache, tmp_path, capsys):
 @pytest.mark.parametrize("text, value", [("no", False), ("yes", True), ("0", False), ("1", True), ("False", False)])
 def test_model_booleans_are_parsed(key, text, value):
     c = load_config("tiny", None, [f"model.{key}={text}"])
-    assert c.model[key] is value
-    m = dict(c.model, vocab_size=64)
+    assert getattr(c.model, key) is value and c.to_dict()["model"][key] is value
+    m = dict(c.to_dict()["model"], vocab_size=64)
     assert getattr(LMConfig.from_dict(m), key) is value
 
 
@@ -284,7 +284,7 @@ def test_fuzz_every_field_gives_a_config_or_a_clear_error(key, value, raw):
     text = value if raw and isinstance(value, str) else json.dumps(value)
     try:
         c = load_config("tiny", None, [f"{key}={text}"])
-        LMConfig.from_dict({"vocab_size": c.data.vocab_size, "max_seq_len": c.data.seq_len, **c.model})
+        LMConfig.from_dict({"vocab_size": c.data.vocab_size, "max_seq_len": c.data.seq_len, **c.to_dict()["model"]})
     except ValueError as e:  # ConfigError, SignatureError and LMConfig's checks are all ValueErrors
         msg = str(e)
         assert msg and "Traceback" not in msg

@@ -60,7 +60,7 @@ def test_grid_expansion_and_naming(tmp_path):
     spec = next(r for r in runs if r.name == "m_oABcx2_C2e9_ps0.5_adround_s1")
     cfg = spec.train_config()
     assert cfg.budget.flops == 2e9 and cfg.budget.steps is None and cfg.seed == 1
-    assert cfg.model["d_model"] == 64 and cfg.model["signature"] == "(AB)^2" and cfg.model["p_skip"] == 0.5
+    assert cfg.model.d_model == 64 and cfg.model.signature == "(AB)^2" and cfg.model.p_skip == 0.5
     assert cfg.run_dir() == tmp_path / spec.name
     # the taxonomy: every variant that compiles for the model's layers
     tax = expand_grid(base, {}, [{"layouts": ["taxonomy"], "budgets": [1e9]}], tmp_path)

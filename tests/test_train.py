@@ -141,7 +141,7 @@ def test_config_toml_and_overrides(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('preset = "tiny"\nname = "x"\n[model]\nsignature = "A^3B"\n[budget]\nflops = 1e12\n')
     c = load_config(None, p, ["model.d_model=64", "optim.lr=0.01"])
-    assert c.model["signature"] == "A^3B" and c.model["d_model"] == 64 and c.optim.lr == 0.01
+    assert c.model.signature == "A^3B" and c.model.d_model == 64 and c.optim.lr == 0.01
     assert c.budget.flops == 1e12 and c.budget.steps is None
     with pytest.raises(ValueError, match="unknown config keys"):
         load_config("tiny", None, ["optim.lrr=1"])

@@ -17,7 +17,10 @@ class Task(Protocol):
     and the run directory, or None outside a run).
 
     A task may also define ``realised_flops(model, step, batch_size)`` (the FLOPs executed at ``step``, e.g. at
-    the drawn depth of stochastic RINS; without it the trainer counts the expected ``flops_per_step``).
+    the drawn depth of stochastic RINS; without it the trainer counts the expected ``flops_per_step``), and a
+    typed model config: ``config_class`` (the dataclass ``TrainConfig.model`` holds) with the classmethod
+    ``model_config_from(fields, cfg)`` (that dataclass from the fields a ``[model]`` table names, with the
+    defaults the task derives from ``cfg``'s data and seed); without them ``TrainConfig.model`` stays a dict.
     """
 
     name: str

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import given_fields
 from ..distributed import unwrap
 from ..model import LMConfig, RecursiveLM, StackConfig
 from .base import autocast, default_depths, depth_label, drawn_rounds
@@ -44,28 +45,42 @@ class LMTask:
         if self.run_dir is not None and not (self.run_dir / "tokenizer.json").exists():
             shutil.copyfile(self.bundle.tokenizer_path, self.run_dir / "tokenizer.json")
 
+    config_class = LMConfig  # what TrainConfig.model holds for this task
+
+    @classmethod
+    def model_config_from(cls, model: dict[str, Any], cfg: Any, vocab: int | None = None) -> LMConfig:
+        """The typed config of the ``[model]`` fields ``model``; unnamed fields default to the data's:
+        ``vocab_size`` to the tokenizer's size ``vocab`` (before the data is prepared: ``data.vocab_size``),
+        ``max_seq_len`` to ``data.seq_len``, ``depth_seed`` to ``seed``. The LM takes no ``data.options``."""
+        options = getattr(cfg.data, "options", None)
+        if options:
+            raise ValueError(f"the lm task takes no data.options (got {sorted(options)})")
+        m = dict(model)
+        m.setdefault("vocab_size", cfg.data.vocab_size if vocab is None else vocab)
+        m.setdefault("max_seq_len", cfg.data.seq_len)
+        m.setdefault("depth_seed", cfg.seed)
+        if vocab is not None and m["vocab_size"] < vocab:
+            raise ValueError(f"model.vocab_size={m['vocab_size']} is smaller than the tokenizer's {vocab}")
+        if m["max_seq_len"] < cfg.data.seq_len:
+            raise ValueError(f"model.max_seq_len={m['max_seq_len']} < data.seq_len={cfg.data.seq_len}")
+        return LMConfig.from_dict(m)
+
     def model_config(self) -> LMConfig:
-        """The LM config: ``cfg.model`` (vocab and length from the data), or with ``--init`` the initialising
-        run's architecture with this config's recursion fields (signature, p_skip, adapters, …) on top."""
-        m = dict(self.cfg.model)
+        """The LM config: the fields ``cfg.model`` names (vocab and length from the data), or with ``--init`` the
+        initialising run's architecture with this config's recursion fields (signature, p_skip, …) on top."""
+        given = dict(self.cfg.model) if isinstance(self.cfg.model, dict) else given_fields(self.cfg.model)
+        m = given
         if self.base_model:
             recursion = {f.name for f in fields(StackConfig)}
             m = dict(self.base_model)
-            for k, v in self.cfg.model.items():
+            for k, v in given.items():
                 if k in recursion:
                     m[k] = v
                 elif m.get(k, v) != v:
                     warnings.warn(f"--init: keeping the initialising model's {k}={m[k]!r} (config asks {v!r})",
                                   stacklevel=2)
         vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
-        m.setdefault("vocab_size", vocab)
-        m.setdefault("max_seq_len", self.cfg.data.seq_len)
-        m.setdefault("depth_seed", self.cfg.seed)
-        if m["vocab_size"] < vocab:
-            raise ValueError(f"model.vocab_size={m['vocab_size']} is smaller than the tokenizer's {vocab}")
-        if m["max_seq_len"] < self.cfg.data.seq_len:
-            raise ValueError(f"model.max_seq_len={m['max_seq_len']} < data.seq_len={self.cfg.data.seq_len}")
-        return LMConfig.from_dict(m)
+        return self.model_config_from(m, self.cfg, vocab)
 
     def build_model(self) -> RecursiveLM:
         return RecursiveLM(self.model_config())

@@ -5,18 +5,18 @@ Both follow :class:`rins.tasks.Task` (the table :data:`rins.tasks.TASKS` names t
 :mod:`rins.vision_data`); ``cfg.data.cache_dir`` and ``cfg.data.val_fraction`` are used, the LM fields
 (``vocab_size``, ``seq_len``) are not.
 
-``cfg.model`` is the model config as a dict: :class:`rins.siglip.SigLIPConfig` fields with nested ``image`` /
-``text`` dicts for ``"siglip"``, :class:`rins.siglip.ViTConfig` fields for ``"vit"``. Defaults filled in
-when absent: image size / channels / text length from the corpus (Fashion-MNIST 28×28×1, 48 bytes; emoji and
-local files 32×32×3, 64 bytes), each tower's ``depth_seed`` from ``cfg.seed`` (text: ``cfg.seed + 1``, so the
-two towers draw independent depths). One extra key, ``model["data_options"]`` (a dict, removed before the
-model config is built), holds the data-side options of :class:`VisionOptions`.
+``cfg.model`` is the typed model config: :class:`rins.siglip.SigLIPConfig` (nested ``image`` / ``text``
+tower configs) for ``"siglip"``, :class:`rins.siglip.ViTConfig` for ``"vit"`` (a plain dict of their fields is
+accepted too). Defaults filled in when absent: image size / channels / text length from the corpus
+(Fashion-MNIST 28×28×1, 48 bytes; emoji and local files 32×32×3, 64 bytes), each tower's ``depth_seed`` from
+``cfg.seed`` (text: ``cfg.seed + 1``, so the two towers draw independent depths). ``cfg.data.options`` holds
+the data-side options of :class:`VisionOptions` (``model.data_options`` in configs written before).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import given_fields, parse_fields, split_model_section
 from ..distributed import unwrap
 from ..siglip import SigLIP, SigLIPConfig, ViTClassifier, ViTConfig
 from ..vision_data import ByteTokenizer, ImageTextData, augment_batch, load_vision_corpus
@@ -41,7 +42,7 @@ _CORPUS_DEFAULTS = {
 
 @dataclass
 class VisionOptions:
-    """Data-side options of the vision tasks (``cfg.model["data_options"]``).
+    """Data-side options of the vision tasks (``cfg.data.options``).
 
     Attributes:
         augment: random resized crop (+ flip) on training images.
@@ -50,6 +51,7 @@ class VisionOptions:
         positives: ``"diagonal"`` (SigLIP: only the pair itself) or ``"same_caption"`` (pairs whose captions are
             identical are positives too — useful for templated class captions).
         eval_images: images used for zero-shot accuracy; eval_retrieval: pairs used for retrieval recall.
+        n_classes: classes of the ViT classifier (None: from the data's labels).
     """
 
     augment: bool = True
@@ -58,13 +60,12 @@ class VisionOptions:
     positives: str = "diagonal"
     eval_images: int = 2000
     eval_retrieval: int = 1000
+    n_classes: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> VisionOptions:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"unknown data_options {sorted(set(d) - known)}; known: {sorted(known)}")
+        """The options of a ``[data.options]`` table; unknown keys and wrong types are a ConfigError."""
+        d = parse_fields(cls, dict(d or {}), "data.options.")
         if "crop_scale" in d:
             d["crop_scale"] = tuple(d["crop_scale"])
         o = cls(**d)
@@ -90,8 +91,9 @@ class _VisionTask:
     def __init__(self, cfg: Any, run_dir: Path | None) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
-        model = dict(cfg.model)
-        self.options = VisionOptions.from_dict(model.pop("data_options", None))
+        model = dict(cfg.model) if isinstance(cfg.model, dict) else given_fields(cfg.model)
+        model, old_options = split_model_section(self.name, model)
+        self.options = VisionOptions.from_dict({**old_options, **(getattr(cfg.data, "options", None) or {})})
         self._model_dict = model
         self.corpus = cfg.data.corpus
         self.train_data: ImageTextData | None = None
@@ -180,23 +182,32 @@ class SigLIPTask(_VisionTask):
 
     name = "siglip"
 
-    def model_config(self) -> SigLIPConfig:
-        """The SigLIP config with corpus defaults and per-tower depth seeds filled in."""
-        d = {k: v for k, v in self._model_dict.items()}
-        defs = _defaults(self.corpus)
+    config_class = SigLIPConfig  # what TrainConfig.model holds for this task
+
+    @classmethod
+    def model_config_from(cls, model: dict[str, Any], cfg: Any) -> SigLIPConfig:
+        """The typed config of the ``[model]`` fields ``model``, with the corpus's image and text sizes and
+        per-tower depth seeds where unnamed; checks ``cfg.data.options`` too."""
+        VisionOptions.from_dict(getattr(cfg.data, "options", None))
+        d = dict(model)
+        defs = _defaults(cfg.data.corpus)
         img = dict(d.get("image") or {})
         txt = dict(d.get("text") or {})
         for k in ("image_size", "channels", "patch_size"):
             img.setdefault(k, defs[k])
         txt.setdefault("max_len", defs["max_len"])
-        img.setdefault("depth_seed", self.cfg.seed)
-        txt.setdefault("depth_seed", self.cfg.seed + 1)
+        img.setdefault("depth_seed", cfg.seed)
+        txt.setdefault("depth_seed", cfg.seed + 1)
         d["image"], d["text"] = img, txt
-        cfg = SigLIPConfig.from_dict(d)
-        if cfg.text.vocab_size < self.tokenizer.vocab_size:
-            raise ValueError(f"model.text.vocab_size={cfg.text.vocab_size} < the byte tokenizer's "
-                             f"{self.tokenizer.vocab_size}")
-        return cfg
+        out = SigLIPConfig.from_dict(d)
+        if out.text.vocab_size < ByteTokenizer.vocab_size:
+            raise ValueError(f"model.text.vocab_size={out.text.vocab_size} < the byte tokenizer's "
+                             f"{ByteTokenizer.vocab_size}")
+        return out
+
+    def model_config(self) -> SigLIPConfig:
+        """The SigLIP config with corpus defaults and per-tower depth seeds filled in."""
+        return self.model_config_from(self._model_dict, self.cfg)
 
     def _image_format(self) -> tuple[int, int]:
         c = self.model_config().image
@@ -302,23 +313,32 @@ class ViTClassifierTask(_VisionTask):
 
     name = "vit"
 
-    def model_config(self) -> ViTConfig:
-        d = dict(self._model_dict)
-        d.pop("n_classes", None)
-        defs = _defaults(self.corpus)
+    config_class = ViTConfig  # what TrainConfig.model holds for this task
+
+    @classmethod
+    def model_config_from(cls, model: dict[str, Any], cfg: Any) -> ViTConfig:
+        """The typed config of the ``[model]`` fields ``model``, with the corpus's image size and the depth seed
+        where unnamed; checks ``cfg.data.options`` too."""
+        VisionOptions.from_dict(getattr(cfg.data, "options", None))
+        d = dict(model)
+        defs = _defaults(cfg.data.corpus)
         for k in ("image_size", "channels", "patch_size"):
             d.setdefault(k, defs[k])
-        d.setdefault("depth_seed", self.cfg.seed)
+        d.setdefault("depth_seed", cfg.seed)
         return ViTConfig.from_dict(d)
+
+    def model_config(self) -> ViTConfig:
+        """The ViT config with corpus defaults and the depth seed filled in."""
+        return self.model_config_from(self._model_dict, self.cfg)
 
     def _image_format(self) -> tuple[int, int]:
         c = self.model_config()
         return c.image_size, c.channels
 
     def n_classes(self) -> int:
-        """Number of classes (from ``model["n_classes"]``, else from the data)."""
-        if "n_classes" in self._model_dict:
-            return int(self._model_dict["n_classes"])
+        """Number of classes (``data.options.n_classes``, else from the data)."""
+        if self.options.n_classes is not None:
+            return self.options.n_classes
         self.prepare()
         if self.train_data.class_names is None:
             raise ValueError(f"{self.corpus}: the vit task needs class labels (a 'label' column / .cls members)")
