@@ -175,7 +175,7 @@ def family(signature: str, degree: int = 1) -> str:
 
 @dataclass
 class RunInfo:
-    """What the report needs from one run directory."""
+    """What the report needs from one run (a run directory or a committed run summary)."""
 
     name: str
     run_dir: Path
@@ -242,13 +242,9 @@ class RunInfo:
 
 
 def _size_label(model: dict[str, Any]) -> str:
-    if "n_layers" in model and "d_model" in model:
-        return f"L{model['n_layers']}-d{model['d_model']}"
-    from .model import LMConfig  # only for configs that left a field at its default
-
-    d = LMConfig.__dataclass_fields__
-    get = lambda k: model.get(k, d[k].default)  # noqa: E731
-    return f"L{get('n_layers')}-d{get('d_model')}"
+    """``L6-d64``: a run's model size. Configs store every model field (a field a config left out shows as ``?``,
+    rather than importing the model, and torch, for its default)."""
+    return f"L{model.get('n_layers', '?')}-d{model.get('d_model', '?')}"
 
 
 def _run_info(rec: RunRecord) -> RunInfo | None:

@@ -216,3 +216,20 @@ def test_every_verb_has_help_and_the_old_entry_points_delegate_to_the_tree(capsy
         res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT,
                              timeout=120)
         assert res.returncode == 0 and res.stdout.startswith("usage: rins "), (module, res.stderr[-500:])
+
+
+def test_analysis_verbs_run_without_torch(tmp_path):
+    """`rins plan`, `rins fit` and `rins report` build only their own parser: no torch (nor the trainer) needed."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from rins.cli import main\n"
+            "assert main(['plan', 'A^2B', '--layers', '4']) == 0\n"
+            "for verb in ('fit', 'report'):\n"
+            "    try:\n"
+            "        main([verb, '--help'])\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 0\n"
+            f"assert main(['report', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}]) == 2\n"
+            "assert 'rins.train' not in sys.modules and 'rins.model' not in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "no complete run found" in res.stderr
