@@ -48,21 +48,15 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
     """
     from .checkpoint import load_model
-    from .data import TokenDataset, prepare_data
-    from .tasks import autocast
+    from .data import TokenDataset, bytes_per_token, prepare_data
+    from .tasks import default_depths
+    from .tasks.lm import eval_batch_size, mean_loss
 
     rd = Path(run_dir)
     cfg = _run_config(rd)
-    if cfg.task != "lm":
-        raise ValueError(f"{rd} is a {cfg.task!r} run; evaluate_run scores language models")
-    if split not in ("val", "train"):
-        raise ValueError(f"split must be 'val' or 'train', got {split!r}")
-    if batches is not None and batches < 0:
-        raise ValueError(f"batches must be >= 0 (0 = the whole split), got {batches}")
+    _check_args(rd, cfg, split, batches, batch_size)
     if batch_size is None:
-        batch_size = max(1, min(cfg.batch_size, 16))  # the trainer's choice: the same windows as its evals
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = eval_batch_size(cfg)  # the trainer's choice: the same windows as its evals
     tok_path = rd / "tokenizer.json"
     if not tok_path.is_file():
         raise FileNotFoundError(f"{rd} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
@@ -74,28 +68,28 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     dev = next(model.parameters()).device
     ds = TokenDataset(bundle.val_path if split == "val" else bundle.train_path, cfg.data.seq_len)
     limit = cfg.eval_batches if batches is None else (batches or None)
-    if not depths:
-        depths = list(range(1, model.r_max + 2)) if model.r_max else [None]
+    depths = depths or default_depths(model.r_max)
     if any(r is not None and r < 1 for r in depths):
         raise ValueError(f"every depth r must be >= 1, got {depths}")
     meta = bundle.meta
-    n_tok = meta["n_val_tokens"] if split == "val" else meta["n_train_tokens"]
-    n_bytes = meta["val_bytes"] if split == "val" else meta["train_bytes"]
-    bpt = n_bytes / max(1, n_tok)
+    bpt = bytes_per_token(bundle) if split == "val" else meta["train_bytes"] / max(1, meta["n_train_tokens"])
     results, windows, tokens = [], 0, 0
     for r in depths:
-        tot, n, w = 0.0, 0, 0
-        for x, y in ds.iter_eval_batches(batch_size, limit):
-            x, y = x.to(dev), y.to(dev)
-            with autocast(cfg, dev):
-                tot += model(x, r=r, targets=y, reduction="sum").item()
-            n += y.numel()
-            w += x.shape[0]
-        loss = tot / n
+        loss, tokens, windows = mean_loss(model, ds, r, batch_size, limit, cfg, dev)
         results.append({"r": r, "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": loss / math.log(2) / bpt})
-        windows, tokens = w, n
     return {"run": str(rd), "data": spec, "split": split, "windows": windows, "tokens": tokens,
             "bytes_per_token": bpt, "results": results}
+
+
+def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:
+    if cfg.task != "lm":
+        raise ValueError(f"{rd} is a {cfg.task!r} run; evaluate_run scores language models")
+    if split not in ("val", "train"):
+        raise ValueError(f"split must be 'val' or 'train', got {split!r}")
+    if batches is not None and batches < 0:
+        raise ValueError(f"batches must be >= 0 (0 = the whole split), got {batches}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def format_results(res: dict[str, Any]) -> str:

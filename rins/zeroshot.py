@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .siglip import SigLIP
+from .tasks.base import default_depths
 from .vision_data import ByteTokenizer, ImageTextData
 
 __all__ = [
@@ -94,7 +95,7 @@ def retrieval_recall(img_emb: torch.Tensor, txt_emb: torch.Tensor, ks: Sequence[
 def _depths(tower_r_max: int | None, depths: Sequence[int | None] | None) -> list[int | None]:
     if not tower_r_max:
         return [None]
-    return list(depths) if depths is not None else list(range(1, tower_r_max + 2))
+    return list(depths) if depths is not None else default_depths(tower_r_max)
 
 
 def evaluate_siglip(model: SigLIP, data: ImageTextData, image_depths: Sequence[int | None] | None = None,

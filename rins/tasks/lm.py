@@ -18,7 +18,27 @@ from ..distributed import unwrap
 from ..model import LMConfig, RecursiveLM, StackConfig
 from .base import autocast, default_depths, depth_label, drawn_rounds
 
-__all__ = ["LMTask"]
+__all__ = ["LMTask", "eval_batch_size", "mean_loss"]
+
+
+def eval_batch_size(cfg: Any) -> int:
+    """Windows per evaluation batch: ``min(batch_size, 16)`` of the run (the same windows wherever it is scored)."""
+    return max(1, min(cfg.batch_size, 16))
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, ds: Any, r: int | None, batch_size: int, limit: int | None, cfg: Any,
+              device: torch.device) -> tuple[float, int, int]:
+    """(mean loss per token, tokens, windows) of ``model`` at depth ``r`` over ``ds``'s evaluation batches (at
+    most ``limit``, spread over the split; None: all), under ``cfg.dtype``'s autocast."""
+    tot, n, w = 0.0, 0, 0
+    for x, y in ds.iter_eval_batches(batch_size, limit):
+        x, y = x.to(device), y.to(device)
+        with autocast(cfg, device):
+            tot += model(x, r=r, targets=y, reduction="sum").item()
+        n += y.numel()
+        w += x.shape[0]
+    return tot / n, n, w
 
 
 class LMTask:
@@ -126,15 +146,9 @@ class LMTask:
         m.eval()
         dev = next(m.parameters()).device
         losses: dict[str, float] = {}
-        bs = max(1, min(self.cfg.batch_size, 16))
         for r in depths:
-            tot, n = 0.0, 0
-            for x, y in self.val_ds.iter_eval_batches(bs, self.cfg.eval_batches):
-                x, y = x.to(dev), y.to(dev)
-                with autocast(self.cfg, dev):
-                    tot += m(x, r=r, targets=y, reduction="sum").item()
-                n += y.numel()
-            losses[depth_label(r)] = tot / n
+            loss, _, _ = mean_loss(m, self.val_ds, r, eval_batch_size(self.cfg), self.cfg.eval_batches, self.cfg, dev)
+            losses[depth_label(r)] = loss
         m.train(was)
         main = losses.get("default", losses.get(str(m.r_max)) if m.r_max else None)
         if main is None:
