@@ -341,8 +341,14 @@ def _add_flops_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="folder of the three runs and the report")
-    p.add_argument("--budget", type=float, default=None, help="training FLOPs per run (default: the preset's)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help="config preset of the three runs")
+    from .config import PRESETS, preset_dict
+
+    lm_presets = [name for name in PRESETS if preset_dict(name).get("task", "lm") == "lm"]  # the demo trains LMs
+    p.add_argument("--budget", type=float, default=None,
+                   help="training FLOPs per run (default: the demo shape's, or with --preset the preset's budget)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"train the three variants on this config preset as it is: {', '.join(lm_presets)} "
+                   "(default: the demo's own shape, size S of configs/study-long.toml on preset cpu-small)")
     p.add_argument("--corpus", default=None, help="data.corpus (default: the preset's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of every run (repeatable; see rins train --help)")
