@@ -85,12 +85,7 @@ def plot_curves(curves: list[tuple[str, list[dict[str, Any]]]], out_png: str | P
                 title: str = "held-out loss vs training FLOPs") -> None:
     """Plot held-out loss (at the trained depth) against training FLOPs (or ``x``) for several runs, each
     given as ``(label, eval records)`` (:func:`rins.runs.read_log`, or a run summary's ``curve``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _new_figure()
     for label, recs in curves:
         recs = [r for r in recs if r.get(x) is not None and r.get("val_loss") is not None]
         if recs:
@@ -393,24 +388,34 @@ def _curves_section(runs: list[RunInfo], out: Path, x: str) -> tuple[str, dict[s
     return text, data
 
 
-def _finish(fig, ax, png, title: str, legend_size: int = 7) -> None:
-    """Title, grid, legend, save and close: the common tail of every report plot."""
-    import matplotlib.pyplot as plt
-
-    style_axes(ax, title, legend_size)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
-
-
-def _plot_finals(rs: list[RunInfo], png: Path, title: str) -> None:
-    """Final loss against the budget, one line per layout (colour by family)."""
+def _new_figure(height: float = 4.2) -> tuple[Any, Any]:
+    """(figure, axes) of a report plot, 6.4 inches wide, drawn off-screen (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    return plt.subplots(figsize=(6.4, height))
+
+
+def _save(fig: Any, png: str | Path) -> None:
+    """Lay out, write (120 dpi) and close a report plot."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def _finish(fig, ax, png, title: str, legend_size: int = 7) -> None:
+    """Title, grid, legend, save and close: the common tail of every report plot."""
+    style_axes(ax, title, legend_size)
+    _save(fig, png)
+
+
+def _plot_finals(rs: list[RunInfo], png: Path, title: str) -> None:
+    """Final loss against the budget, one line per layout (colour by family)."""
+    fig, ax = _new_figure()
     styles = ["-", "--", ":", "-."]
     seen: dict[str, int] = defaultdict(int)
     for (sig, deg), lay in sorted(_group(rs, "signature", "degree").items(), key=lambda kv: kv[1][0].cost):
@@ -572,12 +577,7 @@ def _layout_ranking(runs: list[RunInfo], out: Path, margin: float) -> tuple[str,
 
 
 def _plot_ranking(rs: list[RunInfo], png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 0.28 * len(rs) + 1.2))
+    fig, ax = _new_figure(0.28 * len(rs) + 1.2)
     ys = list(range(len(rs)))[::-1]
     # bars from zero, so that lengths compare honestly (5.18 vs 5.32 nats is 3%), with each value printed
     losses = [r.val_loss for r in rs]
@@ -595,9 +595,7 @@ def _plot_ranking(rs: list[RunInfo], png: Path, title: str) -> None:
     ax.grid(axis="y", visible=False)
     ax.legend(handles=[Patch(color=FAMILY_COLORS[f], label=f) for f in fams], fontsize=7, loc="upper left",
               bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the bars: never over a value
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    _save(fig, png)
 
 
 def _fit_points(layout_runs: list[RunInfo], x: str) -> tuple[list[float], list[float], str]:
@@ -771,12 +769,7 @@ def _stochastic_depth_tradeoff(runs: list[RunInfo], out: Path, margin: float) ->
 
 
 def _plot_depth(rs: list[RunInfo], base: RunInfo | None, depths: list[int], png: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _new_figure()
     for r in rs:
         ks = sorted(int(k) for k in r.val_loss_r)
         ax.plot(ks, [r.val_loss_r[str(k)] for k in ks], marker="o", ms=4,
