@@ -36,6 +36,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .loggers import RunLogger, parse_loggers
+from .runs import lock_holder, run_lock
 from .tasks import Task, autocast, get_task
 
 __all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "train", "plan_steps",
@@ -208,10 +209,10 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
           extend: bool = False) -> dict[str, Any]:
     """Train ``cfg`` and return a summary (final losses at every depth, steps, tokens, FLOPs).
 
-    The run directory is locked (``RUN_DIR.lock``, shared with ``rins sweep``) while it trains: a second
-    process on the same run stops at once with :class:`RunLockedError` naming the holder; a lock left by a
-    dead process is taken over. ``extend=True`` continues a finished (or interrupted) run whose config
-    differs only in a larger budget: constant schedules from the last checkpoint, WSD from the checkpoint
+    The run directory is locked (``RUN_DIR.lock``, :func:`rins.runs.run_lock`, shared with ``rins sweep``) while
+    it trains: a second process on the same run stops at once with :class:`RunLockedError` naming the holder; a
+    lock left by a dead process is taken over. ``extend=True`` continues a finished (or interrupted) run whose
+    config differs only in a larger budget: constant schedules from the last checkpoint, WSD from the checkpoint
     where the decay began (kept in ``RUN_DIR/pre_decay``), so that the result equals a run trained with the
     larger budget from the start (with the earlier warmup); cosine schedules raise :class:`ExtendError`.
 
@@ -225,8 +226,6 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     """
     if dist_ctx is not None and dist_ctx.rank != 0:  # rank 0 holds the lock for the whole job
         return _train(cfg, resume, init_from, quiet, dist_ctx, stop_after, verify, extend)
-    from .sweep import lock_holder, run_lock
-
     with run_lock(cfg.run_dir(), reentrant=True) as got:
         if not got:
             raise RunLockedError(f"run directory {cfg.run_dir()} is in use by {lock_holder(cfg.run_dir())}; wait "

@@ -135,3 +135,13 @@ def test_no_module_imports_a_private_name_of_another():
     found = [f for path in PKG.rglob("*.py") if "hf_export" not in path.parts
              for f in private_imports(path.read_text(), _module_name(path), path.name == "__init__.py")]
     assert not found, found
+
+
+def test_trainer_never_imports_the_studies():
+    """The studies (sweep, fits, report) run the trainer, not the other way round, even through a lazy import."""
+    studies = {"sweep", "scaling", "report", "study_report"}
+    for path in [PKG / "train.py", *(PKG / "tasks").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").rpartition(".")[2], *(a.name for a in node.names if not node.module)}
+                assert not names & studies, (path, ast.unparse(node))
