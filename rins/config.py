@@ -320,14 +320,10 @@ def _from_dict(cls, d: dict[str, Any], prefix: str):
     if unknown:
         raise ValueError(f"unknown config keys {[prefix + k for k in unknown]}; known: {sorted(known)}")
     kw = {}
-    defaults = cls() if cls is not TrainConfig else None
+    hints = typing.get_type_hints(cls)  # TrainConfig.model is Any: the task types it (TrainConfig.validate)
     for k, v in d.items():
-        if cls is TrainConfig:  # the model table is typed by the task (TrainConfig.validate)
-            default = {"data": DataConfig(), "optim": OptimConfig(), "budget": BudgetConfig()}.get(k)
-        else:
-            default = getattr(defaults, k)
-        if is_dataclass(default) and isinstance(v, dict):
-            kw[k] = _from_dict(type(default), v, f"{prefix}{k}.")
+        if is_dataclass(hints[k]) and isinstance(v, dict):
+            kw[k] = _from_dict(hints[k], v, f"{prefix}{k}.")
         else:
             kw[k] = v
     return cls(**kw)
