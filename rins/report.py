@@ -236,10 +236,19 @@ class RunInfo:
         return (self.size, self.signature, self.degree, self.p_skip, self.adapters, self.seed)
 
 
+def _model_field(model: dict[str, Any], key: str) -> Any:
+    """A field of a run's model config; ``config.json`` records only the fields the config named, so one left
+    at its default is read from :class:`rins.model.LMConfig` (the only case that imports the model, and torch)."""
+    if key in model:
+        return model[key]
+    from .model import LMConfig
+
+    return LMConfig.__dataclass_fields__[key].default
+
+
 def _size_label(model: dict[str, Any]) -> str:
-    """``L6-d64``: a run's model size. Configs store every model field (a field a config left out shows as ``?``,
-    rather than importing the model, and torch, for its default)."""
-    return f"L{model.get('n_layers', '?')}-d{model.get('d_model', '?')}"
+    """``L6-d64``: a run's model size (distinct layers, width)."""
+    return f"L{_model_field(model, 'n_layers')}-d{_model_field(model, 'd_model')}"
 
 
 def _run_info(rec: RunRecord) -> RunInfo | None:
@@ -259,7 +268,7 @@ def _run_info(rec: RunRecord) -> RunInfo | None:
         degree=int(model.get("degree", 1)), p_skip=float(model.get("p_skip", 0.0)),
         adapters=str(model.get("adapters", "none")), size=_size_label(model),
         budget=(cfg.get("budget") or {}).get("flops"), seed=int(cfg.get("seed", 0)),
-        n_layers=int(model.get("n_layers", 6)), complete=rec.complete,
+        n_layers=int(_model_field(model, "n_layers")), complete=rec.complete,
         params=int(summ.get("params", start_rec.get("params", 0))), steps=steps, tokens=int(summ.get("tokens", 0)),
         flops=float(summ.get("flops", 0.0)), val_loss=float(summ.get("val_loss", math.nan) or math.nan),
         val_loss_r={str(k): float(v) for k, v in (summ.get("val_loss_r") or {}).items()},
