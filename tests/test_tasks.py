@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from rins.config import load_config
 from rins.tasks import TASKS, get_task, task_class
 
 
@@ -30,6 +31,8 @@ def test_a_user_task_goes_into_the_table(monkeypatch):
     monkeypatch.setitem(TASKS, "echo", Echo)
     t = get_task(SimpleNamespace(task="echo"), None)
     assert isinstance(t, Echo)
+    cfg = load_config(None, None, ["task=echo", "model.width=3"])  # no config_class: the table stays a dict
+    assert cfg.model == {"width": 3} and isinstance(get_task(cfg, None), Echo)
     monkeypatch.setitem(TASKS, "echo2", "rins.tasks.lm:LMTask")  # an import path works too
     assert task_class("echo2").__name__ == "LMTask"
 

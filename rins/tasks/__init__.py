@@ -2,11 +2,14 @@
 
 ``TASKS`` is a plain table from a task name to its class, or to the class's import path
 (``"package.module:Class"``, imported on first use so that the LM never loads the vision stack). To add a
-task, write a class that follows :class:`Task` and put it into the table before training::
+task, write a class that follows :class:`Task` and put it into the table before its config is loaded::
 
     from rins.tasks import TASKS
     TASKS["my-task"] = MyTask          # or "my_package.my_module:MyTask"
     rins.train(rins.load_config(toml_path="my.toml"))   # with task = "my-task"
+
+With a ``config_class`` (and ``model_config_from``, see :class:`Task`) its ``[model]`` table is typed on load;
+without, ``TrainConfig.model`` stays the table's dict.
 
 The modules: :mod:`rins.tasks.base` (the protocol and shared helpers), :mod:`rins.tasks.lm` (``"lm"``),
 :mod:`rins.tasks.vision` (``"siglip"``, ``"vit"``). Nothing here imports the trainer.
