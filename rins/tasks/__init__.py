@@ -21,9 +21,9 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from .base import Task, autocast, default_depths, depth_label, drawn_rounds
+from .base import Task, autocast, default_depths, depth_label
 
-__all__ = ["TASKS", "Task", "autocast", "default_depths", "depth_label", "drawn_rounds", "get_task", "task_class"]
+__all__ = ["TASKS", "Task", "autocast", "default_depths", "depth_label", "get_task", "task_class"]
 
 TASKS: dict[str, type | str] = {
     "lm": "rins.tasks.lm:LMTask",

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-__all__ = ["Task", "autocast", "default_depths", "depth_label", "drawn_rounds"]
+__all__ = ["Task", "autocast", "default_depths", "depth_label"]
 
 
 class Task(Protocol):
@@ -63,12 +63,3 @@ def autocast(cfg: Any, device: torch.device):
     if cfg.dtype != "bfloat16":
         raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {cfg.dtype!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def drawn_rounds(stack: Any, step: int, batch_size: int) -> int | None:
-    """Rounds a :class:`rins.model.RecursiveStack` executes at training ``step`` (the deepest drawn depth under
-    stochastic RINS, via :meth:`~rins.model.RecursiveStack.draw_depth`); None: its trained depth."""
-    if not (stack.r_max and stack.cfg.p_skip > 0):
-        return None
-    d = stack.draw_depth(step, batch_size)
-    return max(d) if isinstance(d, list) else d

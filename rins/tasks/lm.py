@@ -16,7 +16,7 @@ from torch import nn
 from ..config import given_fields
 from ..distributed import unwrap
 from ..model import LMConfig, RecursiveLM, StackConfig
-from .base import autocast, default_depths, depth_label, drawn_rounds
+from .base import autocast, default_depths, depth_label
 
 __all__ = ["LMTask", "eval_batch_size", "mean_loss"]
 
@@ -128,7 +128,8 @@ class LMTask:
         """FLOPs actually executed at ``step`` (the drawn depth for stochastic RINS)."""
         m = unwrap(model)
         T = self.cfg.data.seq_len
-        return m.flops_per_token(T, r=drawn_rounds(m.stack, step, batch_size), training=True) * batch_size * T
+        r, _ = m.stack.training_depth(step, batch_size)
+        return m.flops_per_token(T, r=r, training=True) * batch_size * T
 
     def units_per_step(self, batch_size: int) -> int:
         return batch_size * self.cfg.data.seq_len

@@ -30,7 +30,7 @@ from ..distributed import unwrap
 from ..siglip import SigLIP, SigLIPConfig, ViTClassifier, ViTConfig
 from ..vision_data import ByteTokenizer, ImageTextData, augment_batch, load_vision_corpus
 from ..zeroshot import class_embeddings, encode_images, encode_texts, retrieval_recall, zeroshot_accuracy
-from .base import default_depths, depth_label, drawn_rounds
+from .base import default_depths, depth_label
 
 __all__ = ["SigLIPTask", "ViTClassifierTask", "VisionOptions"]
 
@@ -243,7 +243,7 @@ class SigLIPTask(_VisionTask):
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
         """FLOPs executed at ``step`` with each tower's drawn depth."""
         m = unwrap(model)
-        ri, rt = (drawn_rounds(tower.stack, step, batch_size) for tower in (m.image, m.text))
+        ri, rt = (tower.stack.training_depth(step, batch_size)[0] for tower in (m.image, m.text))
         return m.flops_per_example(ri, rt, training=True, batch_size=batch_size) * batch_size
 
     def _val_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -364,7 +364,8 @@ class ViTClassifierTask(_VisionTask):
 
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
         m = unwrap(model)
-        return m.flops_per_example(drawn_rounds(m.vit.stack, step, batch_size), training=True) * batch_size
+        r, _ = m.vit.stack.training_depth(step, batch_size)
+        return m.flops_per_example(r, training=True) * batch_size
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
