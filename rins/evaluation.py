@@ -10,7 +10,6 @@ runs with different vocabularies compare. ``rins eval RUN --data SPEC`` is the c
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,6 @@ from typing import Any
 import torch
 
 __all__ = ["evaluate_run", "format_results"]
-
-
-def _run_config(run_dir: Path):
-    from .config import TrainConfig
-
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    return TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
 
 
 @torch.no_grad()
@@ -48,12 +39,14 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
     """
     from .checkpoint import load_model
+    from .config import TrainConfig
     from .data import TokenDataset, bytes_per_token, prepare_data
+    from .runs import run_config
     from .tasks import default_depths
     from .tasks.lm import eval_batch_size, mean_loss
 
     rd = Path(run_dir)
-    cfg = _run_config(rd)
+    cfg = TrainConfig.from_dict(run_config(rd))
     _check_args(rd, cfg, split, batches, batch_size)
     if batch_size is None:
         batch_size = eval_batch_size(cfg)  # the trainer's choice: the same windows as its evals

@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
+from rins.cli import run_verb
 from rins.report import build_report, load_runs
 from rins.runs import SUMMARY_FORMAT, load_summary, run_summary
-from rins.study_report import crossover, equal_tokens_gap
-from rins.sweep import load_sweep, main_sweep
+from rins.study_report import crossover, curve_seeds, equal_tokens_gap
+from rins.sweep import load_sweep
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ layouts = ["AB", "A^2B"]
 budgets = [3e9]
 seeds = [1]
 """)
-    assert main_sweep([str(sw)]) == 0
+    assert run_verb("sweep", [str(sw)]) == 0
     return root, sw
 
 
@@ -87,7 +88,7 @@ def test_summaries_outlive_the_run_directories(study, tmp_path, capsys):
     moved.write_text(sw.read_text().replace(str(root / "results"), str(results))
                      .replace(str(root / "runs"), str(tmp_path / "runs")))
     capsys.readouterr()
-    assert main_sweep([str(moved)]) == 0
+    assert run_verb("sweep", [str(moved)]) == 0
     out = capsys.readouterr().out
     assert out.count("complete, skipped") == 8 and not (tmp_path / "runs").exists() or \
         not any((tmp_path / "runs").glob("base_*/"))
@@ -118,6 +119,15 @@ def test_crossover_found_where_curves_cross():
     never = crossover(base, {k: v + 0.1 for k, v in base.items()}, n_boot=10)
     assert never["status"] == "ok" and math.isinf(never["crossing"])
     assert crossover(dict(list(base.items())[:3]), other)["status"] == "too few budgets"
+
+
+def test_fits_use_only_the_seeds_run_at_every_budget():
+    """Seeds 1-2 at the top budget only (each with its own split) must not bend the fitted curves."""
+    base = {1e12: {0: 4.0}, 1e13: {0: 3.0, 1: 3.2, 2: 3.5}}
+    other = {1e12: {0: 4.5, 1: 4.6}, 1e13: {0: 3.1, 1: 3.3, 2: 3.6}}
+    assert curve_seeds(base, other) == [0]
+    assert curve_seeds({1e12: {0: 1.0, 1: 1.0}}, {1e12: {1: 1.0, 0: 2.0}}) == [0, 1]
+    assert curve_seeds(base, {1e12: {1: 4.6}, 1e13: {0: 3.1}}) == []
 
 
 def test_equal_tokens_gap_interpolates_in_log_tokens():
@@ -163,7 +173,7 @@ def test_gpu_study_command_is_sized_and_runs_tiny_on_cpu(tmp_path, corpus):
         text = text.replace(old, new)
     tiny = tmp_path / "tiny.toml"
     tiny.write_text(text.replace("[base.data]", f'[base.data]\ncache_dir = "{tmp_path / "cache"}"'))
-    assert main_sweep([str(tiny), "--only", "G_A*B_C1e10_s0"]) == 0
+    assert run_verb("sweep", [str(tiny), "--only", "G_A*B_C1e10_s0"]) == 0
     got = sorted(p.stem for p in (tmp_path / "results").glob("*.json"))
     assert got == ["G_AB_C1e10_s0", "G_Ax2B_C1e10_s0", "G_Ax3B_C1e10_s0"]
     assert load_summary(tmp_path / "results" / "G_AB_C1e10_s0.json")["evals"]
