@@ -30,7 +30,8 @@ from rins.model import LMConfig, RecursiveLM  # noqa: E402
 
 def preset_shape(name: str) -> tuple[dict, int, int]:
     """(model kwargs, micro-batch, sequence length) of a training preset (``rins.config``)."""
-    from rins.config import given_fields, load_config
+    from rins.config import load_config
+    from rins.fields import given_fields
 
     cfg = load_config(name)
     model = {k: v for k, v in given_fields(cfg.model).items() if k != "signature"}

@@ -38,6 +38,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .fields import coerce_fields
+
 __all__ = [
     "CheckpointError",
     "atomic_write_text",
@@ -402,8 +404,6 @@ def check_architecture(path: str | Path, model_config: dict[str, Any]) -> None:
     try:
         run_cfg = json.loads((run / "config.json").read_text())
         model = run_cfg.get("model") or {} if run_cfg.get("task", "lm") == "lm" else {}
-        from .config import coerce_fields
-
         model = coerce_fields(LMConfig, model)
     except (OSError, ValueError, AttributeError):
         return  # an unreadable config.json is the caller's error to report

@@ -44,7 +44,7 @@ def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str,
     import typing
     from dataclasses import MISSING, fields, is_dataclass
 
-    from .config import field_docs, type_name
+    from .fields import field_docs, type_name
 
     g = p.add_argument_group(title, description)
     hints, docs = typing.get_type_hints(cls), field_docs(cls)
@@ -105,14 +105,12 @@ def _print_config(cfg) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .train import train
+    from .train import launch_train, train
 
     cfg = _config_from_args(a)
     if a.print_config:
         return _print_config(cfg)
     if a.dist:
-        from .distributed import launch_train
-
         if a.extend:
             raise SystemExit("error: --extend runs on one process; extend the run, then resume it with --dist")
         return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
@@ -442,10 +440,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_verb(verb: str, argv: Sequence[str] | None = None) -> int:
-    """``rins VERB ARGV...`` as a function that returns instead of exiting: ``--help`` gives 0, a usage error 2.
-
-    Behind the modules' ``main_*`` functions and ``python -m rins.sweep`` / ``rins.report`` / ``rins.scaling``;
-    ``argv=None`` reads ``sys.argv[1:]``."""
+    """``rins VERB ARGV...`` as a function that returns instead of exiting: ``--help`` gives 0, a usage error 2
+    (for calling a verb from Python or a test); ``argv=None`` reads ``sys.argv[1:]``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return main([verb, *argv])

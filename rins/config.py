@@ -4,122 +4,31 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import re
 import tomllib
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .fields import ConfigError, coerce_fields, given_fields, invalid, mark_given, parse_fields, split_model_section
+
 __all__ = [
     "BudgetConfig",
-    "ConfigError",
-    "coerce_fields",
-    "coerce_value",
-    "field_docs",
-    "type_name",
     "DataConfig",
     "OptimConfig",
     "TrainConfig",
     "PRESETS",
     "apply_overrides",
     "deep_update",
-    "given_fields",
     "load_config",
-    "parse_fields",
     "preset_dict",
     "read_toml",
-    "split_model_section",
 ]
-
-
-class ConfigError(ValueError):
-    """A config value of the wrong type or out of range; the message names the key, the value and what is allowed."""
-
-
-def _bad(key: str, value: Any, allowed: str) -> ConfigError:
-    shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80] + "...")
-    return ConfigError(f"config {key}={shown} is invalid: {allowed}")
-
-
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
-_INT_RE = re.compile(r"[+-]?\d{1,19}")
-_INT_LIMIT = 2**63
-
-
-def coerce_value(key: str, value: Any, tp: Any) -> Any:
-    """``value`` parsed as the declared type ``tp`` (bool, int, float, str, ``X | None``, ``list[int]``,
-    ``tuple[int, ...]``); other types pass through. Booleans accept true/false/1/0/yes/no and nothing else;
-    integers reject fractions and bools; floats must be finite. Raises :class:`ConfigError` naming ``key``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) == 1:
-            try:
-                return coerce_value(key, value, rest[0])
-            except ConfigError:
-                if type(None) in args:
-                    raise _bad(key, value, f"must be {_describe(rest[0])} or none") from None
-                raise
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise _bad(key, value, "must be a boolean (true/false/1/0/yes/no)")
-    if tp is int:
-        if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
-            value = int(value)
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and -_INT_LIMIT < value < _INT_LIMIT:
-            return value
-        raise _bad(key, value, "must be an integer (within ±2^63)")
-    if tp is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise _bad(key, value, "must be a number") from None
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
-        raise _bad(key, value, "must be a finite number")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _bad(key, value, "must be a string")
-    if origin in (list, tuple) and args and args[0] is int:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise _bad(key, value, "must be a list of integers, e.g. [1, 2, 3]")
-        out = [coerce_value(key, v, int) for v in value]
-        return tuple(out) if origin is tuple else out
-    return value
-
-
-def _describe(tp: Any) -> str:
-    return {bool: "a boolean (true/false/1/0/yes/no)", int: "an integer", float: "a finite number",
-            str: "a string"}.get(tp, "a list of integers")
-
-
-def coerce_fields(cls: type, d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A copy of ``d`` with every key that is a field of the dataclass ``cls`` parsed by its declared type
-    (unknown keys are kept, for the caller to report)."""
-    hints = typing.get_type_hints(cls)
-    return {k: coerce_value(prefix + k, v, hints[k]) if k in hints else v for k, v in d.items()}
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
-        raise _bad(key, value, allowed)
+        raise invalid(key, value, allowed)
 
 
 def _validate_fields(obj: Any, prefix: str) -> None:
@@ -212,7 +121,7 @@ class TrainConfig:
             if isinstance(getattr(self, name), dict):
                 setattr(self, name, _from_dict(sec, getattr(self, name), name + "."))
             if not isinstance(getattr(self, name), sec):
-                raise _bad(name, getattr(self, name), f"must be a [{name}] table")
+                raise invalid(name, getattr(self, name), f"must be a [{name}] table")
             _validate_fields(getattr(self, name), name + ".")
         _validate_fields(self, "")
         _check("data.options", self.data.options, isinstance(self.data.options, dict), "must be a [data.options] table")
@@ -232,7 +141,7 @@ class TrainConfig:
         try:
             parse_loggers(self.loggers)
         except ValueError:
-            raise _bad("loggers", self.loggers, f"must be comma-separated names from {', '.join(LOGGERS)}") from None
+            raise invalid("loggers", self.loggers, f"must be comma-separated names from {', '.join(LOGGERS)}") from None
         if self.eval_depths is not None:
             _check("eval_depths", self.eval_depths, bool(self.eval_depths) and all(1 <= r <= 1024
                                                                                    for r in self.eval_depths),
@@ -270,13 +179,13 @@ class TrainConfig:
         try:
             cls = getattr(task_class(self.task), "config_class", None)
         except ValueError:
-            raise _bad("task", self.task, f"must be one of {', '.join(sorted(TASKS))}") from None
+            raise invalid("task", self.task, f"must be one of {', '.join(sorted(TASKS))}") from None
         if cls is None:  # a user's task without a typed config keeps its table
             return
         if isinstance(self.model, cls):
             return
         if not isinstance(self.model, dict):
-            raise _bad("model", self.model, f"must be a [model] table of {cls.__name__} fields (task {self.task!r})")
+            raise invalid("model", self.model, f"must be a [model] table of {cls.__name__} fields (task {self.task!r})")
         model, options = split_model_section(self.task, self.model)
         if options:
             self.data.options = {**options, **self.data.options}
@@ -287,7 +196,7 @@ class TrainConfig:
             raise
         except (ValueError, TypeError) as e:  # a check across fields (not a ConfigError: it names no single key)
             raise ValueError(f"config [model] of task {self.task!r} is invalid: {e}") from None
-        _mark_given(typed, given)
+        mark_given(typed, given)
         self.model = typed
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,57 +236,6 @@ def _from_dict(cls, d: dict[str, Any], prefix: str):
         else:
             kw[k] = v
     return cls(**kw)
-
-
-_GIVEN = "_rins_given"  # instance attribute of a typed model config: the fields its table named
-
-
-def parse_fields(cls: type, d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``d`` checked against the dataclass ``cls`` (unknown keys are a :class:`ConfigError` naming them) and
-    parsed by the declared types, nested config tables included (``model.image.n_layers``)."""
-    if not isinstance(d, dict):
-        raise _bad(prefix.rstrip(".") or "config", d, "must be a table")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(f"unknown config keys {[prefix + k for k in unknown]}; known: {sorted(known)}")
-    hints = typing.get_type_hints(cls)
-    return {k: parse_fields(hints[k], v, f"{prefix}{k}.") if is_dataclass(hints[k]) and isinstance(v, dict)
-            else coerce_value(prefix + k, v, hints[k]) for k, v in d.items()}
-
-
-def _mark_given(obj: Any, given: dict[str, Any]) -> None:
-    object.__setattr__(obj, _GIVEN, tuple(given))
-    for k, v in given.items():
-        if isinstance(v, dict) and is_dataclass(getattr(obj, k, None)):
-            _mark_given(getattr(obj, k), v)
-
-
-def given_fields(obj: Any) -> dict[str, Any]:
-    """The fields of a typed model config that its config table named, as plain data (nested configs likewise);
-    every field for a config built in code. This is the ``[model]`` table ``config.json`` records."""
-    names = getattr(obj, _GIVEN, None)
-    out: dict[str, Any] = {}
-    for k in names if names is not None else [f.name for f in fields(obj)]:
-        v = getattr(obj, k)
-        out[k] = given_fields(v) if is_dataclass(v) and not isinstance(v, type) else copy.deepcopy(v)
-    return out
-
-
-def split_model_section(task: str, model: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A ``[model]`` table of the old layout split into (model fields, data options): ``model.data_options``
-    (siglip, vit) and vit's ``model.n_classes`` are ``data.options`` now, and configs and run directories
-    written before still load."""
-    model, options = dict(model), {}
-    if task in ("siglip", "vit"):
-        old = model.pop("data_options", None)
-        if old is not None:
-            if not isinstance(old, dict):
-                raise _bad("model.data_options", old, "must be a table (it is data.options now)")
-            options.update(old)
-        if task == "vit" and "n_classes" in model:
-            options["n_classes"] = model.pop("n_classes")
-    return model, options
 
 
 def _parse_value(text: str) -> Any:
@@ -454,67 +312,6 @@ def _parse_typed(text: str, tp: Any) -> Any:
                 return t
         return t
     return _parse_value(text)
-
-
-def type_name(tp: Any) -> str:
-    """A short name of a declared field type for help texts: ``int``, ``float | none``, ``list[int] | none``."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join("none" if a is type(None) else type_name(a) for a in args)
-    if origin in (list, tuple):
-        return f"list[{type_name(args[0])}]" if args else "list"  # a TOML array or --set 1,2,3 either way
-    return getattr(tp, "__name__", str(tp)).lower()
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """One line of documentation per field of the dataclass ``cls`` (and its bases), read from the source: the
-    field's trailing ``# comment``, else the comment lines right above it, else its entry in the class
-    docstring's ``Attributes:`` section. Fields without any are missing from the result."""
-    import ast
-    import inspect
-    import io
-    import tokenize
-
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not is_dataclass(klass) or klass is object:
-            continue
-        try:
-            src = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        src = inspect.cleandoc("\n" + src) if src[:1].isspace() else src
-        lines = src.splitlines()
-        comments = {t.start[0]: t.string.lstrip("#").strip()
-                    for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type == tokenize.COMMENT}
-        attrs: dict[str, str] = {}
-        doc = inspect.getdoc(klass) or ""
-        if "Attributes:" in doc:
-            cur = None
-            for line in doc.split("Attributes:", 1)[1].splitlines():
-                m = re.match(r"\s{4}(\w+):\s*(.*)", line)
-                if m:
-                    cur = m.group(1)
-                    attrs[cur] = m.group(2).strip()
-                elif cur and line.startswith("        ") and line.strip():
-                    attrs[cur] += " " + line.strip()
-                elif line.strip():
-                    cur = None
-        body = ast.parse(src).body[0]
-        for node in getattr(body, "body", []):
-            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-                continue
-            name, text = node.target.id, comments.get(node.end_lineno, "")
-            if not text or not lines[node.end_lineno - 1].split("#")[0].strip():
-                above, ln = [], node.lineno - 1
-                while ln >= 1 and lines[ln - 1].strip().startswith("#"):
-                    above.insert(0, lines[ln - 1].strip().lstrip("#").strip())
-                    ln -= 1
-                text = " ".join(above)
-            text = text or attrs.get(name, "") or docs.get(name, "")
-            if text:
-                docs[name] = text
-    return docs
 
 
 def _tiny() -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Data-parallel training with ``torch.distributed``: DDP and FSDP2, launched by ``torchrun``.
 
-``rins train --dist ddp|fsdp`` under ``torchrun`` calls :func:`launch_train`, which initialises the
-process group from the torchrun environment (``gloo`` on CPU, ``nccl`` on CUDA), pins each process to
-its ``LOCAL_RANK`` device, builds a :class:`DistContext` and runs :func:`rins.train.train` with it.
+``rins train --dist ddp|fsdp`` under ``torchrun`` calls :func:`rins.train.launch_train`, which initialises
+the process group from the torchrun environment (:func:`init_from_env`: ``gloo`` on CPU, ``nccl`` on CUDA),
+pins each process to its ``LOCAL_RANK`` device, builds a :class:`DistContext` and runs
+:func:`rins.train.train` with it. This module holds only those parts (and :func:`unwrap`, which the tasks
+use); it imports neither the config nor the trainer.
 
 What the context guarantees:
 
@@ -26,7 +28,6 @@ What the context guarantees:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -39,9 +40,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import check_optimizer_state, restore_optimizer, save_checkpoint, tied_aliases, unflatten_optimizer
-from .config import TrainConfig
 
-__all__ = ["DistContext", "launch_train", "run_distributed", "unwrap", "shard_model", "init_from_env"]
+__all__ = ["DistContext", "unwrap", "shard_model", "init_from_env"]
 
 _STATE_OPTS = dict(full_state_dict=True, cpu_offload=True)
 
@@ -150,7 +150,8 @@ class DistContext:
         if kind not in ("ddp", "fsdp"):
             raise ValueError(f"kind must be 'ddp' or 'fsdp', got {kind!r}")
         if not dist.is_initialized():
-            raise RuntimeError("torch.distributed is not initialised; launch with torchrun (see launch_train)")
+            raise RuntimeError("torch.distributed is not initialised; launch with torchrun "
+                               "(see rins.train.launch_train)")
         self.kind = kind
         self.device = torch.device(device)
         self.rank = dist.get_rank()
@@ -285,7 +286,7 @@ def init_from_env(device: str = "auto", timeout_s: float = 1800.0) -> tuple[torc
     """Initialise the default process group from torchrun's environment; returns (device, we_created_it).
 
     ``gloo`` on CPU, ``nccl`` on CUDA (each process on ``cuda:LOCAL_RANK``). A group that is already
-    initialised is reused (and then not destroyed by :func:`run_distributed`).
+    initialised is reused (and then not destroyed by :func:`rins.train.run_distributed`).
     """
     missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing and not dist.is_initialized():
@@ -310,32 +311,3 @@ def init_from_env(device: str = "auto", timeout_s: float = 1800.0) -> tuple[torc
         dist.init_process_group("nccl" if use_cuda else "gloo", **kw)
         created = True
     return dev, created
-
-
-def run_distributed(cfg: TrainConfig, kind: str = "ddp", *, resume: bool = True, init_from: str | None = None,
-                    stop_after: int | None = None, quiet: bool = False, mixed_precision: Any = None
-                    ) -> dict[str, Any]:
-    """Train ``cfg`` data-parallel on this process's rank; returns the run summary (rank 0's is complete).
-
-    Initialises the process group from the torchrun environment if needed and destroys it afterwards
-    only if it created it.
-    """
-    dev, created = init_from_env(cfg.device)
-    try:
-        from .train import train
-
-        ctx = DistContext(kind, dev, mixed_precision)
-        return train(cfg, resume=resume, init_from=init_from, quiet=quiet, dist_ctx=ctx, stop_after=stop_after)
-    finally:
-        if created:
-            dist.destroy_process_group()
-
-
-def launch_train(cfg: TrainConfig, resume: bool = True, init_from: str | None = None, kind: str = "ddp",
-                 stop_after: int | None = None) -> int:
-    """Entry point of ``rins train --dist ddp|fsdp`` under torchrun; rank 0 prints the summary. Returns 0."""
-    s = run_distributed(cfg, kind, resume=resume, init_from=init_from, stop_after=stop_after)
-    if int(os.environ.get("RANK", 0)) == 0:
-        print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r")
-                          if k in s}, indent=1))
-    return 0

@@ -27,7 +27,7 @@ Export out — :func:`export` writes a folder loadable with
 (a verbatim copy of :mod:`rins.plan`, stdlib only: the exported model compiles plans for any r itself).
 
 CLI: ``rins convert HF_DIR --signature A^2B --out RUN_DIR [--init first|average|relaxed] [--layers N]``
-(:func:`main_convert`) and ``rins export RUN_DIR --out HF_DIR [--r R]`` (:func:`main_export`).
+(:func:`cmd_convert`) and ``rins export RUN_DIR --out HF_DIR [--r R]`` (:func:`cmd_export`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ import json
 import math
 import shutil
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +56,6 @@ __all__ = [
     "add_export_arguments",
     "cmd_convert",
     "cmd_export",
-    "main_convert",
-    "main_export",
     "save_run",
     "infer_special_tokens",
     "read_special_tokens",
@@ -623,17 +620,3 @@ def cmd_export(a: argparse.Namespace) -> int:
     out = export(a.run_dir, a.out, a.r, a.tokenizer)
     print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
     return 0
-
-
-def main_convert(argv: Sequence[str] | None = None) -> int:
-    """``rins convert ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status."""
-    from .cli import run_verb
-
-    return run_verb("convert", argv)
-
-
-def main_export(argv: Sequence[str] | None = None) -> int:
-    """``rins export ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status."""
-    from .cli import run_verb
-
-    return run_verb("export", argv)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .fields import coerce_fields
 from .losses import compute_dtype, linear_cross_entropy
 from .plan import Plan, SignatureError, compile_plan, resolve_signature
 
@@ -122,9 +123,7 @@ class StackConfig:
 
 def from_checked_dict(cls, d: dict[str, Any]):
     """``cls(**d)`` for a dataclass, with a clear error naming unknown keys; values are parsed by their
-    declared types (:func:`rins.config.coerce_value`: ``"no"`` is false, ``"8"`` is 8, NaN is refused)."""
-    from .config import coerce_fields
-
+    declared types (:func:`rins.fields.coerce_value`: ``"no"`` is false, ``"8"`` is 8, NaN is refused)."""
     if not isinstance(d, dict):
         raise ValueError(f"{cls.__name__} must be given as a table/dict, got {type(d).__name__}")
     known = {f.name for f in fields(cls)}

@@ -33,7 +33,7 @@ from typing import Any
 
 from .runs import RunRecord, find_runs, read_run
 
-__all__ = ["RunInfo", "family", "load_runs", "build_report", "add_report_arguments", "cmd_report", "main_report",
+__all__ = ["RunInfo", "family", "load_runs", "build_report", "add_report_arguments", "cmd_report",
            "format_table", "plot_curves"]
 
 CLAIMS = {
@@ -943,14 +943,3 @@ def cmd_report(a: argparse.Namespace) -> int:
         return 2
     print(f"wrote {Path(res['out']) / 'report.md'} ({len(res['data']['runs'])} runs)")
     return 0
-
-
-def main_report(argv: list[str] | None = None) -> int:
-    """``rins report ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status (see :func:`cmd_report`)."""
-    from .cli import run_verb
-
-    return run_verb("report", argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main_report())

@@ -55,7 +55,6 @@ __all__ = [
     "m4_loss",
     "add_fit_arguments",
     "cmd_fit",
-    "main_fit",
 ]
 
 FORMS = ("power", "m4")
@@ -839,14 +838,3 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         print(_table(rows, args.form))
     return 0
-
-
-def main_fit(argv: list[str] | None = None) -> int:
-    """``rins fit ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status (see :func:`cmd_fit`)."""
-    from .cli import run_verb
-
-    return run_verb("fit", argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main_fit())

@@ -70,7 +70,7 @@ from .plan import SignatureError, compile_plan, enumerate_variants, resolve_sign
 from .runs import is_complete, lock_holder, run_lock, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
-           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "main_sweep"]
+           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep"]
 
 GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr"}
 SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches", "order"}
@@ -576,14 +576,3 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     gpus = [g.strip() for g in a.gpus.split(",") if g.strip()] if a.gpus else None
     res = run_sweep(sw, runs, a.procs, quiet=not a.verbose, gpus=gpus)
     return 1 if res["failed"] or not all(_trained(r, sw.results_dir) for r in runs) else 0
-
-
-def main_sweep(argv: list[str] | None = None) -> int:
-    """``rins sweep ARGV...`` (``argv=None``: ``sys.argv[1:]``); returns the exit status (see :func:`cmd_sweep`)."""
-    from .cli import run_verb
-
-    return run_verb("sweep", argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main_sweep())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import (
@@ -35,11 +37,13 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
+from .distributed import DistContext, init_from_env
 from .loggers import RunLogger, parse_loggers
 from .runs import lock_holder, run_lock
 from .tasks import Task, autocast, get_task
 
-__all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "train", "plan_steps",
+__all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "train", "run_distributed",
+           "launch_train", "plan_steps",
            "lr_at", "resolve_device", "eval_schedule", "format_eval", "resume_fingerprint", "RESUME_MAY_CHANGE"]
 
 
@@ -219,7 +223,7 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     A run directory that already has checkpoints resumes from the newest complete one (with a clear
     error if its config differs). ``init_from`` initialises weights from another run (e.g. a converted
     Hugging Face model). ``stop_after`` ends this invocation after that many steps (checkpointing first),
-    e.g. to fit a long run into preemptible jobs. ``dist_ctx`` is set by :mod:`rins.distributed`.
+    e.g. to fit a long run into preemptible jobs. ``dist_ctx`` is set by :func:`run_distributed`.
     ``verify=False`` skips the SHA-256 check of the checkpoint it resumes from (structural checks remain).
     A resumed run truncates ``log.jsonl`` to the checkpoint's step; ``resume=False`` deletes the run's
     checkpoints, log, summary and tokenizer first. Stale temporary files of killed writers are removed.
@@ -698,6 +702,37 @@ def _to(batch: Any, device: torch.device) -> Any:
         return {k: _to(v, device) for k, v in batch.items()}
     return batch
 
+
+# ----------------------------------------------------------------------------------------------
+# Data-parallel runs under torchrun (the parts below the trainer live in rins.distributed)
+
+
+def run_distributed(cfg: TrainConfig, kind: str = "ddp", *, resume: bool = True, init_from: str | None = None,
+                    stop_after: int | None = None, quiet: bool = False, mixed_precision: Any = None
+                    ) -> dict[str, Any]:
+    """Train ``cfg`` data-parallel (``kind``: ``"ddp"`` or ``"fsdp"``) on this process's rank; returns the run
+    summary (rank 0's is complete).
+
+    Initialises the process group from the torchrun environment if needed and destroys it afterwards
+    only if it created it.
+    """
+    dev, created = init_from_env(cfg.device)
+    try:
+        ctx = DistContext(kind, dev, mixed_precision)
+        return train(cfg, resume=resume, init_from=init_from, quiet=quiet, dist_ctx=ctx, stop_after=stop_after)
+    finally:
+        if created:
+            dist.destroy_process_group()
+
+
+def launch_train(cfg: TrainConfig, resume: bool = True, init_from: str | None = None, kind: str = "ddp",
+                 stop_after: int | None = None) -> int:
+    """Entry point of ``rins train --dist ddp|fsdp`` under torchrun; rank 0 prints the summary. Returns 0."""
+    s = run_distributed(cfg, kind, resume=resume, init_from=init_from, stop_after=stop_after)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r")
+                          if k in s}, indent=1))
+    return 0
 
 
 class _CallableModule(types.ModuleType):

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from rins.config import ConfigError, TrainConfig, given_fields, load_config
+from rins.config import TrainConfig, load_config
+from rins.fields import ConfigError, given_fields
 from rins.model import LMConfig
 from rins.siglip import SigLIPConfig, ViTConfig
 

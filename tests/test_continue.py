@@ -10,9 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 transformers = pytest.importorskip("transformers")
 
 from rins.checkpoint import load_model  # noqa: E402
+from rins.cli import run_verb  # noqa: E402
 from rins.config import load_config  # noqa: E402
 from rins.data import train_tokenizer  # noqa: E402
-from rins.hf import main_convert  # noqa: E402
 from rins.train import train  # noqa: E402
 
 WORDS = "the king queen castle sword love night day speak hear thou art my lord lady good".split()
@@ -34,7 +34,7 @@ def test_train_init_from_converted_hf_model(tmp_path):
     torch.manual_seed(0)
     src = transformers.LlamaForCausalLM(cfg).eval()
     src.save_pretrained(hf)
-    assert main_convert([str(hf), "--signature", "A^2B", "--out", str(tmp_path / "conv")]) == 0
+    assert run_verb("convert", [str(hf), "--signature", "A^2B", "--out", str(tmp_path / "conv")]) == 0
 
     run = load_config("tiny", None, [f'data.corpus="{corpus}"', f'data.cache_dir="{tmp_path}/cache"',
                                      f'out_dir="{tmp_path}"', 'name="cont"', "progress=false",

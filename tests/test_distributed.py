@@ -50,8 +50,8 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict]) -> None:
     """One rank: init gloo once, then run every job (``run_distributed`` reuses the group)."""
     import torch.distributed as dist
 
-    from rins.distributed import run_distributed
     from rins.model import sample_depth
+    from rins.train import run_distributed
 
     torch.set_num_threads(1)
     torch_inductor_config.compile_threads = 1  # no compile worker pool per rank on a 2-core machine

@@ -14,7 +14,8 @@ transformers = pytest.importorskip("transformers")
 
 from rins import LMConfig, RecursiveLM  # noqa: E402
 from rins.checkpoint import load_model  # noqa: E402
-from rins.hf import ConversionError, export, from_hf, main_convert, main_export, save_run, source_layer_map  # noqa: E402
+from rins.cli import run_verb  # noqa: E402
+from rins.hf import ConversionError, export, from_hf, save_run, source_layer_map  # noqa: E402
 
 V = 97
 ARCHS = ("llama", "qwen2", "mistral", "gpt2")
@@ -122,21 +123,21 @@ def test_convert_cli_and_run_dir(tmp_path, tokens):
     _write_tokenizer(tmp_path / "hf" / "tokenizer.json", {1: "<s>", 2: "</s>", 3: "<unk>"})
     (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps(
         {"bos_token": "<s>", "eos_token": {"content": "</s>", "special": True}, "unk_token": "<unk>"}))
-    assert main_convert([str(tmp_path / "hf"), "--signature", "A^2B", "--out", str(tmp_path / "run")]) == 0
+    assert run_verb("convert", [str(tmp_path / "hf"), "--signature", "A^2B", "--out", str(tmp_path / "run")]) == 0
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["signature"] == "A^2B"
     assert (tmp_path / "run" / "tokenizer.json").is_file()
     assert json.loads((tmp_path / "run" / "special_tokens_map.json").read_text()) == {
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
     # the source's special tokens travel on through export (eos pads: the source has no pad token)
-    assert main_export([str(tmp_path / "run"), "--out", str(tmp_path / "exp")]) == 0
+    assert run_verb("export", [str(tmp_path / "run"), "--out", str(tmp_path / "exp")]) == 0
     tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "exp"), trust_remote_code=False)
     assert (tok.bos_token, tok.eos_token, tok.unk_token, tok.pad_token) == ("<s>", "</s>", "<unk>", "</s>")
     gen = json.loads((tmp_path / "exp" / "generation_config.json").read_text())
     assert gen == {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2}
     model = load_model(tmp_path / "run")
     torch.testing.assert_close(model(tokens, r=1), src(tokens).logits, atol=1e-5, rtol=1e-5)
-    main_convert([str(tmp_path / "hf"), "--out", str(tmp_path / "run2"), "--layers", "2", "--init", "average"])
+    run_verb("convert", [str(tmp_path / "hf"), "--out", str(tmp_path / "run2"), "--layers", "2", "--init", "average"])
     assert load_model(tmp_path / "run2").config.n_layers == 2
 
 
@@ -150,7 +151,7 @@ def test_export_round_trip(kind, tmp_path, tokens):
     rec = from_hf(src, signature="A^2B")
     save_run(rec, tmp_path / "run", tokenizer_file=None)
     _write_tokenizer(tmp_path / "run" / "tokenizer.json")
-    assert main_export([str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
+    assert run_verb("export", [str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 0
     for f in ("config.json", "model.safetensors", "configuration_rins.py", "modeling_rins.py", "rins_plan.py",
               "tokenizer.json"):
         assert (tmp_path / "hf" / f).is_file(), f
@@ -380,7 +381,7 @@ def test_converted_run_is_first_class(tmp_path, corpus, cache, capsys):
     cfg["data"].update(corpus=str(corpus), cache_dir=str(cache))  # score the converted model on local text
     (run / "config.json").write_text(json.dumps(cfg))
     assert cli(["eval", str(run), "--r", "1,2", "--batches", "1"]) == 0
-    assert main_export([str(run), "--out", str(tmp_path / "exp")]) == 0
+    assert run_verb("export", [str(run), "--out", str(tmp_path / "exp")]) == 0
     with pytest.warns(UserWarning, match="keeping the initialising model's d_model=32"):
         assert cli(["train", "--preset", "tiny", "--init", str(run), "--signature", "A^2B", "--set",
                     "model.d_model=64", "--set", "budget.steps=2", "--set", f"data.corpus={corpus}", "--set",

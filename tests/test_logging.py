@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from rins.config import ConfigError, load_config
+from rins.config import load_config
+from rins.fields import ConfigError
 from rins.loggers import parse_loggers, scalars
 from rins.runs import read_log
 from rins.train import format_eval, train

@@ -26,7 +26,8 @@ from rins.checkpoint import (
     restore_optimizer,
 )
 from rins.cli import main as cli
-from rins.config import ConfigError, TrainConfig, load_config
+from rins.config import TrainConfig, load_config
+from rins.fields import ConfigError
 from rins.model import LMConfig, RecursiveLM
 from rins.plan import MAX_APPLICATIONS, SignatureError, compile_plan
 from rins.train import NonFiniteError, train

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rins.report import build_report, family, load_runs, main_report
-from rins.sweep import main_sweep
+from rins.cli import run_verb
+from rins.report import build_report, family, load_runs
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ budgets = [3e9]
 p_skip = [0.5]
 adapters = ["none", "round"]
 """)
-    assert main_sweep([str(sw)]) == 0
+    assert run_verb("sweep", [str(sw)]) == 0
     return root / "runs"
 
 
@@ -116,12 +116,12 @@ def test_verdicts_follow_the_numbers(sweep_dir, tmp_path):
 
 
 def test_cli_report(sweep_dir, tmp_path, capsys):
-    assert main_report([str(sweep_dir / "base_AB_C3e9_s0"), str(sweep_dir / "base_Ax2B_C3e9_s0"),
+    assert run_verb("report", [str(sweep_dir / "base_AB_C3e9_s0"), str(sweep_dir / "base_Ax2B_C3e9_s0"),
                         "--out", str(tmp_path / "o"), "--x", "tokens", "--n-boot", "0"]) == 0
     assert "2 runs" in capsys.readouterr().out
     assert (tmp_path / "o" / "report.md").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main_report([str(empty), "--out", str(tmp_path / "o2")]) == 2
+    assert run_verb("report", [str(empty), "--out", str(tmp_path / "o2")]) == 2
     assert "no complete run" in capsys.readouterr().err
-    assert main_report([str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == 2
+    assert run_verb("report", [str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == 2

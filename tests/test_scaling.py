@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
+from rins.cli import run_verb
 from rins.scaling import (
     FitResult,
     extrapolation_error,
@@ -19,7 +20,6 @@ from rins.scaling import (
     fit_runs,
     load_curve,
     m4_loss,
-    main_fit,
 )
 
 # A power curve in FLOPs units (x spans 4 decades at ~1e15): loss 5.8 -> 2.2, plateau 2.0.
@@ -392,33 +392,33 @@ def test_fit_runs_names_the_failing_run(tmp_path: Path) -> None:
         fit_runs([d], n_boot=0)
 
 
-def test_main_fit_table_and_json(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_fit_verb_table_and_json(runs: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     a, b = runs
-    assert main_fit([str(a), str(b), "--n-boot", "10"]) == 0
+    assert run_verb("fit", [str(a), str(b), "--n-boot", "10"]) == 0
     out = capsys.readouterr().out
     assert "baseline" in out and "run_b" in out and "eps_inf" in out and "AB" in out
 
-    assert main_fit([str(a), "--json", "--n-boot", "10", "--extrapolate", "0.5", "--x", "tokens"]) == 0
+    assert run_verb("fit", [str(a), "--json", "--n-boot", "10", "--extrapolate", "0.5", "--x", "tokens"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["run"] == "baseline" and rows[0]["x"] == "tokens" and "extrap_mean_rel_error" in rows[0]
 
-    assert main_fit([str(a), "--form", "m4", "--eps0", "10.8", "--json", "--n-boot", "0", "--r", "2"]) == 0
+    assert run_verb("fit", [str(a), "--form", "m4", "--eps0", "10.8", "--json", "--n-boot", "0", "--r", "2"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["form"] == "m4" and rows[0]["r"] == 2 and rows[0]["alpha_lo"] is None
 
 
-def test_main_fit_errors(runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fit_verb_errors(runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, _ = runs
-    assert main_fit([str(a), "--form", "m4"]) == 2
+    assert run_verb("fit", [str(a), "--form", "m4"]) == 2
     assert "--eps0" in capsys.readouterr().err
-    assert main_fit([str(a), "--form", "m4", "--eps0", "3.0", "--n-boot", "0"]) == 2
+    assert run_verb("fit", [str(a), "--form", "m4", "--eps0", "3.0", "--n-boot", "0"]) == 2
     assert "exceed the largest loss" in capsys.readouterr().err
-    assert main_fit([str(a), "--eps0", "10.8"]) == 2
-    assert main_fit([str(tmp_path / "missing")]) == 2
+    assert run_verb("fit", [str(a), "--eps0", "10.8"]) == 2
+    assert run_verb("fit", [str(tmp_path / "missing")]) == 2
     assert "no log.jsonl" in capsys.readouterr().err
-    assert main_fit([str(a), "--form", "chinchilla"]) == 2  # argparse usage error
-    assert main_fit([]) == 2
-    assert main_fit(["--help"]) == 0
+    assert run_verb("fit", [str(a), "--form", "chinchilla"]) == 2  # argparse usage error
+    assert run_verb("fit", []) == 2
+    assert run_verb("fit", ["--help"]) == 0
     assert "rins fit" in capsys.readouterr().out
 
 

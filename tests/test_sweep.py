@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from rins.cli import run_verb
 from rins.plan import enumerate_variants
 from rins.runs import read_log
-from rins.sweep import expand_grid, is_complete, load_sweep, main_sweep, run_lock, run_name, run_worker
+from rins.sweep import expand_grid, is_complete, load_sweep, run_lock, run_name, run_worker
 from rins.train import train
 
 
@@ -77,14 +78,14 @@ def test_grid_expansion_and_naming(tmp_path):
 
 def test_dry_run_prints_grid_and_trains_nothing(corpus, cache, tmp_path, capsys):
     sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2)
-    assert main_sweep([str(sw), "--dry-run"]) == 0
+    assert run_verb("sweep", [str(sw), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "base_AB_C1.5e9_s0" in out and "base_Ax2B_C1.5e9_s0" in out and "steps" in out and "todo" in out
     assert not (tmp_path / "runs").exists()
-    assert main_sweep([str(sw), "--dry-run", "--json", "--only", "*Ax2B*"]) == 0
+    assert run_verb("sweep", [str(sw), "--dry-run", "--json", "--only", "*Ax2B*"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["steps"] > 0 and rows[0]["tokens"] == rows[0]["steps"] * 8 * 32
-    assert main_sweep([str(sw), "--only", "nothing-matches"]) == 2
+    assert run_verb("sweep", [str(sw), "--only", "nothing-matches"]) == 2
 
 
 def test_sweep_trains_skips_complete_and_resumes(corpus, cache, tmp_path, capsys):
@@ -94,7 +95,7 @@ def test_sweep_trains_skips_complete_and_resumes(corpus, cache, tmp_path, capsys
     # an interrupted sweep: the recursive run was killed after 3 steps
     part = train(rec.train_config(), quiet=True, stop_after=3)
     assert not part["complete"] and not is_complete(rec.run_dir)
-    assert main_sweep([str(sw)]) == 0
+    assert run_verb("sweep", [str(sw)]) == 0
     assert is_complete(ab.run_dir) and is_complete(rec.run_dir)
     s = json.loads((rec.run_dir / "summary.json").read_text())
     assert s["flops"] <= 1.5e9 and s["steps"] > 3
@@ -103,7 +104,7 @@ def test_sweep_trains_skips_complete_and_resumes(corpus, cache, tmp_path, capsys
     assert [e["step"] for e in read_log(rec.run_dir)][-1] == s["steps"]
     capsys.readouterr()
     before = (ab.run_dir / "summary.json").stat().st_mtime_ns
-    assert main_sweep([str(sw)]) == 0
+    assert run_verb("sweep", [str(sw)]) == 0
     assert capsys.readouterr().out.count("complete, skipped") == 2
     assert (ab.run_dir / "summary.json").stat().st_mtime_ns == before
 
@@ -124,7 +125,7 @@ def test_per_run_lock_keeps_workers_apart(corpus, cache, tmp_path):
 
 def test_parallel_workers_train_every_run_once(corpus, cache, tmp_path):
     sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2)
-    assert main_sweep([str(sw), "--procs", "2"]) == 0
+    assert run_verb("sweep", [str(sw), "--procs", "2"]) == 0
     for spec in load_sweep(sw).runs:
         assert is_complete(spec.run_dir)
         log = [json.loads(line) for line in (spec.run_dir / "log.jsonl").read_text().splitlines()]
@@ -136,11 +137,11 @@ def test_parallel_workers_train_every_run_once(corpus, cache, tmp_path):
 def test_bad_sweep_files_give_clear_errors(tmp_path, capsys):
     p = tmp_path / "bad.toml"
     p.write_text("[base]\npreset = 'tiny'\n")
-    assert main_sweep([str(p), "--dry-run"]) == 2
+    assert run_verb("sweep", [str(p), "--dry-run"]) == 2
     assert "no [[grid]]" in capsys.readouterr().err
     p.write_text("[base]\npreset = 'tiny'\n[[grid]]\nlayouts = ['A^2B(']\nbudgets = [1e9]\n")
-    assert main_sweep([str(p), "--dry-run"]) == 2
-    assert main_sweep([str(tmp_path / "missing.toml")]) == 2
+    assert run_verb("sweep", [str(p), "--dry-run"]) == 2
+    assert run_verb("sweep", [str(tmp_path / "missing.toml")]) == 2
 
 
 def test_shipped_study_configs_expand():

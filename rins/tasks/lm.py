@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import given_fields
 from ..distributed import unwrap
+from ..fields import given_fields
 from ..model import LMConfig, RecursiveLM, StackConfig
 from .base import autocast, default_depths, depth_label
 

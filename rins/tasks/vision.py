@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import given_fields, parse_fields, split_model_section
 from ..distributed import unwrap
+from ..fields import given_fields, parse_fields, split_model_section
 from ..siglip import SigLIP, SigLIPConfig, ViTClassifier, ViTConfig
 from ..vision_data import ByteTokenizer, ImageTextData, augment_batch, load_vision_corpus
 from ..zeroshot import class_embeddings, encode_images, encode_texts, retrieval_recall, zeroshot_accuracy
