@@ -1,4 +1,8 @@
-"""Typed training configs: dataclass trees, TOML files, ``--set a.b=value`` overrides, named presets."""
+"""Typed training configs: dataclass trees, TOML files, ``--set a.b=value`` overrides, named presets.
+
+The config sits above the tasks (it parses a ``[model]`` table into the task's own typed config); parsing a
+field by its declared type is :mod:`rins.fields`, below everything, which the model and the tasks use too.
+"""
 
 from __future__ import annotations
 
