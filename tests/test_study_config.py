@@ -17,6 +17,7 @@ import torch
 from rins.config import TrainConfig, load_config
 from rins.demo import DEMO_PRESET, DEMO_SHAPE, DEMO_VARIANTS, demo_overrides
 from rins.sweep import load_sweep
+from rins.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "configs" / "study-long.toml"
@@ -24,10 +25,6 @@ LAYOUTS = {"AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"}
 
 
 def _task_and_model(cfg: TrainConfig):
-    try:
-        from rins.tasks import get_task
-    except ImportError:  # before the tasks package
-        from rins.train import get_task
     task = get_task(cfg, None)
     with torch.device("meta"):
         return task, task.build_model()
