@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 import types
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -406,11 +407,25 @@ def _check_same_model(ck: Path, meta: dict[str, Any], model: nn.Module) -> None:
                               "checkpoint belongs to another run or was modified (delete it, or --no-resume)")
 
 
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would use (``$CXX``, g++, clang++), or None."""
+    return next(filter(None, (shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "clang++") if c)), None)
+
+
+def _can_compile(device: torch.device) -> bool:
+    # inductor builds C++ kernels on CPU: without a compiler the first step would fail deep inside torch
+    if device.type != "cpu" or cxx_compiler():
+        return True
+    warnings.warn("compile = true needs a C++ compiler on CPU (set $CXX or install g++/clang++); none found, so "
+                  "this run trains its blocks uncompiled (slower, same model and FLOPs)", stacklevel=3)
+    return False
+
+
 def _place(run: _Run) -> None:
     """Move the model to its device, compile its blocks, wrap it for DDP/FSDP; turn the budget into steps."""
     cfg = run.cfg
     run.model.to(run.device)
-    if cfg.compile:
+    if cfg.compile and _can_compile(run.device):
         for blk in getattr(getattr(run.core, "stack", None), "blocks", []):
             blk.compile(dynamic=False)
     if run.dist_ctx:

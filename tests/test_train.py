@@ -1,6 +1,7 @@
 """The trainer: budget → steps, schedules, exact resume, atomic checkpoints, NaN stop, configs, CLI."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -227,3 +228,18 @@ def test_demo_is_compute_matched_when_the_preset_budget_is_in_steps(corpus, cach
     assert len({c["budget"]["flops"] for c in cfgs}) == 1 and cfgs[0]["budget"].get("steps") is None
     ab, rins_row = s["rows"][0], s["rows"][1]
     assert rins_row["steps"] < ab["steps"] and rins_row["flops"] == pytest.approx(ab["flops"], rel=0.15)
+
+
+def test_compile_without_a_cxx_compiler_trains_uncompiled_with_a_warning(corpus, cache, tmp_path, monkeypatch):
+    """torch.compile on CPU needs a C++ compiler; without one the run warns and trains eager, not crashes."""
+    import shutil
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    from rins.train import cxx_compiler
+
+    assert cxx_compiler() is None
+    cfg = cfg_for(corpus, cache, tmp_path, **{"budget.steps": 2, "compile": "true"})
+    with pytest.warns(UserWarning, match="C\\+\\+ compiler"):
+        s = train(cfg, quiet=True)
+    assert s["steps"] == 2 and math.isfinite(s["val_loss"])
