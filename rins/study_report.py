@@ -119,9 +119,19 @@ def crossover(base: dict[float, float], other: dict[float, float], n_boot: int =
         boots.append(cross(b2, o2))
     finite = [b for b in boots if math.isfinite(b)]
     return {"status": "ok", "crossing": point, "share_crossing": len(finite) / max(1, len(boots)),
-            "ci": [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if finite else None,
+            "ci": _interval(boots),
             "horizon": float(x.max() * horizon), "base_fit": fb.to_dict(), "other_fit": fo.to_dict(),
             "n_boot": len(boots)}
+
+
+def _interval(boots: list[float]) -> list[float] | None:
+    """95% percentile interval over every resample; one that never crosses counts as +inf (so the upper end
+    is inf when more than 2.5% never cross, instead of an interval of only the resamples that do)."""
+    if not boots:
+        return None
+    b = np.sort(np.array(boots))
+    lo, hi = b[int(math.floor(0.025 * (len(b) - 1)))], b[int(math.ceil(0.975 * (len(b) - 1)))]
+    return [float(lo), float(hi)]
 
 
 def equal_tokens_gap(base_points: list[tuple[float, float]], tokens: float, loss: float) -> float | None:
@@ -152,6 +162,11 @@ def _table_section(size: str, rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
     return text, {"losses": data}
 
 
+def _ci(ci: list[float], horizon: float) -> str:
+    hi = f"{ci[1]:.2g}" if math.isfinite(ci[1]) else f"beyond {horizon:.2g}"
+    return f"{ci[0]:.2g}–{hi}" if math.isfinite(ci[0]) else f"beyond {horizon:.2g}"
+
+
 def _seeds(seeds: list[int]) -> str:
     return ", ".join(map(str, seeds))
 
@@ -178,7 +193,7 @@ def _crossing_section(rs: list[RunInfo], n_boot: int, margin: float) -> tuple[st
         elif cx.get("status") == "ok" and math.isfinite(cx["crossing"]):
             ci = cx["ci"]
             verdict = (f"not below AB at any measured budget; the fitted curves (seed {_seeds(seeds)}) cross at "
-                       f"**C ≈ {cx['crossing']:.2g}** (95% bootstrap interval {ci[0]:.2g}–{ci[1]:.2g}; "
+                       f"**C ≈ {cx['crossing']:.2g}** (95% bootstrap interval {_ci(ci, cx['horizon'])}; "
                        f"{100 * cx['share_crossing']:.0f}% of resamples cross within {cx['horizon']:.2g})"
                        " — extrapolated")
         elif cx.get("status") == "ok":

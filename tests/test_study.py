@@ -121,6 +121,15 @@ def test_crossover_found_where_curves_cross():
     assert crossover(dict(list(base.items())[:3]), other)["status"] == "too few budgets"
 
 
+def test_crossing_interval_counts_resamples_that_never_cross():
+    """An interval over only the crossing resamples can exclude the point estimate; never-crossing ones are inf."""
+    from rins.study_report import _interval
+
+    assert _interval([1.0] * 50 + [math.inf] * 50) == [1.0, math.inf]
+    lo, hi = _interval([float(x) for x in range(1, 201)])
+    assert lo == 5.0 and hi == 196.0
+
+
 def test_fits_use_only_the_seeds_run_at_every_budget():
     """Seeds 1-2 at the top budget only (each with its own split) must not bend the fitted curves."""
     base = {1e12: {0: 4.0}, 1e13: {0: 3.0, 1: 3.2, 2: 3.5}}
