@@ -1,0 +1,113 @@
+"""Regenerate RESULTS.md's study tables (the blocks between ``<!-- begin:NAME ... -->`` markers) from the
+committed run summaries in results/study-long/*.json: seed 0 at every budget, and at the largest budget the
+seeds' mean ± sd and the paired difference to AB ± 2 standard errors (the same numbers as the study section
+of ``rins report results/study-long``).
+
+    .venv/bin/python tools/results_tables.py            # rewrites the blocks in RESULTS.md
+    .venv/bin/python tools/results_tables.py --print    # prints them
+"""
+
+import glob
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+ORDER = ["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"]
+
+
+def load(pattern: str = "results/study-long/*.json"):
+    """``(loss, r1, tokens)``: final loss by (size, layout) -> budget -> seed, the same at r = 1 for stochastic
+    layouts, and tokens by (size, layout, budget, seed); learning-rate-scan runs are left out."""
+    loss = defaultdict(lambda: defaultdict(dict))
+    r1 = defaultdict(lambda: defaultdict(dict))
+    tok = {}
+    for f in sorted(glob.glob(pattern)):
+        s = json.load(open(f, encoding="utf-8"))
+        if s.get("lr_scan") or "config" not in s:
+            continue
+        c, m = s["config"], s["config"]["model"]
+        b, seed = c["budget"]["flops"], c["seed"]
+        lay = m["signature"] + (f" p_s={m['p_skip']:g} + adapters" if m.get("p_skip") else "")
+        key = (s.get("size") or f.rsplit("/", 1)[-1].split("_")[0], lay)
+        loss[key][b][seed] = s["val_loss"]
+        tok[(*key, b, seed)] = s["tokens"]
+        if m.get("p_skip"):
+            r1[key][b][seed] = s["val_loss_r"]["1"]
+    return loss, r1, tok
+
+
+def _paired(a: dict[int, float], b: dict[int, float]):
+    d = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
+    se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+    return (d.mean() if len(d) else math.nan), se, d
+
+
+def _row(label: str, cells: list[str]) -> str:
+    return f"| `{label}` | " + " | ".join(cells) + " |"
+
+
+def _header(first: list[str], extra: str | None) -> str:
+    cols = ["layout", *first] + ([extra] if extra else [])
+    return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
+
+
+def tables(size: str, data=None) -> tuple[str, str]:
+    """The loss table and the gap-to-AB table of one size, as markdown."""
+    loss, r1, tok = data or load()
+    bs = sorted({b for (sz, _), v in loss.items() if sz == size for b in v})
+    if not bs:
+        return "", ""
+    top = bs[-1]
+    seeded = any(len(v.get(top, {})) > 1 for (sz, _), v in loss.items() if sz == size)
+    cols = [f"C = {b:.2g}" for b in bs]
+    t = [_header(cols, f"C = {top:.2g}, seeds: mean ± sd (n)" if seeded else None)]
+    g = [_header(cols, f"C = {top:.2g}, paired over seeds: Δ ± 2 SE (per seed)" if seeded else None)]
+
+    def spread(v: dict[int, float]) -> list[str]:
+        x = np.array(list(v.values()))
+        return ([f"{x.mean():.3f} ± {x.std(ddof=1):.3f} ({len(x)})" if len(x) > 1 else "–"]) if seeded else []
+
+    for lay in ORDER:
+        if v := loss.get((size, lay)):
+            cells = [f"{v[b][0]:.4f} ({tok[(size, lay, b, 0)] / 1e6:.1f} M tok)" if 0 in v.get(b, {}) else "–"
+                     for b in bs]
+            t.append(_row(lay, cells + spread(v.get(top, {}))))
+    for lay in ORDER:
+        if v := r1.get((size, lay)):
+            t.append(_row(lay, [f"{v[b][0]:.4f}" if 0 in v.get(b, {}) else "–" for b in bs]
+                          + spread(v.get(top, {}))).replace("` |", "` at r = 1 |", 1))
+    base = loss[(size, "AB")]
+    rows = [(lay, loss.get((size, lay))) for lay in ORDER[1:]]
+    rows += [(f"{lay} at r = 1 (no-regret)", r1[(size, lay)]) for lay in ORDER if r1.get((size, lay))]
+    for lay, v in rows:
+        if not v:
+            continue
+        cells = [f"{v[b][0] - base[b][0]:+.3f}" if 0 in v.get(b, {}) and 0 in base.get(b, {}) else "–" for b in bs]
+        if seeded:
+            d, se, per = _paired(v.get(top, {}), base.get(top, {}))
+            cells.append(f"{d:+.3f} ± {2 * se:.3f} ({', '.join(f'{x:+.3f}' for x in per)})" if len(per) > 1 else "–")
+        g.append(_row(lay, cells))
+    return "\n".join(t), "\n".join(g)
+
+
+def put(text: str, name: str, body: str) -> str:
+    """Replace the generated block ``name`` in ``text`` with ``body``."""
+    block = f"<!-- begin:{name} (generated from results/study-long) -->\n{body}\n<!-- end:{name} -->"
+    return re.sub(rf"<!-- begin:{re.escape(name)} .*?<!-- end:{re.escape(name)} -->", lambda _: block, text,
+                  flags=re.S)
+
+
+if __name__ == "__main__":
+    data = load()
+    (ts, gs), (tm, gm) = tables("S", data), tables("M", data)
+    if "--print" in sys.argv:
+        print(f"{ts}\n\n{gs}\n\n{tm}\n\n{gm}")
+    else:
+        text = open("RESULTS.md", encoding="utf-8").read()
+        for name, body in (("results_table", ts), ("gap_table", gs), ("m_tables", f"{tm}\n\n{gm}")):
+            text = put(text, name, body)
+        open("RESULTS.md", "w", encoding="utf-8").write(text)
