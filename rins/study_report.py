@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .report import RunInfo
 
-__all__ = ["study_section", "seed_stats", "crossover", "equal_tokens_gap"]
+__all__ = ["study_section", "seed_stats", "paired_diff", "crossover", "equal_tokens_gap"]
 
 _AB = ("AB", 1, 0.0, "none")  # the layout key of the plain model
 
@@ -61,13 +61,19 @@ def seed_stats(runs: list[RunInfo], depth: str | None = None) -> dict[tuple, dic
     return out
 
 
+def paired_diff(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, list[float]]:
+    """``a − b`` paired over the seeds both have: the mean, its standard error (nan for one seed) and the
+    per-seed differences (empty, and a nan mean, when no seed is shared)."""
+    d = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    return (float(np.mean(d)) if d else math.nan), se, d
+
+
 def _diff(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
     """Mean of a − b (paired over common seeds when there are any), its standard error, and n."""
-    common = sorted(set(a) & set(b))
-    if common:
-        d = np.array([a[s] - b[s] for s in common])
-        se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-        return float(d.mean()), se, len(d)
+    mean, se, d = paired_diff(a, b)
+    if d:
+        return mean, se, len(d)
     return float(np.mean(list(a.values())) - np.mean(list(b.values()))), math.nan, 0
 
 

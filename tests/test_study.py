@@ -11,7 +11,7 @@ import pytest
 from rins.cli import run_verb
 from rins.report import build_report, load_runs
 from rins.runs import SUMMARY_FORMAT, load_summary, run_summary
-from rins.study_report import crossover, curve_seeds, equal_tokens_gap
+from rins.study_report import crossover, curve_seeds, equal_tokens_gap, paired_diff
 from rins.sweep import load_sweep
 
 
@@ -137,6 +137,18 @@ def test_fits_use_only_the_seeds_run_at_every_budget():
     assert curve_seeds(base, other) == [0]
     assert curve_seeds({1e12: {0: 1.0, 1: 1.0}}, {1e12: {1: 1.0, 0: 2.0}}) == [0, 1]
     assert curve_seeds(base, {1e12: {1: 4.6}, 1e13: {0: 3.1}}) == []
+
+
+def test_paired_difference_uses_only_shared_seeds():
+    """Seed 3 of ``a`` has no partner in ``b`` and must not enter the mean or the standard error."""
+    mean, se, per = paired_diff({0: 3.0, 1: 3.4, 2: 3.2, 3: 9.0}, {0: 2.9, 1: 3.1, 2: 3.2})
+    assert per == pytest.approx([0.1, 0.3, 0.0])
+    assert mean == pytest.approx(0.4 / 3)
+    assert se == pytest.approx(np.std([0.1, 0.3, 0.0], ddof=1) / math.sqrt(3))
+    mean, se, per = paired_diff({0: 3.0}, {0: 2.5})
+    assert (mean, per) == (pytest.approx(0.5), [pytest.approx(0.5)]) and math.isnan(se)
+    mean, _, per = paired_diff({1: 3.0}, {0: 2.5})
+    assert per == [] and math.isnan(mean)
 
 
 def test_equal_tokens_gap_interpolates_in_log_tokens():

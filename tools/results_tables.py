@@ -9,12 +9,13 @@ of ``rins report results/study-long``).
 
 import glob
 import json
-import math
 import re
 import sys
 from collections import defaultdict
 
 import numpy as np
+
+from rins.study_report import paired_diff
 
 ORDER = ["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"]
 
@@ -38,12 +39,6 @@ def load(pattern: str = "results/study-long/*.json"):
         if m.get("p_skip"):
             r1[key][b][seed] = s["val_loss_r"]["1"]
     return loss, r1, tok
-
-
-def _paired(a: dict[int, float], b: dict[int, float]):
-    d = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
-    se = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
-    return (d.mean() if len(d) else math.nan), se, d
 
 
 def _row(label: str, cells: list[str]) -> str:
@@ -88,7 +83,7 @@ def tables(size: str, data=None) -> tuple[str, str]:
             continue
         cells = [f"{v[b][0] - base[b][0]:+.3f}" if 0 in v.get(b, {}) and 0 in base.get(b, {}) else "–" for b in bs]
         if seeded:
-            d, se, per = _paired(v.get(top, {}), base.get(top, {}))
+            d, se, per = paired_diff(v.get(top, {}), base.get(top, {}))
             cells.append(f"{d:+.3f} ± {2 * se:.3f} ({', '.join(f'{x:+.3f}' for x in per)})" if len(per) > 1 else "–")
         g.append(_row(lay, cells))
     return "\n".join(t), "\n".join(g)
