@@ -61,6 +61,39 @@ def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str,
                        metavar=type_name(tp).upper().replace(" ", ""), help=f"{doc} [default: {shown}]", **kw)
 
 
+def _model_keys(cls: type, prefix: str) -> list[str]:
+    """``KEY=DEFAULT (type)`` for every field of the dataclass ``cls``, nested dataclasses flattened."""
+    import typing
+    from dataclasses import MISSING, fields, is_dataclass
+
+    from .fields import type_name
+
+    hints, out = typing.get_type_hints(cls), []
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            out += _model_keys(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        shown = ("none" if default is None else str(default).lower() if isinstance(default, bool)
+                 else f"{default:.4g}" if isinstance(default, float) else default)
+        out.append(f"{prefix}{f.name}={shown} ({type_name(hints[f.name])})")
+    return out
+
+
+def _other_task_models(p: argparse.ArgumentParser) -> None:
+    """One help section per task whose model config is not the LM's: its keys, set with --set or TOML."""
+    from .model import LMConfig
+    from .tasks import TASKS, task_class
+
+    for name in TASKS:
+        cls = getattr(task_class(name), "config_class", None)
+        if cls is None or cls is LMConfig:
+            continue
+        keys = ", ".join(_model_keys(cls, "model."))
+        p.add_argument_group(f"model (task = {name}: {cls.__module__}.{cls.__name__})",
+                             f"set with --set KEY=VALUE or a [model] TOML table: {keys}")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     from .config import PRESETS, BudgetConfig, DataConfig, OptimConfig, TrainConfig
     from .model import LMConfig
@@ -83,6 +116,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     _field_group(p, LMConfig, "model.", "model (rins.model.LMConfig, task = lm)",
                  "vocab_size and max_seq_len default to the tokenizer's size and data.seq_len. Other tasks take "
                  "their own model tables (e.g. --set model.image.signature=A^2B for siglip).")
+    _other_task_models(p)
     _field_group(p, DataConfig, "data.", "data (DataConfig)", "")
     _field_group(p, OptimConfig, "optim.", "optim (OptimConfig)", "")
     _field_group(p, BudgetConfig, "budget.", "budget (BudgetConfig)",

@@ -232,3 +232,24 @@ def test_analysis_verbs_run_without_torch(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "no complete run found" in res.stderr
+
+
+def test_train_help_lists_the_other_tasks_model_keys_and_each_one_sets():
+    """siglip and vit type their own [model] tables: `rins train --help` lists every key, and each listed
+    ``KEY=DEFAULT`` is accepted by --set on that task's preset and lands in the typed config."""
+    from rins.config import load_config
+
+    text = help_of("train", width=100000)
+    for task, preset in (("siglip", "siglip-cpu"), ("vit", "vit-cpu")):
+        line = next(x for x in text.splitlines() if "set with --set KEY=VALUE" in x and
+                    text.splitlines()[text.splitlines().index(x) - 1].startswith(f"model (task = {task}:"))
+        pairs = re.findall(r"(model\.[\w.]+)=(\S+) \(", line)
+        assert len(pairs) >= 15, pairs
+        for key, value in pairs:
+            cfg = load_config(preset, None, [f"{key}={value}"])
+            obj = cfg
+            for part in key.split("."):
+                obj = getattr(obj, part)
+            shown = ("none" if obj is None else str(obj).lower() if isinstance(obj, bool)
+                     else f"{obj:.4g}" if isinstance(obj, float) else str(obj))
+            assert shown == value, (task, key, value, obj)
