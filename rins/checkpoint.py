@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -281,8 +282,8 @@ def load_checkpoint(path: str | Path, verify: bool = True
     """Read (model tensors, optimizer tensors, meta) of a checkpoint folder or run directory.
 
     With ``verify`` (the default) the SHA-256 sums recorded in ``meta.json`` are checked (checkpoints written
-    before they were recorded load unverified). Always: the step in the folder name, ``meta["step"]`` and the
-    optimizer's step counters must agree. Raises :class:`CheckpointError` with the fix."""
+    before they were recorded load unverified, with a warning). Always: the step in the folder name,
+    ``meta["step"]`` and the optimizer's step counters must agree. Raises :class:`CheckpointError` with the fix."""
     path = Path(path)
     if (path / "checkpoints").is_dir() or (path / "config.json").is_file():
         ck = latest_checkpoint(path)
@@ -297,6 +298,10 @@ def load_checkpoint(path: str | Path, verify: bool = True
         if not isinstance(meta, dict):
             raise ValueError("meta.json is not a JSON object")
         sums = meta.get("sha256")
+        if verify and sums is None:
+            warnings.warn(f"checkpoint {path} records no SHA-256 sums (written before rins recorded them, or its "
+                          "meta.json was edited): loaded unverified; train on from it (or --extend) to write a "
+                          "verified checkpoint", stacklevel=2)
         if verify and sums is not None:
             if not isinstance(sums, dict) or sums.get("meta") != _meta_sha256(meta):
                 raise CheckpointError(f"checkpoint {path}: meta.json was modified after it was written (SHA-256 "

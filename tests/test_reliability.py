@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
@@ -344,6 +345,20 @@ def test_flipped_bytes_fail_the_sha256(corpus, cache, tmp_path, capsys):
     load_model(run, verify=False)  # --no-verify: the caller takes the risk
     assert cli(["eval", str(run), "--batches", "1", "--no-verify", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["loss"] > 0
+
+
+def test_checkpoint_without_sums_loads_with_a_warning(corpus, cache, tmp_path):
+    """A checkpoint from before the sums were recorded still loads, but not silently."""
+    run = trained(corpus, cache, tmp_path, "nosums")
+    ck = latest_checkpoint(run)
+    meta = json.loads((ck / "meta.json").read_text())
+    del meta["sha256"]
+    (ck / "meta.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="records no SHA-256 sums"):
+        load_model(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(run, verify=False)  # --no-verify asked for no check: nothing to warn about
 
 
 def edit_meta(ck: Path, **changes) -> None:
