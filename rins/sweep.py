@@ -32,6 +32,8 @@ a budget are **compute-matched** (docs/method.md §3). Example::
     adapters = ["none"]         # default ["none"]
     seeds = [0]                 # default [0]
     lr = [1e-3, 3e-3]           # optional: a learning-rate axis (run names get _lr<value>)
+    scan = true                 # optional: a learning-rate scan, reported apart from the claims (default:
+                                # true with an lr axis); scan = false with one lr names a main run by its lr
 
     [[grid]]
     name = "taxonomy"
@@ -72,7 +74,7 @@ from .runs import is_complete, lock_holder, run_lock, summary_path, write_run_su
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep"]
 
-GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr"}
+GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr", "scan"}
 SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches", "order"}
 TAXONOMY_KEYS = {"max_letters", "max_length", "degrees", "max_r", "limit", "stride", "include_baseline"}
 
@@ -93,6 +95,8 @@ class RunSpec:
         adapters: ``"none"`` | ``"round"`` | ``"depth"``.
         seed: training seed.
         lr: the learning rate of a grid with an ``lr`` axis (``None``: the base config's).
+        scan: from a learning-rate scan grid (``scan = true``, the default with an ``lr`` axis): its summary
+            says ``lr_scan`` and reports keep it out of the study's claims.
         config: the TrainConfig as a plain dict (``name`` / ``out_dir`` / ``budget`` already set).
     """
 
@@ -107,7 +111,8 @@ class RunSpec:
     seed: int
     config: dict[str, Any] = field(compare=False, hash=False)
     grids: tuple[str, ...] = ()
-    lr: float | None = None  # set by a grid with an ``lr`` axis (a learning-rate scan)
+    lr: float | None = None  # set by a grid with an ``lr`` axis
+    scan: bool = False
 
     def train_config(self) -> TrainConfig:
         """The :class:`~rins.config.TrainConfig` of this run."""
@@ -283,13 +288,14 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                     cfg["optim"] = {**cfg.get("optim", {}), "lr": lr}
                 cfg.update(name=name, out_dir=str(out_dir), seed=seed, budget={"flops": budget})
                 TrainConfig.from_dict(copy.deepcopy(cfg))  # validate early, with the config's own errors
-                _add_run(runs, RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr))
+                _add_run(runs, RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr,
+                                       ax["scan"]))
     return list(runs.values())
 
 
 def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
     """The checked axes of one ``[[grid]]`` table: layouts (as written), budgets, sizes, p_skip, adapters,
-    seeds and lr (``[None]`` without an lr axis)."""
+    seeds, lr (``[None]`` without an lr axis) and scan (whether the grid is a learning-rate scan)."""
     bad = set(g) - GRID_KEYS
     if bad:
         raise ValueError(f"[[grid]] {gname!r}: unknown keys {sorted(bad)}; known: {sorted(GRID_KEYS)}")
@@ -306,10 +312,14 @@ def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) 
     lrs = [float(x) for x in _as_list(g.get("lr"), "lr")] or [None]
     if any(x is not None and not (x > 0 and math.isfinite(x)) for x in lrs):
         raise ValueError(f"[[grid]] {gname!r}: lr must be finite numbers > 0, got {g.get('lr')}")
+    scan = g.get("scan", "lr" in g)
+    if not isinstance(scan, bool):
+        raise ValueError(f"[[grid]] {gname!r}: scan must be true or false (a learning-rate scan or not), got "
+                         f"{scan!r}")
     return {"layouts": layouts, "budgets": budgets, "sizes": size_names,
             "p_skip": [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")],
             "adapters": [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")],
-            "seeds": [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")], "lr": lrs}
+            "seeds": [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")], "lr": lrs, "scan": scan}
 
 
 def _grid_layouts(g: dict[str, Any], layouts: list[Any], n_layers: int) -> list[tuple[str, int]]:
@@ -332,8 +342,8 @@ def _add_run(runs: dict[str, RunSpec], spec: RunSpec) -> None:
     if old.config != spec.config:
         raise ValueError(f"run {spec.name!r} is produced with two different configs (grids "
                          f"{old.grid!r} and {spec.grid!r}); give the grids different sizes")
-    if spec.grid not in old.grids:
-        runs[spec.name] = dataclasses.replace(old, grids=(*old.grids, spec.grid))
+    if spec.grid not in old.grids:  # a run of any main grid is a main run
+        runs[spec.name] = dataclasses.replace(old, grids=(*old.grids, spec.grid), scan=old.scan and spec.scan)
 
 
 def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
@@ -430,7 +440,7 @@ def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
     from .evaluation import evaluate_run
 
     extra: dict[str, Any] = {"grid": spec.grid, "grids": list(spec.grids), "size": spec.size, "budget": spec.budget,
-                             "lr_scan": spec.lr is not None}
+                             "lr_scan": spec.scan}
     if evals:
         extra["evals"] = {}
         for data in evals:

@@ -185,3 +185,46 @@ set = { optim = { lr = 1e-3 } }
     sw.write_text("[sweep]\norder = \"random\"\n" + body)
     with pytest.raises(ValueError, match="order must be 'grid'"):
         load_sweep(sw)
+
+
+def test_scan_flag_marks_learning_rate_scans(tmp_path, monkeypatch):
+    """An lr axis is a scan by default; ``scan = false`` names a main run by its lr; a run that a main grid
+    also produces is a main run; the summary's ``lr_scan`` follows the flag."""
+    import rins.sweep as sweep_mod
+
+    sw = tmp_path / "s.toml"
+    body = """
+[base]
+preset = "tiny"
+[[grid]]
+name = "scan"
+layouts = ["AB", "A^2B"]
+budgets = [1e9]
+lr = [1e-3, 2e-3]
+[[grid]]
+name = "main-at-2e-3"
+layouts = ["AB"]
+budgets = [1e9, 2e9]
+lr = [2e-3]
+scan = false
+[[grid]]
+name = "plain"
+layouts = ["AB"]
+budgets = [1e9]
+"""
+    sw.write_text(body)
+    runs = {r.name: r for r in load_sweep(sw).runs}
+    flags = {n: r.scan for n, r in runs.items()}
+    assert flags == {"base_AB_C1e9_lr0.001_s0": True, "base_Ax2B_C1e9_lr0.001_s0": True,
+                     "base_AB_C1e9_lr0.002_s0": False,  # scan and main-at-2e-3: a main run
+                     "base_Ax2B_C1e9_lr0.002_s0": True, "base_AB_C2e9_lr0.002_s0": False, "base_AB_C1e9_s0": False}
+    assert runs["base_AB_C2e9_lr0.002_s0"].config["optim"]["lr"] == 2e-3
+    seen = {}
+    monkeypatch.setattr(sweep_mod, "write_run_summary", lambda run_dir, res, extra: seen.setdefault(
+        Path(run_dir).name, extra["lr_scan"]))
+    for name in ("base_AB_C1e9_lr0.001_s0", "base_AB_C1e9_lr0.002_s0"):
+        sweep_mod.finish_run(runs[name], tmp_path / "results")
+    assert seen == {"base_AB_C1e9_lr0.001_s0": True, "base_AB_C1e9_lr0.002_s0": False}
+    sw.write_text(body.replace("scan = false", 'scan = "no"'))
+    with pytest.raises(ValueError, match="scan must be true or false"):
+        load_sweep(sw)
