@@ -262,13 +262,20 @@ def _ood_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
     return text, data
 
 
-def _lr_section(scan: list[RunInfo]) -> tuple[str, dict[str, Any]]:
+def _lr_section(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dict[str, Any]]:
+    """The scan's table: one row per scanned (size, layout, budget), with the main run of that point and seed
+    in its column too (a main grid at the scan's best lr shares that run with the scan)."""
     if not scan:
         return "", {}
-    lrs = sorted({r.lr for r in scan})
     by: dict[tuple, dict[float, float]] = defaultdict(dict)
     for r in scan:
         by[(r.size, r.layout, r.budget)][r.lr] = r.val_loss
+    seeds = {(r.size, r.layout, r.budget): r.seed for r in scan}
+    for r in runs:
+        k = (r.size, r.layout, r.budget)
+        if k in by and r.seed == seeds[k] and math.isfinite(r.lr) and r.lr not in by[k]:
+            by[k][r.lr] = r.val_loss
+    lrs = sorted({lr for v in by.values() for lr in v})
     rows, data = [], {}
     for (size, sig, b), v in sorted(by.items()):
         best = min(v, key=v.get)
@@ -289,7 +296,7 @@ def study_section(runs: list[RunInfo], scan: list[RunInfo], n_boot: int = 200,
     """The study section of the report (Markdown) and the numbers behind it."""
     text = "## The long-training study: does RINS cross below AB at equal compute?\n\n"
     data: dict[str, Any] = {}
-    t, d = _lr_section(scan)
+    t, d = _lr_section(scan, runs)
     text += t
     data["lr_scan"] = d
     by_size: dict[str, list[RunInfo]] = defaultdict(list)

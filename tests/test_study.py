@@ -198,3 +198,24 @@ def test_gpu_study_command_is_sized_and_runs_tiny_on_cpu(tmp_path, corpus):
     got = sorted(p.stem for p in (tmp_path / "results").glob("*.json"))
     assert got == ["G_AB_C1e10_s0", "G_Ax2B_C1e10_s0", "G_Ax3B_C1e10_s0"]
     assert load_summary(tmp_path / "results" / "G_AB_C1e10_s0.json")["evals"]
+
+
+def test_lr_table_shows_the_main_run_a_scan_shares():
+    """A main grid at the scan's best lr owns that run (scan = false): the scan's table still shows it, and
+    only for the scan's seed and budget."""
+    from pathlib import Path
+
+    from rins.report import RunInfo
+    from rins.study_report import study_section
+
+    def run(lr, loss, scan, seed=0, budget=1e13):
+        return RunInfo(name=f"AB_{lr}_{seed}_{budget}", run_dir=Path("."), signature="AB", degree=1, p_skip=0.0,
+                       adapters="none", size="M", budget=budget, seed=seed, n_layers=6, complete=True,
+                       val_loss=loss, lr=lr, lr_scan=scan, tokens=1000, flops=budget)
+
+    scan = [run(1e-3, 4.0, True), run(4e-3, 4.2, True)]
+    main = [run(2e-3, 3.9, False), run(2e-3, 3.5, False, seed=1), run(2e-3, 3.0, False, budget=1e14)]
+    text, data = study_section(main, scan, n_boot=2)
+    assert data["lr_scan"]["M AB 1e+13"] == {"losses": {"0.001": 4.0, "0.002": 3.9, "0.004": 4.2},
+                                             "best_lr": 0.002}
+    assert "| M | AB | 1e+13 | 4.0000 | **3.9000** | 4.2000 |" in text
