@@ -48,7 +48,7 @@ def study():
 
 
 def test_study_covers_layouts_budgets_and_seeds(study):
-    main = [s for s in study.runs if s.lr is None]
+    main = [s for s in study.runs if not s.scan]
     by_size = defaultdict(list)
     for s in main:
         by_size[s.size].append(s)
@@ -66,7 +66,7 @@ def test_study_trains_long_enough(study):
     """S: >= 50 tokens per parameter at its largest budget; M: >= 20 (AB, which sees the most tokens)."""
     need = {"S": 50, "M": 20}
     for size, floor in need.items():
-        top = max((s for s in study.runs if s.size == size and s.signature == "AB" and s.lr is None),
+        top = max((s for s in study.runs if s.size == size and s.signature == "AB" and not s.scan),
                   key=lambda s: s.budget)
         tokens, params = _tokens_and_params(top.config)
         assert tokens / params >= floor, (size, tokens, params)
@@ -81,7 +81,7 @@ def _field(section, key):  # the model section as a dict (LMConfig's defaults fi
 def test_demo_is_the_study_size_s_at_one_of_its_budgets(study):
     for label, kw in DEMO_VARIANTS:
         layout = kw["signature"] + (f" p_s={kw['p_skip']:g} + adapters" if kw.get("p_skip") else "")
-        twin = next(s for s in study.runs if s.size == "S" and _layout(s) == layout and s.lr is None
+        twin = next(s for s in study.runs if s.size == "S" and _layout(s) == layout and not s.scan
                     and s.seed == 0 and s.budget == DEMO_SHAPE["budget.flops"])
         want = TrainConfig.from_dict(twin.config)
         got = load_config(DEMO_PRESET, None, demo_overrides(None, kw))
@@ -100,3 +100,14 @@ def test_demo_trains_well_past_the_first_steps():
     task, model = _task_and_model(cfg)
     steps = cfg.budget.flops / task.flops_per_step(model, cfg.batch_size)
     assert steps > 1000
+
+
+def test_each_main_run_is_at_its_layouts_rate_for_the_size(study):
+    """One learning rate per (size, layout) among the main runs: the scan's optimum for that size."""
+    rates = defaultdict(set)
+    for s in study.runs:
+        if not s.scan:
+            rates[(s.size, _layout(s))].add(TrainConfig.from_dict(s.config).optim.lr)
+    assert all(len(v) == 1 for v in rates.values()), dict(rates)
+    assert rates[("M", "AB")] == rates[("M", "A^3B p_s=0.5 + adapters")] == {2e-3}
+    assert rates[("S", "AB")] == {4e-3}
