@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .report import RunInfo
 
-__all__ = ["study_section", "seed_stats", "paired_diff", "crossover", "equal_tokens_gap"]
+__all__ = ["study_section", "seed_stats", "paired_diff", "lr_table", "crossover", "equal_tokens_gap"]
 
 _AB = ("AB", 1, 0.0, "none")  # the layout key of the plain model
 
@@ -262,7 +262,7 @@ def _ood_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
     return text, data
 
 
-def _lr_section(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dict[str, Any]]:
+def lr_table(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dict[str, Any]]:
     """The scan's table: one row per scanned (size, layout, budget), with the main run of that point and seed
     in its column too (a main grid at the scan's best lr shares that run with the scan)."""
     if not scan:
@@ -271,20 +271,25 @@ def _lr_section(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dic
     for r in scan:
         by[(r.size, r.layout, r.budget)][r.lr] = r.val_loss
     seeds = {(r.size, r.layout, r.budget): r.seed for r in scan}
+    main: dict[tuple, float] = {}
     for r in runs:
         k = (r.size, r.layout, r.budget)
         if k in by and r.seed == seeds[k] and math.isfinite(r.lr) and r.lr not in by[k]:
             by[k][r.lr] = r.val_loss
+            main[k] = r.lr
     lrs = sorted({lr for v in by.values() for lr in v})
     rows, data = [], {}
-    for (size, sig, b), v in sorted(by.items()):
+    for k, v in sorted(by.items()):
         best = min(v, key=v.get)
-        rows.append([size, sig, f"{b:.3g}"] + [("**" + f"{v[lr]:.4f}" + "**" if lr == best else f"{v[lr]:.4f}")
-                                               if lr in v else "–" for lr in lrs])
-        data[f"{size} {sig} {b:.3g}"] = {"losses": {str(k): x for k, x in v.items()}, "best_lr": best}
+        cells = [(f"**{v[lr]:.4f}**" if lr == best else f"{v[lr]:.4f}") + (" (main)" if main.get(k) == lr else "")
+                 if lr in v else "–" for lr in lrs]
+        rows.append([k[0], k[1], f"{k[2]:.3g}"] + cells)
+        data[f"{k[0]} {k[1]} {k[2]:.3g}"] = {"losses": {str(x): y for x, y in v.items()}, "best_lr": best,
+                                             "main_lr": main.get(k)}
     bests = {k: d["best_lr"] for k, d in data.items()}
     same = len(set(bests.values())) == 1
-    text = ("Learning-rate scan (final held-out loss; best per row in bold):\n\n"
+    text = ("Learning-rate scan (final held-out loss, one seed; best per row in bold; (main): the rate the "
+            "study's main run of that point trains with):\n\n"
             + _md(["size", "layout", "budget"] + [f"lr {x:g}" for x in lrs], rows)
             + f"\n\nThe optima {'coincide' if same else 'differ'}: "
             + ", ".join(f"{k} → {v:g}" for k, v in bests.items()) + ".\n\n")
@@ -296,7 +301,7 @@ def study_section(runs: list[RunInfo], scan: list[RunInfo], n_boot: int = 200,
     """The study section of the report (Markdown) and the numbers behind it."""
     text = "## The long-training study: does RINS cross below AB at equal compute?\n\n"
     data: dict[str, Any] = {}
-    t, d = _lr_section(scan, runs)
+    t, d = lr_table(scan, runs)
     text += t
     data["lr_scan"] = d
     by_size: dict[str, list[RunInfo]] = defaultdict(list)

@@ -217,5 +217,5 @@ def test_lr_table_shows_the_main_run_a_scan_shares():
     main = [run(2e-3, 3.9, False), run(2e-3, 3.5, False, seed=1), run(2e-3, 3.0, False, budget=1e14)]
     text, data = study_section(main, scan, n_boot=2)
     assert data["lr_scan"]["M AB 1e+13"] == {"losses": {"0.001": 4.0, "0.002": 3.9, "0.004": 4.2},
-                                             "best_lr": 0.002}
-    assert "| M | AB | 1e+13 | 4.0000 | **3.9000** | 4.2000 |" in text
+                                             "best_lr": 0.002, "main_lr": 0.002}
+    assert "| M | AB | 1e+13 | 4.0000 | **3.9000** (main) | 4.2000 |" in text

@@ -12,10 +12,12 @@ import json
 import re
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from rins.study_report import paired_diff
+from rins.report import load_runs
+from rins.study_report import lr_table, paired_diff
 
 ORDER = ["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"]
 
@@ -92,17 +94,29 @@ def tables(size: str, data=None) -> tuple[str, str]:
 def put(text: str, name: str, body: str) -> str:
     """Replace the generated block ``name`` in ``text`` with ``body``."""
     block = f"<!-- begin:{name} (generated from results/study-long) -->\n{body}\n<!-- end:{name} -->"
+    if f"<!-- begin:{name} " not in text:
+        raise SystemExit(f"RESULTS.md has no block {name!r}: add <!-- begin:{name} ... --> <!-- end:{name} -->")
     return re.sub(rf"<!-- begin:{re.escape(name)} .*?<!-- end:{re.escape(name)} -->", lambda _: block, text,
                   flags=re.S)
+
+
+def lr_block(folder: str = "results/study-long") -> str:
+    """The learning-rate table of ``rins report`` (every scanned point, its main run marked), S and M named."""
+    runs, _ = load_runs([Path(folder)])
+    text, _ = lr_table([r for r in runs if r.lr_scan], [r for r in runs if not r.lr_scan])
+    table = text.split("\n\n")[1]
+    return table.replace("| L6-d64 |", "| S |").replace("| L6-d96 |", "| M |")
 
 
 if __name__ == "__main__":
     data = load()
     (ts, gs), (tm, gm) = tables("S", data), tables("M", data)
+    lr = lr_block()
     if "--print" in sys.argv:
-        print(f"{ts}\n\n{gs}\n\n{tm}\n\n{gm}")
+        print(f"{lr}\n\n{ts}\n\n{gs}\n\n{tm}\n\n{gm}")
     else:
         text = open("RESULTS.md", encoding="utf-8").read()
-        for name, body in (("results_table", ts), ("gap_table", gs), ("m_tables", f"{tm}\n\n{gm}")):
+        for name, body in (("lr_table", lr), ("results_table", ts), ("gap_table", gs),
+                           ("m_tables", f"{tm}\n\n{gm}")):
             text = put(text, name, body)
         open("RESULTS.md", "w", encoding="utf-8").write(text)
