@@ -24,7 +24,7 @@ ORDER = ["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"]
 
 def load(pattern: str = "results/study-long/*.json"):
     """``(loss, r1, tokens)``: final loss by (size, layout) -> budget -> seed, the same at r = 1 for stochastic
-    layouts, and tokens by (size, layout, budget, seed); learning-rate-scan runs are left out."""
+    layouts, and (tokens, learning rate) by (size, layout, budget, seed); learning-rate-scan runs are left out."""
     loss = defaultdict(lambda: defaultdict(dict))
     r1 = defaultdict(lambda: defaultdict(dict))
     tok = {}
@@ -37,7 +37,7 @@ def load(pattern: str = "results/study-long/*.json"):
         lay = m["signature"] + (f" p_s={m['p_skip']:g} + adapters" if m.get("p_skip") else "")
         key = (s.get("size") or f.rsplit("/", 1)[-1].split("_")[0], lay)
         loss[key][b][seed] = s["val_loss"]
-        tok[(*key, b, seed)] = s["tokens"]
+        tok[(*key, b, seed)] = (s["tokens"], c["optim"]["lr"])
         if m.get("p_skip"):
             r1[key][b][seed] = s["val_loss_r"]["1"]
     return loss, r1, tok
@@ -70,7 +70,8 @@ def tables(size: str, data=None) -> tuple[str, str]:
 
     for lay in ORDER:
         if v := loss.get((size, lay)):
-            cells = [f"{v[b][0]:.4f} ({tok[(size, lay, b, 0)] / 1e6:.1f} M tok)" if 0 in v.get(b, {}) else "–"
+            cells = [f"{v[b][0]:.4f} ({tok[(size, lay, b, 0)][0] / 1e6:.1f} M tok, lr {tok[(size, lay, b, 0)][1]:g})"
+                     if 0 in v.get(b, {}) else "–"
                      for b in bs]
             t.append(_row(lay, cells + spread(v.get(top, {}))))
     for lay in ORDER:
