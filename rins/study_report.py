@@ -267,10 +267,14 @@ def lr_table(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dict[s
     in its column too (a main grid at the scan's best lr shares that run with the scan)."""
     if not scan:
         return "", {}
+    seeds: dict[tuple, int] = {}  # one seed per point (the smallest scanned): losses of one split compare
+    for r in scan:
+        k = (r.size, r.layout, r.budget)
+        seeds[k] = min(seeds.get(k, r.seed), r.seed)
     by: dict[tuple, dict[float, float]] = defaultdict(dict)
     for r in scan:
-        by[(r.size, r.layout, r.budget)][r.lr] = r.val_loss
-    seeds = {(r.size, r.layout, r.budget): r.seed for r in scan}
+        if r.seed == seeds[(r.size, r.layout, r.budget)]:
+            by[(r.size, r.layout, r.budget)][r.lr] = r.val_loss
     main: dict[tuple, float] = {}
     for r in runs:
         k = (r.size, r.layout, r.budget)

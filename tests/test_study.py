@@ -213,7 +213,7 @@ def test_lr_table_shows_the_main_run_a_scan_shares():
                        adapters="none", size="M", budget=budget, seed=seed, n_layers=6, complete=True,
                        val_loss=loss, lr=lr, lr_scan=scan, tokens=1000, flops=budget)
 
-    scan = [run(1e-3, 4.0, True), run(4e-3, 4.2, True)]
+    scan = [run(1e-3, 4.0, True), run(4e-3, 4.2, True), run(4e-3, 3.0, True, seed=1)]  # seed 1: not compared
     main = [run(2e-3, 3.9, False), run(2e-3, 3.5, False, seed=1), run(2e-3, 3.0, False, budget=1e14)]
     text, data = study_section(main, scan, n_boot=2)
     assert data["lr_scan"]["M AB 1e+13"] == {"losses": {"0.001": 4.0, "0.002": 3.9, "0.004": 4.2},
