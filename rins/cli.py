@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import Field
 from pathlib import Path
 
 __all__ = ["VERBS", "build_parser", "main", "run_verb"]
@@ -39,10 +40,22 @@ class _Override(argparse.Action):
 DEFAULT_PRESET = "cpu-small"
 
 
+def _shown_default(f: Field, float_format: str = "") -> object:
+    """A dataclass field's default as help text shows it: ``none``, ``true``/``false``, the value."""
+    from dataclasses import MISSING
+
+    default = f.default if f.default is not MISSING else f.default_factory()
+    if default is None:
+        return "none"
+    if isinstance(default, bool):
+        return str(default).lower()
+    return format(default, float_format) if isinstance(default, float) and float_format else default
+
+
 def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str, description: str) -> None:
     """One typed flag per field of the config dataclass ``cls``: type, default and the field's documentation."""
     import typing
-    from dataclasses import MISSING, fields, is_dataclass
+    from dataclasses import fields, is_dataclass
 
     from .fields import field_docs, type_name
 
@@ -52,8 +65,7 @@ def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str,
         tp = hints[f.name]
         if is_dataclass(tp) or f.name == "model":
             continue
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        shown = "none" if default is None else str(default).lower() if isinstance(default, bool) else default
+        shown = _shown_default(f)
         doc = docs.get(f.name, "").replace("``", "").replace("%", "%%")
         flag = "--" + (prefix + f.name if prefix else f.name.replace("_", "-"))
         kw: dict = {"nargs": "?", "const": "true"} if tp is bool else {}
@@ -64,7 +76,7 @@ def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str,
 def _model_keys(cls: type, prefix: str) -> list[str]:
     """``KEY=DEFAULT (type)`` for every field of the dataclass ``cls``, nested dataclasses flattened."""
     import typing
-    from dataclasses import MISSING, fields, is_dataclass
+    from dataclasses import fields, is_dataclass
 
     from .fields import type_name
 
@@ -73,9 +85,7 @@ def _model_keys(cls: type, prefix: str) -> list[str]:
         if is_dataclass(hints[f.name]):
             out += _model_keys(hints[f.name], f"{prefix}{f.name}.")
             continue
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        shown = ("none" if default is None else str(default).lower() if isinstance(default, bool)
-                 else f"{default:.4g}" if isinstance(default, float) else default)
+        shown = _shown_default(f, float_format=".4g")
         out.append(f"{prefix}{f.name}={shown} ({type_name(hints[f.name])})")
     return out
 
