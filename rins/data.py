@@ -321,6 +321,18 @@ def fetch_deb(package: str, cache_dir: Path) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise CorpusUnavailableError(f"{package}: apt-get/dpkg-deb not found (not a Debian-like system)")
     root.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl  # POSIX only, like apt-get itself
+
+    # Sweep workers start together and fetch the same parts: one downloads while the others wait, then reuse
+    # its tree. Without the lock a later finisher replaced the tree another worker was reading.
+    with open(root.parent / f".{package}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / ".complete").exists():
+            return root
+        return _download_and_unpack(package, root)
+
+
+def _download_and_unpack(package: str, root: Path) -> Path:
     _clean_stale_temps(root.parent)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".tmp-{os.getpid()}-dl-{package}-") as tmp:
         def download() -> subprocess.CompletedProcess:
@@ -339,7 +351,7 @@ def fetch_deb(package: str, cache_dir: Path) -> Path:
         if x.returncode != 0:
             raise CorpusUnavailableError(f"{package}: dpkg-deb -x failed: {x.stderr.strip()[-300:]}")
         (out / ".complete").write_text(debs[0].name)
-        if root.exists():
+        if root.exists():  # an incomplete tree (the caller holds the lock, so nobody is reading it)
             shutil.rmtree(root)
         os.replace(out, root)
     return root

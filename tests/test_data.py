@@ -525,6 +525,31 @@ def test_fetch_never_runs_apt_get_update(tmp_path, monkeypatch):
     assert calls == [["apt-get", "download", "nope"]]
 
 
+def test_concurrent_fetch_waits_and_reuses_the_finished_tree(tmp_path, monkeypatch):
+    """Two sweep workers fetching one part: the second waits for the first, then reads its tree, untouched."""
+    import fcntl
+    import threading
+
+    calls = []
+    monkeypatch.setattr(D.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(D.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    root = tmp_path / "corpora" / "debian" / "dict-devil"
+    root.parent.mkdir(parents=True)
+    got = []
+    with open(root.parent / ".dict-devil.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker, mid-download
+        t = threading.Thread(target=lambda: got.append(D.fetch_deb("dict-devil", tmp_path)))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not got  # the second waits for the lock
+        (root / "usr").mkdir(parents=True)
+        (root / "usr" / "devil.txt").write_text("CYNIC, n.")
+        (root / ".complete").write_text("dict-devil_1.0_all.deb")
+    t.join(10)
+    assert got == [root] and calls == []  # no second download, the first tree kept
+    assert (root / "usr" / "devil.txt").read_text() == "CYNIC, n."
+
+
 def test_stale_temp_folders_of_dead_writers_are_removed(tmp_path):
     dead = 2**22 + 12345  # no such PID on Linux (pid_max <= 2**22)
     (tmp_path / f".tmp-{dead}-abc-x").mkdir()
