@@ -117,21 +117,27 @@ def _seed0_losses(study, which):
 
 def test_main_runs_are_at_the_best_rate_tried(study):
     """One rate per (size, layout, budget) among the main runs (every seed). S: each layout at the best rate of
-    the scan at the smallest budget. M: every point at the best rate tried there (main and scan runs, seed 0).
-    Checked against the committed summaries: the TOML's choice follows the measurements."""
+    the scan at the smallest budget, except where more rates were tried at a larger budget; there, and at
+    every point of M, the best rate tried at that point (main and scan runs, seed 0). Checked against the
+    committed summaries: the TOML's choice follows the measurements. (S's smallest-budget scan ran before
+    compiled blocks became the study's setting, so its runs are compared with each other, not with the main
+    runs.)"""
     rates = defaultdict(set)
     for s in study.runs:
         if not s.scan:
             rates[(s.size, _layout(s), s.budget)].add(TrainConfig.from_dict(s.config).optim.lr)
     assert all(len(v) == 1 for v in rates.values()), {k: v for k, v in rates.items() if len(v) > 1}
     scan_s = _seed0_losses(study, lambda s: s.scan and s.size == "S" and s.budget == 2.2e12)
-    for (_, layout, _), by_rate in scan_s.items():
-        best = min(by_rate, key=by_rate.get)
-        assert {x for (sz, lay, _), v in rates.items() if sz == "S" and lay == layout for x in v} == {best}, layout
-    checked = 0
-    for point, by_rate in _seed0_losses(study, lambda s: s.size == "M").items():
+    best_small = {layout: min(by_rate, key=by_rate.get) for (_, layout, _), by_rate in scan_s.items()}
+    assert len(best_small) == len(LAYOUTS)
+    checked = {"S": 0, "M": 0}
+    for point, by_rate in _seed0_losses(study, lambda s: True).items():
+        if point not in rates or point[::2] == ("S", 2.2e12):  # scan-only point; S's scan (checked above)
+            continue
         (main_rate,) = rates[point]
         if len(by_rate) > 1 and main_rate in by_rate:  # (a main run still to train is not checked)
             assert by_rate[main_rate] == min(by_rate.values()), (point, main_rate, by_rate)
-            checked += 1
-    assert checked >= 6  # M's scanned points are covered
+            checked[point[0]] += 1
+        elif point[0] == "S":
+            assert main_rate == best_small[point[1]], point
+    assert checked["M"] >= 6 and checked["S"] >= 1  # the scanned points are covered
