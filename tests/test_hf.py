@@ -382,7 +382,8 @@ def test_converted_run_is_first_class(tmp_path, corpus, cache, capsys):
     (run / "config.json").write_text(json.dumps(cfg))
     assert cli(["eval", str(run), "--r", "1,2", "--batches", "1"]) == 0
     assert run_verb("export", [str(run), "--out", str(tmp_path / "exp")]) == 0
-    with pytest.warns(UserWarning, match="keeping the initialising model's d_model=32"):
+    with (pytest.warns(UserWarning, match="keeping the initialising model's max_seq_len=64"),
+          pytest.warns(UserWarning, match="keeping the initialising model's d_model=32")):
         assert cli(["train", "--preset", "tiny", "--init", str(run), "--signature", "A^2B", "--set",
                     "model.d_model=64", "--set", "budget.steps=2", "--set", f"data.corpus={corpus}", "--set",
                     f"data.cache_dir={cache}", "--name", "ft", "--out-dir", str(tmp_path)]) == 0
