@@ -132,10 +132,12 @@ def test_main_runs_are_at_the_best_rate_tried(study):
     assert len(best_small) == len(LAYOUTS)
     checked = {"S": 0, "M": 0}
     for point, by_rate in _seed0_losses(study, lambda s: True).items():
-        if point not in rates or point[::2] == ("S", 2.2e12):  # scan-only point; S's scan (checked above)
+        if point not in rates:  # a scan-only point
             continue
         (main_rate,) = rates[point]
-        if len(by_rate) > 1 and main_rate in by_rate:  # (a main run still to train is not checked)
+        if point[::2] == ("S", 2.2e12):  # S's own scan: its best rate, its losses not mixed with the main runs'
+            assert main_rate == best_small[point[1]], point
+        elif len(by_rate) > 1 and main_rate in by_rate:  # (a main run still to train is not checked)
             assert by_rate[main_rate] == min(by_rate.values()), (point, main_rate, by_rate)
             checked[point[0]] += 1
         elif point[0] == "S":
