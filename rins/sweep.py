@@ -47,6 +47,8 @@ the grid point only (see :func:`run_name`). A run whose summary is in ``results_
 one, whose ``summary.json`` says ``"complete": true``) is skipped; an interrupted one resumes from its
 last checkpoint. Every run directory is guarded by a lock file (``RUN_DIR.lock``, ``fcntl.flock``), so
 ``--procs N`` workers that walk the same list never train the same run twice.
+After moving runs between grids (a rate check won, so a point's main run changes rate), ``--relabel``
+rewrites the ``grid``/``grids``/``lr_scan`` labels of the committed summaries to match the TOML.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from typing import Any
 
 from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
-from .runs import is_complete, lock_holder, run_lock, summary_path, write_run_summary
+from .runs import atomic_write_json, is_complete, load_summary, lock_holder, run_lock, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep"]
@@ -450,6 +452,26 @@ def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
     return write_run_summary(spec.run_dir, results_dir, extra)
 
 
+def relabel_summaries(runs: list[RunSpec], results_dir: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Rewrite the grid labels (``grid``, ``grids``, ``lr_scan``) of the committed summaries of ``runs`` to
+    what the sweep TOML says now, e.g. after a rate check won and its point's main run moved to a new rate
+    (the old main run becomes a scan run). Only those keys change, each file atomically; summaries of runs
+    not in ``runs`` are left alone. Returns ``(name, old, new)`` for each summary changed."""
+    changed = []
+    for spec in runs:
+        p = summary_path(results_dir, spec.name)
+        if not p.is_file():
+            continue
+        s = load_summary(p)
+        new = {"grid": spec.grid, "grids": list(spec.grids), "lr_scan": spec.scan}
+        old = {k: s.get(k) for k in new}
+        if old != new:
+            s.update(new)
+            atomic_write_json(p, s)
+            changed.append((spec.name, old, new))
+    return changed
+
+
 def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: Any = None,
                results_dir: str | Path | None = None, evals: list[str] | None = None,
                eval_batches: int | None = None) -> dict[str, list[str]]:
@@ -551,6 +573,9 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids; worker k uses gpus[k %% n], e.g. 0,1,2,3")
     p.add_argument("--out-dir", default=None, help="parent folder of the runs (default [sweep] out_dir)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON rows")
+    p.add_argument("--relabel", action="store_true",
+                   help="rewrite the grid labels (grid, grids, lr_scan) of the selected runs' summaries in "
+                        "[sweep] results_dir to match this TOML (after moving runs between grids); train nothing")
     p.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
@@ -558,8 +583,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
-    """``rins sweep SWEEP.toml [--only PATTERN]... [--dry-run] [--procs N] [--gpus IDS] [--out-dir DIR]
-    [--threads T]``.
+    """``rins sweep SWEEP.toml [--only PATTERN]... [--dry-run | --relabel] [--procs N] [--gpus IDS]
+    [--out-dir DIR] [--threads T]``.
 
     Returns 0 when every selected run is complete, 1 when some failed, 2 on a usage/config error.
     """
@@ -574,6 +599,19 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     if not runs:
         print(f"rins sweep: error: no run matches --only {a.only}", file=sys.stderr)
         return 2
+    if a.relabel:
+        if sw.results_dir is None:
+            print(f"rins sweep: error: --relabel needs [sweep] results_dir in {a.sweep}", file=sys.stderr)
+            return 2
+        try:
+            changed = relabel_summaries(runs, sw.results_dir)
+        except ValueError as e:
+            print(f"rins sweep: error: {e}", file=sys.stderr)
+            return 2
+        for name, old, new in changed:
+            print(f"{name}: {old} -> {new}")
+        print(f"rins sweep: relabelled {len(changed)} summaries in {sw.results_dir}")
+        return 0
     if a.dry_run:
         text, rows = dry_run_table(runs, sw.results_dir)
         print(json.dumps(rows, indent=1) if a.json else text)

@@ -228,3 +228,55 @@ budgets = [1e9]
     sw.write_text(body.replace("scan = false", 'scan = "no"'))
     with pytest.raises(ValueError, match="scan must be true or false"):
         load_sweep(sw)
+
+
+def test_relabel_rewrites_grid_labels_after_a_rate_check_wins(tmp_path, capsys):
+    """A rate check wins: the point's main run moves to the new rate and the old one becomes a scan run.
+    ``--relabel`` brings the committed summaries' labels in line with the TOML and touches nothing else."""
+    from rins.runs import SUMMARY_FORMAT
+
+    res = tmp_path / "results"
+    res.mkdir()
+    before = """
+[sweep]
+results_dir = "{res}"
+[base]
+preset = "tiny"
+[[grid]]
+name = "main"
+scan = false
+layouts = ["AB"]
+budgets = [1e9]
+lr = [2e-3]
+[[grid]]
+name = "check"
+layouts = ["AB"]
+budgets = [1e9]
+lr = [4e-3]
+"""
+    sw = tmp_path / "s.toml"
+    sw.write_text(before.format(res=res))
+    runs = {r.name: r for r in load_sweep(sw).runs}
+    for name, r in runs.items():
+        (res / f"{name}.json").write_text(json.dumps({"format": SUMMARY_FORMAT, "name": name, "grid": r.grid,
+                                                      "grids": list(r.grids), "lr_scan": r.scan, "final": 3.0}))
+    (res / "other_s0.json").write_text(json.dumps({"format": SUMMARY_FORMAT, "grid": "gone"}))
+    # 4e-3 won: swap the two grids' roles.
+    sw.write_text(before.format(res=res).replace('name = "main"\nscan = false', 'name = "scan-2e-3"')
+                  .replace('name = "check"', 'name = "main-4e-3"\nscan = false'))
+    assert run_verb("sweep", [str(sw), "--relabel"]) == 0
+    out = capsys.readouterr().out
+    assert "relabelled 2 summaries" in out
+    old, new = (json.loads((res / f"base_AB_C1e9_lr{lr}_s0.json").read_text()) for lr in ("0.002", "0.004"))
+    assert (old["grid"], old["lr_scan"]) == ("scan-2e-3", True)
+    assert (new["grid"], new["grids"], new["lr_scan"]) == ("main-4e-3", ["main-4e-3"], False)
+    assert old["final"] == new["final"] == 3.0 and old["format"] == SUMMARY_FORMAT
+    assert json.loads((res / "other_s0.json").read_text())["grid"] == "gone"  # not in the TOML: untouched
+    assert run_verb("sweep", [str(sw), "--relabel"]) == 0  # idempotent
+    assert "relabelled 0 summaries" in capsys.readouterr().out
+    (res / "base_AB_C1e9_lr0.002_s0.json").write_text('{"format": "something-else"}')
+    assert run_verb("sweep", [str(sw), "--relabel"]) == 2
+    assert "not a rins run summary" in capsys.readouterr().err
+    sw.write_text(before.format(res=res).replace(f'results_dir = "{res}"', ""))
+    assert run_verb("sweep", [str(sw), "--relabel"]) == 2
+    assert "needs [sweep] results_dir" in capsys.readouterr().err
