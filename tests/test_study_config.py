@@ -143,3 +143,17 @@ def test_main_runs_are_at_the_best_rate_tried(study):
         elif point[0] == "S":
             assert main_rate == best_small[point[1]], point
     assert checked["M"] >= 6 and checked["S"] >= 1  # the scanned points are covered
+
+
+def test_results_md_tables_match_the_committed_summaries():
+    """RESULTS.md's generated tables are what tools/results_tables.py makes from results/study-long now:
+    committing new summaries without regenerating the tables fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("results_tables", ROOT / "tools" / "results_tables.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = (ROOT / "RESULTS.md").read_text(encoding="utf-8")
+    new, blocks = mod.render(text, str(ROOT / "results" / "study-long"))
+    assert "| `A^2B` |" in blocks and "| M |" in blocks  # the blocks hold both sizes' rows
+    assert new == text, "RESULTS.md's tables are stale: run .venv/bin/python tools/results_tables.py"

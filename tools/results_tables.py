@@ -5,10 +5,9 @@ of ``rins report results/study-long``).
 
     .venv/bin/python tools/results_tables.py            # rewrites the blocks in RESULTS.md
     .venv/bin/python tools/results_tables.py --print    # prints them
+    .venv/bin/python tools/results_tables.py --check    # exit 1 if RESULTS.md's blocks are stale
 """
 
-import glob
-import json
 import re
 import sys
 from collections import defaultdict
@@ -16,30 +15,31 @@ from pathlib import Path
 
 import numpy as np
 
-from rins.report import load_runs
+from rins.report import RunInfo, load_runs
 from rins.study_report import lr_table, paired_diff
 
 ORDER = ["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"]
 
 
-def load(pattern: str = "results/study-long/*.json"):
-    """``(loss, r1, tokens)``: final loss by (size, layout) -> budget -> seed, the same at r = 1 for stochastic
-    layouts, and (tokens, learning rate) by (size, layout, budget, seed); learning-rate-scan runs are left out."""
+SIZES = {"L6-d64": "S", "L6-d96": "M"}  # the study's sizes, as rins report names them (layers, width)
+
+
+def load(runs: list[RunInfo]):
+    """``(loss, r1, tok)`` from the study's runs: final loss by (size, layout) -> budget -> seed, the same at
+    r = 1 for stochastic layouts, and (tokens, learning rate) by (size, layout, budget, seed);
+    learning-rate-scan runs are left out."""
     loss = defaultdict(lambda: defaultdict(dict))
     r1 = defaultdict(lambda: defaultdict(dict))
     tok = {}
-    for f in sorted(glob.glob(pattern)):
-        s = json.load(open(f, encoding="utf-8"))
-        if s.get("lr_scan") or "config" not in s:
+    for r in runs:
+        if r.lr_scan or r.budget is None:
             continue
-        c, m = s["config"], s["config"]["model"]
-        b, seed = c["budget"]["flops"], c["seed"]
-        lay = m["signature"] + (f" p_s={m['p_skip']:g} + adapters" if m.get("p_skip") else "")
-        key = (s.get("size") or f.rsplit("/", 1)[-1].split("_")[0], lay)
-        loss[key][b][seed] = s["val_loss"]
-        tok[(*key, b, seed)] = (s["tokens"], c["optim"]["lr"])
-        if m.get("p_skip"):
-            r1[key][b][seed] = s["val_loss_r"]["1"]
+        lay = r.signature + (f" p_s={r.p_skip:g} + adapters" if r.p_skip else "")
+        key = (SIZES.get(r.size, r.size), lay)
+        loss[key][r.budget][r.seed] = r.val_loss
+        tok[(*key, r.budget, r.seed)] = (r.tokens, r.lr)
+        if r.p_skip:
+            r1[key][r.budget][r.seed] = r.val_loss_r["1"]
     return loss, r1, tok
 
 
@@ -52,9 +52,9 @@ def _header(first: list[str], extra: str | None) -> str:
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
-def tables(size: str, data=None) -> tuple[str, str]:
-    """The loss table and the gap-to-AB table of one size, as markdown."""
-    loss, r1, tok = data or load()
+def tables(size: str, data) -> tuple[str, str]:
+    """The loss table and the gap-to-AB table of one size (``data``: :func:`load`'s result), as markdown."""
+    loss, r1, tok = data
     bs = sorted({b for (sz, _), v in loss.items() if sz == size for b in v})
     if not bs:
         return "", ""
@@ -101,23 +101,33 @@ def put(text: str, name: str, body: str) -> str:
                   flags=re.S)
 
 
-def lr_block(folder: str = "results/study-long") -> str:
+def lr_block(runs: list[RunInfo]) -> str:
     """The learning-rate table of ``rins report`` (every scanned point, its main run marked), S and M named."""
-    runs, _ = load_runs([Path(folder)])
     text, _ = lr_table([r for r in runs if r.lr_scan], [r for r in runs if not r.lr_scan])
     table = text.split("\n\n")[1]
-    return table.replace("| L6-d64 |", "| S |").replace("| L6-d96 |", "| M |")
+    for name, short in SIZES.items():
+        table = table.replace(f"| {name} |", f"| {short} |")
+    return table
+
+
+def render(results_md: str, folder: str = "results/study-long") -> tuple[str, str]:
+    """``(RESULTS.md with its generated blocks rewritten from the summaries in folder, the blocks alone)``."""
+    runs, _ = load_runs([Path(folder)])
+    data = load(runs)
+    (ts, gs), (tm, gm) = tables("S", data), tables("M", data)
+    lr = lr_block(runs)
+    for name, body in (("lr_table", lr), ("results_table", ts), ("gap_table", gs), ("m_tables", f"{tm}\n\n{gm}")):
+        results_md = put(results_md, name, body)
+    return results_md, f"{lr}\n\n{ts}\n\n{gs}\n\n{tm}\n\n{gm}"
 
 
 if __name__ == "__main__":
-    data = load()
-    (ts, gs), (tm, gm) = tables("S", data), tables("M", data)
-    lr = lr_block()
+    text = open("RESULTS.md", encoding="utf-8").read()
+    new, blocks = render(text)
     if "--print" in sys.argv:
-        print(f"{lr}\n\n{ts}\n\n{gs}\n\n{tm}\n\n{gm}")
+        print(blocks)
+    elif "--check" in sys.argv:
+        if new != text:
+            sys.exit("RESULTS.md's tables are stale: run .venv/bin/python tools/results_tables.py")
     else:
-        text = open("RESULTS.md", encoding="utf-8").read()
-        for name, body in (("lr_table", lr), ("results_table", ts), ("gap_table", gs),
-                           ("m_tables", f"{tm}\n\n{gm}")):
-            text = put(text, name, body)
-        open("RESULTS.md", "w", encoding="utf-8").write(text)
+        open("RESULTS.md", "w", encoding="utf-8").write(new)
