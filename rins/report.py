@@ -194,6 +194,7 @@ class RunInfo:
     curve: list[dict[str, Any]] = field(default_factory=list)  # held-out eval records (step, tokens, flops, loss)
     lr: float = math.nan
     lr_scan: bool = False  # from a learning-rate scan grid: reported in its own section, not in the claims
+    holdout: bool = False  # from an out-of-sample grid: compared with the main runs' fitted curve, not fitted
     non_embedding_params: int = 0
     val_bpb: float = math.nan
     evals: dict[str, Any] = field(default_factory=dict)  # extra evaluations: {data spec: {"results": [...]}}
@@ -275,6 +276,7 @@ def _run_info(rec: RunRecord) -> RunInfo | None:
         warmup_steps=int(round(float(optim.get("warmup_frac", 0.05)) * steps)),
         vocab_size=int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0))),
         curve=rec.curve, lr=float(optim.get("lr", math.nan)), lr_scan=bool(summ.get("lr_scan", False)),
+        holdout=bool(summ.get("holdout", False)),
         non_embedding_params=int(summ.get("non_embedding_params") or 0),
         val_bpb=float(summ.get("val_bpb", math.nan) or math.nan), evals=dict(summ.get("evals") or {}),
     )
@@ -849,19 +851,21 @@ def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", mar
     if not all_runs:
         raise ValueError(f"no complete run found under {[str(p) for p in paths]}")
     scan = [r for r in all_runs if r.lr_scan]
-    every_seed = [r for r in all_runs if not r.lr_scan]
+    holdout = [r for r in all_runs if r.holdout and not r.lr_scan]
+    every_seed = [r for r in all_runs if not (r.lr_scan or r.holdout)]
     runs = _seed_means(every_seed)  # the claims compare layouts by their mean over seeds
     n_seeds = max((len({r.seed for r in every_seed if r.key[:-1] == q.key[:-1]}) for q in runs), default=0)
     parts = [f"# {title}\n\n{len(all_runs)} complete runs from {', '.join(str(p) for p in paths)}"
              + (f" ({len(scan)} of them a learning-rate scan)" if scan else "")
+             + (f" ({len(holdout)} out-of-sample check(s), left out of the fits and claims)" if holdout else "")
              + (f"; {len(skipped)} incomplete run(s) left out: {', '.join(skipped)}" if skipped else "") + ".\n"
              f"Loss = held-out next-token cross-entropy (nats/token). Ties: |Δ| ≤ {margin} nats."
              + (f" Layouts with several seeds (up to {n_seeds}) enter the claims by their mean." if n_seeds > 1 else "")
              + "\n\n"]
     data: dict[str, Any] = {"x": x, "margin": margin}
     sections = [
-        ("runs", lambda: _runs_section(every_seed + scan)),
-        ("study", lambda: study_section(every_seed, scan, n_boot, margin)),
+        ("runs", lambda: _runs_section(every_seed + scan + holdout)),
+        ("study", lambda: study_section(every_seed, scan, n_boot, margin, holdout)),
         ("curves", lambda: _curves_section(runs, out, x)),
         ("claim1", lambda: _rins_vs_other_families(runs, margin)),
         ("claim2", lambda: _best_depth_by_size_and_budget(runs, margin)),

@@ -3,7 +3,8 @@
 Per model size: mean ± standard deviation over seeds of every layout at every budget; where RINS crosses
 below ``AB`` at equal training FLOPs (measured, or extrapolated from fitted power laws with a bootstrap
 interval); no-regret of stochastic RINS + adapters at r = 1; the loss at equal *tokens*; out-of-domain
-evaluations at every depth; and the learning-rate scan. Pure Python + numpy (no torch).
+evaluations at every depth; the learning-rate scan; and out-of-sample checks (runs past the fitted range,
+compared with the fitted curves' predictions). Pure Python + numpy (no torch).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .report import RunInfo
 
-__all__ = ["study_section", "seed_stats", "paired_diff", "lr_table", "crossover", "equal_tokens_gap"]
+__all__ = ["study_section", "seed_stats", "paired_diff", "lr_table", "crossover", "equal_tokens_gap",
+           "predict_budget"]
 
 _AB = ("AB", 1, 0.0, "none")  # the layout key of the plain model
 
@@ -128,6 +130,95 @@ def crossover(base: dict[float, float], other: dict[float, float], n_boot: int =
             "ci": _interval(boots),
             "horizon": float(x.max() * horizon), "base_fit": fb.to_dict(), "other_fit": fo.to_dict(),
             "n_boot": len(boots)}
+
+
+def predict_budget(curves: dict[str, dict[float, float]], at: float, n_boot: int = 200,
+                   seed: int = 0) -> dict[str, Any]:
+    """Predict each curve (loss by budget, ≥ 4 budgets) at the budget ``at`` from its fitted power law
+    ``β C^-c + ε∞``, and the difference of the second curve to the first (when there are two), with 95%
+    residual-bootstrap intervals (each resample refits every curve on its own resampled residuals).
+
+    Returns ``{"status": "ok", "pred": {name: loss}, "ci": {name: [lo, hi]}, "gap": float | None,
+    "gap_ci": [lo, hi] | None, "n_boot": int}`` or a ``status`` saying why not."""
+    from .scaling import fit_power
+
+    names = list(curves)
+    xs = {k: np.array(sorted(v)) for k, v in curves.items()}
+    if any(len(x) < 4 for x in xs.values()):
+        return {"status": "too few budgets to fit (need 4)"}
+    ys = {k: np.array([curves[k][b] for b in xs[k]]) for k in names}
+    try:
+        fits = {k: fit_power(xs[k], ys[k], n_boot=0) for k in names}
+    except ValueError as e:
+        return {"status": f"fit failed: {e}"}
+    at_x = np.array([float(at)])
+    pred = {k: float(f.predict(at_x)[0]) for k, f in fits.items()}
+    rng = np.random.default_rng(seed)
+    boots: dict[str, list[float]] = {k: [] for k in names}
+    gaps: list[float] = []
+    for _ in range(n_boot):
+        one = {}
+        try:
+            for k, f in fits.items():
+                res = ys[k] - f.predict(xs[k])
+                refit = fit_power(xs[k], f.predict(xs[k]) + rng.choice(res - res.mean(), len(res)), n_boot=0)
+                one[k] = float(refit.predict(at_x)[0])
+        except ValueError:
+            continue
+        for k in names:
+            boots[k].append(one[k])
+        if len(names) == 2:
+            gaps.append(one[names[1]] - one[names[0]])
+
+    def ci(v: list[float]) -> list[float] | None:
+        return [float(x) for x in np.percentile(v, [2.5, 97.5])] if v else None
+
+    return {"status": "ok", "pred": pred, "ci": {k: ci(v) for k, v in boots.items()},
+            "gap": pred[names[1]] - pred[names[0]] if len(names) == 2 else None,
+            "gap_ci": ci(gaps), "n_boot": len(gaps) if len(names) == 2 else len(boots[names[0]])}
+
+
+def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int) -> tuple[str, dict[str, Any]]:
+    """Each out-of-sample run against its layout's fitted curve (main runs of the same seed), and the gap to
+    ``AB`` where ``AB`` was held out at the same budget and seed."""
+    if not held:
+        return "", {}
+    stats = seed_stats(rs)
+    lines, data = [], {}
+    for h in sorted(held, key=lambda r: (r.budget or 0, _layout_key(r) != _AB, _layout_key(r), r.seed)):
+        key = _layout_key(h)
+        curve = {b: v[h.seed] for b, v in stats.get(key, {}).items() if h.seed in v}
+        twin = next((o for o in held if _layout_key(o) == _AB and o.budget == h.budget and o.seed == h.seed),
+                    None)
+        base = {b: v[h.seed] for b, v in stats.get(_AB, {}).items() if h.seed in v}
+        pair = key != _AB and twin is not None and base
+        p = predict_budget({"AB": base, "x": curve} if pair else {"x": curve}, h.budget, n_boot=n_boot)
+        label = f"`{_label(key)}` at C = {h.budget:.3g} (seed {h.seed})"
+        if p["status"] != "ok":
+            lines.append(f"- {label}: measured {h.val_loss:.4f}; no prediction ({p['status']}).")
+            data[f"{_label(key)} {h.budget:.3g} s{h.seed}"] = {"measured": h.val_loss, "status": p["status"]}
+            continue
+        pred, ci = p["pred"]["x"], p["ci"]["x"]
+        inside = ci is not None and ci[0] <= h.val_loss <= ci[1]
+        text = (f"- {label}: measured **{h.val_loss:.4f}**, predicted {pred:.4f} (95% "
+                + (f"{ci[0]:.4f} … {ci[1]:.4f}" if ci else "–") + f"; fitted on {len(curve)} budgets up to "
+                f"{max(curve):.3g}), error {h.val_loss - pred:+.4f}" + (" — inside the interval" if inside else
+                                                                     " — **outside** the interval"))
+        row = {"budget": h.budget, "seed": h.seed, "measured": h.val_loss, "predicted": pred, "ci": ci,
+               "inside": inside}
+        if pair:
+            gap = h.val_loss - twin.val_loss
+            gci = p["gap_ci"]
+            g_in = gci is not None and gci[0] <= gap <= gci[1]
+            text += (f"; gap to AB measured **{gap:+.4f}**, predicted {p['gap']:+.4f} (95% "
+                     + (f"{gci[0]:+.4f} … {gci[1]:+.4f}" if gci else "–") + ")"
+                     + (" — inside" if g_in else " — **outside**"))
+            row.update(gap=gap, gap_predicted=p["gap"], gap_ci=gci, gap_inside=g_in)
+        lines.append(text + ".")
+        data[f"{_label(key)} {h.budget:.3g} s{h.seed}"] = row
+    return ("Out-of-sample check (runs past or between the main budgets, left out of every fit: each is "
+            "compared with its layout's power law fitted to the main runs of the same seed, with a 95% "
+            "residual-bootstrap interval):\n\n" + "\n".join(lines) + "\n\n"), data
 
 
 def _interval(boots: list[float]) -> list[float] | None:
@@ -301,8 +392,9 @@ def lr_table(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dict[s
 
 
 def study_section(runs: list[RunInfo], scan: list[RunInfo], n_boot: int = 200,
-                  margin: float = 0.01) -> tuple[str, dict[str, Any]]:
-    """The study section of the report (Markdown) and the numbers behind it."""
+                  margin: float = 0.01, holdout: list[RunInfo] = ()) -> tuple[str, dict[str, Any]]:
+    """The study section of the report (Markdown) and the numbers behind it; ``holdout``: out-of-sample runs
+    (left out of ``runs``), each compared with the fitted curve of its size and layout."""
     text = "## The long-training study: does RINS cross below AB at equal compute?\n\n"
     data: dict[str, Any] = {}
     t, d = lr_table(scan, runs)
@@ -312,8 +404,9 @@ def study_section(runs: list[RunInfo], scan: list[RunInfo], n_boot: int = 200,
     for r in runs:
         by_size[r.size].append(r)
     for size, rs in sorted(by_size.items()):
-        parts = [_table_section(size, rs), _crossing_section(rs, n_boot, margin), _tokens_section(rs),
+        parts = [_table_section(size, rs), _crossing_section(rs, n_boot, margin),
+                 _holdout_section(rs, [h for h in holdout if h.size == size], n_boot), _tokens_section(rs),
                  _ood_section(rs)]
         text += "".join(p[0] for p in parts)
-        data[size] = {k: p[1] for k, p in zip(("table", "crossover", "equal_tokens", "ood"), parts)}
+        data[size] = {k: p[1] for k, p in zip(("table", "crossover", "holdout", "equal_tokens", "ood"), parts)}
     return text, data

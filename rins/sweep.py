@@ -34,6 +34,8 @@ a budget are **compute-matched** (docs/method.md §3). Example::
     lr = [1e-3, 3e-3]           # optional: a learning-rate axis (run names get _lr<value>)
     scan = true                 # optional: a learning-rate scan, reported apart from the claims (default:
                                 # true with an lr axis); scan = false with one lr names a main run by its lr
+    holdout = false             # optional: an out-of-sample check, left out of the fits and claims; the
+                                # report predicts each such run from the main runs' fitted curve
 
     [[grid]]
     name = "taxonomy"
@@ -48,7 +50,7 @@ one, whose ``summary.json`` says ``"complete": true``) is skipped; an interrupte
 last checkpoint. Every run directory is guarded by a lock file (``RUN_DIR.lock``, ``fcntl.flock``), so
 ``--procs N`` workers that walk the same list never train the same run twice.
 After moving runs between grids (a rate check won, so a point's main run changes rate), ``--relabel``
-rewrites the ``grid``/``grids``/``lr_scan`` labels of the committed summaries to match the TOML.
+rewrites the ``grid``/``grids``/``lr_scan``/``holdout`` labels of the committed summaries to match the TOML.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ from .runs import atomic_write_json, is_complete, load_summary, lock_holder, run
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep"]
 
-GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr", "scan"}
+GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr", "scan",
+             "holdout"}
 SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches", "order"}
 TAXONOMY_KEYS = {"max_letters", "max_length", "degrees", "max_r", "limit", "stride", "include_baseline"}
 
@@ -99,6 +102,8 @@ class RunSpec:
         lr: the learning rate of a grid with an ``lr`` axis (``None``: the base config's).
         scan: from a learning-rate scan grid (``scan = true``, the default with an ``lr`` axis): its summary
             says ``lr_scan`` and reports keep it out of the study's claims.
+        holdout: from an out-of-sample grid (``holdout = true``): its summary says ``holdout``; reports leave
+            it out of the fits and claims and compare it with the main runs' fitted curve instead.
         config: the TrainConfig as a plain dict (``name`` / ``out_dir`` / ``budget`` already set).
     """
 
@@ -115,6 +120,7 @@ class RunSpec:
     grids: tuple[str, ...] = ()
     lr: float | None = None  # set by a grid with an ``lr`` axis
     scan: bool = False
+    holdout: bool = False
 
     def train_config(self) -> TrainConfig:
         """The :class:`~rins.config.TrainConfig` of this run."""
@@ -291,13 +297,14 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                 cfg.update(name=name, out_dir=str(out_dir), seed=seed, budget={"flops": budget})
                 TrainConfig.from_dict(copy.deepcopy(cfg))  # validate early, with the config's own errors
                 _add_run(runs, RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr,
-                                       ax["scan"]))
+                                       ax["scan"], ax["holdout"]))
     return list(runs.values())
 
 
 def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
     """The checked axes of one ``[[grid]]`` table: layouts (as written), budgets, sizes, p_skip, adapters,
-    seeds, lr (``[None]`` without an lr axis) and scan (whether the grid is a learning-rate scan)."""
+    seeds, lr (``[None]`` without an lr axis), scan (whether the grid is a learning-rate scan) and holdout
+    (whether it is an out-of-sample check)."""
     bad = set(g) - GRID_KEYS
     if bad:
         raise ValueError(f"[[grid]] {gname!r}: unknown keys {sorted(bad)}; known: {sorted(GRID_KEYS)}")
@@ -314,14 +321,22 @@ def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) 
     lrs = [float(x) for x in _as_list(g.get("lr"), "lr")] or [None]
     if any(x is not None and not (x > 0 and math.isfinite(x)) for x in lrs):
         raise ValueError(f"[[grid]] {gname!r}: lr must be finite numbers > 0, got {g.get('lr')}")
-    scan = g.get("scan", "lr" in g)
+    holdout = g.get("holdout", False)
+    if not isinstance(holdout, bool):
+        raise ValueError(f"[[grid]] {gname!r}: holdout must be true or false (an out-of-sample check or not), "
+                         f"got {holdout!r}")
+    scan = g.get("scan", "lr" in g and not holdout)
     if not isinstance(scan, bool):
         raise ValueError(f"[[grid]] {gname!r}: scan must be true or false (a learning-rate scan or not), got "
                          f"{scan!r}")
+    if scan and holdout:
+        raise ValueError(f"[[grid]] {gname!r}: a grid is a learning-rate scan or an out-of-sample check "
+                         "(holdout), not both; drop one of scan = true / holdout = true")
     return {"layouts": layouts, "budgets": budgets, "sizes": size_names,
             "p_skip": [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")],
             "adapters": [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")],
-            "seeds": [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")], "lr": lrs, "scan": scan}
+            "seeds": [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")], "lr": lrs, "scan": scan,
+            "holdout": holdout}
 
 
 def _grid_layouts(g: dict[str, Any], layouts: list[Any], n_layers: int) -> list[tuple[str, int]]:
@@ -345,7 +360,8 @@ def _add_run(runs: dict[str, RunSpec], spec: RunSpec) -> None:
         raise ValueError(f"run {spec.name!r} is produced with two different configs (grids "
                          f"{old.grid!r} and {spec.grid!r}); give the grids different sizes")
     if spec.grid not in old.grids:  # a run of any main grid is a main run
-        runs[spec.name] = dataclasses.replace(old, grids=(*old.grids, spec.grid), scan=old.scan and spec.scan)
+        runs[spec.name] = dataclasses.replace(old, grids=(*old.grids, spec.grid), scan=old.scan and spec.scan,
+                                              holdout=old.holdout and spec.holdout)
 
 
 def select(runs: list[RunSpec], only: list[str] | None) -> list[RunSpec]:
@@ -442,7 +458,7 @@ def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
     from .evaluation import evaluate_run
 
     extra: dict[str, Any] = {"grid": spec.grid, "grids": list(spec.grids), "size": spec.size, "budget": spec.budget,
-                             "lr_scan": spec.scan}
+                             "lr_scan": spec.scan, "holdout": spec.holdout}
     if evals:
         extra["evals"] = {}
         for data in evals:
@@ -453,7 +469,7 @@ def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
 
 
 def relabel_summaries(runs: list[RunSpec], results_dir: Path) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """Rewrite the grid labels (``grid``, ``grids``, ``lr_scan``) of the committed summaries of ``runs`` to
+    """Rewrite the grid labels (``grid``, ``grids``, ``lr_scan``, ``holdout``) of the committed summaries of ``runs`` to
     what the sweep TOML says now, e.g. after a rate check won and its point's main run moved to a new rate
     (the old main run becomes a scan run). Only those keys change, each file atomically; summaries of runs
     not in ``runs`` are left alone. Returns ``(name, old, new)`` for each summary changed."""
@@ -463,8 +479,8 @@ def relabel_summaries(runs: list[RunSpec], results_dir: Path) -> list[tuple[str,
         if not p.is_file():
             continue
         s = load_summary(p)
-        new = {"grid": spec.grid, "grids": list(spec.grids), "lr_scan": spec.scan}
-        old = {k: s.get(k) for k in new}
+        new = {"grid": spec.grid, "grids": list(spec.grids), "lr_scan": spec.scan, "holdout": spec.holdout}
+        old = {k: s.get(k, False if k == "holdout" else None) for k in new}  # holdout: absent in older ones
         if old != new:
             s.update(new)
             atomic_write_json(p, s)
@@ -574,7 +590,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default=None, help="parent folder of the runs (default [sweep] out_dir)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON rows")
     p.add_argument("--relabel", action="store_true",
-                   help="rewrite the grid labels (grid, grids, lr_scan) of the selected runs' summaries in "
+                   help="rewrite the grid labels (grid, grids, lr_scan, holdout) of the selected runs' summaries in "
                         "[sweep] results_dir to match this TOML (after moving runs between grids); train nothing")
     p.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

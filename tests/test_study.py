@@ -107,6 +107,18 @@ def test_summaries_outlive_the_run_directories(study, tmp_path, capsys):
          ("AB_C3e9_s0", "AB_C3e9_s1", "Ax2B_C3e9_s0", "Ax2B_C3e9_s1")}
     want = np.mean([s["Ax2B_C3e9_s0"] - s["AB_C3e9_s0"], s["Ax2B_C3e9_s1"] - s["AB_C3e9_s1"]])
     assert d[0] == pytest.approx(want) and d[2] == 2
+    # an out-of-sample run (holdout) is reported against the fits, never in the tables or the fits
+    held = load_summary(results / "base_AB_C3e9_s0.json")
+    held.update(name="base_AB_C6e9_s0", holdout=True, grid="past", grids=["past"])
+    held["config"]["budget"]["flops"] = 6e9
+    held["config"]["name"] = "base_AB_C6e9_s0"
+    (results / "base_AB_C6e9_s0.json").write_text(json.dumps(held))
+    res = build_report([results], tmp_path / "rep2", n_boot=10)
+    study = res["data"]["study"]["L6-d32"]
+    assert study["table"] == data["L6-d32"]["table"] and study["crossover"] == data["L6-d32"]["crossover"]
+    assert study["holdout"] == {"AB 6e+09 s0": {"measured": held["val_loss"],
+                                                "status": "too few budgets to fit (need 4)"}}
+    assert "1 out-of-sample check(s), left out of the fits and claims" in res["text"]
 
 
 def test_crossover_found_where_curves_cross():
@@ -219,3 +231,43 @@ def test_lr_table_shows_the_main_run_a_scan_shares():
     assert data["lr_scan"]["M AB 1e+13"] == {"losses": {"0.001": 4.0, "0.002": 3.9, "0.004": 4.2},
                                              "best_lr": 0.002, "main_lr": 0.002}
     assert "| M | AB | 1e+13 | 4.0000 | **3.9000** (main) | 4.2000 |" in text
+
+
+def test_holdout_runs_are_predicted_from_the_main_fits_not_fitted():
+    """Out-of-sample runs (``holdout``) are compared with the power law fitted to the main runs of their seed:
+    one on the curve lands inside the bootstrap interval, one 0.5 nats off lands outside, the gap to a held-out
+    AB is measured against the predicted gap, and no held-out run enters the fits or the tables."""
+    from pathlib import Path
+
+    from rins.report import RunInfo
+    from rins.study_report import predict_budget, study_section
+
+    def law(c, beta, eps):
+        return eps + beta * c ** -0.15
+
+    noise = [0.004, -0.003, 0.002, -0.004, 0.001]
+    budgets = [1e12, 3e12, 1e13, 3e13, 1e14]
+
+    def run(sig, budget, loss, holdout=False):
+        return RunInfo(name=f"{sig}_{budget:g}{'_h' if holdout else ''}", run_dir=Path("."), signature=sig,
+                       degree=1, p_skip=0.0, adapters="none", size="M", budget=budget, seed=0, n_layers=6,
+                       complete=True, val_loss=loss, lr=2e-3, holdout=holdout, tokens=1000, flops=budget)
+
+    ab, a2b = (lambda c: law(c, 400.0, 2.0)), (lambda c: law(c, 500.0, 1.9))
+    main = [run("AB", b, ab(b) + e) for b, e in zip(budgets, noise)]
+    main += [run("A^2B", b, a2b(b) - e) for b, e in zip(budgets, noise)]
+    held = [run("AB", 3e14, ab(3e14), holdout=True), run("A^2B", 3e14, a2b(3e14) + 0.5, holdout=True)]
+    text, data = study_section(main, [], n_boot=50, holdout=held)
+    rows = data["M"]["holdout"]
+    got_ab, got = rows["AB 3e+14 s0"], rows["A^2B 3e+14 s0"]
+    assert got_ab["inside"] and abs(got_ab["predicted"] - ab(3e14)) < 0.02
+    assert got_ab["ci"][0] < got_ab["predicted"] < got_ab["ci"][1]
+    assert not got["inside"] and got["measured"] - got["predicted"] > 0.45
+    assert got["gap"] == pytest.approx(a2b(3e14) + 0.5 - ab(3e14))
+    assert got["gap_predicted"] == pytest.approx(a2b(3e14) - ab(3e14), abs=0.03) and not got["gap_inside"]
+    assert "**outside** the interval" in text and "inside the interval" in text
+    assert "3e+14" not in data["M"]["table"]["losses"]["AB"]  # held-out runs stay out of the tables and fits
+    assert data["M"]["crossover"]["A^2B"]["crossover"]["base_fit"] == \
+        study_section(main, [], n_boot=50)[1]["M"]["crossover"]["A^2B"]["crossover"]["base_fit"]
+    short = predict_budget({"x": {1e12: 3.0, 1e13: 2.9, 1e14: 2.8}}, 3e14)
+    assert short["status"].startswith("too few budgets")

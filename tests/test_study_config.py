@@ -47,8 +47,13 @@ def study():
     return load_sweep(STUDY)
 
 
+def _main(spec) -> bool:
+    """A main run: neither a learning-rate scan nor an out-of-sample check."""
+    return not (spec.scan or spec.holdout)
+
+
 def test_study_covers_layouts_budgets_and_seeds(study):
-    main = [s for s in study.runs if not s.scan]
+    main = [s for s in study.runs if _main(s)]
     by_size = defaultdict(list)
     for s in main:
         by_size[s.size].append(s)
@@ -60,13 +65,17 @@ def test_study_covers_layouts_budgets_and_seeds(study):
             mine = [s for s in specs if _layout(s) == layout]
             assert {s.budget for s in mine if s.seed == 0} == set(budgets), (size, layout)
             assert {s.seed for s in mine if s.budget == budgets[-1]} >= {0, 1, 2}, (size, layout)
+    # an out-of-sample check past M's largest budget, for the plain model and RINS
+    past = {(s.signature, s.budget) for s in study.runs if s.holdout and s.size == "M"}
+    top_m = max(s.budget for s in by_size["M"])
+    assert {sig for sig, b in past if b > top_m} >= {"AB", "A^2B"}, past
 
 
 def test_study_trains_long_enough(study):
     """S: >= 50 tokens per parameter at its largest budget; M: >= 20 (AB, which sees the most tokens)."""
     need = {"S": 50, "M": 20}
     for size, floor in need.items():
-        top = max((s for s in study.runs if s.size == size and s.signature == "AB" and not s.scan),
+        top = max((s for s in study.runs if s.size == size and s.signature == "AB" and _main(s)),
                   key=lambda s: s.budget)
         tokens, params = _tokens_and_params(top.config)
         assert tokens / params >= floor, (size, tokens, params)
@@ -81,7 +90,7 @@ def _field(section, key):  # the model section as a dict (LMConfig's defaults fi
 def test_demo_is_the_study_size_s_at_one_of_its_budgets(study):
     for label, kw in DEMO_VARIANTS:
         layout = kw["signature"] + (f" p_s={kw['p_skip']:g} + adapters" if kw.get("p_skip") else "")
-        twin = next(s for s in study.runs if s.size == "S" and _layout(s) == layout and not s.scan
+        twin = next(s for s in study.runs if s.size == "S" and _layout(s) == layout and _main(s)
                     and s.seed == 0 and s.budget == DEMO_SHAPE["budget.flops"])
         want = TrainConfig.from_dict(twin.config)
         got = load_config(DEMO_PRESET, None, demo_overrides(None, kw))
@@ -124,7 +133,7 @@ def test_main_runs_are_at_the_best_rate_tried(study):
     runs.)"""
     rates = defaultdict(set)
     for s in study.runs:
-        if not s.scan:
+        if _main(s):
             rates[(s.size, _layout(s), s.budget)].add(TrainConfig.from_dict(s.config).optim.lr)
     assert all(len(v) == 1 for v in rates.values()), {k: v for k, v in rates.items() if len(v) > 1}
     scan_s = _seed0_losses(study, lambda s: s.scan and s.size == "S" and s.budget == 2.2e12)

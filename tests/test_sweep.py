@@ -280,3 +280,43 @@ lr = [4e-3]
     sw.write_text(before.format(res=res).replace(f'results_dir = "{res}"', ""))
     assert run_verb("sweep", [str(sw), "--relabel"]) == 2
     assert "needs [sweep] results_dir" in capsys.readouterr().err
+
+
+def test_holdout_grids_mark_out_of_sample_runs(tmp_path, monkeypatch):
+    """``holdout = true``: an out-of-sample check (not a scan, even with an lr axis); its summary says so; a run
+    a main grid also produces stays a main run; holdout with scan, or not a bool, is refused."""
+    import rins.sweep as sweep_mod
+
+    sw = tmp_path / "s.toml"
+    body = """
+[base]
+preset = "tiny"
+[[grid]]
+name = "main"
+layouts = ["AB"]
+budgets = [1e9, 2e9]
+lr = [2e-3]
+scan = false
+[[grid]]
+name = "past"
+holdout = true
+layouts = ["AB"]
+budgets = [2e9, 8e9]
+lr = [2e-3]
+"""
+    sw.write_text(body)
+    runs = {r.name: r for r in load_sweep(sw).runs}
+    assert {n: (r.scan, r.holdout) for n, r in runs.items()} == {
+        "base_AB_C1e9_lr0.002_s0": (False, False), "base_AB_C2e9_lr0.002_s0": (False, False),
+        "base_AB_C8e9_lr0.002_s0": (False, True)}
+    seen = {}
+    monkeypatch.setattr(sweep_mod, "write_run_summary", lambda run_dir, res, extra: seen.setdefault(
+        Path(run_dir).name, (extra["lr_scan"], extra["holdout"])))
+    sweep_mod.finish_run(runs["base_AB_C8e9_lr0.002_s0"], tmp_path / "results")
+    assert seen == {"base_AB_C8e9_lr0.002_s0": (False, True)}
+    sw.write_text(body.replace("holdout = true", "holdout = true\nscan = true"))
+    with pytest.raises(ValueError, match="not both"):
+        load_sweep(sw)
+    sw.write_text(body.replace("holdout = true", 'holdout = "yes"'))
+    with pytest.raises(ValueError, match="holdout must be true or false"):
+        load_sweep(sw)

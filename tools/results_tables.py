@@ -27,12 +27,12 @@ SIZES = {"L6-d64": "S", "L6-d96": "M"}  # the study's sizes, as rins report name
 def load(runs: list[RunInfo]):
     """``(loss, r1, tok)`` from the study's runs: final loss by (size, layout) -> budget -> seed, the same at
     r = 1 for stochastic layouts, and (tokens, learning rate) by (size, layout, budget, seed);
-    learning-rate-scan runs are left out."""
+    learning-rate-scan and out-of-sample (holdout) runs are left out."""
     loss = defaultdict(lambda: defaultdict(dict))
     r1 = defaultdict(lambda: defaultdict(dict))
     tok = {}
     for r in runs:
-        if r.lr_scan or r.budget is None:
+        if r.lr_scan or r.holdout or r.budget is None:
             continue
         lay = r.signature + (f" p_s={r.p_skip:g} + adapters" if r.p_skip else "")
         key = (SIZES.get(r.size, r.size), lay)
