@@ -191,7 +191,7 @@ def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int) -> tup
         twin = next((o for o in held if _layout_key(o) == _AB and o.budget == h.budget and o.seed == h.seed),
                     None)
         base = {b: v[h.seed] for b, v in stats.get(_AB, {}).items() if h.seed in v}
-        pair = key != _AB and twin is not None and base
+        pair = key != _AB and twin is not None and len(base) >= 4  # a gap needs AB's fit too
         p = predict_budget({"AB": base, "x": curve} if pair else {"x": curve}, h.budget, n_boot=n_boot)
         label = f"`{_label(key)}` at C = {h.budget:.3g} (seed {h.seed})"
         if p["status"] != "ok":
