@@ -187,6 +187,15 @@ set = { optim = { lr = 1e-3 } }
         load_sweep(sw)
 
 
+MAIN_AT_2E3 = """[[grid]]
+name = "main-at-2e-3"
+layouts = ["AB"]
+budgets = [1e9, 2e9]
+lr = [2e-3]
+scan = false
+"""
+
+
 def test_scan_flag_marks_learning_rate_scans(tmp_path, monkeypatch):
     """An lr axis is a scan by default; ``scan = false`` names a main run by its lr; a run that a main grid
     also produces is a main run; the summary's ``lr_scan`` follows the flag."""
@@ -201,17 +210,11 @@ name = "scan"
 layouts = ["AB", "A^2B"]
 budgets = [1e9]
 lr = [1e-3, 2e-3]
-[[grid]]
-name = "main-at-2e-3"
-layouts = ["AB"]
-budgets = [1e9, 2e9]
-lr = [2e-3]
-scan = false
-[[grid]]
+{main}[[grid]]
 name = "plain"
 layouts = ["AB"]
 budgets = [1e9]
-"""
+""".replace("{main}", MAIN_AT_2E3)
     sw.write_text(body)
     runs = {r.name: r for r in load_sweep(sw).runs}
     flags = {n: r.scan for n, r in runs.items()}
@@ -291,19 +294,13 @@ def test_holdout_grids_mark_out_of_sample_runs(tmp_path, monkeypatch):
     body = """
 [base]
 preset = "tiny"
-[[grid]]
-name = "main"
-layouts = ["AB"]
-budgets = [1e9, 2e9]
-lr = [2e-3]
-scan = false
-[[grid]]
+{main}[[grid]]
 name = "past"
 holdout = true
 layouts = ["AB"]
 budgets = [2e9, 8e9]
 lr = [2e-3]
-"""
+""".replace("{main}", MAIN_AT_2E3)
     sw.write_text(body)
     runs = {r.name: r for r in load_sweep(sw).runs}
     assert {n: (r.scan, r.holdout) for n, r in runs.items()} == {
