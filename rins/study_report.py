@@ -218,7 +218,9 @@ def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int) -> tup
         data[f"{_label(key)} {h.budget:.3g} s{h.seed}"] = row
     return ("Out-of-sample check (runs past or between the main budgets, left out of every fit: each is "
             "compared with its layout's power law fitted to the main runs of the same seed, with a 95% "
-            "residual-bootstrap interval):\n\n" + "\n".join(lines) + "\n\n"), data
+            "residual-bootstrap interval; the power law has 3 parameters, so with few budgets the interval "
+            "reflects the residuals' scatter, not the choice of curve, nor learning rates that differ by "
+            "budget):\n\n" + "\n".join(lines) + "\n\n"), data
 
 
 def _interval(boots: list[float]) -> list[float] | None:
