@@ -115,6 +115,31 @@ def test_verdicts_follow_the_numbers(sweep_dir, tmp_path):
     assert "best r = [1, 1]" in bad
 
 
+def _set_depths(run_dir: Path, **loss_r: float) -> None:
+    p = run_dir / "summary.json"
+    s = json.loads(p.read_text())
+    s["val_loss_r"].update({k.removeprefix("r"): v for k, v in loss_r.items()})
+    p.write_text(json.dumps(s))
+
+
+def test_stochastic_tradeoff_verdict_follows_the_numbers(sweep_dir, tmp_path):
+    """Claim 5: a higher p_s should lower the r = 1 loss and cost some loss at the full depth."""
+    runs = tmp_path / "runs"
+    shutil.copytree(sweep_dir, runs)
+    _set_depths(runs / "base_Ax3B_C3e9_s0", r1=6.0, r3=4.0)
+    for name in ("base_Ax3B_C3e9_ps0.5_s0", "base_Ax3B_C3e9_ps0.5_adround_s0"):
+        _set_depths(runs / name, r1=4.5, r3=4.3)
+    seen = build_report([runs], tmp_path / "seen", n_boot=0)["text"]
+    summary = seen.split("## Summary")[1].split("\n## ")[0]
+    assert re.search(r"flexibility/peak trade-off .*held in 2 of 2 comparisons \(.*seed 0, adapters=none; .*"
+                     r"adapters=round\)", summary)
+    # no peak cost: the stochastic runs are at least as good at full depth
+    for name in ("base_Ax3B_C3e9_ps0.5_s0", "base_Ax3B_C3e9_ps0.5_adround_s0"):
+        _set_depths(runs / name, r1=4.5, r3=3.9)
+    unseen = build_report([runs], tmp_path / "unseen", n_boot=0)["text"]
+    assert "held in 0 of 2 comparisons." in unseen.split("## Summary")[1].split("\n## ")[0]
+
+
 def test_cli_report(sweep_dir, tmp_path, capsys):
     assert run_verb("report", [str(sweep_dir / "base_AB_C3e9_s0"), str(sweep_dir / "base_Ax2B_C3e9_s0"),
                         "--out", str(tmp_path / "o"), "--x", "tokens", "--n-boot", "0"]) == 0
