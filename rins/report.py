@@ -525,13 +525,15 @@ def _best_depth_by_size_and_budget(runs: list[RunInfo], margin: float) -> tuple[
     smaller_more: list[bool] = []
     if len(sizes) >= 2:
         small, large = sizes[0], sizes[-1]
-        for b in sorted({r["budget"] for r in res if r["size"] == small} & {r["budget"] for r in res
-                                                                             if r["size"] == large}):
-            gs = next(r["rins_gain_vs_ab"] for r in res if r["size"] == small and r["budget"] == b)
-            gl = next(r["rins_gain_vs_ab"] for r in res if r["size"] == large and r["budget"] == b)
+        g_small = {r["budget"]: r["rins_gain_vs_ab"] for r in res if r["size"] == small and r["budget"]}
+        for b, gl in sorted((r["budget"], r["rins_gain_vs_ab"]) for r in res if r["size"] == large and r["budget"]):
+            # sizes often get their own budgets: between two of the smaller model's, interpolate its gain in log C
+            gs, how = _interp_log(g_small, b), "" if b in g_small else " (interpolated in log budget)"
+            if math.isnan(gs) or math.isnan(gl):
+                continue
             smaller_more.append(gs > gl + margin)
-            checks.append(f"at {_budget_label(b)} FLOPs the smaller model {small} gains {gs:+.4f} vs {gl:+.4f} for "
-                          f"{large} ({'more' if gs > gl + margin else 'not more'})")
+            checks.append(f"at {_budget_label(b)} FLOPs the smaller model {small} gains {gs:+.4f}{how} vs {gl:+.4f} "
+                          f"for {large} ({'more' if gs > gl + margin else 'not more'})")
     varies = len({r["best_r"] for r in res}) > 1
     text += "Details: " + "; ".join(parts + checks) + ".\n\n"
     size_note = "" if len(sizes) >= 2 else " (one model size only: the size dependence is not tested)"
@@ -546,6 +548,16 @@ def _best_depth_by_size_and_budget(runs: list[RunInfo], margin: float) -> tuple[
              f"{sum(grows)} of {len(grows)} sizes; the smaller model gains more at {sum(smaller_more)} of "
              f"{len(smaller_more)} budgets{size_note} → claim 2 **{word}** at this scale.\n\n")
     return text, {"rows": res, "best_r_varies": varies, "gain_grows": grows, "smaller_gains_more": smaller_more}
+
+
+def _interp_log(ys: dict[float, float], x: float) -> float:
+    """ys at x, linear in log x between the two nearest keys around it (nan outside their range)."""
+    import numpy as np
+
+    xs = sorted(ys)
+    if not xs or not xs[0] <= x <= xs[-1]:
+        return math.nan
+    return float(np.interp(math.log(x), [math.log(k) for k in xs], [ys[k] for k in xs]))
 
 
 def _layout_ranking(runs: list[RunInfo], out: Path, margin: float) -> tuple[str, dict[str, Any]]:

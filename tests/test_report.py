@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rins.cli import run_verb
-from rins.report import build_report, family, load_runs
+from rins.report import RunInfo, _best_depth_by_size_and_budget, build_report, family, load_runs
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,25 @@ def test_cli_report(sweep_dir, tmp_path, capsys):
     assert run_verb("report", [str(empty), "--out", str(tmp_path / "o2")]) == 2
     assert "no complete run" in capsys.readouterr().err
     assert run_verb("report", [str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == 2
+
+
+def _lm_run(sig: str, size: str, params: int, budget: float, loss: float) -> RunInfo:
+    return RunInfo(name=f"{size}_{sig}_{budget:g}", run_dir=Path("."), signature=sig, degree=1, p_skip=0.0,
+                   adapters="none", size=size, budget=budget, seed=0, n_layers=4, complete=True, params=params,
+                   val_loss=loss)
+
+
+def test_size_dependence_compares_sizes_with_their_own_budgets():
+    """Claim 2's 'the smaller model gains more' when the sizes share no budget: the smaller model's gain is
+    interpolated in log budget at the larger one's budgets inside its range, and said so."""
+    runs = [_lm_run("AB", "S", 100, 1e10, 5.0), _lm_run("A^2B", "S", 100, 1e10, 5.4),   # gain -0.4
+            _lm_run("AB", "S", 100, 1e12, 4.0), _lm_run("A^2B", "S", 100, 1e12, 4.0),   # gain 0.0
+            _lm_run("AB", "M", 900, 1e11, 4.5), _lm_run("A^2B", "M", 900, 1e11, 4.8),   # gain -0.3 vs S's -0.2
+            _lm_run("AB", "M", 900, 1e13, 3.0), _lm_run("A^2B", "M", 900, 1e13, 3.1)]   # outside S's budgets
+    text, data = _best_depth_by_size_and_budget(runs, margin=0.01)
+    assert data["smaller_gains_more"] == [True]
+    assert "smaller model S gains -0.2000 (interpolated in log budget) vs -0.3000 for M (more)" in text
+    assert "gains more at 1 of 1 budgets" in text
+    # the other way round: M gains more than S's interpolated -0.2
+    runs[5] = _lm_run("A^2B", "M", 900, 1e11, 4.6)
+    assert _best_depth_by_size_and_budget(runs, margin=0.01)[1]["smaller_gains_more"] == [False]
