@@ -271,3 +271,37 @@ def test_holdout_runs_are_predicted_from_the_main_fits_not_fitted():
         study_section(main, [], n_boot=50)[1]["M"]["crossover"]["A^2B"]["crossover"]["base_fit"]
     short = predict_budget({"x": {1e12: 3.0, 1e13: 2.9, 1e14: 2.8}}, 3e14)
     assert short["status"].startswith("too few budgets")
+
+
+def test_holdout_points_join_a_refit_of_the_crossing():
+    """After the out-of-sample check the report refits the crossing on main + held-out budgets (same seed):
+    curves built to cross at 1e15 are found to cross there, through every budget, and the held-out gap is
+    quoted; the main fits stay as they were."""
+    from pathlib import Path
+
+    from rins.report import RunInfo
+    from rins.study_report import study_section
+
+    def run(sig, budget, loss, holdout=False):
+        return RunInfo(name=f"{sig}_{budget:g}", run_dir=Path("."), signature=sig, degree=1, p_skip=0.0,
+                       adapters="none", size="M", budget=budget, seed=0, n_layers=6, complete=True, val_loss=loss,
+                       lr=2e-3, holdout=holdout, tokens=1000, flops=budget)
+
+    def ab(c):
+        return 2.0 + 400.0 * c ** -0.15
+
+    def a2b(c):  # 0.2 lower floor, larger β: above AB below 1e15, below it beyond
+        return 1.8 + (400.0 + 0.2 / 1e15 ** -0.15) * c ** -0.15
+
+    budgets, noise = [1e12, 3e12, 1e13, 3e13, 1e14], [0.002, -0.001, 0.001, -0.002, 0.001]
+    main = [run("AB", b, ab(b) + e) for b, e in zip(budgets, noise)]
+    main += [run("A^2B", b, a2b(b) - e) for b, e in zip(budgets, noise)]
+    held = [run(s, b, f(b), holdout=True) for b in (2e14, 4e14) for s, f in (("AB", ab), ("A^2B", a2b))]
+    text, data = study_section(main, [], n_boot=20, holdout=held)
+    refit = data["M"]["holdout"]["refit A^2B s0"]
+    assert refit["status"] == "ok" and 5e14 < refit["crossing"] < 2e15, refit["crossing"]
+    assert refit["base_fit"]["n_points"] == refit["other_fit"]["n_points"] == 7
+    assert f"held-out gaps 2e+14: {a2b(2e14) - ab(2e14):+.4f}; 4e+14: {a2b(4e14) - ab(4e14):+.4f}" in text
+    assert "through 7 budgets" in text
+    assert data["M"]["crossover"]["A^2B"]["crossover"]["base_fit"] == \
+        study_section(main, [], n_boot=20)[1]["M"]["crossover"]["A^2B"]["crossover"]["base_fit"]
