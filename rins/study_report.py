@@ -178,7 +178,8 @@ def predict_budget(curves: dict[str, dict[float, float]], at: float, n_boot: int
             "gap_ci": ci(gaps), "n_boot": len(gaps) if len(names) == 2 else len(boots[names[0]])}
 
 
-def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int) -> tuple[str, dict[str, Any]]:
+def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int,
+                     margin: float = 0.01) -> tuple[str, dict[str, Any]]:
     """Each out-of-sample run against its layout's fitted curve (main runs of the same seed), and the gap to
     ``AB`` where ``AB`` was held out at the same budget and seed."""
     if not held:
@@ -216,7 +217,7 @@ def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int) -> tup
             row.update(gap=gap, gap_predicted=p["gap"], gap_ci=gci, gap_inside=g_in)
         lines.append(text + ".")
         data[f"{_label(key)} {h.budget:.3g} s{h.seed}"] = row
-    lines += _refit_with_holdout(stats, held, n_boot, data)
+    lines += _refit_with_holdout(stats, held, n_boot, margin, data)
     return ("Out-of-sample check (runs past or between the main budgets, left out of the fits above: each is "
             "compared with its layout's power law fitted to the main runs of the same seed, with a 95% "
             "residual-bootstrap interval; the power law has 3 parameters, so with few budgets the interval "
@@ -226,7 +227,7 @@ def _holdout_section(rs: list[RunInfo], held: list[RunInfo], n_boot: int) -> tup
 
 
 def _refit_with_holdout(stats: dict[tuple, dict[float, dict[int, float]]], held: list[RunInfo], n_boot: int,
-                        data: dict[str, Any]) -> list[str]:
+                        margin: float, data: dict[str, Any]) -> list[str]:
     """After the out-of-sample test, the best estimate uses every point: refit each layout that has held-out
     runs paired with a held-out ``AB`` (same budget and seed) on its main and held-out budgets together."""
     lines = []
@@ -241,7 +242,9 @@ def _refit_with_holdout(stats: dict[tuple, dict[float, dict[int, float]]], held:
         other = {b: v[seed] for b, v in stats.get(key, {}).items() if seed in v} | {b: mine[b] for b in both}
         cx = crossover(base, other, n_boot=n_boot)
         gaps = "; ".join(f"{b:.3g}: {mine[b] - ab[b]:+.4f}" for b in both)
-        label = f"- `{_label(key)}` − `AB` refitted with the held-out budgets (seed {seed}; held-out gaps {gaps})"
+        below = [b for b in both if mine[b] - ab[b] < -margin]
+        label = (f"- `{_label(key)}` − `AB` refitted with the held-out budgets (seed {seed}; held-out gaps {gaps}"
+                 + (f"; **measured below AB at C = {below[0]:.3g}**, one seed" if below else "") + ")")
         if cx.get("status") != "ok":
             lines.append(f"{label}: {cx.get('status')}.")
         elif math.isfinite(cx["crossing"]):
@@ -439,7 +442,7 @@ def study_section(runs: list[RunInfo], scan: list[RunInfo], n_boot: int = 200,
         by_size[r.size].append(r)
     for size, rs in sorted(by_size.items()):
         parts = [_table_section(size, rs), _crossing_section(rs, n_boot, margin),
-                 _holdout_section(rs, [h for h in holdout if h.size == size], n_boot), _tokens_section(rs),
+                 _holdout_section(rs, [h for h in holdout if h.size == size], n_boot, margin), _tokens_section(rs),
                  _ood_section(rs)]
         text += "".join(p[0] for p in parts)
         data[size] = {k: p[1] for k, p in zip(("table", "crossover", "holdout", "equal_tokens", "ood"), parts)}

@@ -302,6 +302,10 @@ def test_holdout_points_join_a_refit_of_the_crossing():
     assert refit["status"] == "ok" and 5e14 < refit["crossing"] < 2e15, refit["crossing"]
     assert refit["base_fit"]["n_points"] == refit["other_fit"]["n_points"] == 7
     assert f"held-out gaps 2e+14: {a2b(2e14) - ab(2e14):+.4f}; 4e+14: {a2b(4e14) - ab(4e14):+.4f}" in text
-    assert "through 7 budgets" in text
+    assert "through 7 budgets" in text and "measured below AB" not in text
+    # a held-out point past the crossing is reported as measured, not only fitted
+    held += [run("AB", 4e15, ab(4e15), holdout=True), run("A^2B", 4e15, a2b(4e15), holdout=True)]
+    assert a2b(4e15) - ab(4e15) < -0.01
+    assert "**measured below AB at C = 4e+15**, one seed" in study_section(main, [], n_boot=5, holdout=held)[0]
     assert data["M"]["crossover"]["A^2B"]["crossover"]["base_fit"] == \
         study_section(main, [], n_boot=20)[1]["M"]["crossover"]["A^2B"]["crossover"]["base_fit"]
