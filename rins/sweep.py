@@ -64,6 +64,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -76,10 +77,10 @@ from .plan import SignatureError, compile_plan, enumerate_variants, resolve_sign
 from .runs import atomic_write_json, is_complete, load_summary, lock_holder, run_lock, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
-           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep"]
+           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "train_spec", "TrunkBusy"]
 
 GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr", "scan",
-             "holdout"}
+             "holdout", "branches"}
 SWEEP_KEYS = {"out_dir", "threads", "procs", "name", "results_dir", "evals", "eval_batches", "order"}
 TAXONOMY_KEYS = {"max_letters", "max_length", "degrees", "max_r", "limit", "stride", "include_baseline"}
 
@@ -105,6 +106,8 @@ class RunSpec:
         holdout: from an out-of-sample grid (``holdout = true``): its summary says ``holdout``; reports leave
             it out of the fits and claims and compare it with the main runs' fitted curve instead.
         config: the TrainConfig as a plain dict (``name`` / ``out_dir`` / ``budget`` already set).
+        follows: in a grid with ``branches = true``, the run of the next smaller budget whose WSD trunk this
+            one continues (``None``: the first branch, or not a branched grid).
     """
 
     name: str
@@ -121,6 +124,7 @@ class RunSpec:
     lr: float | None = None  # set by a grid with an ``lr`` axis
     scan: bool = False
     holdout: bool = False
+    follows: str | None = None
 
     def train_config(self) -> TrainConfig:
         """The :class:`~rins.config.TrainConfig` of this run."""
@@ -170,16 +174,18 @@ def _num_slug(v: float) -> str:
 
 
 def run_name(size: str, signature: str, degree: int, budget: float, p_skip: float, adapters: str,
-             seed: int, lr: float | None = None) -> str:
+             seed: int, lr: float | None = None, tag: str = "") -> str:
     """Deterministic run name of a grid point, e.g. ``d96_Ax3B_C2e12_s0`` or
     ``d96_Ax3B_C2e12_ps0.5_adround_s0`` (``_d2`` after the signature for degree 2, ``_lr0.002`` before
-    the seed for a grid with an ``lr`` axis)."""
+    the seed for a grid with an ``lr`` axis, ``tag`` before those: ``wsd`` for the branches of a WSD trunk)."""
     parts = [size, _sig_slug(resolve_signature(signature)) + (f"_d{degree}" if degree != 1 else ""),
              f"C{_num_slug(budget)}"]
     if p_skip:
         parts.append(f"ps{_num_slug(p_skip)}")
     if adapters and adapters != "none":
         parts.append(f"ad{adapters}")
+    if tag:
+        parts.append(tag)
     if lr is not None:
         parts.append(f"lr{_num_slug(lr)}")
     parts.append(f"s{seed}")
@@ -276,8 +282,11 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
     for gi, g in enumerate(grids):
         gname = str(g.get("name", f"grid{gi}"))
         ax = _grid_axes(g, gname, sizes)
+        trunk_of: dict[tuple[Any, ...], str] = {}  # a branched grid: each point's run at the last (smaller) budget
         for seed, size, budget in itertools.product(ax["seeds"], ax["sizes"], sorted(ax["budgets"])):
             cfg0 = deep_update(deep_update(base_cfg, {"model": dict(sizes[size])}), g.get("set", {}))
+            if ax["branches"]:
+                cfg0 = _branch_config(cfg0, gname)
             n_layers = int(cfg0.get("model", {}).get("n_layers", 6))
             for (sig, degree), ps, ad, lr in itertools.product(_grid_layouts(g, ax["layouts"], n_layers),
                                                                ax["p_skip"], ax["adapters"], ax["lr"]):
@@ -288,7 +297,10 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                                      f"{n_layers} layers: {e}") from e
                 if plan.r is None and (ps > 0 or ad != "none"):
                     continue  # stochastic depth / adapters need a recursion exponent: not a grid point
-                name = run_name(size, sig, degree, budget, ps, ad, seed, lr)
+                name = run_name(size, sig, degree, budget, ps, ad, seed, lr, "wsd" if ax["branches"] else "")
+                point = (seed, size, sig, degree, ps, ad, lr)
+                follows = trunk_of.get(point) if ax["branches"] else None
+                trunk_of[point] = name
                 cfg = copy.deepcopy(cfg0)
                 cfg["model"] = {**cfg.get("model", {}), "signature": sig, "degree": degree, "p_skip": ps,
                                 "adapters": ad}
@@ -297,8 +309,18 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                 cfg.update(name=name, out_dir=str(out_dir), seed=seed, budget={"flops": budget})
                 TrainConfig.from_dict(copy.deepcopy(cfg))  # validate early, with the config's own errors
                 _add_run(runs, RunSpec(name, gname, sig, degree, budget, size, ps, ad, seed, cfg, (gname,), lr,
-                                       ax["scan"], ax["holdout"]))
+                                       ax["scan"], ax["holdout"], follows))
     return list(runs.values())
+
+
+def _branch_config(cfg: dict[str, Any], gname: str) -> dict[str, Any]:
+    """The config of a branch of a WSD trunk: ``optim.schedule = "wsd"`` (any other schedule is refused)."""
+    sched = cfg.get("optim", {}).get("schedule", "wsd")
+    if sched != "wsd":
+        raise ValueError(f"[[grid]] {gname!r}: branches = true trains one warmup-stable-decay trunk per point and "
+                         f"decays a branch off it at each budget, so it needs optim.schedule = 'wsd', not {sched!r} "
+                         "(drop the schedule from the grid's set, or drop branches)")
+    return deep_update(cfg, {"optim": {"schedule": "wsd"}})
 
 
 def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
@@ -332,7 +354,11 @@ def _grid_axes(g: dict[str, Any], gname: str, sizes: dict[str, dict[str, Any]]) 
     if scan and holdout:
         raise ValueError(f"[[grid]] {gname!r}: a grid is a learning-rate scan or an out-of-sample check "
                          "(holdout), not both; drop one of scan = true / holdout = true")
-    return {"layouts": layouts, "budgets": budgets, "sizes": size_names,
+    branches = g.get("branches", False)
+    if not isinstance(branches, bool):
+        raise ValueError(f"[[grid]] {gname!r}: branches must be true or false (one WSD trunk per point with a "
+                         f"cooldown branch at each budget, or independent runs), got {branches!r}")
+    return {"branches": branches, "layouts": layouts, "budgets": budgets, "sizes": size_names,
             "p_skip": [float(x) for x in _as_list(g.get("p_skip", [0.0]), "p_skip")],
             "adapters": [str(x) for x in _as_list(g.get("adapters", ["none"]), "adapters")],
             "seeds": [int(x) for x in _as_list(g.get("seeds", [0]), "seeds")], "lr": lrs, "scan": scan,
@@ -459,6 +485,8 @@ def finish_run(spec: RunSpec, results_dir: Path, evals: list[str] | None = None,
 
     extra: dict[str, Any] = {"grid": spec.grid, "grids": list(spec.grids), "size": spec.size, "budget": spec.budget,
                              "lr_scan": spec.scan, "holdout": spec.holdout}
+    if spec.follows:  # a cooldown branch: it continued this run's WSD trunk (its FLOPs include the trunk's)
+        extra["follows"] = spec.follows
     if evals:
         extra["evals"] = {}
         for data in evals:
@@ -488,21 +516,64 @@ def relabel_summaries(runs: list[RunSpec], results_dir: Path) -> list[tuple[str,
     return changed
 
 
+class TrunkBusy(Exception):
+    """The trunk a branch continues is being trained by another worker: the branch waits for a later walk."""
+
+
+def _copy_trunk(src: Path, dst: Path) -> None:
+    """Copy the finished run ``src`` (its checkpoints, pre-decay state, log, config, tokenizer) to ``dst``, the
+    branch that continues it; through a temporary folder renamed at the end, so a kill leaves no half copy."""
+    tmp = dst.parent / f".{dst.name}.trunk-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.lock", "tb", "wandb", "*.tmp*"))
+    shutil.rmtree(dst, ignore_errors=True)  # no checkpoint there (the caller checked): nothing is lost
+    tmp.rename(dst)
+
+
+def train_spec(spec: RunSpec, by_name: dict[str, RunSpec], quiet: bool = True,
+               say: Any = None) -> dict[str, Any]:
+    """Train one grid point (resuming it). A branch of a WSD trunk (``spec.follows``) starts as a copy of the
+    finished run of the next smaller budget and continues it with ``--extend``: back to where that run's decay
+    began, on at the stable rate, and its own decay at its own budget. A trunk that is missing here (its summary
+    was committed on another machine) is trained first; one locked by another worker raises :class:`TrunkBusy`.
+    """
+    from .checkpoint import latest_checkpoint
+    from .train import train
+
+    if spec.follows is None:
+        return train(spec.train_config(), resume=True, quiet=quiet)
+    if latest_checkpoint(spec.run_dir) is None:
+        pred = by_name.get(spec.follows)
+        if pred is None:
+            raise ValueError(f"{spec.name} continues {spec.follows}, which is not in the sweep")
+        if not is_complete(pred.run_dir):
+            with run_lock(pred.run_dir) as got:
+                if not got:
+                    raise TrunkBusy(pred.name)
+                if not is_complete(pred.run_dir):
+                    if say:
+                        say(f"[sweep] {spec.name}: training the trunk it continues first: {pred.name}")
+                    train_spec(pred, by_name, quiet, say)
+        _copy_trunk(pred.run_dir, spec.run_dir)
+    return train(spec.train_config(), resume=True, quiet=quiet, extend=True)
+
+
 def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: Any = None,
                results_dir: str | Path | None = None, evals: list[str] | None = None,
-               eval_batches: int | None = None) -> dict[str, list[str]]:
+               eval_batches: int | None = None, all_runs: list[RunSpec] | None = None) -> dict[str, list[str]]:
     """Walk ``runs`` in order; train each run that is not done and not locked by another worker.
 
     A run is done when its summary is in ``results_dir`` (when given) or its run directory is complete.
     With ``results_dir``, each run that completes (or was complete without a summary) is scored on
     ``evals`` and summarised there (:func:`finish_run`), so a study's results can be committed as it goes
     and a study moved to another machine skips what it already has.
+    A branch of a WSD trunk (``branches = true``) continues its trunk (:func:`train_spec`), looked up in
+    ``all_runs`` (default ``runs``): a branch whose trunk another worker is training is reported busy.
 
     Returns ``{"trained": [...], "skipped": [...], "busy": [...], "failed": [...]}`` (run names).
     A failing run (bad budget, NaN) is reported and the walk goes on.
     """
-    from .train import train
-
+    by_name = {r.name: r for r in (all_runs if all_runs is not None else runs)}
     res_dir = Path(results_dir) if results_dir is not None else None
     out: dict[str, list[str]] = {"trained": [], "skipped": [], "busy": [], "failed": []}
     say = log or (lambda msg: print(msg, flush=True))
@@ -523,14 +594,19 @@ def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: A
             t0 = time.time()
             try:
                 if not is_complete(spec.run_dir):
-                    say(f"{tag}: training (budget {spec.budget:.3g} FLOPs)")
-                    s = train(spec.train_config(), resume=True, quiet=quiet)
+                    say(f"{tag}: training (budget {spec.budget:.3g} FLOPs"
+                        + (f", continuing {spec.follows})" if spec.follows else ")"))
+                    s = train_spec(spec, by_name, quiet, say)
                     out["trained"].append(spec.name)
                     say(f"{tag}: done in {time.time() - t0:.0f}s, {s.get('steps')} steps, {s.get('tokens'):,} "
                         f"tokens, val_loss {s.get('val_loss', float('nan')):.4f}")
                 if res_dir is not None:
                     p = finish_run(spec, res_dir, evals, eval_batches)
                     say(f"{tag}: summary {p}")
+            except TrunkBusy as e:
+                out["busy"].append(spec.name)
+                say(f"{tag}: its trunk {e} is being trained by another worker, skipped")
+                continue
             except Exception as e:  # noqa: BLE001 - one bad run must not stop the sweep
                 out["failed"].append(spec.name)
                 say(f"{tag}: FAILED: {type(e).__name__}: {e}")
@@ -551,7 +627,7 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
     if procs <= 1:
         _set_threads(sweep.threads)
         res = run_worker(runs, 0, quiet, results_dir=sweep.results_dir, evals=sweep.evals,
-                         eval_batches=sweep.eval_batches)
+                         eval_batches=sweep.eval_batches, all_runs=sweep.runs)
     else:
         names = [r.name for r in runs]
         cmd = [sys.executable, "-m", "rins.cli", "sweep", str(sweep.path), "--out-dir", str(sweep.out_dir),
@@ -635,7 +711,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     if a.worker:
         _set_threads(sw.threads)
         res = run_worker(runs, a.worker_id, quiet=not a.verbose, results_dir=sw.results_dir, evals=sw.evals,
-                         eval_batches=sw.eval_batches)
+                         eval_batches=sw.eval_batches, all_runs=sw.runs)
         return 1 if res["failed"] else 0
     gpus = [g.strip() for g in a.gpus.split(",") if g.strip()] if a.gpus else None
     res = run_sweep(sw, runs, a.procs, quiet=not a.verbose, gpus=gpus)

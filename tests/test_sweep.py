@@ -1,6 +1,7 @@
 """``rins sweep``: grid expansion and naming, dry run, skip-complete, resume, the per-run lock, workers."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -317,3 +318,73 @@ lr = [2e-3]
     sw.write_text(body.replace("holdout = true", 'holdout = "yes"'))
     with pytest.raises(ValueError, match="holdout must be true or false"):
         load_sweep(sw)
+
+
+BRANCHED = """
+[base.optim]
+warmup_frac = 0.1
+cooldown_frac = 0.25
+
+[[grid]]
+name = "trunk"
+branches = true
+layouts = ["AB"]
+budgets = [3e9, 1.5e9]
+"""
+
+
+def test_branches_continue_one_wsd_trunk(corpus, cache, tmp_path, capsys):
+    sw_path = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", BRANCHED)
+    text = sw_path.read_text().replace('threads = 1', 'threads = 1\nresults_dir = "' + str(tmp_path / "res") + '"')
+    sw_path.write_text(text)
+    sweep = load_sweep(sw_path)
+    short, long = sweep.runs
+    assert (short.name, long.name) == ("base_AB_C1.5e9_wsd_s0", "base_AB_C3e9_wsd_s0")
+    assert short.follows is None and long.follows == short.name
+    assert long.train_config().optim.schedule == "wsd"
+    assert run_verb("sweep", [str(sw_path)]) == 0
+    s1 = json.loads((short.run_dir / "summary.json").read_text())
+    s2 = json.loads((long.run_dir / "summary.json").read_text())
+    assert s2["steps"] > s1["steps"] and s2["flops"] <= 3e9 and s2["flops"] > 1.5e9  # FLOPs include the trunk
+    res = json.loads((tmp_path / "res" / f"{long.name}.json").read_text())
+    assert res["follows"] == short.name and res["flops"] == s2["flops"]
+    assert "follows" not in json.loads((tmp_path / "res" / f"{short.name}.json").read_text())
+    # the branch shares the trunk up to where the short run's decay began, then keeps the peak rate
+    tr1 = {r["step"]: r for r in read_log(short.run_dir, "train")}
+    tr2 = {r["step"]: r for r in read_log(long.run_dir, "train")}
+    starts = [r for r in (long.run_dir / "log.jsonl").read_text().splitlines() if '"start"' in r]
+    assert len(starts) == 1  # one run, continued
+    decay1 = s1["steps"] - round(0.25 * s1["steps"])
+    decay2 = s2["steps"] - round(0.25 * s2["steps"])
+    assert all(tr2[k]["loss"] == tr1[k]["loss"] for k in tr1 if k <= decay1)
+    peak = long.train_config().optim.lr
+    assert all(tr2[k]["lr"] == peak for k in tr2 if decay1 < k <= decay2)
+    assert tr2[s2["steps"]]["lr"] < peak
+    # a trunk trained on another machine: only its summary is here; the branch trains the trunk again first
+    # and lands on exactly the same model
+    shutil.rmtree(short.run_dir)
+    shutil.rmtree(long.run_dir)
+    (tmp_path / "res" / f"{long.name}.json").unlink()
+    capsys.readouterr()
+    assert run_verb("sweep", [str(sw_path)]) == 0
+    assert "training the trunk it continues first" in capsys.readouterr().out
+    again = json.loads((long.run_dir / "summary.json").read_text())
+    assert again["val_loss"] == s2["val_loss"] and again["steps"] == s2["steps"]
+
+
+def test_branch_waits_for_a_trunk_another_worker_trains(corpus, cache, tmp_path):
+    sw = load_sweep(write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", BRANCHED))
+    short, long = sw.runs
+    with run_lock(short.run_dir) as got:
+        assert got
+        res = run_worker([long], worker=1, quiet=True, log=lambda m: None, all_runs=sw.runs)
+    assert res["busy"] == [long.name] and not long.run_dir.exists()
+
+
+def test_branches_refuse_another_schedule(tmp_path):
+    base = {"preset": "tiny"}
+    with pytest.raises(ValueError, match="needs optim.schedule = 'wsd'"):
+        expand_grid(base, {}, [{"layouts": ["AB"], "budgets": [1e9, 2e9], "branches": True,
+                                "set": {"optim": {"schedule": "cosine"}}}], tmp_path)
+    with pytest.raises(ValueError, match="branches must be true or false"):
+        expand_grid(base, {}, [{"layouts": ["AB"], "budgets": [1e9], "branches": "yes"}], tmp_path)
