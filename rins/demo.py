@@ -13,8 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .checkpoint import atomic_write_text
 from .config import load_config
+from .hardware import BF16_EMULATED, native_bf16
 from .report import format_table, plot_curves
 from .runs import read_log
 from .train import train
@@ -40,11 +43,18 @@ DEMO_SHAPE: dict[str, Any] = {
 DEMO_LR: dict[str, float] = {"A^2B": 2e-3}
 
 
+def demo_dtype() -> str:
+    """The demo's dtype: bf16 (the study's) where matmuls run it natively, float32 on a CPU that would emulate it
+    at ~1% of float32 speed (:mod:`rins.hardware`)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return str(DEMO_SHAPE["dtype"]) if native_bf16(dev) else "float32"
+
+
 def demo_overrides(preset: str | None, model_kw: dict[str, Any]) -> list[str]:
     """``--set`` lines for one demo variant: the study's shape and learning rate when no preset is named."""
     ov = [f"model.{k}={v}" for k, v in model_kw.items()]
     if preset is None:
-        ov = [f"{k}={json.dumps(v)}" for k, v in DEMO_SHAPE.items()] + ov
+        ov = [f"{k}={json.dumps(v)}" for k, v in {**DEMO_SHAPE, "dtype": demo_dtype()}.items()] + ov
         if model_kw.get("p_skip", 0) == 0 and model_kw.get("signature") in DEMO_LR:
             ov.append(f"optim.lr={DEMO_LR[model_kw['signature']]}")
     return ov
@@ -66,6 +76,8 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     if budget is None:  # every demo is compute-matched: a preset's step/token budget becomes the FLOPs of AB
         budget = _flops_budget(load_config(base_preset, None, [*demo_overrides(preset, variants[0][1]),
                                                                 *(overrides or [])]))
+    if preset is None and demo_dtype() != DEMO_SHAPE["dtype"]:
+        print(f"[rins demo] float32 instead of the study's bf16: {BF16_EMULATED.split(';')[0]}", flush=True)
     for label, model_kw in variants:
         ov = [*demo_overrides(preset, model_kw), *(overrides or [])]
         ov += [f"out_dir={json.dumps(str(out))}", f"name={_slug(label)}"]

@@ -39,6 +39,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .distributed import DistContext, init_from_env
+from .hardware import BF16_EMULATED, native_bf16
 from .loggers import RunLogger, parse_loggers
 from .runs import lock_holder, run_lock
 from .tasks import Task, autocast, get_task
@@ -425,6 +426,8 @@ def _place(run: _Run) -> None:
     """Move the model to its device, compile its blocks, wrap it for DDP/FSDP; turn the budget into steps."""
     cfg = run.cfg
     run.model.to(run.device)
+    if cfg.dtype == "bfloat16" and not native_bf16(run.device):
+        warnings.warn(f"dtype = bfloat16 on {run.device}: {BF16_EMULATED}", stacklevel=3)
     if cfg.compile and _can_compile(run.device):
         for blk in getattr(getattr(run.core, "stack", None), "blocks", []):
             blk.compile(dynamic=False)

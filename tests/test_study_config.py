@@ -87,7 +87,8 @@ def _field(section, key):  # the model section as a dict (LMConfig's defaults fi
     return section.get(key, getattr(LMConfig, key)) if isinstance(section, dict) else getattr(section, key)
 
 
-def test_demo_is_the_study_size_s_at_one_of_its_budgets(study):
+def test_demo_is_the_study_size_s_at_one_of_its_budgets(study, monkeypatch):
+    monkeypatch.setattr("rins.demo.native_bf16", lambda dev: True)  # a CPU with bf16 (see the test below)
     for label, kw in DEMO_VARIANTS:
         layout = kw["signature"] + (f" p_s={kw['p_skip']:g} + adapters" if kw.get("p_skip") else "")
         twin = next(s for s in study.runs if s.size == "S" and _layout(s) == layout and _main(s)
@@ -102,6 +103,13 @@ def test_demo_is_the_study_size_s_at_one_of_its_budgets(study):
         assert (got.data.vocab_size, got.data.seq_len) == (want.data.vocab_size, want.data.seq_len), label
         assert got.budget.flops == want.budget.flops, label
         assert got.optim.lr == want.optim.lr, label  # each layout at the rate the study trains it with
+
+
+def test_demo_trains_in_float32_where_bf16_would_be_emulated(monkeypatch, capsys):
+    monkeypatch.setattr("rins.demo.native_bf16", lambda dev: False)
+    assert load_config(DEMO_PRESET, None, demo_overrides(None, DEMO_VARIANTS[0][1])).dtype == "float32"
+    monkeypatch.setattr("rins.demo.native_bf16", lambda dev: True)
+    assert load_config(DEMO_PRESET, None, demo_overrides(None, DEMO_VARIANTS[0][1])).dtype == "bfloat16"
 
 
 def test_demo_trains_well_past_the_first_steps():

@@ -243,3 +243,15 @@ def test_compile_without_a_cxx_compiler_trains_uncompiled_with_a_warning(corpus,
     with pytest.warns(UserWarning, match="C\\+\\+ compiler"):
         s = train(cfg, quiet=True)
     assert s["steps"] == 2 and math.isfinite(s["val_loss"])
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(corpus, cache, tmp_path, monkeypatch):
+    monkeypatch.setattr("rins.train.native_bf16", lambda dev: False)
+    with pytest.warns(UserWarning, match=r"no native bf16 matmul.*--dtype float32"):
+        train(cfg_for(corpus, cache, tmp_path, "bf", dtype="bfloat16", **{"budget.steps": 1}), quiet=True)
+    monkeypatch.setattr("rins.train.native_bf16", lambda dev: True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train(cfg_for(corpus, cache, tmp_path, "bf2", dtype="bfloat16", **{"budget.steps": 1}), quiet=True)
