@@ -35,6 +35,7 @@ end-of-document token ``<|endoftext|>`` (id 0).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import html
 import json
@@ -320,16 +321,24 @@ def fetch_deb(package: str, cache_dir: Path) -> Path:
         return root
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise CorpusUnavailableError(f"{package}: apt-get/dpkg-deb not found (not a Debian-like system)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    import fcntl  # POSIX only, like apt-get itself
-
     # Sweep workers start together and fetch the same parts: one downloads while the others wait, then reuse
     # its tree. Without the lock a later finisher replaced the tree another worker was reading.
-    with open(root.parent / f".{package}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _exclusive(root.parent / f".{package}.lock"):
         if (root / ".complete").exists():
             return root
         return _download_and_unpack(package, root)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path``, waiting for it: processes (or threads) that start together
+    build a cached thing once, the others wait and reuse it. Released when the holder exits, even if killed."""
+    import fcntl  # POSIX only, like apt-get itself
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _download_and_unpack(package: str, root: Path) -> Path:
@@ -1008,7 +1017,17 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
     final = cache_dir / "data" / f"{slug}-{digest}"
     if (final / "meta.json").exists():
         return load_bundle(final)
+    # two sweep workers starting on a fresh machine would both tokenise the corpus (minutes): one does, the
+    # other waits for it and reads its cache
+    with _exclusive(cache_dir / ".locks" / f"data-{final.name}.lock"):  # apart: data/ holds only the caches
+        if (final / "meta.json").exists():
+            return load_bundle(final)
+        return _prepare(corpus, cache_dir, vocab_size, val_fraction, seed, tokenizer, final, digest, ident)
 
+
+def _prepare(corpus: str, cache_dir: Path, vocab_size: int, val_fraction: float, seed: int,
+             tokenizer: str | Path | None, final: Path, digest: str, ident: Any) -> DataBundle:
+    """Build the cache folder ``final`` of :func:`prepare_data` (under a temporary name, moved into place)."""
     t0 = time.perf_counter()
     docs = load_corpus(corpus, cache_dir)
     train_docs, val_docs = split_documents(docs, val_fraction=val_fraction, seed=seed)

@@ -606,3 +606,30 @@ def test_encoding_memory_is_bounded_by_pieces_not_documents(tmp_path):
     assert len(seen) >= 3
     ids = np.fromfile(tmp_path / "t.bin", dtype=np.uint16)
     assert n == len(ids) and ids[-1] == 0 and list(ids[:-1]) == tok.encode(text, add_special_tokens=False).ids
+
+
+def test_concurrent_prepares_tokenise_once(corpus, tmp_path, monkeypatch):
+    import threading
+
+    calls = []
+    real = D._bundle_tokenizer
+    started = threading.Barrier(2)
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(D, "_bundle_tokenizer", counting)
+    out = []
+
+    def worker():
+        started.wait()  # both start together, as two sweep workers on a fresh machine do
+        out.append(D.prepare_data(str(corpus), tmp_path / "cache", vocab_size=300))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 2 and out[0].train_path == out[1].train_path and out[0].train_path.is_file()
+    assert len(calls) == 1  # the second waited for the first and read its cache
