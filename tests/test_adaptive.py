@@ -1,5 +1,6 @@
 """Adaptive depth per token (rins.adaptive): exit rules, their limits, cached == uncached, counted compute."""
 
+import json
 import math
 
 import pytest
@@ -150,3 +151,57 @@ def test_batch1_generation_skips_the_rounds_of_exited_tokens():
     hook.remove()
     assert all(c == rounds for c, rounds in per_step), per_step  # block calls == the token's own rounds
     assert min(r for _, r in per_step) < m.r_max  # some step exited early and skipped compute
+
+
+@pytest.fixture(scope="module")
+def run(corpus, cache, tmp_path_factory):
+    from rins.config import load_config
+    from rins.train import train
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg = load_config("tiny", None, [f'data.corpus="{corpus}"', f'data.cache_dir="{cache}"', f'out_dir="{out}"',
+                                     'name="ad"', "progress=false", "budget.steps=8", 'model.signature="A^2B"'])
+    train(cfg, quiet=True)
+    return out / "ad"
+
+
+def test_rins_eval_adaptive_rows_next_to_every_fixed_r(run, capsys):
+    from rins.cli import main as cli
+
+    assert cli(["eval", str(run), "--r", "1,2", "--adaptive", "hidden=0,inf", "--adaptive", "kl=0.01",
+                "--batches", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    fixed = {row["r"]: row for row in res["results"]}
+    rows = {a["rule"]: a for a in res["adaptive"]}
+    assert list(rows) == ["hidden=0", "hidden=inf", "kl=0.01"]
+    for rule, r in (("hidden=0", 2), ("hidden=inf", 1)):
+        assert rows[rule]["loss"] == pytest.approx(fixed[r]["loss"], rel=1e-5)
+        assert rows[rule]["bpb"] == pytest.approx(fixed[r]["bpb"], rel=1e-5)
+        assert rows[rule]["mean_rounds"] == fixed[r]["mean_rounds"] == r
+        assert rows[rule]["flops_per_token"] == fixed[r]["flops_per_token"]  # no head reads for "hidden"
+    kl = rows["kl=0.01"]
+    assert 1 <= kl["mean_rounds"] <= 2 and kl["head_reads_per_token"] >= 2 and sum(kl["rounds_hist"]) == res["tokens"]
+    assert cli(["eval", str(run), "--adaptive", "confidence=0.5", "--batches", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "confidence=0.5" in text and "MFLOP/token" in text and "r=3" in text
+    for bad, msg in (("entropy=0.1", "unknown exit rule 'entropy'"), ("kl=-1", ">= 0"), ("kl=nan", ">= 0"),
+                     ("kl", "no threshold")):
+        with pytest.raises(SystemExit, match=f"--adaptive: .*{msg}"):
+            cli(["eval", str(run), "--adaptive", bad])
+
+
+def test_rins_generate_adaptive(run, capsys):
+    from rins.cli import main as cli
+
+    args = ["generate", str(run), "--prompt", "the king", "--max-new-tokens", "12", "--temperature", "0", "--no-stream"]
+    assert cli(args) == 0
+    plain = capsys.readouterr().out
+    assert cli(args + ["--adaptive", "hidden=0"]) == 0  # never exits early: the fixed trained depth
+    out = capsys.readouterr()
+    assert out.out == plain and "2.00 rounds per token" in out.err
+    assert cli(args + ["--adaptive", "kl=1e9"]) == 0
+    assert "1.00 rounds per token" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="one exit rule"):
+        cli(args + ["--adaptive", "kl=0.1,0.2"])
+    with pytest.raises(SystemExit, match="unknown exit rule"):
+        cli(args + ["--adaptive", "depth=2"])
