@@ -205,3 +205,33 @@ def test_rins_generate_adaptive(run, capsys):
         cli(args + ["--adaptive", "kl=0.1,0.2"])
     with pytest.raises(SystemExit, match="unknown exit rule"):
         cli(args + ["--adaptive", "depth=2"])
+
+
+def test_frontier_interpolates_between_fixed_depths():
+    from rins.adaptive_report import frontier_gap
+
+    fixed = [(3.0, 2.7), (1.0, 3.0), (2.0, 2.8)]
+    assert frontier_gap(fixed, 1.5) == pytest.approx(2.9)
+    assert frontier_gap(fixed, 3.0) == pytest.approx(2.7)
+    assert frontier_gap(fixed, 0.5) is None and frontier_gap(fixed, 3.5) is None  # no extrapolation
+
+
+def test_rins_report_draws_loss_against_flops_for_adaptive_depth(run, tmp_path, capsys):
+    from rins.cli import main as cli
+
+    assert cli(["eval", str(run), "--adaptive", "hidden=0,0.3,inf", "--adaptive", "kl=0.001", "--batches", "2",
+                "--json"]) == 0
+    ev = tmp_path / "eval.json"
+    ev.write_text(capsys.readouterr().out)
+    assert cli(["report", str(run), "--out", str(tmp_path / "rep"), "--adaptive-evals", str(ev)]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Adaptive depth per token: loss against compute" in md and "Verdict:" in md.split("Adaptive depth")[1]
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())["adaptive"]["groups"][0]
+    assert (tmp_path / "rep" / data["png"]).stat().st_size > 10_000
+    # the limits sit on the fixed-depth frontier: hidden=0 is fixed r_max, hidden=inf fixed r = 1
+    assert abs(data["rules"]["hidden=0"]["delta"]) < 1e-6 and abs(data["rules"]["hidden=inf"]["delta"]) < 1e-6
+    assert data["rules"]["hidden=0"]["flops_per_token"] == data["fixed"]["2"]["flops_per_token"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"run": str(run), "results": []}))
+    assert cli(["report", str(run), "--out", str(tmp_path / "rep2"), "--adaptive-evals", str(bad)]) == 2
+    assert "no adaptive rows" in capsys.readouterr().err
