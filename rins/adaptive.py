@@ -160,6 +160,8 @@ def _round_layout(plan: Any) -> tuple[int, int]:
     if plan.r is None:
         raise ValueError(f"adaptive depth needs a recursed group; signature {plan.signature!r} has no exponent "
                          "(use e.g. 'A^3B')")
+    if plan.degree > 1:  # r replaces the nested exponents too: exiting after n rounds is not depth n there
+        raise ValueError(f"adaptive depth supports degree-1 signatures; {plan.signature!r} has degree {plan.degree}")
     idx = [i for i, rd in enumerate(plan.rounds) if rd >= 0]
     start, R = idx[0], plan.r
     L = len(idx) // R

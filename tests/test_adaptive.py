@@ -67,6 +67,8 @@ def test_parse_adaptive_and_its_errors():
         m(x, exit_rule="kl=0.1,0.2")
     with pytest.raises(ValueError, match="has no exponent"):
         tiny_lm(signature="AB")(x, exit_rule="kl=0.1")
+    with pytest.raises(ValueError, match="degree-1"):
+        tiny_lm(signature="A^2B", degree=2, n_layers=8)(x, exit_rule="kl=0.1")
     with pytest.raises(ValueError, match="model.eval"):
         m.train()(x, exit_rule="kl=0.1")
 

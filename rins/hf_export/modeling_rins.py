@@ -279,6 +279,8 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
             return None
         if self.stack.r_max is None:
             raise ValueError(f"signature {self.c['signature']!r} has no recursed group; rins_exit must be None")
+        if int(self.c.get("degree", 1)) > 1:
+            raise ValueError("adaptive depth (rins_exit) supports degree-1 signatures only")
         return _parse_exit(rule)
 
     def _depth(self, r: int | None) -> int | None:
