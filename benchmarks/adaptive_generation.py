@@ -4,8 +4,8 @@ compute? Wall-clock per decoded token at fixed r = 1 … r_max and with exit rul
 The limits say whether the skip is real: ``hidden=inf`` exits every token after one round (no head read), so it
 must cost about what fixed r = 1 costs, not r_max; ``hidden=0`` never exits, so it costs fixed r_max plus the
 rule's overhead; ``kl=inf`` adds two reads through the LM head per token. With ``--run`` a trained run's model
-is used and ``--rules`` adds real thresholds. Decode time = (time for N new tokens − time for 1) / (N − 1),
-i.e. prefill excluded, greedy, best of ``--repeats``. Usage::
+is used and ``--rules`` adds real thresholds. Each variant decodes the same tokens one forward at a time (prefill
+excluded), interleaved with the others step by step; the median and 10th-percentile step times are reported. Usage::
 
     flock /tmp/rins-cpu.lock .venv/bin/python benchmarks/adaptive_generation.py [--run runs/x --rules kl=0.05]
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -47,39 +48,41 @@ def main() -> None:
     V = model.config.vocab_size
     x = torch.randint(0, V, (1, a.prompt_len), generator=torch.Generator().manual_seed(1))
     load0 = common.loadavg()
-
-    def per_token(**kw) -> tuple[float, float]:
-        t1 = common.time_fn(lambda: model.generate(x, 1, **kw), 1, 1, repeats=a.repeats)
-        tn = common.time_fn(lambda: model.generate(x, a.new, **kw), 0, 1, repeats=a.repeats)
-        ms = (tn - t1) / (a.new - 1) * 1e3
-        if "exit_rule" not in kw:
-            return ms, float(kw["r"])
-        s = ExitStats()
-        model.generate(x, a.new, exit_stats=s, **kw)
-        return ms, (s.token_rounds - _prompt_rounds(model, x, kw["exit_rule"])) / (a.new - 1)
-
-    rows = []
+    variants = [(f"fixed r={r}", {"r": r}) for r in range(1, R + 1)]
+    rules = parse_adaptive("hidden=inf;hidden=0;kl=inf" + (";" + a.rules if a.rules else ""))
+    variants += [(str(rule), {"exit_rule": rule}) for rule in rules]
+    # decode the same greedy continuation (the fixed-r_max one) under every variant, one step at a time and
+    # interleaved (step i of every variant, then step i + 1 ...), so that load changes hit all of them alike
     with torch.no_grad():
-        for r in range(1, R + 1):
-            ms, rd = per_token(r=r)
-            rows.append([f"fixed r={r}", f"{ms:.2f}", f"{rd:.2f}"])
-        rules = parse_adaptive("hidden=inf;hidden=0;kl=inf" + (";" + a.rules if a.rules else ""))
-        for rule in rules:
-            ms, rd = per_token(exit_rule=rule)
-            rows.append([str(rule), f"{ms:.2f}", f"{rd:.2f}"])
-    body = (f"Batch-1 greedy decoding with the KV cache, {what}, prompt {a.prompt_len} tokens, {a.new} new tokens, "
-            f"float32, best of {a.repeats}. {common.machine()}; load average before: {load0}.\n\n"
-            + common.table(["depth", "ms / new token", "mean rounds (decoded tokens)"], rows))
+        seq = model.generate(x, a.new)[0, a.prompt_len:].tolist()
+        states = []
+        for _, kw in variants:
+            cache, s = model.new_cache(1, a.prompt_len + a.new, kw.get("r")), ExitStats()
+            model(x, cache=cache, exit_stats=s if "exit_rule" in kw else None, **kw)
+            states.append((cache, ExitStats(), []))
+        for _ in range(a.repeats):
+            for i in range(a.new):
+                for (_, kw), (cache, s, times) in zip(variants, states):
+                    tok = torch.tensor([[seq[i]]])
+                    stats = {"exit_stats": s} if "exit_rule" in kw else {}
+                    t0 = time.perf_counter()
+                    model(tok, cache=cache, **kw, **stats)
+                    times.append(time.perf_counter() - t0)
+            for cache, _, _ in states:  # decode the same tokens again in the next repeat
+                cache.length = a.prompt_len
+    rows = []
+    for (name, kw), (_, s, times) in zip(variants, states):
+        times.sort()
+        rounds = s.mean_rounds if "exit_rule" in kw else float(kw["r"])
+        rows.append([name, f"{times[len(times) // 2] * 1e3:.2f}", f"{times[len(times) // 10] * 1e3:.2f}",
+                     f"{rounds:.2f}"])
+    body = (f"Batch-1 decoding with the KV cache, {what}: {a.new} tokens after a {a.prompt_len}-token prompt, one "
+            f"forward per token, the variants interleaved step by step, {a.repeats} passes; float32. "
+            f"{common.machine()}; load average before: {load0}.\n\n"
+            + common.table(["depth", "median ms / token", "10th-percentile ms / token", "mean rounds"], rows))
     print(body)
     if not a.no_write:
         common.update_section("adaptive-generation", "Adaptive depth per token: batch-1 decoding", body)
-
-
-def _prompt_rounds(model: RecursiveLM, x: torch.Tensor, rule) -> int:
-    """Token-rounds of the prompt's forward in ``generate``'s stats (then N - 1 steps run one new token each)."""
-    s = ExitStats()
-    model(x, exit_rule=rule, exit_stats=s)
-    return s.token_rounds
 
 
 if __name__ == "__main__":
