@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 # loaded on first use, so that `import rins` stays light: (module, attribute or None for the module itself)
-_LAZY = {"train": (".train", None), "TrainConfig": (".config", "TrainConfig"),
+_LAZY = {"train": (".train", None), "adaptive": (".adaptive", None), "TrainConfig": (".config", "TrainConfig"),
          "load_config": (".config", "load_config"),
          **{name: (".model", name) for name in ("KVCache", "LMConfig", "RecursiveLM", "RecursiveStack", "StackConfig",
                                                 "sample_depth")}}

@@ -198,6 +198,18 @@ def _parse_rs(text: str | None) -> list[int | None] | None:
     return rs
 
 
+def _parse_adaptive(values: list[str] | None) -> list | None:
+    """The exit rules of the repeatable ``--adaptive RULE=T[,T...]`` flag (None when not given)."""
+    if not values:
+        return None
+    from .adaptive import parse_adaptive
+
+    try:
+        return [rule for v in values for rule in parse_adaptive(v)]
+    except ValueError as e:
+        raise SystemExit(f"error: --adaptive: {e}") from e
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_run, format_results
     from .tasks import get_task
@@ -207,12 +219,19 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.batches is not None and a.batches < 0:
         raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
     if cfg.task == "lm":
-        res = evaluate_run(rd, data=a.data, depths=_parse_rs(a.r), batches=a.batches, split=a.split,
-                           verify=not a.no_verify)
+        try:
+            res = evaluate_run(rd, data=a.data, depths=_parse_rs(a.r), batches=a.batches, split=a.split,
+                               verify=not a.no_verify, adaptive=_parse_adaptive(a.adaptive))
+        except ValueError as e:
+            if a.adaptive and ("exit" in str(e) or "adaptive" in str(e)):
+                raise SystemExit(f"error: --adaptive: {e}") from e
+            raise
         print(json.dumps(res, indent=1) if a.json else format_results(res))
         return 0
     if a.data:
         raise SystemExit(f"error: --data scores language models; {rd} is a {cfg.task!r} run")
+    if a.adaptive:
+        raise SystemExit(f"error: --adaptive scores language models; {rd} is a {cfg.task!r} run")
     if a.batches:
         cfg.eval_batches = a.batches
     task = get_task(cfg, None)
@@ -230,6 +249,18 @@ def cmd_generate(a: argparse.Namespace) -> int:
     cfg, model = _load_run(a.run_dir, verify=not a.no_verify)
     if cfg.task != "lm":
         raise SystemExit(f"error: rins generate samples text from LM runs; {a.run_dir} is a {cfg.task!r} run")
+    rules = _parse_adaptive([a.adaptive] if a.adaptive else None)
+    if rules and len(rules) != 1:
+        raise SystemExit(f"error: rins generate takes one exit rule with one threshold, e.g. --adaptive kl=0.05; "
+                         f"got {a.adaptive!r}")
+    if rules and model.r_max is None:
+        raise SystemExit(f"error: --adaptive needs a recursed group; {a.run_dir}'s signature "
+                         f"{model.config.signature!r} has none")
+    stats = None
+    if rules:
+        from .adaptive import ExitStats
+
+        stats = ExitStats()
     tok = load_tokenizer(Path(a.run_dir) / "tokenizer.json")
     stream = not a.no_stream
 
@@ -244,8 +275,12 @@ def cmd_generate(a: argparse.Namespace) -> int:
                          top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
                          stop=[s.encode().decode("unicode_escape") if "\\" in s else s for s in a.stop],
                          seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
-                         on_note=lambda m: print(f"note: {m}", file=sys.stderr))
+                         on_note=lambda m: print(f"note: {m}", file=sys.stderr),
+                         exit_rule=rules[0] if rules else None, exit_stats=stats)
     print("" if stream else prompt + text)
+    if stats is not None and stats.tokens:
+        print(f"note: {rules[0]}: {stats.mean_rounds:.2f} rounds per token on average (at most "
+              f"{a.r or model.r_max}; rounds histogram {stats.rounds_hist}, prompt included)", file=sys.stderr)
     return 0
 
 
@@ -336,6 +371,11 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", type=int, default=None,
                    help="at most this many batches of 16 windows, spread over the split (default: the run "
                    "config's eval_batches; 0 = all)")
+    p.add_argument("--adaptive", action="append", default=None, metavar="RULE=T[,T...]",
+                   help="also score adaptive depth per token with these exit thresholds: kl=0.01,0.1 (KL between "
+                   "successive rounds' next-token distributions), hidden=0.1 (relative change of the state), "
+                   "confidence=0.9 (max probability); prints loss, bpb, mean rounds and FLOPs per token "
+                   "(repeatable)")
     p.add_argument("--json", action="store_true", help="print the results as JSON (depths as integers)")
     p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_eval)
@@ -359,6 +399,9 @@ def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
                    help="end at this text, which is not printed (repeatable; \\n etc. are unescaped)")
     p.add_argument("--no-stream", action="store_true", help="print the text once at the end instead of streaming")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--adaptive", default=None, metavar="RULE=T",
+                   help="adaptive depth per token: kl=0.05, hidden=0.1 or confidence=0.9 (--r is then the most "
+                   "rounds; a token that exits skips the remaining rounds)")
     p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")
     p.set_defaults(func=cmd_generate)
 

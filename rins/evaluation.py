@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["evaluate_run", "format_results"]
+__all__ = ["adaptive_loss", "evaluate_run", "format_results"]
 
 
 @torch.no_grad()
 def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int] | None = None,
                  batches: int | None = None, batch_size: int | None = None, split: str = "val",
-                 device: str | torch.device = "cpu", verify: bool = True) -> dict[str, Any]:
+                 device: str | torch.device = "cpu", verify: bool = True,
+                 adaptive: list[Any] | str | None = None) -> dict[str, Any]:
     """Score a trained LM run on ``data`` (default: the corpus it was trained on).
 
     Args:
@@ -34,10 +35,16 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
         batch_size: windows per batch (default: as the trainer evaluates, ``min(batch_size, 16)`` of the run).
         split: ``"val"`` (held-out documents) or ``"train"``.
         verify: check the checkpoint's SHA-256 hashes (``rins eval --no-verify`` skips it).
+        adaptive: exit rules (:class:`rins.adaptive.ExitRule` or their text, ``"kl=0.01,0.1"``) to score too:
+            adaptive depth per token, at most r_max rounds (docs/method.md §6).
 
-    Returns ``{"run", "data", "split", "windows", "tokens", "bytes_per_token", "results": [{"r", "loss",
-    "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
+    Returns ``{"run", "data", "split", "windows", "tokens", "bytes_per_token", "seq_len", "results": [{"r",
+    "loss", "ppl", "bpb", "mean_rounds", "flops_per_token"}, ...], "adaptive": [{"rule", "r_max", "loss",
+    "ppl", "bpb", "mean_rounds", "flops_per_token", "head_reads_per_token", "rounds_hist"}, ...]}``; ``r`` is
+    an int, or ``None`` for a model without recursion. ``flops_per_token`` is the forward cost over windows of
+    ``seq_len`` tokens (:meth:`rins.model.RecursiveLM.flops_per_token`); adaptive rows add the rule's head reads.
     """
+    from .adaptive import parse_adaptive
     from .checkpoint import load_model
     from .config import TrainConfig
     from .data import TokenDataset, bytes_per_token, prepare_data
@@ -48,6 +55,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     rd = Path(run_dir)
     cfg = TrainConfig.from_dict(run_config(rd))
     _check_args(rd, cfg, split, batches, batch_size)
+    rules = _rules(adaptive, parse_adaptive)
     if batch_size is None:
         batch_size = eval_batch_size(cfg)  # the trainer's choice: the same windows as its evals
     tok_path = rd / "tokenizer.json"
@@ -66,12 +74,66 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
         raise ValueError(f"every depth r must be >= 1, got {depths}")
     meta = bundle.meta
     bpt = bytes_per_token(bundle) if split == "val" else meta["train_bytes"] / max(1, meta["n_train_tokens"])
+    if rules and model.r_max is None:
+        raise ValueError(f"{rd} has no recursed group (signature {model.config.signature!r}); adaptive depth "
+                         "needs one, e.g. A^3B")
+    S = cfg.data.seq_len
     results, windows, tokens = [], 0, 0
     for r in depths:
         loss, tokens, windows = mean_loss(model, ds, r, batch_size, limit, cfg, dev)
-        results.append({"r": r, "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": loss / math.log(2) / bpt})
-    return {"run": str(rd), "data": spec, "split": split, "windows": windows, "tokens": tokens,
-            "bytes_per_token": bpt, "results": results}
+        results.append({"r": r, "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": loss / math.log(2) / bpt,
+                        "mean_rounds": r if r is not None else model.r_max,
+                        "flops_per_token": model.flops_per_token(S, r)})
+    out_adaptive = []
+    for rule in rules:
+        loss, stats = adaptive_loss(model, ds, rule, batch_size, limit, cfg, dev, S)
+        out_adaptive.append({"rule": str(rule), "r_max": model.r_max, "loss": loss,
+                             "ppl": math.exp(min(loss, 700.0)), "bpb": loss / math.log(2) / bpt,
+                             "mean_rounds": stats.mean_rounds, "flops_per_token": stats.flops_per_token,
+                             "head_reads_per_token": stats.head_reads / stats.tokens,
+                             "rounds_hist": stats.rounds_hist})
+    out = {"run": str(rd), "data": spec, "split": split, "windows": windows, "tokens": tokens,
+           "bytes_per_token": bpt, "seq_len": S, "results": results}
+    if rules:
+        out["adaptive"] = out_adaptive
+    return out
+
+
+def _rules(adaptive: Any, parse: Any) -> list[Any]:
+    """The exit rules of ``adaptive``: a string (``"kl=0.01,0.1;hidden=0.1"``), rules, or strings."""
+    from .adaptive import to_rule
+
+    if adaptive is None:
+        return []
+    if isinstance(adaptive, str):
+        return parse(adaptive)
+    out = []
+    for a in adaptive:
+        out.extend(parse(a) if isinstance(a, str) else [to_rule(a)])
+    return out
+
+
+@torch.no_grad()
+def adaptive_loss(model: Any, ds: Any, rule: Any, batch_size: int, limit: int | None, cfg: Any,
+                  device: torch.device, seq_len: int) -> tuple[float, Any]:
+    """(mean loss per token, :class:`rins.adaptive.ExitStats`) of ``model`` with the exit ``rule`` over the same
+    evaluation batches as :func:`rins.tasks.lm.mean_loss`."""
+    from .adaptive import ExitStats
+    from .tasks.base import autocast
+
+    stats = ExitStats()
+    tot, n = 0.0, 0
+    for x, y in ds.iter_eval_batches(batch_size, limit):
+        x, y = x.to(device), y.to(device)
+        with autocast(cfg, device):
+            tot += model(x, targets=y, reduction="sum", exit_rule=rule, exit_stats=stats).item()
+        n += y.numel()
+    # FLOPs over full windows (as the fixed rows count them), not over each forward's own length
+    hist = stats.rounds_hist
+    c = model.config
+    stats.flops = (sum(k * model.flops_per_token(seq_len, i + 1) for i, k in enumerate(hist))
+                   + stats.head_reads * 2.0 * c.d_model * c.vocab_size)
+    return tot / n, stats
 
 
 def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:
@@ -88,9 +150,24 @@ def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size:
 def format_results(res: dict[str, Any]) -> str:
     """A small text table of :func:`evaluate_run`'s results."""
     lines = [f"{res['run']} on {res['data']} ({res['split']} split, {res['tokens']:,} tokens, "
-             f"{res['bytes_per_token']:.3f} bytes/token)",
-             f"{'r':>4} {'loss':>8} {'ppl':>10} {'bpb':>7}"]
+             f"{res['bytes_per_token']:.3f} bytes/token)"]
+    adaptive = res.get("adaptive") or []
+    if not adaptive:
+        lines.append(f"{'r':>4} {'loss':>8} {'ppl':>10} {'bpb':>7}")
+        for row in res["results"]:
+            r = "-" if row["r"] is None else str(row["r"])
+            lines.append(f"{r:>4} {row['loss']:8.4f} {row['ppl']:10.2f} {row['bpb']:7.4f}")
+        return "\n".join(lines)
+    # with exit rules: every depth and rule with its mean rounds and forward FLOPs per token
+    w = max(14, *(len(a["rule"]) for a in adaptive))
+    lines.append(f"{'depth':>{w}} {'loss':>8} {'ppl':>10} {'bpb':>7} {'rounds':>6} {'MFLOP/token':>11}")
     for row in res["results"]:
-        r = "-" if row["r"] is None else str(row["r"])
-        lines.append(f"{r:>4} {row['loss']:8.4f} {row['ppl']:10.2f} {row['bpb']:7.4f}")
+        r = "-" if row["r"] is None else f"r={row['r']}"
+        lines.append(f"{r:>{w}} {row['loss']:8.4f} {row['ppl']:10.2f} {row['bpb']:7.4f} "
+                     f"{row['mean_rounds']:6.2f} {row['flops_per_token'] / 1e6:11.3f}")
+    for a in adaptive:
+        lines.append(f"{a['rule']:>{w}} {a['loss']:8.4f} {a['ppl']:10.2f} {a['bpb']:7.4f} "
+                     f"{a['mean_rounds']:6.2f} {a['flops_per_token'] / 1e6:11.3f}")
+    lines.append(f"(adaptive: at most r={adaptive[0]['r_max']} rounds per token; FLOPs per token of the forward "
+                 f"over {res['seq_len']}-token windows, head reads of the exit rule included)")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
                   temperature: float = 0.8, top_k: int | None = 50, top_p: float | None = None,
                   repetition_penalty: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
                   on_text: Callable[[str], None] | None = None, on_note: Callable[[str], None] | None = None,
-                  sliding_window: bool = False) -> str:
+                  sliding_window: bool = False, exit_rule: Any = None, exit_stats: Any = None) -> str:
     """The text generated after ``prompt`` (the prompt itself is not included; ``tokenizer.decode`` of the
     prompt's tokens followed by this text is the decoded whole).
 
@@ -28,6 +28,7 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
     The model's context (``max_seq_len``) bounds prompt + new tokens: longer requests stop there (``on_note``
     is told), a prompt that fills it is an error; with ``sliding_window`` generation goes on past it, the
     newest tokens (at most ``max_seq_len``) being the context (a long prompt keeps its end).
+    ``exit_rule`` / ``exit_stats``: adaptive depth per token (:mod:`rins.adaptive`), ``r`` being the most rounds.
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -46,7 +47,8 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
         n = min(max_new_tokens - len(out.new), ctx_len - len(context))
         before = len(out.new)
         model.generate(torch.tensor([context]), n, r=r, temperature=temperature, top_k=top_k, top_p=top_p,
-                       repetition_penalty=repetition_penalty, generator=gen, callback=out.push)
+                       repetition_penalty=repetition_penalty, generator=gen, callback=out.push,
+                       exit_rule=exit_rule, exit_stats=exit_stats)
         context = context + out.new[before:]
     if not out.stopped:
         out.emit(final=True)

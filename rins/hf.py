@@ -521,8 +521,12 @@ def cmd_convert(a: argparse.Namespace) -> int:
 
 
 def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: int | None = None,
-           tokenizer_file: str | Path | None = None, special_tokens: dict[str, str] | None = None) -> Path:
+           tokenizer_file: str | Path | None = None, special_tokens: dict[str, str] | None = None,
+           exit_rule: str | None = None) -> Path:
     """Write a ``trust_remote_code`` Hugging Face folder for a run directory (or a model).
+
+    ``exit_rule`` (``"kl=0.05"``, ``"hidden=0.1"``, ``"confidence=0.9"``) becomes ``config.rins_exit``, the
+    default adaptive depth per token (:mod:`rins.adaptive`; ``None``: fixed depth, settable at load).
 
     ``r`` becomes ``config.rins_r``, the default inference depth (``None``: the trained exponent). The
     tokenizer (``tokenizer_file``, default ``RUN_DIR/tokenizer.json``) is shipped as a plain fast tokenizer
@@ -542,6 +546,12 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
     cfg = model.config
     if r is not None:
         model.plan(r)  # validates
+    if exit_rule is not None:
+        from .adaptive import to_rule
+
+        to_rule(exit_rule)  # validates: one rule, one threshold
+        if model.r_max is None:
+            raise ValueError(f"exit_rule needs a recursed group; signature {cfg.signature!r} has none")
     if cfg.input_injection != "none":
         raise ValueError("export does not support input_injection yet (the exported modeling code would "
                          "compute a different function); export a model trained without it")
@@ -559,7 +569,7 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
         if special_tokens is None and run is not None and (run / "special_tokens_map.json").is_file():
             special_tokens = read_special_tokens(run, tok)
         ids = _export_tokenizer(tok, special_tokens, out, cfg.max_seq_len)
-    (out / "config.json").write_text(json.dumps(_hf_config(cfg, r) | ids, indent=1))
+    (out / "config.json").write_text(json.dumps(_hf_config(cfg, r) | {"rins_exit": exit_rule} | ids, indent=1))
     (out / "generation_config.json").write_text(json.dumps(
         {k: v for k, v in ids.items() if k != "unk_token_id"}, indent=1))
     state = unique_state(model)
@@ -612,11 +622,13 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--r", type=int, default=None,
                    help="default inference depth, config.rins_r (default: the trained exponent)")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (default: RUN_DIR/tokenizer.json)")
+    p.add_argument("--adaptive", default=None, metavar="RULE=T",
+                   help="default adaptive depth per token, config.rins_exit (kl=0.05, hidden=0.1, confidence=0.9)")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(a: argparse.Namespace) -> int:
     """``rins export RUN_DIR --out HF_DIR [--r R]``."""
-    out = export(a.run_dir, a.out, a.r, a.tokenizer)
+    out = export(a.run_dir, a.out, a.r, a.tokenizer, exit_rule=a.adaptive)
     print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
     return 0

@@ -14,6 +14,9 @@ Three ways in:
 * An exported folder (``rins export``) through lm-eval's stock ``hf`` model:
   ``lm_eval --model hf --model_args pretrained=EXPORT,trust_remote_code=True ...`` (depth: ``rins_r=3``).
 
+Adaptive depth per token (:mod:`rins.adaptive`): ``adaptive=kl=0.05`` in ``--model_args`` (``r`` is then the
+most rounds); through the stock ``hf`` model of an export: ``rins_exit=kl=0.05``.
+
 The tokenizer is ``RUN_DIR/tokenizer.json`` (HF ``tokenizers`` format) unless ``tokenizer=`` names another
 file; the end-of-text token is the run's ``special_tokens_map.json`` eos (converted runs) or the first
 usual EOS name in the vocabulary. Requests are scored ``batch_size`` at a time (longest first, right-padded:
@@ -87,6 +90,8 @@ class RinsLM(LM):
         max_gen_toks: default generation length for ``generate_until``.
         eot_token_id: end-of-text id (default: the run's eos, else a usual EOS name in the vocabulary, else 0).
         add_bos: prepend ``eot_token_id`` to every context (lm-eval always does so for empty contexts).
+        adaptive: an exit rule (``"kl=0.05"``, ``"hidden=0.1"``, ``"confidence=0.9"``): adaptive depth per
+            token in scoring and generation, at most ``r`` rounds.
     """
 
     def __init__(
@@ -101,6 +106,7 @@ class RinsLM(LM):
         max_gen_toks: int = 64,
         eot_token_id: int | None = None,
         add_bos: bool = False,
+        adaptive: str | None = None,
         **_: Any,
     ) -> None:
         super().__init__()
@@ -112,6 +118,14 @@ class RinsLM(LM):
         self.model = model.to(self._device).eval()
         self.r = None if r in (None, "", "None") else int(r)
         self.model.plan(self.r)  # validate r early
+        self.exit_rule = None
+        if adaptive not in (None, "", "None"):
+            from .adaptive import to_rule
+
+            self.exit_rule = to_rule(str(adaptive))
+            if self.model.r_max is None:
+                raise ValueError(f"adaptive={adaptive!r} needs a recursed group; signature "
+                                 f"{self.model.config.signature!r} has none")
         if isinstance(tokenizer, Tokenizer):
             self.tok = tokenizer
         else:
@@ -156,7 +170,7 @@ class RinsLM(LM):
         x = torch.zeros(len(rows), T, dtype=torch.long)
         for i, (inp, _) in enumerate(rows):
             x[i, :len(inp)] = torch.tensor(inp)
-        logits = self.model(x.to(self._device), self.r)
+        logits = self.model(x.to(self._device), self.r, exit_rule=self.exit_rule)
         out = []
         for i, (inp, tgt) in enumerate(rows):
             n = len(tgt)
@@ -245,7 +259,8 @@ class RinsLM(LM):
                 for i, (_, ids) in enumerate(chunk):
                     x[i, T - len(ids):], am[i, T - len(ids):] = torch.tensor(ids), 1
                 y = self.model.generate(x.to(self._device), max_new, r=self.r, temperature=temp,
-                                        attention_mask=am.to(self._device), eos_token_id=self.eot_token_id)
+                                        attention_mask=am.to(self._device), eos_token_id=self.eot_token_id,
+                                        exit_rule=self.exit_rule)
                 for i, (k, _) in enumerate(chunk):
                     new = y[i, T:].tolist()
                     if self.eot_token_id in new:
@@ -265,8 +280,9 @@ class RinsLM(LM):
 def evaluate(run_dir: str | None, tasks: list[str], r: int | None = None, include_path: str | None = None,
              limit: int | None = None, model: RecursiveLM | None = None, tokenizer: str | None = None,
              include_defaults: bool = True, batch_size: int | str | None = DEFAULT_BATCH,
-             device: str | None = None, **kwargs: Any) -> dict[str, Any]:
-    """Run ``lm_eval.simple_evaluate`` on a rins run dir at depth ``r``; returns the results dict.
+             device: str | None = None, adaptive: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run ``lm_eval.simple_evaluate`` on a rins run dir at depth ``r`` (with an ``adaptive`` exit rule such as
+    ``"kl=0.05"``, at most ``r`` rounds per token); returns the results dict.
 
     ``include_path`` adds a folder of task YAMLs; ``include_defaults=False`` skips indexing lm-eval's
     built-in tasks (much faster when only local tasks are used).
@@ -274,7 +290,8 @@ def evaluate(run_dir: str | None, tasks: list[str], r: int | None = None, includ
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    lm = RinsLM(run_dir=run_dir, r=r, tokenizer=tokenizer, model=model, batch_size=batch_size, device=device)
+    lm = RinsLM(run_dir=run_dir, r=r, tokenizer=tokenizer, model=model, batch_size=batch_size, device=device,
+                adaptive=adaptive)
     tm = TaskManager(include_path=include_path, include_defaults=include_defaults) if include_path else None
     return simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, **kwargs)
 

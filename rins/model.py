@@ -351,6 +351,8 @@ class Attention(nn.Module):
             v = self.v(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
             if ctx.cos is not None:
                 k = k * ctx.cos + rotate_half(k) * ctx.sin
+            if ctx.kv_fill is not None:
+                k, v = ctx.kv_fill(app, k, v)
             if ctx.cache is not None:
                 slot = ctx.cache.slot_of[app]
                 p0 = ctx.cache.length
@@ -430,6 +432,9 @@ class ForwardContext:
     cache: KVCache | None = None
     share_from: dict[int, int] = field(default_factory=dict)  # application -> application whose K/V it reuses
     kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    # adaptive depth (rins.adaptive): (application, k, v) -> the K/V to use and cache, with the exited tokens'
+    # K/V taken from the last round they computed
+    kv_fill: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class Adapter(nn.Module):
@@ -727,6 +732,8 @@ class RecursiveLM(StackedModel, nn.Module):
         return_hidden: bool = False,
         targets: torch.Tensor | None = None,
         reduction: str = "mean",
+        exit_rule: Any = None,
+        exit_stats: Any = None,
     ) -> torch.Tensor:
         """Logits ``(B, T, V)`` for ``tokens`` ``(B, T)``, or the cross-entropy if ``targets`` is given.
 
@@ -739,6 +746,9 @@ class RecursiveLM(StackedModel, nn.Module):
             targets: (B, T) next-token ids (-100 ignored): return the ``reduction`` ("mean" | "sum")
                 cross-entropy, computed by :func:`rins.losses.linear_cross_entropy` without the full
                 logits (the training path: faster and far lighter than ``F.cross_entropy(logits)``).
+            exit_rule: a :class:`rins.adaptive.ExitRule` (or its text, ``"kl=0.01"``): adaptive depth per
+                token, at most ``r`` rounds (default the trained exponent); inference only.
+            exit_stats: a :class:`rins.adaptive.ExitStats` that accumulates the rounds, head reads and FLOPs.
         """
         B, T = tokens.shape
         past = cache.length if cache is not None else 0
@@ -750,8 +760,15 @@ class RecursiveLM(StackedModel, nn.Module):
         ctx, pos = self._context(B, T, tokens.device, compute_dtype(h), attention_mask, position_ids, cache)
         if self.pos is not None:
             h = h + self.pos(pos)
-        rr, seq_depth = self.stack.resolve_r(r, step, B)
-        h = self.stack(h, ctx, rr, seq_depth)
+        if exit_rule is not None:
+            from .adaptive import run_adaptive_stack, to_rule
+
+            if self.training:
+                raise ValueError("exit_rule is for inference; call model.eval() first")
+            h = run_adaptive_stack(self, h, ctx, r, to_rule(exit_rule), exit_stats)
+        else:
+            rr, seq_depth = self.stack.resolve_r(r, step, B)
+            h = self.stack(h, ctx, rr, seq_depth)
         if cache is not None:
             cache.length += T
         h = self.norm(h)
@@ -813,6 +830,8 @@ class RecursiveLM(StackedModel, nn.Module):
         top_p: float | None = None,
         repetition_penalty: float = 1.0,
         callback: Callable[[torch.Tensor], bool | None] | None = None,
+        exit_rule: Any = None,
+        exit_stats: Any = None,
     ) -> torch.Tensor:
         """Autoregressive sampling with a KV cache holding one slot per layer application.
 
@@ -822,8 +841,13 @@ class RecursiveLM(StackedModel, nn.Module):
         ``callback`` is called with the ``(B,)`` new tokens after each step; returning True stops early (the
         result is then shorter). ``attention_mask`` allows batched, left-padded prompts. Returns the prompt
         followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id`` are padded
-        with it).
+        with it). ``exit_rule`` / ``exit_stats``: adaptive depth per token, as in :meth:`forward` (``r`` is then
+        the most rounds; a token that exits skips the remaining rounds, its K/V there filled from its last round).
         """
+        if exit_rule is not None:
+            from .adaptive import to_rule
+
+            exit_rule = to_rule(exit_rule)
         _check_sampling(max_new_tokens, top_p, repetition_penalty)
         was_training = self.training
         self.eval()
@@ -841,9 +865,10 @@ class RecursiveLM(StackedModel, nn.Module):
         for _ in range(max_new_tokens):
             if use_cache:
                 cache.reserve(cache.length + nxt_in.shape[1], total)
-                logits = self(nxt_in, r, attention_mask=am, cache=cache)[:, -1]
+                logits = self(nxt_in, r, attention_mask=am, cache=cache, exit_rule=exit_rule,
+                              exit_stats=exit_stats)[:, -1]
             else:
-                logits = self(out, r, attention_mask=am)[:, -1]
+                logits = self(out, r, attention_mask=am, exit_rule=exit_rule, exit_stats=exit_stats)[:, -1]
             logits = _penalise_repeats(logits.float(), out, repetition_penalty)
             nxt = self._sample(logits, temperature, top_k, generator, top_p)
             if eos_token_id is not None:

@@ -872,8 +872,11 @@ def _no_regret_at_depth_one(runs: list[RunInfo], margin: float) -> tuple[str, di
 
 
 def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", margin: float = 0.01,
-                 n_boot: int = 200, title: str = "RINS study report") -> dict[str, Any]:
-    """Write ``report.md``, ``report.json`` and PNG plots for the runs under ``paths`` into ``out``."""
+                 n_boot: int = 200, title: str = "RINS study report",
+                 adaptive_evals: list[str | Path] | None = None) -> dict[str, Any]:
+    """Write ``report.md``, ``report.json`` and PNG plots for the runs under ``paths`` into ``out``;
+    ``adaptive_evals`` (``rins eval --adaptive --json`` files) add loss against FLOPs per token for adaptive
+    depth (:mod:`rins.adaptive_report`)."""
     if x not in ("flops", "tokens"):
         raise ValueError(f"x must be 'flops' or 'tokens', got {x!r}")
     out = Path(out)
@@ -907,6 +910,10 @@ def build_report(paths: list[str | Path], out: str | Path, x: str = "flops", mar
         ("claim5", lambda: _stochastic_depth_tradeoff(runs, out, margin)),
         ("claim6", lambda: _no_regret_at_depth_one(runs, margin)),
     ]
+    if adaptive_evals:
+        from .adaptive_report import adaptive_section
+
+        sections.append(("adaptive", lambda: adaptive_section(adaptive_evals, out, margin)))
     summary = []
     for key, fn in sections:
         t, d = fn()
@@ -967,6 +974,9 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.01, help="loss differences ≤ this (nats) are ties")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of the fits")
     p.add_argument("--title", default="RINS study report", help="the report's heading")
+    p.add_argument("--adaptive-evals", nargs="+", default=None, metavar="JSON",
+                   help="files of `rins eval RUN --adaptive ... --json`: adds loss against FLOPs per token, fixed "
+                   "r as points and adaptive depth as curves, paired over seeds")
     p.set_defaults(func=cmd_report)
 
 
@@ -974,7 +984,7 @@ def cmd_report(a: argparse.Namespace) -> int:
     """``rins report RUNS_OR_SWEEP_DIR... --out DIR [--x flops|tokens] [--margin M] [--n-boot N]``: 0 when the
     report was written, 2 when there was nothing to report (message on stderr)."""
     try:
-        res = build_report(a.paths, a.out, a.x, a.margin, a.n_boot, a.title)
+        res = build_report(a.paths, a.out, a.x, a.margin, a.n_boot, a.title, a.adaptive_evals)
     except (ValueError, FileNotFoundError) as e:
         print(f"rins report: error: {e}", file=sys.stderr)
         return 2

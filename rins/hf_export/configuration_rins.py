@@ -6,6 +6,7 @@ import ``rins``. The full ``rins`` ``LMConfig`` is kept under ``config.rins`` (a
 
 ``config.rins_r`` is the recursion depth used at inference (``None`` = the trained exponent of the
 signature). It can be set at load time: ``from_pretrained(dir, trust_remote_code=True, rins_r=3)``.
+``config.rins_exit`` is the adaptive-depth exit rule (``"kl=0.05"``; ``None`` = fixed depth), set the same way.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ class RinsConfig(PretrainedConfig):
 
     def __init__(self, rins: dict[str, Any] | None = None, rins_r: int | None = None, use_cache: bool = True,
                  bos_token_id: int | None = None, eos_token_id: int | None = None,
-                 pad_token_id: int | None = None, **kwargs: Any) -> None:
+                 pad_token_id: int | None = None, rins_exit: str | None = None, **kwargs: Any) -> None:
         self.use_cache = use_cache
+        self.rins_exit = rins_exit  # adaptive depth per token ("kl=0.05" ...), None = fixed depth
         self.rins = dict(rins or {})
         self.rins_r = rins_r
         c = self.rins

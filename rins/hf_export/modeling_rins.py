@@ -9,6 +9,15 @@ Recursion depth: ``config.rins_r`` (``None`` = the trained exponent), settable a
 (``from_pretrained(..., rins_r=3)``), with :meth:`RinsForCausalLM.set_rins_r`, per call
 (``model(input_ids, rins_r=3)``) or per generation (``model.generate(..., rins_r=3)``).
 
+Adaptive depth per token (as ``rins.adaptive``): ``config.rins_exit`` (``None`` = fixed depth), e.g.
+``"kl=0.05"``, ``"hidden=0.1"`` or ``"confidence=0.9"``, settable in the same four ways (``rins_exit=``).
+Each token runs at least one round of the recursed group and at most ``rins_r`` (default the trained
+exponent); it exits when KL(p_n ‖ p_{n-1}) between successive rounds' next-token distributions (read through
+the final norm and head; p_0 from the group's input) < τ, the relative change of its hidden state < τ, or
+its max probability ≥ τ. An exited token keeps its state; in the rounds it skips, later tokens read its K/V of
+the last round it ran (the cache slots are filled by copying), so cached generation equals the uncached
+forward; with a batch of one, the skipped rounds are not computed.
+
 KV cache: a ``transformers`` :class:`~transformers.Cache` (``DynamicCache`` by default) with **one
 layer slot per layer application** of the compiled plan (the application index is the cache
 ``layer_idx``); with ``kv_share`` repeated applications of a layer reuse its first application's slot.
@@ -58,6 +67,27 @@ def _take_cache(named: dict[str, object], kwargs: dict[str, object]) -> Cache | 
     return cache
 
 
+_EXIT_RULES = ("kl", "hidden", "confidence")
+
+
+def _parse_exit(text: str) -> tuple[str, float]:
+    """``"kl=0.05"`` -> ("kl", 0.05); errors name the problem and the expected form."""
+    if not isinstance(text, str):
+        raise ValueError(f"rins_exit must be a string such as 'kl=0.05', got {type(text).__name__}")
+    rule, sep, val = text.partition("=")
+    rule = rule.strip().lower()
+    if rule not in _EXIT_RULES:
+        raise ValueError(f"unknown exit rule {rule!r} in rins_exit={text!r}; use one of {', '.join(_EXIT_RULES)}, "
+                         "e.g. 'kl=0.05'")
+    try:
+        thr = float(val)
+    except ValueError:
+        raise ValueError(f"rins_exit={text!r}: the threshold must be one number, e.g. '{rule}=0.05'") from None
+    if not thr >= 0:  # also NaN
+        raise ValueError(f"rins_exit={text!r}: the threshold must be >= 0 (inf allowed)")
+    return rule, thr
+
+
 def _ff_dim(c: dict) -> int:
     if c.get("d_ff"):
         return int(c["d_ff"])
@@ -93,6 +123,7 @@ class _Ctx:
         self.cos, self.sin, self.mask, self.cache = cos, sin, mask, cache
         self.slot_of, self.share_from = slot_of, share_from
         self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.kv_fill = None  # adaptive depth: (application, k, v) -> the K/V with exited tokens' filled in
 
 
 class Attention(nn.Module):
@@ -119,6 +150,8 @@ class Attention(nn.Module):
             v = self.v(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)
             if ctx.cos is not None:
                 k = k * ctx.cos + _rotate_half(k) * ctx.sin
+            if ctx.kv_fill is not None:
+                k, v = ctx.kv_fill(app, k, v)
             if ctx.cache is not None:
                 k, v = ctx.cache.update(k, v, ctx.slot_of[app])
             ctx.kv[app] = (k, v)
@@ -223,6 +256,7 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         self.norm = _norm(c, d)
         self.head = nn.Linear(d, c["vocab_size"], bias=False)
         self._call_r: int | None = None
+        self._call_exit: str | None = None
         self.post_init()
 
     # -- depth ----------------------------------------------------------------------------------
@@ -231,6 +265,23 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         if r is not None and int(r) < 1:
             raise ValueError(f"rins_r must be >= 1, got {r}")
         self.config.rins_r = None if r is None else int(r)
+
+    def set_rins_exit(self, rule: str | None) -> None:
+        """Set the default exit rule (``"kl=0.05"``, ``"hidden=0.1"``, ``"confidence=0.9"``; ``None``: fixed)."""
+        if rule is not None:
+            _parse_exit(rule)
+        self.config.rins_exit = rule
+
+    def _exit(self, rule: str | None) -> tuple[str, float] | None:
+        rule = rule if rule is not None else (self._call_exit if self._call_exit is not None
+                                              else getattr(self.config, "rins_exit", None))
+        if rule is None:
+            return None
+        if self.stack.r_max is None:
+            raise ValueError(f"signature {self.c['signature']!r} has no recursed group; rins_exit must be None")
+        if int(self.c.get("degree", 1)) > 1:
+            raise ValueError("adaptive depth (rins_exit) supports degree-1 signatures only")
+        return _parse_exit(rule)
 
     def _depth(self, r: int | None) -> int | None:
         r = r if r is not None else (self._call_r if self._call_r is not None else self.config.rins_r)
@@ -263,12 +314,14 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         rins_r: int | None = None,
         cache: Cache | None = None,
+        rins_exit: str | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """Logits for ``input_ids`` at recursion depth ``rins_r`` (default ``config.rins_r``).
 
         ``attention_mask`` is the 2-D (batch, past + new) padding mask (left padding supported). The KV
         cache may come as ``cache`` or ``past_key_values`` (whichever the transformers version uses).
+        ``rins_exit`` (default ``config.rins_exit``): an adaptive-depth exit rule, ``rins_r`` then the most rounds.
         """
         past_key_values = _take_cache({"cache": cache, "past_key_values": past_key_values}, kwargs)
         c = self.c
@@ -320,12 +373,16 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         ends = {a: k for k, a in enumerate(plan.round_ends)}
         ads = self.stack.adapters
         mode = c.get("adapters", "none")
-        for i, lay in enumerate(plan.layers):
-            h = self.stack.blocks[lay](h, ctx, i)
-            if len(ads) and mode == "round" and i in ends:
-                h = ads[min(ends[i], len(ads) - 1)](h)
-        if len(ads) and mode == "depth":
-            h = ads[min(plan.r, len(ads)) - 1](h)
+        rule = self._exit(rins_exit)
+        if rule is not None:
+            h = self._adaptive(h, ctx, plan, rule)
+        else:
+            for i, lay in enumerate(plan.layers):
+                h = self.stack.blocks[lay](h, ctx, i)
+                if len(ads) and mode == "round" and i in ends:
+                    h = ads[min(ends[i], len(ads) - 1)](h)
+            if len(ads) and mode == "depth":
+                h = ads[min(plan.r, len(ads)) - 1](h)
         h = self.norm(h)
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
@@ -335,11 +392,87 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
             loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
         return CausalLMOutputWithPast(loss=loss, logits=logits, **{_OUT_CACHE_FIELD: cache if use_cache else None})
 
-    def generate(self, *args, rins_r: int | None = None, **kwargs):
-        """``GenerationMixin.generate`` with an optional recursion depth ``rins_r`` for this call."""
-        prev = self._call_r
+    def _adaptive(self, h: torch.Tensor, ctx: _Ctx, plan, rule: tuple[str, float]) -> torch.Tensor:
+        """The stack with per-token exits (the same computation as ``rins.adaptive.run_adaptive_stack``)."""
+        kind, thr = rule
+        R = plan.r
+        idx = [i for i, rd in enumerate(plan.rounds) if rd >= 0]
+        start, L = idx[0], len(idx) // R
+        blocks, ads, mode = self.stack.blocks, self.stack.adapters, self.c.get("adapters", "none")
+        B, T = h.shape[:2]
+        for i in range(start):
+            h = blocks[plan.layers[i]](h, ctx, i)
+        exited = torch.zeros(B, T, dtype=torch.bool, device=h.device)
+        rounds = torch.zeros(B, T, dtype=torch.long, device=h.device)
+        last: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        st = {"any": False}
+
+        def fill(app: int, k: torch.Tensor, v: torch.Tensor):
+            rd = plan.rounds[app]
+            if rd < 0:
+                return k, v
+            j = (app - start) % L
+            if rd > 0 and st["any"]:
+                m = exited[:, None, :, None]
+                k, v = torch.where(m, last[j][0], k), torch.where(m, last[j][1], v)
+            last[j] = (k, v)
+            return k, v
+
+        def read(x: torch.Tensor) -> torch.Tensor:
+            return F.log_softmax(self.head(self.norm(x)).float(), -1)
+
+        ctx.kv_fill = fill
+        prev, logp_prev = h, (read(h) if kind == "kl" else None)
+        for k in range(R):
+            if k > 0 and bool(exited.all()):
+                if ctx.cache is not None:  # every token has exited: fill the remaining rounds' slots, compute nothing
+                    for kk in range(k, R):
+                        for j in range(L):
+                            i = start + kk * L + j
+                            if i not in ctx.share_from:
+                                ctx.cache.update(last[j][0], last[j][1], ctx.slot_of[i])
+                break
+            active = ~exited
+            for j in range(L):
+                i = start + k * L + j
+                new = blocks[plan.layers[i]](h, ctx, i)
+                if j == L - 1 and len(ads) and mode == "round":
+                    new = ads[min(k, len(ads) - 1)](new)
+                h = torch.where(active[..., None], new, h) if st["any"] else new
+            rounds += active.long()
+            if k == R - 1:
+                break
+            if kind == "hidden":
+                fire = (h - prev).float().norm(dim=-1) / h.float().norm(dim=-1).clamp_min(1e-30) < thr
+            else:
+                logp = read(h)
+                if kind == "kl":
+                    fire = (logp.exp() * (logp - logp_prev)).sum(-1) < thr
+                    logp_prev = logp
+                else:
+                    fire = logp.max(-1).values.exp() >= thr
+            prev = h
+            exited = exited | (active & fire)
+            st["any"] = bool(exited.any())
+        ctx.kv_fill = None
+        for i in range(start + R * L, len(plan.layers)):
+            h = blocks[plan.layers[i]](h, ctx, i)
+        if len(ads) and mode == "depth":
+            outs = torch.stack([a(h) for a in ads])
+            sel = (rounds.clamp(max=len(ads)) - 1)[None, ..., None].expand(1, *h.shape)
+            h = outs.gather(0, sel)[0]
+        self.last_rounds = rounds
+        return h
+
+    def generate(self, *args, rins_r: int | None = None, rins_exit: str | None = None, **kwargs):
+        """``GenerationMixin.generate`` with an optional recursion depth ``rins_r`` and exit rule ``rins_exit``
+        for this call."""
+        prev, prev_exit = self._call_r, self._call_exit
         self._call_r = self._depth(rins_r) if rins_r is not None else prev
+        if rins_exit is not None:
+            _parse_exit(rins_exit)
+            self._call_exit = rins_exit
         try:
             return super().generate(*args, **kwargs)
         finally:
-            self._call_r = prev
+            self._call_r, self._call_exit = prev, prev_exit
