@@ -618,5 +618,8 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_export(a: argparse.Namespace) -> int:
     """``rins export RUN_DIR --out HF_DIR [--r R]``."""
     out = export(a.run_dir, a.out, a.r, a.tokenizer)
-    print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
+    # trust_remote_code=True for the tokenizer too: transformers 5 reads config.json (custom code) before the
+    # tokenizer's files and would otherwise stop at an interactive "run the custom code? [y/N]" prompt
+    print(f"wrote {out}; load with\n  AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)"
+          f"\n  AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=True)")
     return 0
