@@ -299,6 +299,20 @@ def evaluate(run_dir: str | None, tasks: list[str], r: int | None = None, includ
     return simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, **kwargs)
 
 
+_LM_EVAL_HELP = f"""usage: rins lm-eval [lm_eval run flags]
+
+lm-evaluation-harness's own command line with the rins model registered, e.g.
+  rins lm-eval --model_args run_dir=runs/NAME,r=3 --tasks TASKS [--include_path DIR] [--limit N]
+
+Without --model, rins lm-eval adds --model rins --device auto --batch_size {DEFAULT_BATCH} (CUDA when available,
+else the CPU). The rins model's arguments (--model_args, comma-separated): run_dir=PATH (required), r=INT
+(inference depth; default the trained exponent), tokenizer=PATH (default RUN_DIR/tokenizer.json),
+max_length=INT (default the model's max_seq_len). With --model given (e.g. --model hf on a rins export),
+nothing is added. lm_eval's own help follows; its defaults (--model hf, --batch_size 1) are those of lm_eval
+itself, not of rins lm-eval.
+"""
+
+
 def main_lm_eval(argv: Sequence[str] | None = None) -> int:
     """``rins lm-eval [lm_eval run flags]``: lm-eval's own CLI with the ``rins`` model registered.
 
@@ -311,7 +325,7 @@ def main_lm_eval(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "run":
         args = args[1:]
     if args and args[0] in ("-h", "--help"):
-        print(main_lm_eval.__doc__)
+        print(_LM_EVAL_HELP)
     flags = {a.split("=", 1)[0] for a in args}
     if "--model" not in flags:
         args = ["--model", "rins", *args]
