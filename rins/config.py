@@ -471,6 +471,12 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
         layers.append(t)
     if preset:
         d = preset_dict(preset)
+    # a preset pins model.max_seq_len to its data.seq_len; it follows a changed seq_len unless set as well
+    pinned = d.get("model", {}).get("max_seq_len")
+    follows = pinned is not None and pinned == d.get("data", {}).get("seq_len")
+    if follows:
+        order = list(d["model"]).index("max_seq_len")
+        d["model"].pop("max_seq_len")
     for t in layers:
         if "budget" in t:
             d.pop("budget", None)
@@ -479,4 +485,10 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
         if any(o.split("=", 1)[0].startswith("budget.") for o in overrides):
             d["budget"] = {}
         d = apply_overrides(d, overrides)
+    if follows:  # put back, in its place, at the data's length: the preset's runs keep their recorded config
+        m = d.setdefault("model", {})
+        value = m.pop("max_seq_len", d.get("data", {}).get("seq_len", pinned))
+        items = list(m.items())
+        items.insert(min(order, len(items)), ("max_seq_len", value))
+        d["model"] = dict(items)
     return TrainConfig.from_dict(d)

@@ -390,7 +390,12 @@ def _check_same_config(old_cfg: TrainConfig, cfg: TrainConfig, run_dir: Path, ex
     diff = [k for k in sorted(set(old_fp) | set(new_fp), key=str) if old_fp.get(k) != new_fp.get(k)]
     shown = "; ".join(f"{k}: {old_fp.get(k)!r} -> {new_fp.get(k)!r}" for k in diff[:4])
     if all(k.startswith("budget.") for k in diff) and not extend:
-        shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
+        if old_cfg.optim.schedule == "cosine":  # --extend refuses cosine runs: do not send the user there
+            shown += (" (a cosine schedule cannot be extended, its every learning rate depends on the total length: "
+                      "train the larger budget as a new run, e.g. --name NEW; wsd or constant runs can be extended "
+                      "with --extend)")
+        else:
+            shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
     raise CheckpointError(
         f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
         f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume (and budget.* with --extend); use "

@@ -84,3 +84,19 @@ def test_typed_overrides_of_vision_towers():
     c = load_config("siglip-cpu", None, ["model.text.pool=last", "model.image.signature=A^2B", "model.image.p_skip=0.5",
                                          "name=123"])
     assert c.model.text.pool == "last" and c.model.image.p_skip == 0.5 and c.name == "123"
+
+
+def test_preset_context_follows_the_data_length_unless_set():
+    """A preset pins model.max_seq_len to its data.seq_len; changing seq_len moves it along (the help says it
+    defaults to data.seq_len), setting it keeps it, and the preset alone records the same config as before."""
+    assert load_config("tiny").to_dict()["model"] == {"n_layers": 4, "d_model": 32, "n_heads": 4, "max_seq_len": 32,
+                                                      "signature": "AB"}
+    assert load_config("tiny", overrides=["data.seq_len=128"]).to_dict()["model"]["max_seq_len"] == 128
+    both = load_config("tiny", overrides=["data.seq_len=64", "model.max_seq_len=100"])
+    assert both.to_dict()["model"]["max_seq_len"] == 100
+    from rins.tasks.lm import LMTask
+
+    longer = load_config("tiny", overrides=["data.seq_len=128"])
+    assert LMTask.model_config_from(longer.to_dict()["model"], longer).max_seq_len == 128  # was refused (32 < 128)
+    with pytest.raises(ValueError, match="max_seq_len=16 < data.seq_len=64"):  # set by hand: still checked
+        load_config("tiny", overrides=["data.seq_len=64", "model.max_seq_len=16"])
