@@ -527,6 +527,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # one line, no traceback: what was kept and how to go on
+        import shlex
+
+        again = shlex.join(["rins", *[x for x in argv if x not in ("--no-resume", "--extend")]])
+        if hasattr(e, "run_dir"):  # rins.train.TrainingInterrupted: stopped at a step end, checkpointed
+            print(f"interrupted: the run was checkpointed at step {e.step}/{e.total} in {e.run_dir}; resume it "
+                  f"with: {again}", file=sys.stderr)
+        elif argv[:1] == ["train"]:
+            print(f"interrupted: the run keeps its last checkpoint, if any; resume it with: {again}", file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
+        return 130
 
 
 def run_verb(verb: str, argv: Sequence[str] | None = None) -> int:

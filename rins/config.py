@@ -14,7 +14,16 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .fields import ConfigError, coerce_fields, given_fields, invalid, mark_given, parse_fields, split_model_section
+from .fields import (
+    ConfigError,
+    coerce_fields,
+    default_cache_dir,
+    given_fields,
+    invalid,
+    mark_given,
+    parse_fields,
+    split_model_section,
+)
 
 __all__ = [
     "BudgetConfig",
@@ -47,7 +56,7 @@ class DataConfig:
     """Where tokens come from. ``corpus``: ``shakespeare`` (default), ``mix``, a path, or ``hf:NAME``."""
 
     corpus: str = "shakespeare"  # shakespeare | mix | mix-large[:part] | a .txt/.md/.jsonl file or folder | hf:NAME
-    cache_dir: str = ".cache/rins"  # where downloaded corpora, tokenizers and token files are cached
+    cache_dir: str = field(default_factory=default_cache_dir)  # corpora/token cache: $RINS_CACHE|$XDG_CACHE_HOME/rins
     vocab_size: int = 8192  # size of the BPE vocabulary trained on the corpus
     val_fraction: float = 0.1  # share of documents held out for validation
     seq_len: int = 256  # tokens per training sequence (the context trained)

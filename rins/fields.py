@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import types
 import typing
@@ -18,6 +19,7 @@ from typing import Any
 __all__ = [
     "ConfigError",
     "coerce_fields",
+    "default_cache_dir",
     "coerce_value",
     "field_docs",
     "given_fields",
@@ -253,3 +255,16 @@ def depths_type(one: bool = False) -> typing.Callable[[str], list[int]]:
             raise argparse.ArgumentTypeError(str(e).removeprefix("--r: ")) from None
 
     return depths
+
+
+def default_cache_dir() -> str:
+    """Where corpora, tokenizers and token files are cached unless ``data.cache_dir`` says otherwise: ``$RINS_CACHE``,
+    else ``$XDG_CACHE_HOME/rins``, else ``~/.cache/rins`` — one per user, not per working folder, so a corpus is
+    fetched once whichever folder ``rins`` runs from. A ``.cache/rins`` in the current folder (the default of
+    earlier versions) is still used where it exists, so existing setups find their data."""
+    if os.environ.get("RINS_CACHE"):
+        return os.environ["RINS_CACHE"]
+    if os.path.isdir(os.path.join(".cache", "rins")):  # the former default, in the current folder: keep using it
+        return os.path.join(".cache", "rins")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rins")

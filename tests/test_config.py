@@ -100,3 +100,23 @@ def test_preset_context_follows_the_data_length_unless_set():
     assert LMTask.model_config_from(longer.to_dict()["model"], longer).max_seq_len == 128  # was refused (32 < 128)
     with pytest.raises(ValueError, match="max_seq_len=16 < data.seq_len=64"):  # set by hand: still checked
         load_config("tiny", overrides=["data.seq_len=64", "model.max_seq_len=16"])
+
+
+def test_data_cache_is_per_user(tmp_path, monkeypatch):
+    """The cache defaults to $RINS_CACHE, else $XDG_CACHE_HOME/rins, else ~/.cache/rins, wherever rins runs from;
+    a .cache/rins in the current folder (the former default) is still found."""
+    from rins.config import DataConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RINS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert DataConfig().cache_dir == str(tmp_path / "xdg" / "rins")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert DataConfig().cache_dir == str(tmp_path / "home" / ".cache" / "rins")
+    monkeypatch.setenv("RINS_CACHE", str(tmp_path / "mine"))
+    assert load_config("tiny").data.cache_dir == str(tmp_path / "mine")
+    monkeypatch.delenv("RINS_CACHE")
+    (tmp_path / ".cache" / "rins").mkdir(parents=True)
+    assert DataConfig().cache_dir == ".cache/rins"
+    assert load_config("tiny", overrides=["data.cache_dir=/x"]).data.cache_dir == "/x"
