@@ -189,7 +189,7 @@ def _load_run(run_dir: str, task=None, verify: bool = True):
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .evaluation import evaluate_run, format_results
+    from .evaluation import evaluate_run, format_results, is_local_text
     from .tasks import get_task
 
     rd = Path(a.run_dir)
@@ -197,7 +197,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.batches is not None and a.batches < 0:
         raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
     if cfg.task == "lm":
-        res = evaluate_run(rd, data=a.data, depths=a.r, batches=a.batches, split=a.split,
+        split = a.split or ("all" if is_local_text(a.data) else "val")
+        res = evaluate_run(rd, data=a.data, depths=a.r, batches=a.batches, split=split,
                            verify=not a.no_verify)
         print(json.dumps(res, indent=1) if a.json else format_results(res))
         return 0
@@ -322,8 +323,9 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="score this text instead of the run's corpus: a built-in corpus (e.g. mix-large:linux-doc), "
                    "a .txt/.md/.jsonl file, a folder or hf:NAME; encoded with the run's tokenizer")
-    p.add_argument("--split", choices=("val", "train"), default="val",
-                   help="which documents of the data to score (split by document as in training)")
+    p.add_argument("--split", choices=("val", "train", "all"), default=None,
+                   help="which documents to score, split by document as in training; all = every document "
+                   "(default: all for a local file or folder given to --data, else val, the held-out documents)")
     p.add_argument("--batches", type=int, default=None,
                    help="at most this many batches of 16 windows, spread over the split (default: the run "
                    "config's eval_batches; 0 = all)")
