@@ -134,6 +134,29 @@ def test_python_api_exports(corpus, cache, tmp_path):
     assert mod is rins.train and mod.train(cfg, quiet=True)["complete"]
 
 
+def test_top_level_api_is_listed_and_covers_the_readme():
+    """Every public name is in dir(rins) (the lazily loaded ones too), and every rins.NAME the README uses exists
+    at the top level, e.g. rins.load_model."""
+    import importlib
+
+    from rins.checkpoint import load_model
+    from rins.evaluation import evaluate_run
+
+    assert set(rins.__all__) <= set(dir(rins)) and {"load_model", "evaluate_run", "generate_text"} <= set(dir(rins))
+    assert rins.load_model is load_model and rins.evaluate_run is evaluate_run
+    used = set(re.findall(r"(?<![\w/])rins\.([A-Za-z_]\w*)", (ROOT / "README.md").read_text()))
+    missing = []
+    for name in sorted(used):
+        try:
+            getattr(rins, name)
+        except AttributeError:
+            try:
+                importlib.import_module(f"rins.{name}")  # a submodule (rins.hf, rins.evaluation ...)
+            except ImportError:
+                missing.append(name)
+    assert not missing, f"the README uses rins.{missing} that do not exist"
+
+
 # ----------------------------------------------------------------------------------------------
 # The run-directory lock
 
