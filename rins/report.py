@@ -44,8 +44,28 @@ CLAIMS = {
     "claim5": "5. stochastic RINS: flexibility vs peak",
     "claim6": "6. no-regret at r = 1 with adapters",
 }
-FAMILY_COLORS = {"baseline": "black", "RINS": "tab:red", "RAO": "tab:blue", "middle": "tab:green",
-                 "cycle": "tab:purple", "other": "tab:gray"}
+# One colour per layout in every figure (report, demo, benchmarks): the plain layouts by family and depth, the
+# stochastic ones in pink (no adapters) or brown (adapters) shades that darken with p_s.
+_LAYOUT_COLORS = {"AB": "black", "A^2B": "tab:red", "A^3B": "tab:orange", "A^4B": "darkred",
+                  "(AB)^2": "tab:blue", "(AB)^3": "navy", "AB^2C": "tab:green", "AB^3C": "darkgreen",
+                  "(ABC)^2": "tab:purple", "ABA": "tab:cyan"}
+_OTHER_COLORS = ("tab:gray", "tab:olive", "tab:cyan", "slateblue", "teal", "goldenrod")
+
+
+def layout_color(signature: str, degree: int = 1, p_skip: float = 0.0, adapters: str = "none") -> Any:
+    """The colour of a layout, the same in every rins figure (a layout keeps its colour across plots)."""
+    if p_skip > 0 or adapters != "none":
+        from matplotlib import colormaps
+
+        cmap = colormaps["RdPu" if adapters == "none" else "YlOrBr"]
+        return cmap(0.45 + 0.5 * min(max(p_skip, 0.0), 1.0))
+    if degree == 1 and signature in _LAYOUT_COLORS:
+        return _LAYOUT_COLORS[signature]
+    import zlib
+
+    return _OTHER_COLORS[zlib.crc32(f"{signature}@{degree}".encode()) % len(_OTHER_COLORS)]
+
+
 _FAMILY_RE = [
     ("baseline", re.compile(r"^AB$")),
     ("RINS", re.compile(r"^A\^(\d+)B$")),
@@ -81,15 +101,17 @@ def format_table(rows: list[dict[str, Any]], depths: list[int]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(curves: list[tuple[str, list[dict[str, Any]]]], out_png: str | Path, x: str = "flops",
+def plot_curves(curves: list[tuple], out_png: str | Path, x: str = "flops",
                 title: str = "held-out loss vs training FLOPs") -> None:
     """Plot held-out loss (at the trained depth) against training FLOPs (or ``x``) for several runs, each
-    given as ``(label, eval records)`` (:func:`rins.runs.read_log`, or a run summary's ``curve``)."""
+    given as ``(label, eval records)`` (:func:`rins.runs.read_log`, or a run summary's ``curve``) or
+    ``(label, eval records, colour)`` (:func:`layout_color`); the legend sits beside the axes."""
     fig, ax = _new_figure()
-    for label, recs in curves:
+    for label, recs, *color in curves:
         recs = [r for r in recs if r.get(x) is not None and r.get("val_loss") is not None]
         if recs:
-            ax.plot([r[x] for r in recs], [r["val_loss"] for r in recs], marker="o", ms=3, label=label)
+            ax.plot([r[x] for r in recs], [r["val_loss"] for r in recs], marker="o", ms=3, label=label,
+                    color=color[0] if color else None)
     log_axis(ax, "x")
     ax.set_xlabel("training FLOPs" if x == "flops" else x)
     ax.set_ylabel("held-out loss (nats/token)")
@@ -146,7 +168,8 @@ def log_axis(ax: Any, axis: str = "x") -> None:
 
 def style_axes(ax: Any, title: str | None = None, legend_size: int | None = 7) -> None:
     """The look shared by every rins plot (report, demo, SigLIP study): light grid below the data, no top or
-    right frame, 9-point title, small legend."""
+    right frame, 9-point title, small legend beside the axes (never over a curve; save with
+    ``bbox_inches="tight"``)."""
     if title is not None:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -154,7 +177,7 @@ def style_axes(ax: Any, title: str | None = None, legend_size: int | None = 7) -
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=8)
     if legend_size and ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=legend_size, frameon=False)
+        ax.legend(fontsize=legend_size, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def family(signature: str, degree: int = 1) -> str:
@@ -396,7 +419,7 @@ def _curves_section(runs: list[RunInfo], out: Path, x: str) -> tuple[str, dict[s
         for b in budgets:
             at = sorted((r for r in rs if r.budget == b), key=lambda r: (r.cost, r.signature))
             png = out / f"curves_{size}_C{b:.3g}.png"
-            plot_curves([(f"{r.layout} [{r.family}]", r.curve) for r in at], png, x=x,
+            plot_curves([(f"{r.layout} [{r.family}]", r.curve, _color(r)) for r in at], png, x=x,
                         title=f"{size}: held-out loss vs {x} at budget {b:.3g} FLOPs")
             text += f"![loss vs {x}, {size}, budget {b:.3g}]({png.name})\n\n"
         if len(budgets) > 1:
@@ -422,7 +445,7 @@ def _curves_section(runs: list[RunInfo], out: Path, x: str) -> tuple[str, dict[s
 
 
 def _new_figure(height: float = 4.2) -> tuple[Any, Any]:
-    """(figure, axes) of a report plot, 6.4 inches wide, drawn off-screen (Agg)."""
+    """(figure, axes) of a report plot, 6.4 inches wide (plus the legend beside it), drawn off-screen (Agg)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -431,12 +454,16 @@ def _new_figure(height: float = 4.2) -> tuple[Any, Any]:
     return plt.subplots(figsize=(6.4, height))
 
 
+def _color(r: RunInfo) -> Any:
+    return layout_color(r.signature, r.degree, r.p_skip, r.adapters)
+
+
 def _save(fig: Any, png: str | Path) -> None:
-    """Lay out, write (120 dpi) and close a report plot."""
+    """Lay out, write (120 dpi, the legend beside the axes included) and close a report plot."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(png, dpi=120)
+    fig.savefig(png, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -447,18 +474,14 @@ def _finish(fig, ax, png, title: str, legend_size: int = 7) -> None:
 
 
 def _plot_finals(rs: list[RunInfo], png: Path, title: str) -> None:
-    """Final loss against the budget, one line per layout (colour by family)."""
+    """Final loss against the budget, one line per layout (its colour: :func:`layout_color`)."""
     fig, ax = _new_figure()
-    styles = ["-", "--", ":", "-."]
-    seen: dict[str, int] = defaultdict(int)
     for (sig, deg), lay in sorted(_group(rs, "signature", "degree").items(), key=lambda kv: kv[1][0].cost):
         pts = sorted((r.budget, r.val_loss) for r in lay if r.budget)
         if not pts:
             continue
-        fam = family(sig, deg)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=FAMILY_COLORS[fam],
-                ls=styles[seen[fam] % len(styles)], label=f"{sig} [{fam}]")
-        seen[fam] += 1
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=layout_color(sig, deg),
+                label=f"{sig} [{family(sig, deg)}]")
     log_axis(ax, "x")
     ax.set_xlabel("training budget (FLOPs)")
     ax.set_ylabel("final held-out loss (nats/token)")
@@ -648,22 +671,21 @@ def _layout_ranking(runs: list[RunInfo], out: Path, margin: float) -> tuple[str,
 def _plot_ranking(rs: list[RunInfo], png: Path, title: str) -> None:
     fig, ax = _new_figure(0.28 * len(rs) + 1.2)
     ys = list(range(len(rs)))[::-1]
-    # bars from zero, so that lengths compare honestly (5.18 vs 5.32 nats is 3%), with each value printed
+    # dots on an axis that spans the data (bars from zero made 4.80 and 5.01 look the same); no bar, so no
+    # length reads as a ratio; each value printed beside its dot
     losses = [r.val_loss for r in rs]
-    ax.barh(ys, losses, color=[FAMILY_COLORS[r.family] for r in rs], height=0.7)
+    lo, hi = min(losses), max(losses)
+    pad = max(0.08 * (hi - lo), 0.005 * hi)
+    ax.hlines(ys, lo - pad, losses, color="0.85", lw=1, zorder=1)
+    ax.scatter(losses, ys, color=[_color(r) for r in rs], s=36, zorder=3, edgecolors="black", linewidths=0.4)
     for y, v in zip(ys, losses, strict=True):
-        ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
+        ax.text(v + 0.25 * pad, y, f"{v:.3f}", va="center", fontsize=7)
     ax.set_yticks(ys, [r.layout for r in rs], fontsize=8)
-    ax.set_xlim(0, max(losses) * 1.12)
+    ax.set_xlim(lo - pad, hi + 2.2 * pad)
     ax.set_ylim(-0.6, len(rs) - 0.4)
-    ax.set_xlabel("final held-out loss (nats/token)")
-    from matplotlib.patches import Patch
-
-    fams = [f for f in FAMILY_COLORS if any(r.family == f for r in rs)]
+    ax.set_xlabel("final held-out loss (nats/token; the axis spans the data, it does not start at 0)")
     style_axes(ax, title, legend_size=None)
     ax.grid(axis="y", visible=False)
-    ax.legend(handles=[Patch(color=FAMILY_COLORS[f], label=f) for f in fams], fontsize=7, loc="upper left",
-              bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the bars: never over a value
     _save(fig, png)
 
 
@@ -875,12 +897,13 @@ def _stochastic_depth_tradeoff(runs: list[RunInfo], out: Path, margin: float) ->
 
 def _plot_depth(rs: list[RunInfo], base: RunInfo | None, depths: list[int], png: Path, title: str) -> None:
     fig, ax = _new_figure()
+    if base is not None:  # under the curves, thin: it never hides one
+        ax.axhline(base.val_loss, color=layout_color("AB"), lw=0.8, ls=":", zorder=1,
+                   label="AB baseline (compute-matched)")
     for r in rs:
         ks = sorted(int(k) for k in r.val_loss_r)
-        ax.plot(ks, [r.val_loss_r[str(k)] for k in ks], marker="o", ms=4,
+        ax.plot(ks, [r.val_loss_r[str(k)] for k in ks], marker="o", ms=4, color=_color(r), zorder=3,
                 ls="--" if r.adapters != "none" else "-", label=r.layout)
-    if base is not None:
-        ax.axhline(base.val_loss, color="black", lw=1, ls=":", label="AB baseline (compute-matched)")
     ax.set_xticks(depths)
     ax.set_xlabel("inference depth r (rounds of A)")
     ax.set_ylabel("held-out loss (nats/token)")
