@@ -150,7 +150,9 @@ def plot(results: list[dict], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:  # pragma: no cover
         return
-    from rins.report import style_axes
+    from matplotlib.ticker import MaxNLocator
+
+    from rins.report import layout_color, style_axes
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, fam, key, label in ((axes[0], "siglip", "zeroshot_top1_r", "zero-shot top-1"),
@@ -158,18 +160,30 @@ def plot(results: list[dict], path: Path) -> None:
         for r in results:
             if r["task"] != fam:
                 continue
+            t, on_text = _recursed_tower(r.get("model") or {})
+            color = layout_color(t.get("signature", "AB"), 1, float(t.get("p_skip", 0.0)), t.get("adapters", "none"))
             d = r.get(key) or {}
-            if d:
-                ax.plot([int(k) for k in d], list(d.values()), "o-", label=r["name"])
-            else:
+            if d:  # the text tower's recursion dashed: same layout (colour), other tower
+                ax.plot([int(k) for k in d], list(d.values()), marker="o", ls="--" if on_text else "-", color=color,
+                        label=r["name"], zorder=3)
+            else:  # no recursion: a thin line under the curves, so that it hides none of them
                 main = r.get("zeroshot_top1") if fam == "siglip" else r.get("val_acc")
-                ax.axhline(main, ls="--", label=f"{r['name']} (no recursion)", color="k")
+                ax.axhline(main, ls=":", lw=0.9, color=color, zorder=1, label=f"{r['name']} (no recursion)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # depths are whole rounds: no 1.25 ticks
         ax.set_xlabel("inference depth r of the recursed tower")
         ax.set_ylabel(label)
-        style_axes(ax, f"{fam}: compute-matched")  # the look of the report and demo plots
+        style_axes(ax, f"{fam}: compute-matched")  # the look of the report and demo plots (legend beside)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def _recursed_tower(model: dict) -> tuple[dict, bool]:
+    """The tower that recurses (SigLIP: image or text; ViT: itself) and whether it is the text tower."""
+    for name in ("image", "text"):
+        if (model.get(name) or {}).get("signature", "AB") != "AB":
+            return model[name], name == "text"
+    return (model if "image" not in model else {}), False
 
 
 if __name__ == "__main__":

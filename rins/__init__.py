@@ -10,6 +10,9 @@ Quick tour::
 
     cfg = rins.load_config("tiny", overrides=["model.signature=A^2B", "budget.steps=50"])
     summary = rins.train(cfg)                            # what `rins train` runs (rins.TrainConfig: the fields)
+    model = rins.load_model("runs/tiny")                 # a trained run's model (rins.checkpoint.load_model)
+    rins.evaluate_run("runs/tiny", data="notes.txt")     # loss / ppl / bits per byte at every depth (rins eval)
+    rins.generate_text(model, tokenizer, "ROMEO.", 40)   # what `rins generate` runs
 """
 
 import importlib
@@ -33,6 +36,9 @@ __all__ = [
     "StackConfig",
     "compile_plan",
     "enumerate_variants",
+    "evaluate_run",
+    "generate_text",
+    "load_model",
     "parse_signature",
     "preset",
     "load_config",
@@ -42,7 +48,8 @@ __all__ = [
 
 # loaded on first use, so that `import rins` stays light: (module, attribute or None for the module itself)
 _LAZY = {"train": (".train", None), "adaptive": (".adaptive", None), "TrainConfig": (".config", "TrainConfig"),
-         "load_config": (".config", "load_config"),
+         "load_config": (".config", "load_config"), "load_model": (".checkpoint", "load_model"),
+         "evaluate_run": (".evaluation", "evaluate_run"), "generate_text": (".generation", "generate_text"),
          **{name: (".model", name) for name in ("KVCache", "LMConfig", "RecursiveLM", "RecursiveStack", "StackConfig",
                                                 "sample_depth")}}
 
@@ -54,3 +61,8 @@ def __getattr__(name: str) -> Any:
     m = importlib.import_module(mod, __name__)
     # rins.train is the submodule, callable as rins.train.train (importing it binds rins.train to it anyway)
     return m if attr is None else getattr(m, attr)
+
+
+def __dir__() -> list[str]:
+    # the lazily loaded names too, so that tab completion and dir(rins) show the whole public API
+    return sorted(set(globals()) | set(__all__) | set(_LAZY))

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import Field
 from pathlib import Path
 
+from .fields import depths_type
+
 __all__ = ["VERBS", "build_parser", "main", "run_verb"]
 
 
@@ -110,7 +112,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("config sources", "applied in this order: --preset, --config, then --set and the "
                              "field flags below in command-line order")
-    g.add_argument("--preset", default=None,
+    g.add_argument("--preset", default=None, metavar="NAME",
                    help=f"named config preset: {', '.join(PRESETS)} (with neither --preset nor --config: "
                    f"{DEFAULT_PRESET})")
     g.add_argument("--config", default=None, help="TOML config file (may set preset = '...')")
@@ -186,18 +188,6 @@ def _load_run(run_dir: str, task=None, verify: bool = True):
     return cfg, model.eval()
 
 
-def _parse_rs(text: str | None) -> list[int | None] | None:
-    if not text:
-        return None
-    try:
-        rs = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError as e:
-        raise SystemExit(f"error: --r takes comma-separated integers, e.g. 1,2,3 ({e})") from e
-    if any(r < 1 for r in rs):
-        raise SystemExit("error: every r must be >= 1")
-    return rs
-
-
 def _parse_adaptive(values: list[str] | None) -> list | None:
     """The exit rules of the repeatable ``--adaptive RULE=T[,T...]`` flag (None when not given)."""
     if not values:
@@ -211,7 +201,7 @@ def _parse_adaptive(values: list[str] | None) -> list | None:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from .evaluation import evaluate_run, format_results
+    from .evaluation import evaluate_run, format_results, is_local_text
     from .tasks import get_task
 
     rd = Path(a.run_dir)
@@ -219,8 +209,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.batches is not None and a.batches < 0:
         raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
     if cfg.task == "lm":
+        split = a.split or ("all" if is_local_text(a.data) else "val")
         try:
-            res = evaluate_run(rd, data=a.data, depths=_parse_rs(a.r), batches=a.batches, split=a.split,
+            res = evaluate_run(rd, data=a.data, depths=a.r, batches=a.batches, split=split,
                                verify=not a.no_verify, adaptive=_parse_adaptive(a.adaptive))
         except ValueError as e:
             if a.adaptive and ("exit" in str(e) or "adaptive" in str(e)):
@@ -237,7 +228,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     task = get_task(cfg, None)
     task.prepare()
     cfg, model = _load_run(a.run_dir, task, verify=not a.no_verify)
-    res = task.evaluate(model, _parse_rs(a.r) or task.eval_depths(model))
+    res = task.evaluate(model, a.r or task.eval_depths(model))
     print(json.dumps({"run": a.run_dir, "results": [res]}, indent=1))
     return 0
 
@@ -271,7 +262,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
     prompt = tok.decode(tok.encode(a.prompt).ids)  # as the tokenizer reads it (normalised)
     if stream:
         show(prompt)
-    text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=a.r, temperature=a.temperature,
+    r = a.r[0] if a.r else None
+    text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=r, temperature=a.temperature,
                          top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
                          stop=[s.encode().decode("unicode_escape") if "\\" in s else s for s in a.stop],
                          seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
@@ -280,14 +272,14 @@ def cmd_generate(a: argparse.Namespace) -> int:
     print("" if stream else prompt + text)
     if stats is not None and stats.tokens:
         print(f"note: {rules[0]}: {stats.mean_rounds:.2f} rounds per token on average (at most "
-              f"{a.r or model.r_max}; rounds histogram {stats.rounds_hist}, prompt included)", file=sys.stderr)
+              f"{r or model.r_max}; rounds histogram {stats.rounds_hist}, prompt included)", file=sys.stderr)
     return 0
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
     from .plan import compile_plan
 
-    p = compile_plan(a.signature, a.layers, a.degree, _sizes(a.block_sizes), a.r)
+    p = compile_plan(a.signature, a.layers, a.degree, _sizes(a.block_sizes), a.r[0] if a.r else None)
     if a.json:
         print(json.dumps(p.to_dict()))
     else:
@@ -314,7 +306,7 @@ def cmd_flops(a: argparse.Namespace) -> int:
     model = RecursiveLM(cfg.model)
     base = RecursiveLM(replace(cfg.model, signature="AB", adapters="none", p_skip=0.0, degree=1, block_sizes=None))
     T = cfg.data.seq_len
-    rs = _parse_rs(a.r) or [None]
+    rs = a.r or [None]
     rows = []
     for r in rs:
         fwd = model.flops_per_token(T, r=r)
@@ -362,12 +354,14 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory (holds config.json and checkpoints/)")
-    p.add_argument("--r", default=None, help="comma-separated depths, e.g. 1,2,3 (default: 1 .. r_max+1)")
+    p.add_argument("--r", type=depths_type(), default=None, metavar="INT[,INT...]",
+                   help="inference depths, e.g. 1,2,3 (default: 1 .. r_max+1)")
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="score this text instead of the run's corpus: a built-in corpus (e.g. mix-large:linux-doc), "
                    "a .txt/.md/.jsonl file, a folder or hf:NAME; encoded with the run's tokenizer")
-    p.add_argument("--split", choices=("val", "train"), default="val",
-                   help="which documents of the data to score (split by document as in training)")
+    p.add_argument("--split", choices=("val", "train", "all"), default=None,
+                   help="which documents to score, split by document as in training; all = every document "
+                   "(default: all for a local file or folder given to --data, else val, the held-out documents)")
     p.add_argument("--batches", type=int, default=None,
                    help="at most this many batches of 16 windows, spread over the split (default: the run "
                    "config's eval_batches; 0 = all)")
@@ -384,16 +378,18 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
 def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory of an LM run")
     p.add_argument("--prompt", required=True, metavar="TEXT", help="the text to continue")
-    p.add_argument("--r", type=int, default=None, help="recursion depth (default: the trained exponent)")
-    p.add_argument("--max-new-tokens", type=int, default=100, metavar="N",
+    p.add_argument("--r", type=depths_type(one=True), default=None, metavar="INT",
+                   help="inference depth (default: the trained exponent)")
+    p.add_argument("--max-new-tokens", type=int, default=100, metavar="INT",
                    help="tokens to generate (prompt + new tokens stop at the model's max_seq_len, with a note)")
     p.add_argument("--sliding-window", action="store_true",
                    help="go on past max_seq_len: the newest max_seq_len tokens at most are the context")
-    p.add_argument("--temperature", type=float, default=0.8, metavar="T", help="sampling temperature (0: greedy)")
-    p.add_argument("--top-k", type=int, default=50, metavar="K", help="sample among the k most likely tokens (0: all)")
-    p.add_argument("--top-p", type=float, default=1.0, metavar="P",
+    p.add_argument("--temperature", type=float, default=0.8, metavar="FLOAT", help="sampling temperature (0: greedy)")
+    p.add_argument("--top-k", type=int, default=50, metavar="INT",
+                   help="sample among the k most likely tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, metavar="FLOAT",
                    help="nucleus sampling: among the most likely tokens holding this much probability (1: off)")
-    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="FLOAT",
                    help="> 1 makes tokens already in the context less likely (1: off)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="end at this text, which is not printed (repeatable; \\n etc. are unescaped)")
@@ -410,7 +406,8 @@ def _add_plan_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("signature", help="e.g. AB, A^2B, rins(3), (AB)^2")
     p.add_argument("--layers", type=int, required=True, help="number of distinct layers (model.n_layers)")
     p.add_argument("--degree", type=int, default=1, help="nesting degree of the signature")
-    p.add_argument("--r", type=int, default=None, help="inference depth (default: the signature's exponent)")
+    p.add_argument("--r", type=depths_type(one=True), default=None, metavar="INT",
+                   help="inference depth (default: the signature's exponent)")
     p.add_argument("--block-sizes", default=None, help="comma-separated layer counts per block (default: equal)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
@@ -418,7 +415,8 @@ def _add_plan_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_flops_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "rins flops [--r DEPTHS] [--json] [--preset NAME] [--config FILE] [--set KEY=VALUE] [--FIELD VALUE ...]"
-    p.add_argument("--r", default=None, help="comma-separated depths (default: the trained exponent)")
+    p.add_argument("--r", type=depths_type(), default=None, metavar="INT[,INT...]",
+                   help="inference depths, e.g. 1,2,3 (default: the trained exponent)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     _add_config_args(p)
     p.set_defaults(func=cmd_flops)
@@ -464,6 +462,24 @@ VERBS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | str]] = 
 }
 
 
+def _canon(flag: str) -> str:
+    """A long flag with ``-`` and ``_`` taken as the same character (after the leading ``--``)."""
+    return "--" + flag[2:].replace("-", "_") if flag.startswith("--") else flag
+
+
+def _typed_metavars(p: argparse.ArgumentParser) -> None:
+    """Every option that takes a value shows its type in the help (``--batches INT``, not ``--batches BATCHES``),
+    unless it names its own placeholder or lists its choices."""
+    for a in p._actions:
+        if not a.option_strings or a.nargs == 0 or a.metavar is not None or a.choices is not None:
+            continue
+        if a.type in (int, float):
+            a.metavar = a.type.__name__.upper()
+        elif a.type is None:
+            pathy = any(w in a.dest for w in ("out", "dir", "path", "file", "config", "tokenizer", "init"))
+            a.metavar = "PATH" if pathy else "TEXT"
+
+
 class _VerbParser(argparse.ArgumentParser):
     """A verb's parser that adds its arguments (``populate``) the first time it parses or shows help."""
 
@@ -481,10 +497,43 @@ class _VerbParser(argparse.ArgumentParser):
             populate = getattr(importlib.import_module(f".{module}", __package__), func)
         if populate is not None:
             populate(self)
+            _typed_metavars(self)
 
-    def parse_known_args(self, *args, **kw):
+    def _long_flags(self) -> list[str]:
+        return [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+
+    def _respell(self, args: list[str]) -> list[str]:
+        """``--batch_size`` is ``--batch-size`` and ``--model.n-kv-heads`` is ``--model.n_kv_heads``: a flag
+        not known as written is looked up with ``-`` and ``_`` taken as the same character."""
+        flags = self._long_flags()
+        known, canon = set(flags), {_canon(f): f for f in flags}
+        out = []
+        for i, tok in enumerate(args):
+            if tok == "--":  # everything after it is positional
+                return out + args[i:]
+            if tok.startswith("--"):
+                flag, eq, value = tok.partition("=")
+                if flag not in known and _canon(flag) in canon:
+                    tok = canon[_canon(flag)] + eq + value
+            out.append(tok)
+        return out
+
+    def parse_known_args(self, args=None, namespace=None):
         self._ensure_populated()
-        return super().parse_known_args(*args, **kw)
+        args = self._respell(list(sys.argv[1:] if args is None else args))
+        ns, extras = super().parse_known_args(args, namespace)
+        unknown = [x for x in extras if x.startswith("-") and x != "-"]
+        if unknown:  # argparse's "unrecognized arguments", with the nearest known flag
+            import difflib
+
+            flags = self._long_flags()
+            by_canon = {_canon(f): f for f in flags}
+            notes = []
+            for x in unknown:
+                near = difflib.get_close_matches(_canon(x.split("=")[0]), list(by_canon), n=1, cutoff=0.6)
+                notes.append(f"{x}" + (f" (did you mean {by_canon[near[0]]}?)" if near else ""))
+            self.error(f"unrecognized argument{'s' if len(notes) > 1 else ''}: {', '.join(notes)}")
+        return ns, extras
 
     def format_usage(self) -> str:
         self._ensure_populated()
@@ -524,6 +573,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # one line, no traceback: what was kept and how to go on
+        import shlex
+
+        again = shlex.join(["rins", *[x for x in argv if x not in ("--no-resume", "--extend")]])
+        if hasattr(e, "run_dir"):  # rins.train.TrainingInterrupted: stopped at a step end, checkpointed
+            print(f"interrupted: the run was checkpointed at step {e.step}/{e.total} in {e.run_dir}; resume it "
+                  f"with: {again}", file=sys.stderr)
+        elif argv[:1] == ["train"]:
+            print(f"interrupted: the run keeps its last checkpoint, if any; resume it with: {again}", file=sys.stderr)
+        else:
+            print("interrupted", file=sys.stderr)
+        return 130
 
 
 def run_verb(verb: str, argv: Sequence[str] | None = None) -> int:

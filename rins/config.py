@@ -14,7 +14,16 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .fields import ConfigError, coerce_fields, given_fields, invalid, mark_given, parse_fields, split_model_section
+from .fields import (
+    ConfigError,
+    coerce_fields,
+    default_cache_dir,
+    given_fields,
+    invalid,
+    mark_given,
+    parse_fields,
+    split_model_section,
+)
 
 __all__ = [
     "BudgetConfig",
@@ -47,7 +56,7 @@ class DataConfig:
     """Where tokens come from. ``corpus``: ``shakespeare`` (default), ``mix``, a path, or ``hf:NAME``."""
 
     corpus: str = "shakespeare"  # shakespeare | mix | mix-large[:part] | a .txt/.md/.jsonl file or folder | hf:NAME
-    cache_dir: str = ".cache/rins"  # where downloaded corpora, tokenizers and token files are cached
+    cache_dir: str = field(default_factory=default_cache_dir)  # corpora/token cache: $RINS_CACHE|$XDG_CACHE_HOME/rins
     vocab_size: int = 8192  # size of the BPE vocabulary trained on the corpus
     val_fraction: float = 0.1  # share of documents held out for validation
     seq_len: int = 256  # tokens per training sequence (the context trained)
@@ -471,6 +480,12 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
         layers.append(t)
     if preset:
         d = preset_dict(preset)
+    # a preset pins model.max_seq_len to its data.seq_len; it follows a changed seq_len unless set as well
+    pinned = d.get("model", {}).get("max_seq_len")
+    follows = pinned is not None and pinned == d.get("data", {}).get("seq_len")
+    if follows:
+        order = list(d["model"]).index("max_seq_len")
+        d["model"].pop("max_seq_len")
     for t in layers:
         if "budget" in t:
             d.pop("budget", None)
@@ -479,4 +494,10 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
         if any(o.split("=", 1)[0].startswith("budget.") for o in overrides):
             d["budget"] = {}
         d = apply_overrides(d, overrides)
+    if follows:  # put back, in its place, at the data's length: the preset's runs keep their recorded config
+        m = d.setdefault("model", {})
+        value = m.pop("max_seq_len", d.get("data", {}).get("seq_len", pinned))
+        items = list(m.items())
+        items.insert(min(order, len(items)), ("max_seq_len", value))
+        d["model"] = dict(items)
     return TrainConfig.from_dict(d)

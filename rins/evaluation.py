@@ -4,19 +4,32 @@
 ``mix-large:linux-doc``, a ``.txt``/``.md`` file, a folder, a ``.jsonl`` file, ``hf:...``) with the run's own
 tokenizer, splits it by document exactly as training does (the run's ``val_fraction`` and seed, so the
 run's own corpus gives its own held-out documents), and scores the chosen split at every requested
-depth. **Bits per byte** (``loss / ln 2 × tokens / UTF-8 bytes``) does not depend on the tokenizer, so
-runs with different vocabularies compare. ``rins eval RUN --data SPEC`` is the command-line form.
+depth; ``split="all"`` scores every document (``rins eval --data FILE`` does so by default for a
+local file or folder, which no run was trained on). **Bits per byte** (``loss / ln 2 × tokens / UTF-8
+bytes``) does not depend on the tokenizer, so runs with different vocabularies compare. ``rins eval RUN
+--data SPEC`` is the command-line form.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["adaptive_loss", "evaluate_run", "format_results"]
+__all__ = ["adaptive_loss", "evaluate_run", "format_results", "is_local_text"]
+
+
+def is_local_text(spec: str | None) -> bool:
+    """Whether a ``--data`` spec names a local file or folder (not a built-in corpus or ``hf:``): text no run was
+    trained on, scored whole by default."""
+    if not spec or spec == "shakespeare" or spec.startswith("hf:"):
+        return False
+    from .data import parse_corpus_parts
+
+    return parse_corpus_parts(spec) is None and Path(spec).expanduser().exists()
 
 
 @torch.no_grad()
@@ -33,7 +46,8 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
         batches: at most this many batches of ``batch_size`` windows, spread evenly over the split
             (default: the run's ``eval_batches``; 0 = the whole split).
         batch_size: windows per batch (default: as the trainer evaluates, ``min(batch_size, 16)`` of the run).
-        split: ``"val"`` (held-out documents) or ``"train"``.
+        split: ``"val"`` (held-out documents), ``"train"`` or ``"all"`` (every document: the train split's tokens
+            then the held-out ones, one stream).
         verify: check the checkpoint's SHA-256 hashes (``rins eval --no-verify`` skips it).
         adaptive: exit rules (:class:`rins.adaptive.ExitRule` or their text, ``"kl=0.01,0.1"``) to score too:
             adaptive depth per token, at most r_max rounds (docs/method.md §6).
@@ -49,8 +63,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     from .config import TrainConfig
     from .data import TokenDataset, bytes_per_token, prepare_data
     from .runs import run_config
-    from .tasks import default_depths
-    from .tasks.lm import eval_batch_size, mean_loss
+    from .tasks.lm import eval_batch_size
 
     rd = Path(run_dir)
     cfg = TrainConfig.from_dict(run_config(rd))
@@ -67,13 +80,30 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
                           tokenizer=tok_path)
     model = load_model(rd, device, verify=verify)
     dev = next(model.parameters()).device
-    ds = TokenDataset(bundle.val_path if split == "val" else bundle.train_path, cfg.data.seq_len)
+    meta = bundle.meta
+    with tempfile.TemporaryDirectory() as tmp:
+        if split == "all":  # both token files, each a run of whole documents: one stream of every document
+            path = Path(tmp) / "all.bin"
+            with open(path, "wb") as f:
+                for part in (bundle.train_path, bundle.val_path):
+                    f.write(Path(part).read_bytes())
+            bpt = (meta["train_bytes"] + meta["val_bytes"]) / max(1, meta["n_train_tokens"] + meta["n_val_tokens"])
+        else:
+            path = bundle.val_path if split == "val" else bundle.train_path
+            bpt = bytes_per_token(bundle) if split == "val" else meta["train_bytes"] / max(1, meta["n_train_tokens"])
+        ds = TokenDataset(path, cfg.data.seq_len)
+        return _score(rd, spec, split, model, ds, depths, batches, batch_size, cfg, dev, bpt, rules)
+
+
+def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[int] | None, batches: int | None,
+           batch_size: int, cfg: Any, dev: torch.device, bpt: float, rules: list[Any]) -> dict[str, Any]:
+    from .tasks import default_depths
+    from .tasks.lm import mean_loss
+
     limit = cfg.eval_batches if batches is None else (batches or None)
     depths = depths or default_depths(model.r_max)
     if any(r is not None and r < 1 for r in depths):
         raise ValueError(f"every depth r must be >= 1, got {depths}")
-    meta = bundle.meta
-    bpt = bytes_per_token(bundle) if split == "val" else meta["train_bytes"] / max(1, meta["n_train_tokens"])
     if rules and model.r_max is None:
         raise ValueError(f"{rd} has no recursed group (signature {model.config.signature!r}); adaptive depth "
                          "needs one, e.g. A^3B")
@@ -139,8 +169,8 @@ def adaptive_loss(model: Any, ds: Any, rule: Any, batch_size: int, limit: int | 
 def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:
     if cfg.task != "lm":
         raise ValueError(f"{rd} is a {cfg.task!r} run; evaluate_run scores language models")
-    if split not in ("val", "train"):
-        raise ValueError(f"split must be 'val' or 'train', got {split!r}")
+    if split not in ("val", "train", "all"):
+        raise ValueError(f"split must be 'val', 'train' or 'all', got {split!r}")
     if batches is not None and batches < 0:
         raise ValueError(f"batches must be >= 0 (0 = the whole split), got {batches}")
     if batch_size is not None and batch_size < 1:
@@ -149,7 +179,8 @@ def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size:
 
 def format_results(res: dict[str, Any]) -> str:
     """A small text table of :func:`evaluate_run`'s results."""
-    lines = [f"{res['run']} on {res['data']} ({res['split']} split, {res['tokens']:,} tokens, "
+    what = "every document" if res["split"] == "all" else f"{res['split']} split"
+    lines = [f"{res['run']} on {res['data']} ({what}, {res['tokens']:,} tokens, "
              f"{res['bytes_per_token']:.3f} bytes/token)"]
     adaptive = res.get("adaptive") or []
     if not adaptive:

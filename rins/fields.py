@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 import types
 import typing
@@ -18,11 +19,14 @@ from typing import Any
 __all__ = [
     "ConfigError",
     "coerce_fields",
+    "default_cache_dir",
     "coerce_value",
     "field_docs",
     "given_fields",
     "invalid",
     "mark_given",
+    "depths_type",
+    "parse_depths",
     "parse_fields",
     "split_model_section",
     "type_name",
@@ -224,3 +228,43 @@ def field_docs(cls: type) -> dict[str, str]:
             if text:
                 docs[name] = text
     return docs
+
+
+def parse_depths(text: str, one: bool = False) -> list[int]:
+    """The value of ``--r`` in every verb: comma-separated inference depths ``1,2,3``; one depth is a list of one
+    (``3`` → ``[3]``). ``one=True``: a verb that runs at a single depth refuses more. ``ValueError`` otherwise."""
+    try:
+        rs = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--r takes comma-separated integers >= 1, e.g. 2 or 1,2,3; got {text!r}") from None
+    if not rs or any(r < 1 for r in rs):
+        raise ValueError(f"--r takes comma-separated integers >= 1, e.g. 2 or 1,2,3; got {text!r}")
+    if one and len(rs) > 1:
+        raise ValueError(f"--r: this verb runs at one depth; got {len(rs)} ({text}): pass one, e.g. --r {rs[0]}")
+    return rs
+
+
+def depths_type(one: bool = False) -> typing.Callable[[str], list[int]]:
+    """:func:`parse_depths` as an argparse ``type=`` (its message becomes the usage error)."""
+    import argparse
+
+    def depths(text: str) -> list[int]:
+        try:
+            return parse_depths(text, one)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix("--r: ")) from None
+
+    return depths
+
+
+def default_cache_dir() -> str:
+    """Where corpora, tokenizers and token files are cached unless ``data.cache_dir`` says otherwise: ``$RINS_CACHE``,
+    else ``$XDG_CACHE_HOME/rins``, else ``~/.cache/rins`` — one per user, not per working folder, so a corpus is
+    fetched once whichever folder ``rins`` runs from. A ``.cache/rins`` in the current folder (the default of
+    earlier versions) is still used where it exists, so existing setups find their data."""
+    if os.environ.get("RINS_CACHE"):
+        return os.environ["RINS_CACHE"]
+    if os.path.isdir(os.path.join(".cache", "rins")):  # the former default, in the current folder: keep using it
+        return os.path.join(".cache", "rins")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "rins")

@@ -44,6 +44,7 @@ import torch
 from safetensors.torch import save_file
 
 from .checkpoint import load_model, save_checkpoint, tied_aliases, unique_state
+from .fields import depths_type
 from .model import LMConfig, RecursiveLM
 from .plan import Plan
 
@@ -619,7 +620,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "Export a rins run dir as a transformers folder"
     p.add_argument("run_dir", help="a run directory (rins train or rins convert)")
     p.add_argument("--out", required=True, help="folder to write (loads with trust_remote_code=True)")
-    p.add_argument("--r", type=int, default=None,
+    p.add_argument("--r", type=depths_type(one=True), default=None, metavar="INT",
                    help="default inference depth, config.rins_r (default: the trained exponent)")
     p.add_argument("--tokenizer", default=None, help="tokenizer.json to ship (default: RUN_DIR/tokenizer.json)")
     p.add_argument("--adaptive", default=None, metavar="RULE=T",
@@ -629,6 +630,9 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 def cmd_export(a: argparse.Namespace) -> int:
     """``rins export RUN_DIR --out HF_DIR [--r R]``."""
-    out = export(a.run_dir, a.out, a.r, a.tokenizer, exit_rule=a.adaptive)
-    print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
+    out = export(a.run_dir, a.out, a.r[0] if a.r else None, a.tokenizer, exit_rule=a.adaptive)
+    # trust_remote_code=True for the tokenizer too: transformers 5 reads config.json (custom code) before the
+    # tokenizer's files and would otherwise stop at an interactive "run the custom code? [y/N]" prompt
+    print(f"wrote {out}; load with\n  AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)"
+          f"\n  AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=True)")
     return 0

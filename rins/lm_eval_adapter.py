@@ -20,10 +20,12 @@ most rounds); through the stock ``hf`` model of an export: ``rins_exit=kl=0.05``
 The tokenizer is ``RUN_DIR/tokenizer.json`` (HF ``tokenizers`` format) unless ``tokenizer=`` names another
 file; the end-of-text token is the run's ``special_tokens_map.json`` eos (converted runs) or the first
 usual EOS name in the vocabulary. Requests are scored ``batch_size`` at a time (longest first, right-padded:
-with causal attention the padding cannot reach the scored positions); contexts longer than ``max_seq_len`` are
-truncated from the left. Generation is greedy unless the task asks for ``do_sample`` with a temperature;
-requests with the same generation settings are decoded together (left-padded, masked). The device is CUDA
-when available, else CPU (lm-eval's CLI passes ``cuda:0`` by default; without CUDA that becomes the CPU).
+with causal attention the padding cannot reach the scored positions). Over-long requests follow lm-eval's
+``hf`` model, so both give the same numbers on an export: contexts are truncated from the left (with a
+warning) and continuations longer than ``max_seq_len`` are refused (``hf`` stops at an AssertionError).
+Generation is greedy unless the task asks for ``do_sample`` with a temperature; requests with the same
+generation settings are decoded together (left-padded, masked). The device is CUDA when
+available, else CPU (lm-eval's CLI passes ``cuda:0`` by default; without CUDA that becomes the CPU).
 """
 
 from __future__ import annotations
@@ -179,8 +181,26 @@ class RinsLM(LM):
             out.append((float(lp.gather(-1, t[:, None]).sum()), bool((lp.argmax(-1) == t).all())))
         return out
 
+    def _check_lengths(self, pairs: list[tuple[list[int], list[int]]]) -> None:
+        """lm-eval's ``hf`` model's rules, so that both give the same numbers: a continuation longer than the
+        context window is refused (``hf`` stops there with a bare AssertionError); a longer context is cut from
+        the left, with a warning."""
+        long = [len(c) for _, c in pairs if len(c) > self.max_length]
+        if long:
+            raise ValueError(
+                f"{len(long)} lm-eval request(s) have a continuation longer than the model's context "
+                f"(up to {max(long)} tokens > max_length={self.max_length}); they cannot be scored (lm-eval's hf "
+                f"model refuses them too). Use a model with a longer context (model.max_seq_len) or tasks with "
+                f"shorter continuations")
+        cut = [len(a) + len(c) - self.max_length - 1 for a, c in pairs if len(a) + len(c) > self.max_length + 1]
+        if cut:
+            log.warning("%d of %d lm-eval requests exceed the model's max_length=%d: their contexts are truncated "
+                        "from the left (up to %d tokens cut), as lm-eval's hf model does", len(cut), len(pairs),
+                        self.max_length, max(cut))
+
     def _score_all(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """Score every pair, ``batch_size`` at a time, longest first (similar lengths share a batch)."""
+        self._check_lengths(pairs)
         res: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
         order = sorted((i for i, (_, c) in enumerate(pairs) if c), key=lambda i: -len(pairs[i][0] + pairs[i][1]))
         for s in range(0, len(order), self.batch_size):
@@ -296,6 +316,20 @@ def evaluate(run_dir: str | None, tasks: list[str], r: int | None = None, includ
     return simple_evaluate(model=lm, tasks=tasks, task_manager=tm, limit=limit, **kwargs)
 
 
+_LM_EVAL_HELP = f"""usage: rins lm-eval [lm_eval run flags]
+
+lm-evaluation-harness's own command line with the rins model registered, e.g.
+  rins lm-eval --model_args run_dir=runs/NAME,r=3 --tasks TASKS [--include_path DIR] [--limit N]
+
+Without --model, rins lm-eval adds --model rins --device auto --batch_size {DEFAULT_BATCH} (CUDA when available,
+else the CPU). The rins model's arguments (--model_args, comma-separated): run_dir=PATH (required), r=INT
+(inference depth; default the trained exponent), tokenizer=PATH (default RUN_DIR/tokenizer.json),
+max_length=INT (default the model's max_seq_len). With --model given (e.g. --model hf on a rins export),
+nothing is added. lm_eval's own help follows; its defaults (--model hf, --batch_size 1) are those of lm_eval
+itself, not of rins lm-eval.
+"""
+
+
 def main_lm_eval(argv: Sequence[str] | None = None) -> int:
     """``rins lm-eval [lm_eval run flags]``: lm-eval's own CLI with the ``rins`` model registered.
 
@@ -308,7 +342,7 @@ def main_lm_eval(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "run":
         args = args[1:]
     if args and args[0] in ("-h", "--help"):
-        print(main_lm_eval.__doc__)
+        print(_LM_EVAL_HELP)
     flags = {a.split("=", 1)[0] for a in args}
     if "--model" not in flags:
         args = ["--model", "rins", *args]

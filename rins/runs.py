@@ -108,7 +108,8 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
     """Try to take the exclusive lock ``RUN_DIR.lock`` without waiting; yields whether it was taken.
 
     The lock is an ``fcntl.flock`` on an open file, so it is released when the holder exits, even if
-    it is killed: a stale lock file never blocks a later sweep (or ``rins train``). ``reentrant``: taken at once
+    it is killed: a stale lock file never blocks a later sweep (or ``rins train``). A holder that ends normally
+    removes the file. ``reentrant``: taken at once
     when this process holds it already (``train()`` takes its run directory's lock so, inside a sweep worker's).
     """
     lock = Path(str(Path(run_dir)) + ".lock")
@@ -117,13 +118,22 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
     if reentrant and key in _HELD:
         yield True
         return
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             yield False
             return
+        try:  # the holder before us may have removed the file after we opened it: lock the file now there
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         _HELD.add(key)
@@ -131,6 +141,8 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
             yield True
         finally:
             _HELD.discard(key)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(lock)  # no lock file left beside a finished run (removed while still locked)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

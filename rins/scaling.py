@@ -41,6 +41,7 @@ import numpy as np
 from scipy.optimize import brentq, least_squares
 from scipy.special import expit
 
+from .fields import depths_type
 from .runs import log_path, read_json, read_log
 
 __all__ = [
@@ -802,10 +803,11 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories containing log.jsonl")
     p.add_argument("--form", choices=FORMS, default="power", help="functional form")
     p.add_argument("--x", choices=("flops", "tokens"), default="flops", help="abscissa")
-    p.add_argument("--r", type=int, default=None, help="fit val_loss_r[R] instead of val_loss")
+    p.add_argument("--r", type=depths_type(one=True), default=None, metavar="INT",
+                   help="fit val_loss_r[R], the loss at inference depth R, instead of val_loss")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     p.add_argument("--eps0", type=float, default=None, help="M4 random-guess loss, ln(vocab_size)")
-    p.add_argument("--extrapolate", type=float, default=None, metavar="F",
+    p.add_argument("--extrapolate", type=float, default=None, metavar="FLOAT",
                    help="also fit on the first fraction F of points and report error on the rest")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples (0 = no CIs)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -828,7 +830,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.eps0 is not None:
         kw["eps0"] = args.eps0
     try:
-        rows = fit_runs(args.runs, form=args.form, x=args.x, r=args.r, extrapolate=args.extrapolate, **kw)
+        rows = fit_runs(args.runs, form=args.form, x=args.x, r=args.r[0] if args.r else None,
+                        extrapolate=args.extrapolate, **kw)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"rins fit: error: {e}", file=sys.stderr)
         return 2

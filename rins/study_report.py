@@ -290,7 +290,9 @@ def _table_section(size: str, rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
         if key[2] > 0:  # stochastic depth: also at r = 1 (the no-regret depth)
             rows.append([_label(key), "r = 1"] + [_pm(list(r1[key].get(b, {}).values())) for b in budgets])
     one = next(iter(rs))
-    text = (f"### Size {size} ({one.params:,} parameters, {one.non_embedding_params:,} non-embedding)\n\n"
+    ne = "n/a" if one.non_embedding_params is None else f"{one.non_embedding_params:,}"
+    params = f"{one.params:,}" if one.params else "n/a"
+    text = (f"### Size {size} ({params} parameters, {ne} non-embedding)\n\n"
             "Final held-out loss (nats/token), mean ± standard deviation over seeds:\n\n"
             + _md(["layout", "depth"] + [f"C = {b:.3g}" for b in budgets], rows) + "\n\n")
     return text, {"losses": data}

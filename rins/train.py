@@ -242,6 +242,73 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
 PRE_DECAY = "pre_decay"  # RUN_DIR/pre_decay/checkpoints/: a WSD run's state where its decay began (for --extend)
 
 
+_PEAKS: dict[tuple[str, str], float] = {}
+
+
+def peak_flops(device: torch.device, dtype: str) -> tuple[float, str]:
+    """The peak FLOP/s that MFU is measured against, and where it came from: ``$RINS_PEAK_FLOPS`` ("configured",
+    e.g. 989e12 for an H100's dense bf16), else the best of a few square matmuls in the run's dtype on its device
+    and threads ("measured", once per process) — what the hardware delivers, not a datasheet figure."""
+    env = os.environ.get("RINS_PEAK_FLOPS")
+    if env:
+        try:
+            value = float(env)
+        except ValueError:
+            raise ValueError(f"RINS_PEAK_FLOPS={env!r} is not a number of FLOP/s (e.g. 989e12)") from None
+        if value > 0:
+            return value, "configured"
+    key = (str(device), dtype)
+    if key not in _PEAKS:
+        n = 4096 if device.type == "cuda" else 512
+        dt = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+        best = math.inf
+        for _ in range(6):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - t)
+        _PEAKS[key] = 2 * n ** 3 / max(best, 1e-9)
+    return _PEAKS[key], "measured"
+
+
+@dataclass
+class _Pace:
+    """Speed of this invocation for the log and the console: units (tokens) and FLOPs per second, MFU, elapsed
+    seconds and the ETA of the remaining steps."""
+
+    t0: float
+    step0: int
+    units0: int
+    flops0: float
+    peak: float
+    unit: str  # "tok" (LM) or "ex" (vision: examples)
+
+    def record(self, run: _Run) -> dict[str, float]:
+        dt = max(time.time() - self.t0, 1e-9)
+        done = run.step - self.step0
+        flops_per_s = (run.flops - self.flops0) / dt
+        rec = {"units_per_s": (run.tokens - self.units0) / dt, "flops_per_s": flops_per_s,
+               "mfu": flops_per_s / self.peak, "elapsed_s": dt,
+               "eta_s": (run.total - run.step) * dt / done if done else math.nan}
+        if self.unit == "tok":
+            rec["tokens_per_s"] = rec["units_per_s"]
+        return rec
+
+    def line(self, rec: dict[str, float]) -> str:
+        eta = "?" if not math.isfinite(rec["eta_s"]) else _hms(rec["eta_s"])
+        return (f"{rec['units_per_s']:,.0f} {self.unit}/s, MFU {100 * rec['mfu']:.1f}%, elapsed "
+                f"{_hms(rec['elapsed_s'])}, ETA {eta}")
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
 @dataclass
 class _Run:
     """One invocation's state, handed from each named step of the loop to the next."""
@@ -265,6 +332,7 @@ class _Run:
     tokens: int = 0
     flops: float = 0.0  # FLOPs executed (drawn depths under stochastic RINS)
     ck: Path | None = None  # the checkpoint resumed from
+    pace: _Pace | None = None  # speed, elapsed time and ETA of this invocation (set by _loop)
 
     @property
     def is_main(self) -> bool:
@@ -391,7 +459,12 @@ def _check_same_config(old_cfg: TrainConfig, cfg: TrainConfig, run_dir: Path, ex
     diff = [k for k in sorted(set(old_fp) | set(new_fp), key=str) if old_fp.get(k) != new_fp.get(k)]
     shown = "; ".join(f"{k}: {old_fp.get(k)!r} -> {new_fp.get(k)!r}" for k in diff[:4])
     if all(k.startswith("budget.") for k in diff) and not extend:
-        shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
+        if old_cfg.optim.schedule == "cosine":  # --extend refuses cosine runs: do not send the user there
+            shown += (" (a cosine schedule cannot be extended, its every learning rate depends on the total length: "
+                      "train the larger budget as a new run, e.g. --name NEW; wsd or constant runs can be extended "
+                      "with --extend)")
+        else:
+            shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
     raise CheckpointError(
         f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
         f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume (and budget.* with --extend); use "
@@ -484,20 +557,31 @@ def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
         last_eval = run.task.evaluate(run.model, depths) if eval_here else {}
         _check_eval(last_eval, run.step, run.run_dir)
     t0 = time.time()
+    peak, source = peak_flops(run.device, cfg.dtype)
+    if run.is_main and run.step < run.total:
+        run.say(f"[rins] MFU is measured against {peak:.3g} FLOP/s ({source}"
+                + (": a matmul in the run's dtype; set RINS_PEAK_FLOPS to use a datasheet peak)" if source == "measured"
+                   else ", RINS_PEAK_FLOPS)"))
+    run.pace = _Pace(t0, run.step, run.tokens, run.flops, peak, "tok" if cfg.task == "lm" else "ex")
     run.model.train()
+    stop = _StopOnInterrupt(run.is_main)
     try:
         while run.step < run.total:
             loss, gnorm, lr = _optimise(run)
-            _log_step(run, logger, bar, loss, gnorm, lr, (run.step - start_step) * run.units_per_step, t0)
+            _log_step(run, logger, bar, loss, gnorm, lr)
             if run.step in evals:
                 # intermediate points: the trained depth only (the learning curve); the last: every depth
                 at = depths if (run.step == run.total or cfg.eval_all_depths) else [None]
                 last_eval = _evaluate(run, at, eval_here, logger, bar)
-            stopping = stop_after is not None and run.step - start_step >= stop_after
+            interrupted = stop.requested(run)
+            stopping = interrupted or (stop_after is not None and run.step - start_step >= stop_after)
             _save(run, stopping, pre_decay)
+            if interrupted:
+                raise TrainingInterrupted(run.run_dir, run.step, run.total)
             if stopping:
                 break
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
         logger.close()
@@ -581,20 +665,66 @@ def _optimise(run: _Run) -> tuple[torch.Tensor, torch.Tensor, float]:
     return loss_val, gnorm, lr
 
 
-def _log_step(run: _Run, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm: torch.Tensor, lr: float,
-              units_run: int, t0: float) -> None:
-    """Advance the progress bar; a train record every ``log_every`` steps (and at the first and last)."""
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run at the end of a step, after checkpointing it: rerunning the command resumes it."""
+
+    def __init__(self, run_dir: Path, step: int, total: int) -> None:
+        super().__init__(f"interrupted at step {step}/{total}; checkpointed in {run_dir}")
+        self.run_dir, self.step, self.total = run_dir, step, total
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C (SIGINT) asks the loop to stop at the end of the current step and checkpoint; a second
+    one interrupts at once. Only in the main thread of the main process (signal handlers live there)."""
+
+    def __init__(self, active: bool) -> None:
+        import signal
+        import threading
+
+        self._hit = False
+        self._old = None
+        if active and threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._hit:
+            raise KeyboardInterrupt
+        self._hit = True
+        print("\n[rins] stopping after this step and checkpointing (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
+
+    def requested(self, run: _Run) -> bool:
+        hit = self._hit
+        if run.dist_ctx:  # every rank stops at the same step (the checkpoint is collective)
+            hit = bool(run.dist_ctx.mean(torch.tensor(float(hit), device=run.device)) > 0)
+        return hit
+
+    def restore(self) -> None:
+        if self._old is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def _log_step(run: _Run, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm: torch.Tensor, lr: float) -> None:
+    """Advance the progress bar (which shows elapsed time and ETA itself); a train record every ``log_every`` steps
+    (and at the first and last) with the speed, MFU, elapsed seconds and ETA, also as a plain line off a terminal."""
     step, total = run.step, run.total
+    logged = step % run.cfg.log_every == 0 or step == total or step == 1
     if bar is not None:
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
-    if step % run.cfg.log_every == 0 or step == total or step == 1:
-        dt = time.time() - t0
+        if logged:
+            pace = run.pace.record(run)
+            bar.set_postfix_str(f"loss {float(loss):.3f}, {pace['units_per_s']:,.0f} {run.pace.unit}/s, "
+                                f"MFU {100 * pace['mfu']:.1f}%")
+    if logged:
+        pace = run.pace.record(run)
         rec = {"event": "train", "step": step, "loss": float(loss), "lr": lr, "tokens": run.tokens,
-               "flops": run.flops, "grad_norm": float(gnorm), "units_per_s": units_run / max(dt, 1e-9)}
+               "flops": run.flops, "grad_norm": float(gnorm), **pace}
         logger.log(rec)
         if bar is None:
-            run.say(f"[rins] step {step}/{total} loss {float(loss):.4f} lr {lr:.2e} {rec['units_per_s']:.0f} units/s")
+            run.say(f"[rins] step {step}/{total} loss {float(loss):.4f} lr {lr:.2e} {run.pace.line(pace)}")
 
 
 # -- evaluate ----------------------------------------------------------------------------------

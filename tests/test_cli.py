@@ -134,6 +134,29 @@ def test_python_api_exports(corpus, cache, tmp_path):
     assert mod is rins.train and mod.train(cfg, quiet=True)["complete"]
 
 
+def test_top_level_api_is_listed_and_covers_the_readme():
+    """Every public name is in dir(rins) (the lazily loaded ones too), and every rins.NAME the README uses exists
+    at the top level, e.g. rins.load_model."""
+    import importlib
+
+    from rins.checkpoint import load_model
+    from rins.evaluation import evaluate_run
+
+    assert set(rins.__all__) <= set(dir(rins)) and {"load_model", "evaluate_run", "generate_text"} <= set(dir(rins))
+    assert rins.load_model is load_model and rins.evaluate_run is evaluate_run
+    used = set(re.findall(r"(?<![\w/])rins\.([A-Za-z_]\w*)", (ROOT / "README.md").read_text()))
+    missing = []
+    for name in sorted(used):
+        try:
+            getattr(rins, name)
+        except AttributeError:
+            try:
+                importlib.import_module(f"rins.{name}")  # a submodule (rins.hf, rins.evaluation ...)
+            except ImportError:
+                missing.append(name)
+    assert not missing, f"the README uses rins.{missing} that do not exist"
+
+
 # ----------------------------------------------------------------------------------------------
 # The run-directory lock
 
@@ -253,3 +276,61 @@ def test_train_help_lists_the_other_tasks_model_keys_and_each_one_sets():
             shown = ("none" if obj is None else str(obj).lower() if isinstance(obj, bool)
                      else f"{obj:.4g}" if isinstance(obj, float) else str(obj))
             assert shown == value, (task, key, value, obj)
+
+
+def test_flags_take_dashes_or_underscores_and_typos_get_a_suggestion(capsys):
+    def resolved(*args: str) -> dict:
+        assert cli(["train", "--preset", "tiny", "--print-config", *args]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    c = resolved("--batch_size", "4", "--model.n-kv-heads", "2", "--optim.warmup-frac=0.2", "--print_config")
+    assert c["batch_size"] == 4 and c["model"]["n_kv_heads"] == 2 and c["optim"]["warmup_frac"] == 0.2
+    assert resolved("--batch-size", "4", "--model.n_kv_heads", "2")["model"]["n_kv_heads"] == 2
+    with pytest.raises(SystemExit) as e:
+        cli(["train", "--preset", "tiny", "--model.signture", "A^2B"])
+    assert e.value.code == 2
+    assert "unrecognized argument: --model.signture (did you mean --model.signature?)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["generate", "run", "--prompt", "x", "--max_new_token", "3"])
+    assert "(did you mean --max-new-tokens?)" in capsys.readouterr().err
+
+
+def test_every_verb_help_shows_types_and_defaults():
+    """No bare placeholder (argparse's `--batches BATCHES`): every option that takes a value shows its type or
+    its choices, and every option with a default shows it."""
+    from rins.cli import VERBS, _HelpFormatter
+
+    ap = build_parser()
+    sub = next(a for a in ap._actions if a.dest == "cmd").choices
+    for verb in VERBS:
+        if verb == "lm-eval":
+            continue
+        p = sub[verb]
+        p.format_help()  # populates the verb's arguments
+        fmt = _HelpFormatter(verb)
+        for a in p._actions:
+            if not a.option_strings or a.nargs == 0 or a.dest == "help":
+                continue
+            assert a.choices is not None or a.metavar not in (None, a.dest.upper()), (verb, a.option_strings)
+            if a.default not in (None, False, [], "==SUPPRESS=="):
+                assert "default" in fmt._get_help_string(a), (verb, a.option_strings)
+
+
+def test_r_is_a_list_of_depths_in_every_verb(capsys):
+    def parse(*argv: str):
+        return build_parser().parse_args(list(argv))
+
+    assert parse("eval", "run", "--r", "1,2,3").r == [1, 2, 3] and parse("eval", "run", "--r", "2").r == [2]
+    assert parse("flops", "--r", "2").r == [2]
+    single = (("plan", "A^2B", "--layers", "4"), ("generate", "run", "--prompt", "x"), ("export", "run", "--out", "o"),
+              ("fit", "run"))
+    for argv in single:
+        assert parse(*argv, "--r", "3").r == [3]
+        with pytest.raises(SystemExit):
+            parse(*argv, "--r", "2,3")
+        assert "runs at one depth; got 2 (2,3): pass one, e.g. --r 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse("eval", "run", "--r", "0,x")
+    assert "comma-separated integers >= 1" in capsys.readouterr().err
+    assert cli(["plan", "A^2B", "--layers", "4", "--r", "3"]) == 0
+    assert "rounds: [" in capsys.readouterr().out

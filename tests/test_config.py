@@ -84,3 +84,39 @@ def test_typed_overrides_of_vision_towers():
     c = load_config("siglip-cpu", None, ["model.text.pool=last", "model.image.signature=A^2B", "model.image.p_skip=0.5",
                                          "name=123"])
     assert c.model.text.pool == "last" and c.model.image.p_skip == 0.5 and c.name == "123"
+
+
+def test_preset_context_follows_the_data_length_unless_set():
+    """A preset pins model.max_seq_len to its data.seq_len; changing seq_len moves it along (the help says it
+    defaults to data.seq_len), setting it keeps it, and the preset alone records the same config as before."""
+    assert load_config("tiny").to_dict()["model"] == {"n_layers": 4, "d_model": 32, "n_heads": 4, "max_seq_len": 32,
+                                                      "signature": "AB"}
+    assert load_config("tiny", overrides=["data.seq_len=128"]).to_dict()["model"]["max_seq_len"] == 128
+    both = load_config("tiny", overrides=["data.seq_len=64", "model.max_seq_len=100"])
+    assert both.to_dict()["model"]["max_seq_len"] == 100
+    from rins.tasks.lm import LMTask
+
+    longer = load_config("tiny", overrides=["data.seq_len=128"])
+    assert LMTask.model_config_from(longer.to_dict()["model"], longer).max_seq_len == 128  # was refused (32 < 128)
+    with pytest.raises(ValueError, match="max_seq_len=16 < data.seq_len=64"):  # set by hand: still checked
+        load_config("tiny", overrides=["data.seq_len=64", "model.max_seq_len=16"])
+
+
+def test_data_cache_is_per_user(tmp_path, monkeypatch):
+    """The cache defaults to $RINS_CACHE, else $XDG_CACHE_HOME/rins, else ~/.cache/rins, wherever rins runs from;
+    a .cache/rins in the current folder (the former default) is still found."""
+    from rins.config import DataConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RINS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert DataConfig().cache_dir == str(tmp_path / "xdg" / "rins")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert DataConfig().cache_dir == str(tmp_path / "home" / ".cache" / "rins")
+    monkeypatch.setenv("RINS_CACHE", str(tmp_path / "mine"))
+    assert load_config("tiny").data.cache_dir == str(tmp_path / "mine")
+    monkeypatch.delenv("RINS_CACHE")
+    (tmp_path / ".cache" / "rins").mkdir(parents=True)
+    assert DataConfig().cache_dir == ".cache/rins"
+    assert load_config("tiny", overrides=["data.cache_dir=/x"]).data.cache_dir == "/x"

@@ -68,3 +68,26 @@ def test_cli_eval_data_json_and_errors(run, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--batches must be >= 0"):
         cli(["eval", str(run), "--batches", "-1"])
+
+
+def test_cli_eval_scores_a_whole_file_by_default(run, tmp_path, capsys):
+    """`rins eval --data FOLDER` scores every document of a local file or folder (its train and held-out shares,
+    one stream); `--split val` keeps the held-out share only; the run's own corpus stays held-out by default."""
+    d = tmp_path / "docs"
+    d.mkdir()
+    for i in range(4):
+        (d / f"d{i}.txt").write_text(f"the king speaks to the queen {i}.\n" * 150)
+
+    def scored(*extra: str) -> dict:
+        assert cli(["eval", str(run), "--data", str(d), "--r", "1", "--batches", "0", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    whole, val, train = scored(), scored("--split", "val"), scored("--split", "train")
+    assert whole["split"] == "all" and val["split"] == "val" and train["split"] == "train"
+    # all windows of one stream of every document: at least the two shares' windows, far more than val alone
+    assert whole["windows"] >= train["windows"] + val["windows"] and whole["tokens"] > 3 * val["tokens"]
+    loss = whole["results"][0]["loss"]
+    lo, hi = sorted([train["results"][0]["loss"], val["results"][0]["loss"]])
+    assert lo - 0.05 <= loss <= hi + 0.05  # about a token-weighted mix of the two shares
+    assert cli(["eval", str(run), "--r", "1", "--json"]) == 0  # the run's own corpus: its held-out documents
+    assert json.loads(capsys.readouterr().out)["split"] == "val"

@@ -51,6 +51,10 @@ def test_extension_through_the_cli_and_refusals(corpus, cache, tmp_path, capsys)
     assert cli([*base, "--name", "cos", "--budget.steps", "8", "--extend"]) == 2
     err = capsys.readouterr().err
     assert "cosine schedule cannot be extended" in err and "total length" in err
+    assert cli([*base, "--name", "cos", "--budget.steps", "8"]) == 2  # the resume refusal must not send one to
+    err = capsys.readouterr().err                                     # --extend, which refuses cosine runs
+    assert "cosine schedule cannot be extended" in err and "train the larger budget as a new run" in err
+    assert "rins train --extend," not in err
     assert cli([*base, "--name", "w", "--budget.steps", "6", "--optim.schedule", "wsd"]) == 0
     assert cli([*base, "--name", "w", "--budget.steps", "5", "--optim.schedule", "wsd", "--extend"]) == 2
     assert "needs a larger budget" in capsys.readouterr().err

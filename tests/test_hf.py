@@ -335,6 +335,40 @@ def test_export_special_tokens_travel(tmp_path):
     assert both.shape[0] == 2
 
 
+_TOKENIZER_SCRIPT = """
+import sys, transformers
+kw = {} if sys.argv[2] == "bare" else {"trust_remote_code": sys.argv[2] == "True"}
+tok = transformers.AutoTokenizer.from_pretrained(sys.argv[1], **kw)
+print(type(tok).__module__, tok("w5 w9")["input_ids"])
+"""
+
+
+def _load_tokenizer_closed_stdin(path, how: str):
+    """AutoTokenizer in a fresh interpreter with stdin closed, as a script would run it: (stdout, stderr)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="warning")
+    p = subprocess.run([sys.executable, "-c", _TOKENIZER_SCRIPT, str(path), how], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    return p.stdout, p.stderr
+
+
+def test_export_tokenizer_loads_without_prompt_or_warning(exported):
+    """The load line `rins export` prints and the README shows, AutoTokenizer.from_pretrained(EXPORT,
+    trust_remote_code=True), asks nothing and warns nothing on every supported transformers (5.x reads
+    config.json first: without the flag it would ask to run configuration_rins.py). The tokenizer is stock.
+    On 4.x the bare call is silent too (the tokenizer_config's tokenizer_class is read first)."""
+    _, path = exported
+    hows = ["True"] + (["bare"] if int(transformers.__version__.split(".")[0]) < 5 else [])
+    for how in hows:
+        out, err = _load_tokenizer_closed_stdin(path, how)
+        assert out.startswith("transformers.") and out.rstrip().endswith("[5, 9]"), (how, out)  # stock, no prompt
+        assert "custom code" not in err and "[y/N]" not in err and "model of type" not in err, (how, err)
+        assert "warn" not in err.lower(), (how, err)
+
+
 def test_convert_and_export_errors_are_one_line(tmp_path, capsys):
     """Unsupported sources and bad paths end in the CLI's one-line ``error:`` with exit code 2, not a traceback."""
     from rins.cli import main as cli

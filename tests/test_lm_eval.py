@@ -192,3 +192,77 @@ def test_shipped_shakespeare_tasks(run_dir):
     res = evaluate(str(run_dir), names, r=1, include_path=str(here), include_defaults=False, limit=3,
                    log_samples=False)["results"]
     assert 0.0 <= res[names[0]]["acc,none"] <= 1.0 and res[names[1]]["bits_per_byte,none"] > 0
+
+
+def test_over_long_requests_same_rules_as_hf(run_dir, tmp_path, monkeypatch, capsys, caplog):
+    """On a run whose context (32 tokens) is shorter than the requests, `rins lm-eval` and `lm_eval --model hf` on
+    the export follow the same rules: a long context is truncated from the left, with a warning, to the same
+    numbers; a continuation longer than the context is refused by both (the shipped example tasks)."""
+    import logging
+    import sys
+    from pathlib import Path
+
+    import lm_eval.tasks
+    from lm_eval.__main__ import cli_evaluate
+
+    from rins.cli import main as cli
+    from rins.hf import export
+
+    init = lm_eval.tasks.TaskManager.__init__
+    monkeypatch.setattr(lm_eval.tasks.TaskManager, "__init__",  # skip indexing lm-eval's ~10k built-in tasks
+                        lambda self, *a, **kw: init(self, *a, **{**kw, "include_defaults": False}))
+    long_ctx = " ".join(CORPUS[:8])  # ~40 tokens: over the 32-token context
+    docs = [{"question": f"{long_ctx} the cat sat on the", "choices": [" mat", " park", " blue"], "label": 0},
+            {"question": f"{long_ctx} two plus two is", "choices": [" four", " green"], "label": 0}]
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "rins_long.yaml").write_text(json.dumps(dict(
+        task="rins_long", dataset_path="json", test_split="test", output_type="multiple_choice",
+        dataset_kwargs={"data_files": {"test": str(tmp_path / "long.jsonl")}, "cache_dir": str(tmp_path / "c")},
+        doc_to_text="{{question}}", doc_to_target="{{label}}", doc_to_choice="{{choices}}",
+        metric_list=[{"metric": "acc"}])))
+    exp = export(str(run_dir), tmp_path / "exp")
+
+    def both(tasks: list[str], out: str):
+        """(`rins lm-eval` exit code, its stderr, what `lm_eval --model hf` raised or None)."""
+        code = cli(["lm-eval", "--model_args", f"run_dir={run_dir},r=2", *tasks, "--output_path",
+                    str(tmp_path / out / "native")])
+        err = capsys.readouterr().err
+        monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "hf", "--model_args",
+                                          f"pretrained={exp},trust_remote_code=True,rins_r=2", "--device", "cpu",
+                                          *tasks, "--output_path", str(tmp_path / out / "hf")])
+        try:
+            cli_evaluate()
+            raised = None
+        except AssertionError as e:
+            raised = e
+        return code, err, raised
+
+    lm_eval_log = logging.getLogger("lm_eval")  # lm-eval's loggers do not propagate to the root's caplog
+    lm_eval_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            code, _, raised = both(["--tasks", "rins_long", "--include_path", str(tmp_path), "--log_samples"],
+                                   "long")
+    finally:
+        lm_eval_log.removeHandler(caplog.handler)
+    assert code == 0 and raised is None
+    warned = [r.getMessage() for r in caplog.records if "max_length=32" in r.getMessage() or
+              "exceeds model's maximum length (32)" in r.getMessage()]
+    assert any("truncated from the left" in w for w in warned), warned  # rins
+    assert any("Truncating" in w for w in warned), warned  # lm-eval's hf
+    native, hf = _results(tmp_path / "long" / "native"), _results(tmp_path / "long" / "hf")
+    assert native["rins_long"]["acc,none"] == hf["rins_long"]["acc,none"]
+    for a, b in zip(_samples(tmp_path / "long" / "native"), _samples(tmp_path / "long" / "hf")):
+        assert all(math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-4) for x, y in zip(a, b)), (a, b)
+
+    shipped = Path(__file__).resolve().parents[1] / "examples" / "lm_eval"
+    code, err, raised = both(["--tasks", "rins_shakespeare_next_line", "--include_path", str(shipped)], "shipped")
+    assert code == 2 and "continuation longer than the model's context" in err and "max_length=32" in err, err
+    assert raised is not None  # lm-eval's hf: `assert len(continuation_enc) <= self.max_length`
+
+
+def _samples(out_dir) -> list[list[float]]:
+    """The per-choice log-likelihoods lm-eval logged, in document order."""
+    (path,) = list(out_dir.rglob("samples_*.jsonl"))
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    return [[float(r[0][0]) for r in row["resps"]] for row in sorted(rows, key=lambda row: row["doc_id"])]

@@ -1,5 +1,6 @@
 """Loggers (JSONL + TensorBoard + W&B offline behind one interface) and the console output of a run."""
 
+import re
 import sys
 
 import pytest
@@ -27,7 +28,7 @@ def test_tensorboard_event_files_are_written_and_read_back(corpus, cache, tmp_pa
     acc = EventAccumulator(str(tmp_path / "tb" / "tb")).Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/grad_norm", "eval/val_loss", "eval/val_loss_r1",
-            "eval/val_loss_r3"} <= tags
+            "eval/val_loss_r3", "train/tokens_per_s", "train/mfu", "train/elapsed_s", "train/eta_s"} <= tags
     logged = {r["step"]: r["loss"] for r in read_log(tmp_path / "tb", "train")}
     events = {e.step: e.value for e in acc.Scalars("train/loss")}
     # one value per step (the resumed steps replaced the interrupted process's), equal to log.jsonl's (float32)
@@ -74,3 +75,59 @@ def test_eval_lines_are_formatted_and_shown_with_the_progress_bar(corpus, cache,
     cap = capsys.readouterr()
     assert "[rins] step " not in cap.out
     assert "[rins] eval step 1/4: val_loss (r=2) " in cap.err and "[rins] eval step 4/4" in cap.err
+
+
+def test_speed_mfu_elapsed_and_eta_in_the_log_and_the_plain_lines(corpus, cache, tmp_path, capsys, monkeypatch):
+    """Off a terminal every log line says tokens/s, MFU, elapsed and ETA; log.jsonl has them as numbers; the run
+    leaves no lock file behind."""
+    monkeypatch.setenv("RINS_PEAK_FLOPS", "1e9")  # a configured peak: MFU = FLOP/s / 1e9
+    cfg = cfg_for(corpus, cache, tmp_path, "speed", "budget.steps=4", "log_every=1")
+    train(cfg)
+    out = capsys.readouterr().out
+    assert "MFU is measured against 1e+09 FLOP/s (configured, RINS_PEAK_FLOPS)" in out
+    lines = [x for x in out.splitlines() if x.startswith("[rins] step ")]
+    assert len(lines) == 4 and all(re.search(r"[\d,]+ tok/s, MFU [\d.]+%, elapsed \d+:\d\d, ETA \d+:\d\d$", x)
+                                   for x in lines), lines
+    recs = read_log(tmp_path / "speed", "train")
+    for r in recs:
+        assert r["tokens_per_s"] == r["units_per_s"] > 0 and r["elapsed_s"] > 0 and r["eta_s"] >= 0
+        assert r["mfu"] == pytest.approx(r["flops_per_s"] / 1e9)
+    assert [r["elapsed_s"] for r in recs] == sorted(r["elapsed_s"] for r in recs) and recs[-1]["eta_s"] == 0
+    assert {"train/tokens_per_s", "train/mfu", "train/elapsed_s", "train/eta_s"} <= set(scalars(recs[0]))
+    assert not (tmp_path / "speed.lock").exists()
+    monkeypatch.setenv("RINS_PEAK_FLOPS", "fast")
+    with pytest.raises(ValueError, match="RINS_PEAK_FLOPS='fast' is not a number"):
+        train(cfg_for(corpus, cache, tmp_path, "bad", "budget.steps=1"), quiet=True)
+
+
+def test_ctrl_c_checkpoints_and_says_how_to_resume(corpus, cache, tmp_path, capsys, monkeypatch):
+    """The first Ctrl-C ends the step, checkpoints and ends with one line naming the resume command (no
+    traceback); that command resumes from there."""
+    import os
+    import signal
+
+    import rins.train as T
+    from rins.cli import main as cli
+
+    real = T._optimise
+
+    def optimise(run):
+        out = real(run)
+        if run.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C in the terminal
+        return out
+
+    monkeypatch.setattr(T, "_optimise", optimise)
+    argv = ["train", "--preset", "tiny", "--data.corpus", str(corpus), "--data.cache_dir", str(cache), "--out-dir",
+            str(tmp_path), "--name", "cc", "--budget.steps", "6", "--progress", "false"]
+    assert cli(argv) == 130
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert "Traceback" not in err and len(lines) == 1
+    assert lines[0] == (f"interrupted: the run was checkpointed at step 2/6 in {tmp_path / 'cc'}; resume it with: "
+                        f"rins {' '.join(argv)}")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert not (tmp_path / "cc.lock").exists()
+    monkeypatch.setattr(T, "_optimise", real)
+    assert cli(argv) == 0
+    assert "resuming at step 2" in capsys.readouterr().out

@@ -172,3 +172,36 @@ def test_size_dependence_compares_sizes_with_their_own_budgets():
     # the other way round: M gains more than S's interpolated -0.2
     runs[5] = _lm_run("A^2B", "M", 900, 1e11, 4.6)
     assert _best_depth_by_size_and_budget(runs, margin=0.01)[1]["smaller_gains_more"] == [False]
+
+
+def test_two_run_grid_invents_nothing(sweep_dir, tmp_path):
+    """A report on two run directories (AB and A^2B at one budget): counts come from the runs (the
+    non-embedding count from the config, as a run summary has it), the fit uses the points `rins fit` fits,
+    and no claim gets a verdict it lacks the runs for; each says what is missing."""
+    from rins.runs import run_summary
+    from rins.scaling import load_curve
+
+    two = [sweep_dir / "base_AB_C3e9_s0", sweep_dir / "base_Ax2B_C3e9_s0"]
+    res = build_report(two, tmp_path / "o", n_boot=0)
+    text, data = res["text"], res["data"]
+    want = run_summary(two[0])["non_embedding_params"]
+    assert want > 0 and f"{want:,} non-embedding" in text and " 0 non-embedding" not in text
+    for fit in data["claim4"]["fits"]:
+        run = next(p for p in two if ("Ax2B" in p.name) == (fit["signature"] == "A^2B"))
+        assert fit["points"] == len(load_curve(run)[0]) > 3, (fit, run)
+    summary = text.split("## Summary")[1].split("\n## ")[0]
+    assert "**held**" not in summary and "did not hold" not in summary, summary  # no verdict either way
+    for claim, missing in (("1", "missing: RAO (e.g. (AB)^2), middle (e.g. AB^2C)"),
+                           ("2", "a second budget for one model size"), ("3", "at least 4 layouts"),
+                           ("6", "no stochastic run")):
+        assert re.search(rf"Not tested: .*{re.escape(missing)}", text), (claim, missing)
+    assert data["claim1"]["held"] is None and data["claim1"]["n"] == 1
+
+
+def test_missing_counts_are_not_zero():
+    """A run that recorded no parameter count shows "n/a", never 0."""
+    from rins.study_report import study_section
+
+    runs = [_lm_run("AB", "S", 0, 1e10, 5.0), _lm_run("A^2B", "S", 0, 1e10, 5.1)]
+    text = study_section(runs, [], n_boot=0)[0]
+    assert "(n/a parameters, n/a non-embedding)" in text
