@@ -166,10 +166,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def _run_train_config(run_dir: Path):
     """The :class:`~rins.config.TrainConfig` a run directory was trained with."""
-    from .config import TrainConfig
-    from .runs import run_config
+    from .runfiles import load_run_config
 
-    return TrainConfig.from_dict(run_config(run_dir))
+    return load_run_config(run_dir)
 
 
 def _load_run(run_dir: str, task=None, verify: bool = True):

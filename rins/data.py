@@ -781,7 +781,9 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist; run prepare_data first")
-    return Tokenizer.from_file(str(path))
+    from .runfiles import read_tokenizer
+
+    return read_tokenizer(path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -807,8 +809,14 @@ def load_bundle(directory: str | Path) -> DataBundle:
     meta_path = d / "meta.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{d} is not a prepared data folder (no meta.json); run prepare_data")
-    meta = json.loads(meta_path.read_text())
-    return DataBundle(d, d / "tokenizer.json", d / "train.bin", d / "val.bin", int(meta["vocab_size"]), meta)
+    from .runfiles import RunFileError, read_json_object
+
+    fix = f"delete {d} so that prepare_data rebuilds it"
+    meta = read_json_object(meta_path, fix)
+    vocab = meta.get("vocab_size")
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or not 0 < vocab <= MAX_VOCAB_SIZE:
+        raise RunFileError(f"{meta_path}: vocab_size={vocab!r} is not a vocabulary size; {fix}")
+    return DataBundle(d, d / "tokenizer.json", d / "train.bin", d / "val.bin", vocab, meta)
 
 
 def bytes_per_token(bundle: DataBundle) -> float:

@@ -39,20 +39,20 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
     """
     from .checkpoint import load_model
-    from .config import TrainConfig
-    from .data import TokenDataset, bytes_per_token, prepare_data
-    from .runs import run_config
+    from .data import TokenDataset, bytes_per_token, load_tokenizer, prepare_data
+    from .runfiles import load_run_config
     from .tasks import default_depths
     from .tasks.lm import eval_batch_size, mean_loss
 
     rd = Path(run_dir)
-    cfg = TrainConfig.from_dict(run_config(rd))
+    cfg = load_run_config(rd)
     _check_args(rd, cfg, split, batches, batch_size)
     if batch_size is None:
         batch_size = eval_batch_size(cfg)  # the trainer's choice: the same windows as its evals
     tok_path = rd / "tokenizer.json"
     if not tok_path.is_file():
         raise FileNotFoundError(f"{rd} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
+    load_tokenizer(tok_path)  # a corrupt one fails here, naming the file, before any corpus is read
     spec = data or cfg.data.corpus
     # the run's own tokenizer (never a new one), the run's split of documents
     bundle = prepare_data(spec, cfg.data.cache_dir, cfg.data.vocab_size, cfg.data.val_fraction, cfg.seed,

@@ -493,3 +493,61 @@ def test_kill_and_resume_is_exact(corpus, cache, tmp_path):
     assert train_records(run) == train_records(tmp_path / "ref")  # same losses, each step once
     litter = [q for d in (run, run / "checkpoints") for q in d.iterdir() if ".tmp-" in q.name]
     assert litter == []
+
+
+# ----------------------------------------------------------------------------------------------
+# issue #28: corrupt run files name the file; checkpoint metadata is checked after its hash
+
+
+def rehash(ck: Path) -> None:
+    """Recompute every SHA-256 of a checkpoint, as someone editing it on purpose would."""
+    from rins.checkpoint import TENSOR_FILES, _file_sha256, _meta_sha256
+
+    meta = json.loads((ck / "meta.json").read_text())
+    meta["sha256"] = {f: _file_sha256(ck / f) for f in TENSOR_FILES}
+    meta["sha256"]["meta"] = _meta_sha256(meta)
+    (ck / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("file", ["tokenizer.json", "config.json"])
+def test_corrupt_run_files_are_one_line_errors_naming_the_file(corpus, cache, tmp_path, capsys, file):
+    run = trained(corpus, cache, tmp_path, "garbage")
+    (run / file).write_text("{not json")
+    for argv in (["generate", str(run), "--prompt", "the", "--max-new-tokens", "2"],
+                 ["eval", str(run), "--batches", "1"]):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(run / file) in err and "Traceback" not in err, err
+        assert ("not a valid tokenizer file" if file == "tokenizer.json" else "is not valid JSON") in err
+    from rins.runfiles import RunFileError
+
+    if file == "config.json":
+        (run / file).write_text(json.dumps({"optim": {"lr": "fast"}}))  # JSON, but not a config
+        with pytest.raises(RunFileError, match=r"config.json: holds an invalid config \(config optim.lr='fast'"):
+            from rins.evaluation import evaluate_run
+
+            evaluate_run(run)
+
+
+@pytest.mark.parametrize("key, value, match", [("tokens", "abc", "tokens='abc'"), ("tokens", -5, "tokens=-5"),
+                                               ("flops", float("nan"), "flops=nan"), ("name", 3, "name=3")])
+def test_checkpoint_meta_is_checked_after_its_hash(corpus, cache, tmp_path, key, value, match):
+    run = trained(corpus, cache, tmp_path, "meta")
+    ck = latest_checkpoint(run)
+    edit_meta(ck, **{key: value})
+    rehash(ck)  # the hash now vouches for the edit: the values themselves must be refused
+    with pytest.raises(CheckpointError, match=f"meta.json {match} is invalid"):
+        train(cfg_for(corpus, cache, tmp_path, "meta", **STEPS), quiet=True)
+
+
+def test_float64_weights_are_refused_half_precision_is_widened(corpus, cache, tmp_path):
+    run = trained(corpus, cache, tmp_path, "f64")
+    ck = latest_checkpoint(run)
+    w = load_file(str(ck / "model.safetensors"))
+    save_file({k: v.double() for k, v in w.items()}, str(ck / "model.safetensors"))
+    rehash(ck)
+    with pytest.raises(CheckpointError, match="dtype torch.float64 vs model torch.float32"):
+        load_model(run)
+    save_file({k: v.bfloat16() if v.is_floating_point() else v for k, v in w.items()}, str(ck / "model.safetensors"))
+    rehash(ck)
+    assert next(load_model(run).parameters()).dtype == torch.float32

@@ -1,0 +1,98 @@
+"""Checked readers for the files of a run directory and a prepared data folder (issue #28).
+
+``config.json``, ``tokenizer.json``, checkpoint ``meta.json``, ``LATEST``, ``special_tokens_map.json`` and a
+data folder's ``meta.json`` are read through :func:`read_json_object`, :func:`read_text_file` and
+:func:`read_tokenizer`, which raise one :class:`RunFileError` (a ``ValueError``) that names the file, what is
+wrong with it and how to fix it, instead of a bare ``JSONDecodeError`` or the tokenizers library's
+``Exception: expected value at line 1 column 1``. Standard library only (the tokenizers import is lazy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunFileError", "read_json_object", "read_text_file", "read_tokenizer"]
+
+MAX_JSON_BYTES = 256 << 20  # a run's JSON files are small; a huge one is not ours (and would be read whole)
+
+
+class RunFileError(ValueError):
+    """A file of a run directory or data folder that is missing, unreadable or corrupt; the message names the
+    file and the fix."""
+
+
+def _fail(path: Path, problem: str, fix: str) -> RunFileError:
+    return RunFileError(f"{path}: {problem}; {fix}")
+
+
+def read_text_file(path: str | Path, fix: str, max_bytes: int = MAX_JSON_BYTES) -> str:
+    """The UTF-8 text of ``path``; :class:`RunFileError` naming the file and ``fix`` when it is missing, not a
+    regular file, larger than ``max_bytes``, unreadable or not UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "does not exist", fix)
+    if not path.is_file():
+        raise _fail(path, "is not a regular file", fix)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise _fail(path, f"is {size:,} bytes, more than the {max_bytes:,} such a file can be", fix)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise _fail(path, f"cannot be read ({e.strerror or e})", fix) from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _fail(path, f"is not UTF-8 text (byte {e.start})", fix) from e
+
+
+def read_json_object(path: str | Path, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`RunFileError` naming the file, the problem (with the line and column
+    of a syntax error) and ``fix`` otherwise."""
+    path = Path(path)
+    text = read_text_file(path, fix)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _fail(path, f"is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", fix) from e
+    except RecursionError as e:
+        raise _fail(path, "is not valid JSON (nested too deeply)", fix) from e
+    if not isinstance(obj, dict):
+        raise _fail(path, f"holds a JSON {type(obj).__name__}, not an object", fix)
+    return obj
+
+
+def read_tokenizer(path: str | Path, fix: str = "restore it from the data folder it was trained with "
+                   "(.cache/rins/data/*/tokenizer.json) or retrain the run"):
+    """A ``tokenizers.Tokenizer`` from a ``tokenizer.json``; :class:`RunFileError` naming the file and ``fix``
+    when it is missing or is not a tokenizer the library can read."""
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    text = read_text_file(path, fix)
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as e:  # the library raises a bare Exception on any parse error
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _fail(path, f"is not a valid tokenizer file ({msg})", fix) from e
+
+
+def load_run_config(run_dir: str | Path):
+    """The :class:`~rins.config.TrainConfig` of a run directory, from its ``config.json``.
+
+    ``FileNotFoundError`` when ``run_dir`` is not a run directory; :class:`RunFileError` naming
+    ``config.json`` when it is corrupt or holds a value the config refuses (the config's own message kept)."""
+    from .config import TrainConfig
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); pass the folder that "
+                                "`rins train` wrote (OUT_DIR/NAME)")
+    fix = "restore it (it is written once when the run starts) or retrain the run"
+    raw = read_json_object(path, fix)
+    try:
+        return TrainConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise _fail(path, f"holds an invalid config ({e})", fix) from e
