@@ -10,6 +10,11 @@ Quick tour::
 
     cfg = rins.load_config("tiny", overrides=["model.signature=A^2B", "budget.steps=50"])
     summary = rins.train(cfg)                            # what `rins train` runs (rins.TrainConfig: the fields)
+
+A bad argument to any public function or config (wrong type, out of range; nothing is coerced: 4.9 layers is
+an error, not 4) raises :class:`rins.ConfigError`, a ``ValueError`` naming the function, the argument and what
+is allowed (:class:`rins.SignatureError` is one); corrupt files raise ``CheckpointError`` / ``RunFileError``
+naming the file.
 """
 
 import importlib
@@ -17,11 +22,13 @@ from typing import Any
 
 # the plan is pure Python: always loaded; everything that needs torch is loaded on first use, so that
 # `import rins.scaling` / `rins.report` / `rins.plan` work without torch
+from .fields import ConfigError
 from .plan import SIGNATURE_PRESETS, Plan, SignatureError, compile_plan, enumerate_variants, parse_signature, preset
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
     "KVCache",
     "TrainConfig",
     "LMConfig",

@@ -40,6 +40,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .arguments import bad_argument
 from .fields import coerce_fields
 from .runfiles import RunFileError, read_json_object
 
@@ -408,6 +409,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     (signature, degree, adapters, ...) must agree with the run's ``config.json``."""
     from .model import LMConfig, RecursiveLM
 
+    _check_load_args("load_model", path, device, verify)
     weights, _, meta = load_checkpoint(path, verify=verify)
     cfg = meta.get("model_config")
     if not isinstance(cfg, dict):
@@ -421,6 +423,33 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     model = RecursiveLM(lm_cfg)
     load_state_into(model, weights, str(path))
     return model.to(device).eval()
+
+
+def _check_load_args(where: str, path: Any, device: Any, verify: Any) -> None:
+    """``path``, ``device`` and ``verify`` of a public loader by type (:class:`rins.ConfigError` naming them)."""
+    if not isinstance(path, str | os.PathLike):
+        raise bad_argument(where, "path", path, "must be a run directory or checkpoint folder (str or Path)")
+    if not isinstance(verify, bool):
+        raise bad_argument(where, "verify", verify, "must be True or False")
+    if not isinstance(device, str | torch.device):
+        raise bad_argument(where, "device", device, "must be a device such as 'cpu' or 'cuda:0'")
+    check_device(where, "device", device)
+
+
+def check_device(where: str, name: str, device: Any) -> torch.device:
+    """``device`` parsed (cpu, cuda, cuda:N, mps), and present on this machine; :class:`rins.ConfigError`
+    naming ``where`` and ``name`` otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise bad_argument(where, name, device, "is not a device: use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise bad_argument(where, name, device, "CUDA is not available on this machine; use cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise bad_argument(where, name, device, "MPS is not available on this machine; use cpu")
+    return dev
 
 
 def check_architecture(path: str | Path, model_config: dict[str, Any]) -> None:

@@ -222,6 +222,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _unescape(text: str) -> str:
+    """``--stop`` text with its Python backslash escapes read (``--stop-escapes``); a clear error for a bad one."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--stop {text!r}: invalid backslash escape at character {e.start} ({e.reason}); write "
+                         "\\\\ for a backslash, or drop --stop-escapes to take the text literally") from None
+
+
 def cmd_generate(a: argparse.Namespace) -> int:
     from .data import load_tokenizer
     from .generation import generate_text
@@ -241,7 +250,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
         show(prompt)
     text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=a.r, temperature=a.temperature,
                          top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
-                         stop=[s.encode().decode("unicode_escape") if "\\" in s else s for s in a.stop],
+                         stop=[_unescape(s) for s in a.stop] if a.stop_escapes else a.stop,
                          seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
                          on_note=lambda m: print(f"note: {m}", file=sys.stderr))
     print("" if stream else prompt + text)
@@ -355,7 +364,9 @@ def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X",
                    help="> 1 makes tokens already in the context less likely (1: off)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                   help="end at this text, which is not printed (repeatable; \\n etc. are unescaped)")
+                   help="end at this text, which is not printed (repeatable; taken literally, see --stop-escapes)")
+    p.add_argument("--stop-escapes", action="store_true",
+                   help="read backslash escapes in --stop (\\n, \\t, \\xHH, \\uXXXX, \\\\), e.g. --stop '\\n\\n'")
     p.add_argument("--no-stream", action="store_true", help="print the text once at the end instead of streaming")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--no-verify", action="store_true", help="skip the checkpoint's SHA-256 check")

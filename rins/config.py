@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tomllib
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -28,6 +29,9 @@ __all__ = [
     "preset_dict",
     "read_toml",
 ]
+
+
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?")  # parsed when the config is built, not at start
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
@@ -139,7 +143,8 @@ class TrainConfig:
         _check("threads", self.threads, 0 <= self.threads <= 4096, "must be in [0, 4096] (0: torch's default)")
         _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
         _check("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "must be 'float32' or 'bfloat16'")
-        _check("device", self.device, bool(self.device.strip()), "must be auto, cpu, cuda or cuda:N")
+        _check("device", self.device, _DEVICE_RE.fullmatch(self.device) is not None,
+               "must be auto, cpu, cuda, cuda:N or mps")
         from .loggers import LOGGERS, parse_loggers
 
         try:
@@ -164,7 +169,7 @@ class TrainConfig:
             _check(f"optim.{key}", getattr(o, key), 0 <= getattr(o, key) <= 1, "must be in [0, 1]")
         for key in ("beta1", "beta2"):
             _check(f"optim.{key}", getattr(o, key), 0 <= getattr(o, key) < 1, "must be in [0, 1)")
-        _check("optim.eps", o.eps, o.eps > 0, "must be > 0")
+        _check("optim.eps", o.eps, 0 < o.eps <= 1, "must be in (0, 1] (usual: 1e-8)")
         _check("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, "must be >= 0")
         _check("optim.grad_clip", o.grad_clip, o.grad_clip >= 0, "must be >= 0 (0: no clipping)")
         _check("optim.schedule", o.schedule, o.schedule in ("cosine", "wsd", "constant"),
@@ -196,10 +201,12 @@ class TrainConfig:
         given = parse_fields(cls, model, "model.")
         try:
             typed = task_class(self.task).model_config_from(given, self)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError) as e:  # a check across fields (not a ConfigError: it names no single key)
-            raise ValueError(f"config [model] of task {self.task!r} is invalid: {e}") from None
+        except (ValueError, TypeError) as e:
+            if isinstance(e, ConfigError) and str(e).startswith("config "):  # names its key already
+                raise
+            # a check of the model config itself (e.g. across fields): said as the [model] table's error
+            msg = str(e).removeprefix(f"{cls.__name__}: ")
+            raise ConfigError(f"config [model] of task {self.task!r} is invalid: {msg}") from None
         mark_given(typed, given)
         self.model = typed
 

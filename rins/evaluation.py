@@ -44,6 +44,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     from .tasks import default_depths
     from .tasks.lm import eval_batch_size, mean_loss
 
+    _check_types(run_dir, data, depths, batches, batch_size, split, device, verify)
     rd = Path(run_dir)
     cfg = load_run_config(rd)
     _check_args(rd, cfg, split, batches, batch_size)
@@ -72,6 +73,31 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
         results.append({"r": r, "loss": loss, "ppl": math.exp(min(loss, 700.0)), "bpb": loss / math.log(2) / bpt})
     return {"run": str(rd), "data": spec, "split": split, "windows": windows, "tokens": tokens,
             "bytes_per_token": bpt, "results": results}
+
+
+def _check_types(run_dir: Any, data: Any, depths: Any, batches: Any, batch_size: Any, split: Any, device: Any,
+                 verify: Any) -> None:
+    """evaluate_run's arguments by type (rins.ConfigError naming the argument; nothing coerced)."""
+    from .arguments import bad_argument, check_int, check_str
+    from .checkpoint import _check_load_args
+    from .plan import MAX_EXPONENT
+
+    w = "evaluate_run"
+    _check_load_args(w, run_dir, device, verify)
+    if data is not None:
+        check_str(w, "data", data)
+    if depths is not None:
+        if isinstance(depths, str | bytes) or not isinstance(depths, list | tuple):
+            raise bad_argument(w, "depths", depths, "must be None or a list of depths r >= 1")
+        for i, r in enumerate(depths):
+            if r is not None:
+                check_int(w, f"depths[{i}]", r, 1, MAX_EXPONENT)
+    if batches is not None:
+        check_int(w, "batches", batches, 0)
+    if batch_size is not None:
+        check_int(w, "batch_size", batch_size, 1)
+    if not isinstance(split, str) or split not in ("val", "train"):
+        raise bad_argument(w, "split", split, "must be 'val' or 'train'")
 
 
 def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:
