@@ -158,7 +158,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.extend:
             raise SystemExit("error: --extend runs on one process; extend the run, then resume it with --dist")
         return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
-    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify, extend=a.extend)
+    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify, extend=a.extend, force=a.force)
     print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r") if k in s},
                      indent=1))
     return 0
@@ -270,7 +270,12 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def _sizes(text: str | None) -> list[int] | None:
-    return [int(x) for x in text.split(",")] if text else None
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --block-sizes takes comma-separated layer counts, e.g. 2,4; got {text!r}") from None
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
@@ -329,6 +334,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="data-parallel engine when launched with torchrun")
     g.add_argument("--no-verify", action="store_true",
                    help="resume without checking the checkpoint's SHA-256 sums (shapes, finiteness still checked)")
+    g.add_argument("--force", action="store_true",
+                   help="train even when the memory estimate exceeds this machine's memory (rins.resources)")
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 

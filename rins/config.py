@@ -137,6 +137,7 @@ class TrainConfig:
         _check("name", self.name, _confined(self.name),
                "must be a relative folder name inside out_dir (no '..', not absolute, not empty)")
         _check("out_dir", self.out_dir, bool(self.out_dir.strip()), "must be a non-empty path")
+        _check_paths(self.out_dir, self.name)
         for key in ("batch_size", "grad_accum", "n_evals", "eval_batches", "log_every", "ckpt_every"):
             _check(key, getattr(self, key), getattr(self, key) >= 1, "must be >= 1")
         _check("keep_last", self.keep_last, self.keep_last >= 0, "must be >= 0 (0 keeps every checkpoint)")
@@ -223,6 +224,31 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+
+_SYSTEM_DIRS = ("/proc", "/dev", "/sys")  # kernel file systems: nothing of a run belongs there
+NAME_MAX = 255 - len(".lock")  # bytes of one folder name (255 on Linux, macOS), less the run's lock-file suffix
+
+
+def _check_paths(out_dir: str, name: str) -> None:
+    """``out_dir`` not the file-system root nor inside /proc, /dev, /sys; every folder name of ``out_dir/name``
+    within the file system's limit. Checked when the config is built, before anything is written."""
+    for key, value in (("out_dir", out_dir), ("name", name)):
+        long = next((p for p in Path(value).parts if len(p.encode("utf-8", "surrogatepass")) > NAME_MAX), None)
+        if long is not None:
+            raise invalid(key, value, f"has a folder name of {len(long.encode('utf-8', 'surrogatepass'))} bytes; "
+                          f"the limit is {NAME_MAX} bytes per name (255 less '.lock'): use a shorter one")
+    try:
+        where = Path(out_dir).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: the mkdir will say so, naming the path
+        return
+    if where == Path(where.anchor):
+        raise invalid("out_dir", out_dir, f"is the file-system root: runs would be written as {where / name} and "
+                      f"{where / name}.lock; use a folder such as runs")
+    inside = next((d for d in _SYSTEM_DIRS if where == Path(d) or Path(d) in where.parents), None)
+    if inside is not None:
+        raise invalid("out_dir", out_dir, f"is inside {inside} (resolved: {where}), a kernel file system where runs "
+                      "cannot be written; use a folder such as runs")
 
 
 def _confined(name: str) -> bool:

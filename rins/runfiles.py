@@ -9,11 +9,13 @@ wrong with it and how to fix it, instead of a bare ``JSONDecodeError`` or the to
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunFileError", "read_json_object", "read_text_file", "read_tokenizer"]
+__all__ = ["RunFileError", "ensure_dir", "load_run_config", "path_error", "read_json_object", "read_text_file",
+           "read_tokenizer"]
 
 MAX_JSON_BYTES = 256 << 20  # a run's JSON files are small; a huge one is not ours (and would be read whole)
 
@@ -96,3 +98,32 @@ def load_run_config(run_dir: str | Path):
         return TrainConfig.from_dict(raw)
     except (ValueError, TypeError) as e:
         raise _fail(path, f"holds an invalid config ({e})", fix) from e
+
+
+NAME_MAX = 255  # bytes of one folder or file name on Linux/macOS file systems
+_WHY = {errno.EEXIST: "exists and is not a folder", errno.ENOTDIR: "has a part that is a file, not a folder",
+        errno.EACCES: "is not writable (permission denied)", errno.EPERM: "is not writable (operation not permitted)",
+        errno.EROFS: "is on a read-only file system", errno.ENOSPC: "is on a full disk",
+        errno.ENAMETOOLONG: f"has a name longer than the file system allows ({NAME_MAX} bytes per name)",
+        errno.ENOENT: "cannot be created there (a parent is missing or not a real folder)"}
+
+
+def path_error(e: OSError, what: str, fix: str = "pass another --out-dir / --name") -> RunFileError:
+    """An ``OSError`` about a path as one sentence: which path, why in words (not only the errno), the fix."""
+    why = _WHY.get(e.errno or -1, e.strerror or str(e))
+    return RunFileError(f"{what} {e.filename or '?'} {why}; {fix}")
+
+
+def ensure_dir(path: str | Path, what: str, fix: str = "pass another --out-dir / --name") -> Path:
+    """``path`` created as a folder (with its parents) unless it is one; :class:`RunFileError` naming the path, why
+    it cannot be (a file there, no permission, a name too long ...) and the fix."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFileError(f"{what} {path} exists and is not a folder; {fix}, or move it away")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.filename is None:
+            e.filename = str(path)
+        raise path_error(e, what, fix) from e
+    return path
