@@ -21,6 +21,7 @@ from .arguments import bad_argument, check_int, check_number
 from .fields import ConfigError, coerce_fields
 from .losses import compute_dtype, linear_cross_entropy
 from .plan import Plan, SignatureError, compile_plan, resolve_signature
+from .resources import check_fits, min_weight_bytes
 
 __all__ = [
     "LMConfig",
@@ -679,6 +680,9 @@ class RecursiveLM(StackedModel, nn.Module):
         if not isinstance(config, LMConfig):
             raise bad_argument("RecursiveLM", "config", config, "must be an LMConfig (rins.LMConfig(...))")
         config.validate()
+        if str(torch.get_default_device()) != "meta":  # refuse in words, not inside the allocator
+            check_fits(min_weight_bytes(config), "RecursiveLM", f"{config.n_layers} layers of width {config.d_model}, "
+                       f"vocabulary {config.vocab_size}: fp32 weights", "cpu", "reduce d_model, n_layers or vocab_size")
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos_embedding == "learned" else None

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..plan import MAX_EXPONENT
+
 __all__ = ["Task", "autocast", "default_depths", "depth_label"]
 
 
@@ -58,7 +60,8 @@ def default_depths(r_max: int | None) -> list[int | None]:
     if r_max + 1 <= MAX_DEFAULT_DEPTHS:
         return list(range(1, r_max + 2))
     k = MAX_DEFAULT_DEPTHS - 1
-    return sorted({round(r_max ** (i / (k - 1))) for i in range(k)} | {r_max + 1})
+    beyond = {r_max + 1} if r_max < MAX_EXPONENT else set()  # no depth past the plan's limit
+    return sorted({round(r_max ** (i / (k - 1))) for i in range(k)} | beyond)
 
 
 def depth_label(r: int | None) -> str:
