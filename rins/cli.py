@@ -275,7 +275,7 @@ def _sizes(text: str | None) -> list[int] | None:
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
-        raise SystemExit(f"error: --block-sizes takes comma-separated layer counts, e.g. 2,4; got {text!r}") from None
+        raise ValueError(f"--block-sizes takes comma-separated layer counts, e.g. 2,4; got {text!r}") from None
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
