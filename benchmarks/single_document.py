@@ -23,8 +23,9 @@ import json, resource, sys, time
 from rins.data import prepare_data
 t0 = time.perf_counter()
 b = prepare_data(sys.argv[1], cache_dir=sys.argv[2], vocab_size=int(sys.argv[3]))
-peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": time.perf_counter() - t0, "peak_mib": peak_mib,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": time.perf_counter() - t0, "peak_mib": ru.ru_maxrss / 1024,
+                  "cpu_s": ru.ru_utime + ru.ru_stime,
                   "tokens": b.meta["n_train_tokens"] + b.meta["n_val_tokens"]}))
 """
 
@@ -52,12 +53,14 @@ def main() -> int:
         for mb in a.mb:
             rows.append(measure(mb, a.vocab_size, Path(tmp)))
             r = rows[-1]
-            print(f"{mb:g} MB: {r['seconds']:.1f} s, peak {r['peak_mib']:.0f} MiB, {r['tokens']:,} tokens", flush=True)
+            print(f"{mb:g} MB: {r['seconds']:.1f} s wall, {r['cpu_s']:.1f} s CPU,"
+                  f" peak {r['peak_mib']:.0f} MiB, {r['tokens']:,} tokens", flush=True)
     print(f"\ncommand: {shlex.join([Path(sys.executable).name, *sys.argv])}\n")
-    print("| file (MB, one line) | prepare (s) | s per MB | peak RSS (MiB) | tokens |\n|---|---|---|---|---|")
+    print("| file (MB, one line) | wall (s) | CPU (s) | CPU s per MB | peak RSS (MiB) | tokens |\n"
+          "|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['mb']:g} | {r['seconds']:.1f} | {r['seconds'] / r['mb']:.2f} | {r['peak_mib']:.0f} | "
-              f"{r['tokens']:,} |")
+        print(f"| {r['mb']:g} | {r['seconds']:.1f} | {r['cpu_s']:.1f} | {r['cpu_s'] / r['mb']:.2f} | "
+              f"{r['peak_mib']:.0f} | {r['tokens']:,} |")
     if a.plot:
         import matplotlib
 
@@ -66,13 +69,15 @@ def main() -> int:
 
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
         mbs = [r["mb"] for r in rows]
-        ax[0].plot(mbs, [r["seconds"] for r in rows], "o-", label="measured")
-        k = rows[0]["seconds"] / rows[0]["mb"]
+        ax[0].plot(mbs, [r["cpu_s"] for r in rows], "o-", label="CPU time")
+        ax[0].plot(mbs, [r["seconds"] for r in rows], "s:", color="C2", label="wall time (shared machine)")
+        k = rows[0]["cpu_s"] / rows[0]["mb"]
         ax[0].plot(mbs, [k * m for m in mbs], "--", color="gray", label="linear from the smallest")
-        ax[0].set(xlabel="single-line file (MB)", ylabel="prepare_data (s)", title="time")
+        ax[0].set(xlabel="single-line file (MB)", ylabel="prepare_data (s)", title="time", ylim=(0, None))
         ax[0].legend()
         ax[1].plot(mbs, [r["peak_mib"] for r in rows], "o-", color="C1")
-        ax[1].set(xlabel="single-line file (MB)", ylabel="peak RSS (MiB)", title="memory", ylim=(0, None))
+        ax[1].set(xlabel="single-line file (MB)", ylabel="peak RSS (MiB)", title="memory (whole process)",
+                  ylim=(0, None))
         fig.suptitle(f"prepare_data on one single-line document (vocab {a.vocab_size})")
         fig.tight_layout()
         fig.savefig(a.plot, dpi=110)
