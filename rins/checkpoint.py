@@ -409,7 +409,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     (signature, degree, adapters, ...) must agree with the run's ``config.json``."""
     from .model import LMConfig, RecursiveLM
 
-    _check_load_args("load_model", path, device, verify)
+    check_load_args("load_model", path, device, verify)
     weights, _, meta = load_checkpoint(path, verify=verify)
     cfg = meta.get("model_config")
     if not isinstance(cfg, dict):
@@ -425,7 +425,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     return model.to(device).eval()
 
 
-def _check_load_args(where: str, path: Any, device: Any, verify: Any) -> None:
+def check_load_args(where: str, path: Any, device: Any, verify: Any) -> None:
     """``path``, ``device`` and ``verify`` of a public loader by type (:class:`rins.ConfigError` naming them)."""
     if not isinstance(path, str | os.PathLike):
         raise bad_argument(where, "path", path, "must be a run directory or checkpoint folder (str or Path)")

@@ -166,7 +166,7 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def _run_train_config(run_dir: Path):
     """The :class:`~rins.config.TrainConfig` a run directory was trained with."""
-    from .runfiles import load_run_config
+    from .config import load_run_config
 
     return load_run_config(run_dir)
 

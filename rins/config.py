@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .fields import ConfigError, coerce_fields, given_fields, invalid, mark_given, parse_fields, split_model_section
+from .plan import SignatureError
 
 __all__ = [
     "BudgetConfig",
@@ -26,6 +27,7 @@ __all__ = [
     "apply_overrides",
     "deep_update",
     "load_config",
+    "load_run_config",
     "preset_dict",
     "read_toml",
 ]
@@ -133,6 +135,8 @@ class TrainConfig:
             _validate_fields(getattr(self, name), name + ".")
         _validate_fields(self, "")
         _check("data.options", self.data.options, isinstance(self.data.options, dict), "must be a [data.options] table")
+        # before the model: its depth_seed defaults to the seed, and the error should name the seed
+        _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
         self._type_model()
         _check("name", self.name, _confined(self.name),
                "must be a relative folder name inside out_dir (no '..', not absolute, not empty)")
@@ -142,7 +146,6 @@ class TrainConfig:
             _check(key, getattr(self, key), getattr(self, key) >= 1, "must be >= 1")
         _check("keep_last", self.keep_last, self.keep_last >= 0, "must be >= 0 (0 keeps every checkpoint)")
         _check("threads", self.threads, 0 <= self.threads <= 4096, "must be in [0, 4096] (0: torch's default)")
-        _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
         _check("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "must be 'float32' or 'bfloat16'")
         _check("device", self.device, _DEVICE_RE.fullmatch(self.device) is not None,
                "must be auto, cpu, cuda, cuda:N or mps")
@@ -207,7 +210,8 @@ class TrainConfig:
                 raise
             # a check of the model config itself (e.g. across fields): said as the [model] table's error
             msg = str(e).removeprefix(f"{cls.__name__}: ")
-            raise ConfigError(f"config [model] of task {self.task!r} is invalid: {msg}") from None
+            kind = type(e) if isinstance(e, SignatureError) else ConfigError  # a signature's error keeps its type
+            raise kind(f"config [model] of task {self.task!r} is invalid: {msg}") from None
         mark_given(typed, given)
         self.model = typed
 
@@ -513,3 +517,23 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
             d["budget"] = {}
         d = apply_overrides(d, overrides)
     return TrainConfig.from_dict(d)
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`~rins.config.TrainConfig` of a run directory, from its ``config.json``.
+
+    ``FileNotFoundError`` when ``run_dir`` is not a run directory; :class:`RunFileError` naming
+    ``config.json`` when it is corrupt or holds a value the config refuses (the config's own message kept)."""
+    from .runfiles import RunFileError, read_json_object
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); pass the folder that "
+                                "`rins train` wrote (OUT_DIR/NAME)")
+    fix = "restore it (it is written once when the run starts) or retrain the run"
+    raw = read_json_object(path, fix)
+    try:
+        return TrainConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise RunFileError(f"{path}: holds an invalid config ({e}); {fix}") from e
+

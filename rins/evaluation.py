@@ -39,8 +39,8 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     "ppl", "bpb"}, ...]}``; ``r`` is an int, or ``None`` for a model without recursion.
     """
     from .checkpoint import load_model
+    from .config import load_run_config
     from .data import TokenDataset, bytes_per_token, load_tokenizer, prepare_data
-    from .runfiles import load_run_config
     from .tasks import default_depths
     from .tasks.lm import eval_batch_size, mean_loss
 
@@ -79,11 +79,11 @@ def _check_types(run_dir: Any, data: Any, depths: Any, batches: Any, batch_size:
                  verify: Any) -> None:
     """evaluate_run's arguments by type (rins.ConfigError naming the argument; nothing coerced)."""
     from .arguments import bad_argument, check_int, check_str
-    from .checkpoint import _check_load_args
+    from .checkpoint import check_load_args
     from .plan import MAX_EXPONENT
 
     w = "evaluate_run"
-    _check_load_args(w, run_dir, device, verify)
+    check_load_args(w, run_dir, device, verify)
     if data is not None:
         check_str(w, "data", data)
     if depths is not None:

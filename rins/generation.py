@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from .arguments import SEED_LIMIT, ConfigError, bad_argument, check_int, check_str
-from .model import _check_sampling
+from .model import check_sampling
 
 __all__ = ["generate_text"]
 
@@ -34,7 +34,7 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
     """
     # every argument checked before the prompt is encoded (rins.ConfigError naming it; nothing coerced)
     where = "generate_text"
-    _check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k, where)
+    check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k, where)
     check_str(where, "prompt", prompt)
     check_int(where, "seed", seed, 0, SEED_LIMIT - 1)
     if r is not None:

@@ -846,7 +846,7 @@ class RecursiveLM(StackedModel, nn.Module):
         followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id`` are padded
         with it).
         """
-        _check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k)
+        check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k)
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int):
             raise bad_argument("generate", "tokens", tokens, "must be a (batch, length) integer tensor of token ids")
         if eos_token_id is not None:
@@ -911,7 +911,7 @@ class RecursiveLM(StackedModel, nn.Module):
 MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflow float32 (inf, then NaN probabilities)
 
 
-def _check_sampling(max_new_tokens: int, top_p: float | None, repetition_penalty: float, temperature: float = 0.0,
+def check_sampling(max_new_tokens: int, top_p: float | None, repetition_penalty: float, temperature: float = 0.0,
                     top_k: int | None = None, where: str = "generate") -> None:
     """The sampling arguments by type and range (:class:`~rins.fields.ConfigError` naming the argument), before
     any token is produced."""

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunFileError", "ensure_dir", "load_run_config", "path_error", "read_json_object", "read_text_file",
+__all__ = ["RunFileError", "ensure_dir", "path_error", "read_json_object", "read_text_file",
            "read_tokenizer"]
 
 MAX_JSON_BYTES = 256 << 20  # a run's JSON files are small; a huge one is not ours (and would be read whole)
@@ -79,25 +79,6 @@ def read_tokenizer(path: str | Path, fix: str = "restore it from the data folder
     except Exception as e:  # the library raises a bare Exception on any parse error
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _fail(path, f"is not a valid tokenizer file ({msg})", fix) from e
-
-
-def load_run_config(run_dir: str | Path):
-    """The :class:`~rins.config.TrainConfig` of a run directory, from its ``config.json``.
-
-    ``FileNotFoundError`` when ``run_dir`` is not a run directory; :class:`RunFileError` naming
-    ``config.json`` when it is corrupt or holds a value the config refuses (the config's own message kept)."""
-    from .config import TrainConfig
-
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); pass the folder that "
-                                "`rins train` wrote (OUT_DIR/NAME)")
-    fix = "restore it (it is written once when the run starts) or retrain the run"
-    raw = read_json_object(path, fix)
-    try:
-        return TrainConfig.from_dict(raw)
-    except (ValueError, TypeError) as e:
-        raise _fail(path, f"holds an invalid config ({e})", fix) from e
 
 
 NAME_MAX = 255  # bytes of one folder or file name on Linux/macOS file systems
