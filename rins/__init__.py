@@ -13,6 +13,11 @@ Quick tour::
     model = rins.load_model("runs/tiny")                 # a trained run's model (rins.checkpoint.load_model)
     rins.evaluate_run("runs/tiny", data="notes.txt")     # loss / ppl / bits per byte at every depth (rins eval)
     rins.generate_text(model, tokenizer, "ROMEO.", 40)   # what `rins generate` runs
+
+A bad argument to any public function or config (wrong type, out of range; nothing is coerced: 4.9 layers is
+an error, not 4) raises :class:`rins.ConfigError`, a ``ValueError`` naming the function, the argument and what
+is allowed (:class:`rins.SignatureError` is one); corrupt files raise ``CheckpointError`` / ``RunFileError``
+naming the file.
 """
 
 import importlib
@@ -20,11 +25,13 @@ from typing import Any
 
 # the plan is pure Python: always loaded; everything that needs torch is loaded on first use, so that
 # `import rins.scaling` / `rins.report` / `rins.plan` work without torch
+from .fields import ConfigError
 from .plan import SIGNATURE_PRESETS, Plan, SignatureError, compile_plan, enumerate_variants, parse_signature, preset
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
     "KVCache",
     "TrainConfig",
     "LMConfig",

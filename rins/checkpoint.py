@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -39,7 +40,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .arguments import bad_argument
 from .fields import coerce_fields
+from .runfiles import RunFileError, read_json_object
 
 __all__ = [
     "CheckpointError",
@@ -182,6 +185,7 @@ def save_checkpoint(
 
 
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
+HALF_DTYPES = (torch.bfloat16, torch.float16)  # the lower precisions a float weight may be stored in
 _TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
 
 
@@ -263,8 +267,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     ckdir = Path(run_dir) / "checkpoints"
     cands = list_checkpoints(run_dir)
     latest = ckdir / "LATEST"
-    if latest.exists():
-        p = ckdir / latest.read_text().strip()
+    if latest.is_file():
+        p = ckdir / latest.read_text(errors="replace").strip()  # a garbled LATEST: the newest intact folder wins
         if p in cands and _is_complete(p):
             return p
     for p in reversed(cands):
@@ -294,9 +298,7 @@ def load_checkpoint(path: str | Path, verify: bool = True
         raise CheckpointError(f"checkpoint {path} does not exist")
     fix = "delete it to fall back to the previous one, or retrain"
     try:
-        meta = json.loads((path / "meta.json").read_text())
-        if not isinstance(meta, dict):
-            raise ValueError("meta.json is not a JSON object")
+        meta = read_json_object(path / "meta.json", fix)
         sums = meta.get("sha256")
         if verify and sums is None:
             warnings.warn(f"checkpoint {path} records no SHA-256 sums (written before rins recorded them, or its "
@@ -312,10 +314,34 @@ def load_checkpoint(path: str | Path, verify: bool = True
                                           f"{fix} (or pass --no-verify to load it anyway)")
         weights = load_file(str(path / "model.safetensors"))
         opt = load_file(str(path / "optimizer.safetensors")) if (path / "optimizer.safetensors").exists() else {}
+    except RunFileError as e:
+        raise CheckpointError(f"checkpoint {e}") from e
     except (SafetensorError, OSError, json.JSONDecodeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or unreadable ({e}); {fix}") from e
     _check_step(path, meta, opt)
+    _check_meta(path, meta)
     return weights, opt, meta
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> None:
+    """The counters and tables of ``meta.json`` by type and range. The hash proves who wrote the file, not that
+    its values are sane (a meta.json rewritten with its SHA-256 recomputed must still be refused)."""
+    def bad(key: str, allowed: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path}: meta.json {key}={meta[key]!r} is invalid ({allowed}); the "
+                               "checkpoint is corrupt, delete it to fall back to the previous one")
+
+    tokens = meta.get("tokens")
+    if "tokens" in meta and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0):
+        raise bad("tokens", "must be an integer >= 0")
+    flops = meta.get("flops")
+    if "flops" in meta and (isinstance(flops, bool) or not isinstance(flops, int | float)
+                            or not math.isfinite(flops) or flops < 0):
+        raise bad("flops", "must be a finite number >= 0")
+    if "name" in meta and not isinstance(meta["name"], str):
+        raise bad("name", "must be a string")
+    for key in ("model_config", "optimizer", "sha256"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise bad(key, "must be a JSON object")
 
 
 def _check_step(path: Path, meta: dict[str, Any], opt: dict[str, torch.Tensor]) -> None:
@@ -358,9 +384,10 @@ def load_state_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], so
     unexpected = [k for k in weights if k not in own]
     shape_bad = [f"{k}: {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
                  for k in weights if k in own and weights[k].shape != own[k].shape]
-    # a float weight may be stored in another float dtype (e.g. bf16); anything else must match exactly
+    # a float weight may be stored in a 16-bit float (bf16/fp16, e.g. a converted model) and is widened on
+    # load; any other dtype (float64, ints for floats) must match the model's exactly
     shape_bad += [f"{k}: dtype {weights[k].dtype} vs model {own[k].dtype}" for k in weights if k in own and
-                  weights[k].dtype != own[k].dtype and not (weights[k].is_floating_point() and
+                  weights[k].dtype != own[k].dtype and not (weights[k].dtype in HALF_DTYPES and
                                                             own[k].is_floating_point())]
     if missing or unexpected or shape_bad:
         raise CheckpointError(
@@ -382,6 +409,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     (signature, degree, adapters, ...) must agree with the run's ``config.json``."""
     from .model import LMConfig, RecursiveLM
 
+    check_load_args("load_model", path, device, verify)
     weights, _, meta = load_checkpoint(path, verify=verify)
     cfg = meta.get("model_config")
     if not isinstance(cfg, dict):
@@ -395,6 +423,33 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     model = RecursiveLM(lm_cfg)
     load_state_into(model, weights, str(path))
     return model.to(device).eval()
+
+
+def check_load_args(where: str, path: Any, device: Any, verify: Any) -> None:
+    """``path``, ``device`` and ``verify`` of a public loader by type (:class:`rins.ConfigError` naming them)."""
+    if not isinstance(path, str | os.PathLike):
+        raise bad_argument(where, "path", path, "must be a run directory or checkpoint folder (str or Path)")
+    if not isinstance(verify, bool):
+        raise bad_argument(where, "verify", verify, "must be True or False")
+    if not isinstance(device, str | torch.device):
+        raise bad_argument(where, "device", device, "must be a device such as 'cpu' or 'cuda:0'")
+    check_device(where, "device", device)
+
+
+def check_device(where: str, name: str, device: Any) -> torch.device:
+    """``device`` parsed (cpu, cuda, cuda:N, mps), and present on this machine; :class:`rins.ConfigError`
+    naming ``where`` and ``name`` otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise bad_argument(where, name, device, "is not a device: use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise bad_argument(where, name, device, "CUDA is not available on this machine; use cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise bad_argument(where, name, device, "MPS is not available on this machine; use cpu")
+    return dev
 
 
 def check_architecture(path: str | Path, model_config: dict[str, Any]) -> None:

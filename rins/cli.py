@@ -160,7 +160,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.extend:
             raise SystemExit("error: --extend runs on one process; extend the run, then resume it with --dist")
         return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
-    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify, extend=a.extend)
+    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify, extend=a.extend, force=a.force)
     print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r") if k in s},
                      indent=1))
     return 0
@@ -168,10 +168,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 def _run_train_config(run_dir: Path):
     """The :class:`~rins.config.TrainConfig` a run directory was trained with."""
-    from .config import TrainConfig
-    from .runs import run_config
+    from .config import load_run_config
 
-    return TrainConfig.from_dict(run_config(run_dir))
+    return load_run_config(run_dir)
 
 
 def _load_run(run_dir: str, task=None, verify: bool = True):
@@ -233,6 +232,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _unescape(text: str) -> str:
+    """``--stop`` text with its Python backslash escapes read (``--stop-escapes``); a clear error for a bad one."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--stop {text!r}: invalid backslash escape at character {e.start} ({e.reason}); write "
+                         "\\\\ for a backslash, or drop --stop-escapes to take the text literally") from None
+
+
 def cmd_generate(a: argparse.Namespace) -> int:
     from .data import load_tokenizer
     from .generation import generate_text
@@ -265,7 +273,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     r = a.r[0] if a.r else None
     text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=r, temperature=a.temperature,
                          top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
-                         stop=[s.encode().decode("unicode_escape") if "\\" in s else s for s in a.stop],
+                         stop=[_unescape(s) for s in a.stop] if a.stop_escapes else a.stop,
                          seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
                          on_note=lambda m: print(f"note: {m}", file=sys.stderr),
                          exit_rule=rules[0] if rules else None, exit_stats=stats)
@@ -289,7 +297,12 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def _sizes(text: str | None) -> list[int] | None:
-    return [int(x) for x in text.split(",")] if text else None
+    if not text:
+        return None
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--block-sizes takes comma-separated layer counts, e.g. 2,4; got {text!r}") from None
 
 
 def cmd_flops(a: argparse.Namespace) -> int:
@@ -348,6 +361,8 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="data-parallel engine when launched with torchrun")
     g.add_argument("--no-verify", action="store_true",
                    help="resume without checking the checkpoint's SHA-256 sums (shapes, finiteness still checked)")
+    g.add_argument("--force", action="store_true",
+                   help="train even when the memory estimate exceeds this machine's memory (rins.resources)")
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -392,7 +407,9 @@ def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="FLOAT",
                    help="> 1 makes tokens already in the context less likely (1: off)")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                   help="end at this text, which is not printed (repeatable; \\n etc. are unescaped)")
+                   help="end at this text, which is not printed (repeatable; taken literally, see --stop-escapes)")
+    p.add_argument("--stop-escapes", action="store_true",
+                   help="read backslash escapes in --stop (\\n, \\t, \\xHH, \\uXXXX, \\\\), e.g. --stop '\\n\\n'")
     p.add_argument("--no-stream", action="store_true", help="print the text once at the end instead of streaming")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--adaptive", default=None, metavar="RULE=T",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tomllib
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -24,6 +25,7 @@ from .fields import (
     parse_fields,
     split_model_section,
 )
+from .plan import SignatureError
 
 __all__ = [
     "BudgetConfig",
@@ -34,9 +36,13 @@ __all__ = [
     "apply_overrides",
     "deep_update",
     "load_config",
+    "load_run_config",
     "preset_dict",
     "read_toml",
 ]
+
+
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d{1,4})?")  # parsed when the config is built, not at start
 
 
 def _check(key: str, value: Any, ok: bool, allowed: str) -> None:
@@ -138,17 +144,20 @@ class TrainConfig:
             _validate_fields(getattr(self, name), name + ".")
         _validate_fields(self, "")
         _check("data.options", self.data.options, isinstance(self.data.options, dict), "must be a [data.options] table")
+        # before the model: its depth_seed defaults to the seed, and the error should name the seed
+        _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
         self._type_model()
         _check("name", self.name, _confined(self.name),
                "must be a relative folder name inside out_dir (no '..', not absolute, not empty)")
         _check("out_dir", self.out_dir, bool(self.out_dir.strip()), "must be a non-empty path")
+        _check_paths(self.out_dir, self.name)
         for key in ("batch_size", "grad_accum", "n_evals", "eval_batches", "log_every", "ckpt_every"):
             _check(key, getattr(self, key), getattr(self, key) >= 1, "must be >= 1")
         _check("keep_last", self.keep_last, self.keep_last >= 0, "must be >= 0 (0 keeps every checkpoint)")
         _check("threads", self.threads, 0 <= self.threads <= 4096, "must be in [0, 4096] (0: torch's default)")
-        _check("seed", self.seed, 0 <= self.seed < 2**32, "must be an integer in [0, 2^32)")
         _check("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "must be 'float32' or 'bfloat16'")
-        _check("device", self.device, bool(self.device.strip()), "must be auto, cpu, cuda or cuda:N")
+        _check("device", self.device, _DEVICE_RE.fullmatch(self.device) is not None,
+               "must be auto, cpu, cuda, cuda:N or mps")
         from .loggers import LOGGERS, parse_loggers
 
         try:
@@ -173,7 +182,7 @@ class TrainConfig:
             _check(f"optim.{key}", getattr(o, key), 0 <= getattr(o, key) <= 1, "must be in [0, 1]")
         for key in ("beta1", "beta2"):
             _check(f"optim.{key}", getattr(o, key), 0 <= getattr(o, key) < 1, "must be in [0, 1)")
-        _check("optim.eps", o.eps, o.eps > 0, "must be > 0")
+        _check("optim.eps", o.eps, 0 < o.eps <= 1, "must be in (0, 1] (usual: 1e-8)")
         _check("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, "must be >= 0")
         _check("optim.grad_clip", o.grad_clip, o.grad_clip >= 0, "must be >= 0 (0: no clipping)")
         _check("optim.schedule", o.schedule, o.schedule in ("cosine", "wsd", "constant"),
@@ -205,10 +214,13 @@ class TrainConfig:
         given = parse_fields(cls, model, "model.")
         try:
             typed = task_class(self.task).model_config_from(given, self)
-        except ConfigError:
-            raise
-        except (ValueError, TypeError) as e:  # a check across fields (not a ConfigError: it names no single key)
-            raise ValueError(f"config [model] of task {self.task!r} is invalid: {e}") from None
+        except (ValueError, TypeError) as e:
+            if isinstance(e, ConfigError) and str(e).startswith("config "):  # names its key already
+                raise
+            # a check of the model config itself (e.g. across fields): said as the [model] table's error
+            msg = str(e).removeprefix(f"{cls.__name__}: ")
+            kind = type(e) if isinstance(e, SignatureError) else ConfigError  # a signature's error keeps its type
+            raise kind(f"config [model] of task {self.task!r} is invalid: {msg}") from None
         mark_given(typed, given)
         self.model = typed
 
@@ -225,6 +237,31 @@ class TrainConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+
+_SYSTEM_DIRS = ("/proc", "/dev", "/sys")  # kernel file systems: nothing of a run belongs there
+NAME_MAX = 255 - len(".lock")  # bytes of one folder name (255 on Linux, macOS), less the run's lock-file suffix
+
+
+def _check_paths(out_dir: str, name: str) -> None:
+    """``out_dir`` not the file-system root nor inside /proc, /dev, /sys; every folder name of ``out_dir/name``
+    within the file system's limit. Checked when the config is built, before anything is written."""
+    for key, value in (("out_dir", out_dir), ("name", name)):
+        long = next((p for p in Path(value).parts if len(p.encode("utf-8", "surrogatepass")) > NAME_MAX), None)
+        if long is not None:
+            raise invalid(key, value, f"has a folder name of {len(long.encode('utf-8', 'surrogatepass'))} bytes; "
+                          f"the limit is {NAME_MAX} bytes per name (255 less '.lock'): use a shorter one")
+    try:
+        where = Path(out_dir).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: the mkdir will say so, naming the path
+        return
+    if where == Path(where.anchor):
+        raise invalid("out_dir", out_dir, f"is the file-system root: runs would be written as {where / name} and "
+                      f"{where / name}.lock; use a folder such as runs")
+    inside = next((d for d in _SYSTEM_DIRS if where == Path(d) or Path(d) in where.parents), None)
+    if inside is not None:
+        raise invalid("out_dir", out_dir, f"is inside {inside} (resolved: {where}), a kernel file system where runs "
+                      "cannot be written; use a folder such as runs")
 
 
 def _confined(name: str) -> bool:
@@ -501,3 +538,23 @@ def load_config(preset: str | None = None, toml_path: str | Path | None = None,
         items.insert(min(order, len(items)), ("max_seq_len", value))
         d["model"] = dict(items)
     return TrainConfig.from_dict(d)
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The :class:`~rins.config.TrainConfig` of a run directory, from its ``config.json``.
+
+    ``FileNotFoundError`` when ``run_dir`` is not a run directory; :class:`RunFileError` naming
+    ``config.json`` when it is corrupt or holds a value the config refuses (the config's own message kept)."""
+    from .runfiles import RunFileError, read_json_object
+
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); pass the folder that "
+                                "`rins train` wrote (OUT_DIR/NAME)")
+    fix = "restore it (it is written once when the run starts) or retrain the run"
+    raw = read_json_object(path, fix)
+    try:
+        return TrainConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise RunFileError(f"{path}: holds an invalid config ({e}); {fix}") from e
+

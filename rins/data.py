@@ -681,13 +681,31 @@ def _unit_hash(name: str, seed: int) -> float:
 
 
 def _split_text_near(text: str, position: int) -> int:
-    """Index of the paragraph boundary (else line break, else space) nearest to ``position``."""
+    """Index of the paragraph boundary (else line break, else space) nearest to ``position``.
+
+    A boundary is the end of a run of the separator with text (not only whitespace) on both sides; ties go
+    to the earlier one. One pass over the matches with O(1) memory and no copies of ``text``, so a single
+    huge document splits in linear time.
+    """
+    n = len(text)
+    # text[:c] holds non-whitespace iff c > first; text[c:] iff c <= last
+    first = next((i for i, ch in enumerate(text) if not ch.isspace()), n)
+    last = next((i for i in range(n - 1, -1, -1) if not text[i].isspace()), -1)
     for sep in ("\n\n", "\n", " "):
-        cuts = [m.end() for m in re.finditer(re.escape(sep) + "+", text)]
-        cuts = [c for c in cuts if 0 < c < len(text) and text[:c].strip() and text[c:].strip()]
-        if cuts:
-            return min(cuts, key=lambda c: abs(c - position))
-    return min(max(position, 1), len(text) - 1)
+        best = -1
+        for m in re.finditer(re.escape(sep) + "+", text):
+            c = m.end()
+            if c > last:
+                break
+            if not (0 < c < n and first < c):
+                continue
+            if best < 0 or abs(c - position) < abs(best - position):
+                best = c
+            elif c > position:
+                break  # the matches only move away from position from here on
+        if best >= 0:
+            return best
+    return min(max(position, 1), n - 1)
 
 
 def split_documents(docs: Sequence[Document], val_fraction: float = 0.1, seed: int = 0
@@ -774,7 +792,9 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"tokenizer file {str(path)!r} does not exist; run prepare_data first")
-    return Tokenizer.from_file(str(path))
+    from .runfiles import read_tokenizer
+
+    return read_tokenizer(path)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -800,8 +820,14 @@ def load_bundle(directory: str | Path) -> DataBundle:
     meta_path = d / "meta.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{d} is not a prepared data folder (no meta.json); run prepare_data")
-    meta = json.loads(meta_path.read_text())
-    return DataBundle(d, d / "tokenizer.json", d / "train.bin", d / "val.bin", int(meta["vocab_size"]), meta)
+    from .runfiles import RunFileError, read_json_object
+
+    fix = f"delete {d} so that prepare_data rebuilds it"
+    meta = read_json_object(meta_path, fix)
+    vocab = meta.get("vocab_size")
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or not 0 < vocab <= MAX_VOCAB_SIZE:
+        raise RunFileError(f"{meta_path}: vocab_size={vocab!r} is not a vocabulary size; {fix}")
+    return DataBundle(d, d / "tokenizer.json", d / "train.bin", d / "val.bin", vocab, meta)
 
 
 def bytes_per_token(bundle: DataBundle) -> float:
@@ -913,13 +939,17 @@ def _write_tokens(tok: Tokenizer, docs: Sequence[Document], out_path: Path, eod_
         batch: list[tuple[str, bool]] = []
         size = 0
         for d in docs:
-            pieces = list(_pieces(d.text))
-            for k, piece in enumerate(pieces):
+            # streamed with one piece of look-ahead (to mark the last), never a list of the whole document
+            it = _pieces(d.text)
+            piece = next(it)
+            while piece is not None:
+                following = next(it, None)
                 if batch and size + len(piece) > batch_chars:
                     n += flush(batch, f)
                     batch, size = [], 0
-                batch.append((piece, k == len(pieces) - 1))
+                batch.append((piece, following is None))
                 size += len(piece)
+                piece = following
         if batch:
             n += flush(batch, f)
     return n
@@ -928,13 +958,13 @@ def _write_tokens(tok: Tokenizer, docs: Sequence[Document], out_path: Path, eod_
 def _tokenizer_texts(docs: Sequence[Document], max_bytes: int, seed: int = 0) -> Iterator[str]:
     """The BPE training set: every document piece when they fit in ``max_bytes``, else a sample of pieces
     chosen by hash (deterministic in ``seed``), so that a large corpus is represented evenly."""
-    pieces = [(d.name, k, p) for d in docs for k, p in enumerate(_pieces(d.text, 1 << 16))]
-    total = sum(len(p) for _, _, p in pieces)
-    if total > max_bytes:
-        keep = max_bytes / total
-        pieces = [x for x in pieces if _unit_hash(f"{x[0]}#{x[1]}", seed) < keep]
-    for _, _, p in pieces:
-        yield p
+    # pieces cover their document exactly, so the total is known without copying the corpus into pieces
+    total = sum(len(d.text) for d in docs)
+    keep = max_bytes / total if total > max_bytes else None
+    for d in docs:
+        for k, p in enumerate(_pieces(d.text, 1 << 16)):
+            if keep is None or _unit_hash(f"{d.name}#{k}", seed) < keep:
+                yield p
 
 
 def _clean_stale_temps(folder: Path) -> None:

@@ -60,13 +60,13 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     """
     from .adaptive import parse_adaptive
     from .checkpoint import load_model
-    from .config import TrainConfig
-    from .data import TokenDataset, bytes_per_token, prepare_data
-    from .runs import run_config
+    from .config import load_run_config
+    from .data import TokenDataset, bytes_per_token, load_tokenizer, prepare_data
     from .tasks.lm import eval_batch_size
 
+    _check_types(run_dir, data, depths, batches, batch_size, split, device, verify)
     rd = Path(run_dir)
-    cfg = TrainConfig.from_dict(run_config(rd))
+    cfg = load_run_config(rd)
     _check_args(rd, cfg, split, batches, batch_size)
     rules = _rules(adaptive, parse_adaptive)
     if batch_size is None:
@@ -74,6 +74,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     tok_path = rd / "tokenizer.json"
     if not tok_path.is_file():
         raise FileNotFoundError(f"{rd} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
+    load_tokenizer(tok_path)  # a corrupt one fails here, naming the file, before any corpus is read
     spec = data or cfg.data.corpus
     # the run's own tokenizer (never a new one), the run's split of documents
     bundle = prepare_data(spec, cfg.data.cache_dir, cfg.data.vocab_size, cfg.data.val_fraction, cfg.seed,
@@ -164,6 +165,31 @@ def adaptive_loss(model: Any, ds: Any, rule: Any, batch_size: int, limit: int | 
     stats.flops = (sum(k * model.flops_per_token(seq_len, i + 1) for i, k in enumerate(hist))
                    + stats.head_reads * 2.0 * c.d_model * c.vocab_size)
     return tot / n, stats
+
+
+def _check_types(run_dir: Any, data: Any, depths: Any, batches: Any, batch_size: Any, split: Any, device: Any,
+                 verify: Any) -> None:
+    """evaluate_run's arguments by type (rins.ConfigError naming the argument; nothing coerced)."""
+    from .arguments import bad_argument, check_int, check_str
+    from .checkpoint import check_load_args
+    from .plan import MAX_EXPONENT
+
+    w = "evaluate_run"
+    check_load_args(w, run_dir, device, verify)
+    if data is not None:
+        check_str(w, "data", data)
+    if depths is not None:
+        if isinstance(depths, str | bytes) or not isinstance(depths, list | tuple):
+            raise bad_argument(w, "depths", depths, "must be None or a list of depths r >= 1")
+        for i, r in enumerate(depths):
+            if r is not None:
+                check_int(w, f"depths[{i}]", r, 1, MAX_EXPONENT)
+    if batches is not None:
+        check_int(w, "batches", batches, 0)
+    if batch_size is not None:
+        check_int(w, "batch_size", batch_size, 1)
+    if not isinstance(split, str) or split not in ("val", "train", "all"):
+        raise bad_argument(w, "split", split, "must be 'val', 'train' or 'all'")
 
 
 def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:

@@ -11,6 +11,9 @@ from typing import Any
 
 import torch
 
+from .arguments import SEED_LIMIT, ConfigError, bad_argument, check_int, check_str
+from .model import check_sampling
+
 __all__ = ["generate_text"]
 
 
@@ -30,11 +33,18 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
     newest tokens (at most ``max_seq_len``) being the context (a long prompt keeps its end).
     ``exit_rule`` / ``exit_stats``: adaptive depth per token (:mod:`rins.adaptive`), ``r`` being the most rounds.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    # every argument checked before the prompt is encoded (rins.ConfigError naming it; nothing coerced)
+    where = "generate_text"
+    check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k, where)
+    check_str(where, "prompt", prompt)
+    check_int(where, "seed", seed, 0, SEED_LIMIT - 1)
+    if r is not None:
+        check_int(where, "r", r, 1)
+    if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop):
+        raise bad_argument(where, "stop", stop, "must be a list of strings (taken literally)")
     ids = tokenizer.encode(prompt).ids
     if not ids:
-        raise ValueError("the prompt encodes to no tokens; give a non-empty prompt")
+        raise ConfigError("generate_text: the prompt encodes to no tokens; give a non-empty prompt")
     ctx_len = model.config.max_seq_len
     max_new_tokens = _fit_to_context(len(ids), max_new_tokens, ctx_len, sliding_window, on_note)
     gen = torch.Generator().manual_seed(seed)
@@ -59,8 +69,9 @@ def _fit_to_context(n_prompt: int, max_new_tokens: int, ctx_len: int, sliding_wi
                     on_note: Callable[[str], None] | None) -> int:
     """How many tokens to generate after a prompt of ``n_prompt`` tokens in a context of ``ctx_len``."""
     if not sliding_window and n_prompt >= ctx_len:
-        raise ValueError(f"the prompt has {n_prompt} tokens, the model's context is max_seq_len={ctx_len}; shorten "
-                         "the prompt or generate with a sliding window (--sliding-window)")
+        raise ConfigError(f"generate_text: the prompt has {n_prompt} tokens, the model's context is "
+                          f"max_seq_len={ctx_len}; shorten the prompt or generate with a sliding window "
+                          "(--sliding-window)")
     if n_prompt + max_new_tokens <= ctx_len:
         return max_new_tokens
     if sliding_window:

@@ -37,14 +37,16 @@ import json
 import math
 import shutil
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
+from .arguments import bad_argument, check_int, check_number, check_str
 from .checkpoint import load_model, save_checkpoint, tied_aliases, unique_state
-from .fields import depths_type
+from .fields import ConfigError, depths_type
 from .model import LMConfig, RecursiveLM
 from .plan import Plan
 
@@ -67,8 +69,8 @@ INITS = ("first", "average", "relaxed")
 _EXPORT_FILES = ("configuration_rins.py", "modeling_rins.py")
 
 
-class ConversionError(ValueError):
-    """A source model (or option) that cannot be converted exactly."""
+class ConversionError(ConfigError):
+    """A source model (or option) that cannot be converted exactly (a :class:`rins.ConfigError`)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,8 +258,24 @@ def from_hf(
     Returns:
         The converted model in eval mode (fp32, CPU).
     """
-    if init not in INITS:
+    if not isinstance(init, str) or init not in INITS:
         raise ConversionError(f"init={init!r}; choose one of {INITS}")
+    err, where = ConversionError, "from_hf"
+    check_str(where, "signature", signature, err)
+    check_int(where, "degree", degree, 1, error=err)
+    if n_layers is not None:
+        check_int(where, "n_layers", n_layers, 1, error=err)
+    check_number(where, "ridge", ridge, 0, lo_open=True, error=err)
+    if calib_tokens is not None and (not isinstance(calib_tokens, torch.Tensor) or calib_tokens.dim() != 2
+                                     or calib_tokens.dtype not in (torch.long, torch.int)):
+        raise bad_argument(where, "calib_tokens", calib_tokens, "must be None or a (B, T) integer tensor", err)
+    unknown = sorted(set(lm_overrides) - {f.name for f in fields(LMConfig)})
+    if unknown:
+        raise ConversionError(f"from_hf: unknown LMConfig field(s) {unknown}; known: "
+                              f"{sorted(f.name for f in fields(LMConfig))}")
+    if not isinstance(model_or_path, str | Path | torch.nn.Module):
+        raise bad_argument(where, "model_or_path", model_or_path, "must be a transformers model or a local folder",
+                           err)
     src = _load_source(model_or_path)
     kind = hf_architecture(src)
     arch, glob, layers = _read_llama(src) if kind == "llama" else _read_gpt2(src)

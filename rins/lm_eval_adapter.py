@@ -30,7 +30,6 @@ available, else CPU (lm-eval's CLI passes ``cuda:0`` by default; without CUDA th
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ from tokenizers import Tokenizer
 
 from .checkpoint import load_model
 from .model import RecursiveLM
+from .runfiles import read_json_object, read_tokenizer
 
 __all__ = ["RinsLM", "evaluate", "main_lm_eval", "resolve_device"]
 
@@ -134,12 +134,12 @@ class RinsLM(LM):
             path = Path(tokenizer) if tokenizer else (Path(run_dir) / "tokenizer.json" if run_dir else None)
             if path is None or not path.is_file():
                 raise FileNotFoundError(f"no tokenizer file {path}; pass tokenizer=PATH/tokenizer.json")
-            self.tok = Tokenizer.from_file(str(path))
+            self.tok = read_tokenizer(path)
         if eot_token_id is None:
             names = list(_EOT_CANDIDATES)
             smap = Path(run_dir) / "special_tokens_map.json" if run_dir else None
             if smap is not None and smap.is_file():
-                eos = json.loads(smap.read_text()).get("eos_token")
+                eos = read_json_object(smap, "delete it or write the eos_token there").get("eos_token")
                 names.insert(0, eos.get("content") if isinstance(eos, dict) else eos)
             ids = [self.tok.token_to_id(t) for t in names if isinstance(t, str)]
             eot_token_id = next((i for i in ids if i is not None), 0)

@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .fields import coerce_fields
+from .arguments import bad_argument, check_int, check_number
+from .fields import ConfigError, coerce_fields
 from .losses import compute_dtype, linear_cross_entropy
 from .plan import Plan, SignatureError, compile_plan, resolve_signature
+from .resources import check_fits, min_weight_bytes
 
 __all__ = [
     "LMConfig",
@@ -87,7 +89,12 @@ class StackConfig:
     def __post_init__(self) -> None:
         if isinstance(self.block_sizes, list):  # JSON/TOML give lists; the plan cache needs a hashable tuple
             self.block_sizes = tuple(self.block_sizes)
-        self.validate()
+        try:
+            self.validate()
+        except ConfigError:
+            raise
+        except (ValueError, TypeError, OverflowError) as e:  # one documented error type (rins.arguments)
+            raise ConfigError(f"{type(self).__name__}: {e}") from None
 
     def validate(self) -> None:
         """Raise ``ValueError`` for a stack field that is invalid whatever the layer count."""
@@ -102,8 +109,14 @@ class StackConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
         if isinstance(self.degree, bool) or not isinstance(self.degree, int) or self.degree < 1:
             raise ValueError(f"degree={self.degree!r} must be an integer >= 1")
-        if self.adapter_rank is not None and self.adapter_rank < 1:
-            raise ValueError(f"adapter_rank must be None (full) or >= 1, got {self.adapter_rank}")
+        if self.adapter_rank is not None and (isinstance(self.adapter_rank, bool)
+                                              or not isinstance(self.adapter_rank, int) or self.adapter_rank < 1):
+            raise ValueError(f"adapter_rank must be None (full) or an integer >= 1, got {self.adapter_rank!r}")
+        seed = self.depth_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"depth_seed={self.depth_seed!r} must be an integer in [0, 2^63)")
+        if not isinstance(self.signature, str):
+            raise ValueError(f"signature={self.signature!r} must be a string such as 'A^2B'")
 
     def validate_stack(self, n_layers: int) -> None:
         """The stack fields, and that the signature compiles over ``n_layers`` layers (raises
@@ -182,12 +195,16 @@ class LMConfig(StackConfig):
         """Raise ``ValueError`` with the fix for any inconsistent field."""
         for name in ("n_layers", "d_model", "n_heads", "vocab_size", "max_seq_len", "n_kv_heads", "d_ff"):
             val = getattr(self, name)
-            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 1):
+            optional = name in ("n_kv_heads", "d_ff")
+            if (val is None and not optional) or (val is not None and (isinstance(val, bool) or not isinstance(val, int)
+                                                                       or val < 1)):
                 raise ValueError(f"{name}={val!r} must be an integer >= 1")
         for name in ("rope_theta", "norm_eps", "init_std"):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val) or val <= 0:
                 raise ValueError(f"{name}={val!r} must be a finite number > 0")
+        if self.norm_eps > 1:  # an epsilon that outweighs the activations erases them
+            raise ValueError(f"norm_eps={self.norm_eps!r} must be in (0, 1] (usual: 1e-6 to 1e-5)")
         for name in ("tie_embeddings", "qkv_bias", "proj_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be true or false")
@@ -494,8 +511,8 @@ class RecursiveStack(nn.Module):
             raise SignatureError(
                 f"signature {self.signature!r} has no recursion exponent, so r={r} cannot be chosen"
             )
-        if r is not None and r < 1:
-            raise ValueError(f"r must be >= 1, got {r}")
+        if r is not None:
+            check_int("RecursiveLM", "r", r, 1)
         return self.cfg.compile(len(self.blocks), r)
 
     def draw_depth(self, step: int | None, batch: int) -> int | list[int]:
@@ -665,7 +682,12 @@ class RecursiveLM(StackedModel, nn.Module):
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
+        if not isinstance(config, LMConfig):
+            raise bad_argument("RecursiveLM", "config", config, "must be an LMConfig (rins.LMConfig(...))")
         config.validate()
+        if str(torch.get_default_device()) != "meta":  # refuse in words, not inside the allocator
+            check_fits(min_weight_bytes(config), "RecursiveLM", f"{config.n_layers} layers of width {config.d_model}, "
+                       f"vocabulary {config.vocab_size}: fp32 weights", "cpu", "reduce d_model, n_layers or vocab_size")
         self.config = cfg = config
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos_embedding == "learned" else None
@@ -844,11 +866,17 @@ class RecursiveLM(StackedModel, nn.Module):
         with it). ``exit_rule`` / ``exit_stats``: adaptive depth per token, as in :meth:`forward` (``r`` is then
         the most rounds; a token that exits skips the remaining rounds, its K/V there filled from its last round).
         """
+        check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k)
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int):
+            raise bad_argument("generate", "tokens", tokens, "must be a (batch, length) integer tensor of token ids")
+        if eos_token_id is not None:
+            check_int("generate", "eos_token_id", eos_token_id, 0, 2**63 - 1)
+        if r is not None:
+            check_int("generate", "r", r, 1)
         if exit_rule is not None:
             from .adaptive import to_rule
 
             exit_rule = to_rule(exit_rule)
-        _check_sampling(max_new_tokens, top_p, repetition_penalty)
         was_training = self.training
         self.eval()
         B, T = tokens.shape
@@ -905,13 +933,23 @@ class RecursiveLM(StackedModel, nn.Module):
         return torch.multinomial(F.softmax(logits, -1), 1, generator=gen)[:, 0]
 
 
-def _check_sampling(max_new_tokens: int, top_p: float | None, repetition_penalty: float) -> None:
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if not (repetition_penalty > 0 and math.isfinite(repetition_penalty)):
-        raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
-    if max_new_tokens < 0:
-        raise ValueError("max_new_tokens must be >= 0")
+MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflow float32 (inf, then NaN probabilities)
+
+
+def check_sampling(max_new_tokens: int, top_p: float | None, repetition_penalty: float, temperature: float = 0.0,
+                    top_k: int | None = None, where: str = "generate") -> None:
+    """The sampling arguments by type and range (:class:`~rins.fields.ConfigError` naming the argument), before
+    any token is produced."""
+    if top_p is not None:
+        check_number(where, "top_p", top_p, 0, 1, lo_open=True)
+    check_number(where, "repetition_penalty", repetition_penalty, 0, lo_open=True)
+    check_int(where, "max_new_tokens", max_new_tokens, 0)
+    t = check_number(where, "temperature", temperature, 0)
+    if 0 < t < MIN_TEMPERATURE:
+        raise bad_argument(where, "temperature", temperature, f"must be 0 (greedy) or >= {MIN_TEMPERATURE} (smaller "
+                           "ones overflow the logits)")
+    if top_k is not None:
+        check_int(where, "top_k", top_k, 1)
 
 
 def _penalise_repeats(logits: torch.Tensor, tokens: torch.Tensor, penalty: float) -> torch.Tensor:

@@ -16,11 +16,13 @@ nested inside every block (docs/method.md §2); ``r`` then replaces the exponent
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from numbers import Integral
 
 __all__ = [
     "Plan",
@@ -47,8 +49,17 @@ MAX_SIGNATURE_CHARS = 1000
 MAX_DEGREE = 8
 
 
-class SignatureError(ValueError):
-    """A signature string, preset or plan request that cannot be compiled."""
+def _error_base() -> type[ValueError]:
+    """:class:`rins.ConfigError` inside the package; ``ValueError`` where this file ships alone (``rins export``
+    copies it as ``rins_plan.py``, which must import nothing but the standard library)."""
+    if __package__ != "rins":
+        return ValueError
+    return importlib.import_module("rins.fields").ConfigError
+
+
+class SignatureError(_error_base()):  # type: ignore[misc]
+    """A signature string, preset or plan request that cannot be compiled (a :class:`rins.ConfigError`, so a
+    ``ValueError``: the one error type of bad arguments to the public API)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,7 +207,9 @@ SIGNATURE_PRESETS: dict[str, str] = {
 def preset(name: str, r: int | None = None) -> str:
     """Signature of a named preset: ``baseline``, ``rins``, ``rao``, ``middle``, ``cycle``,
     ``sequence``, ``cycle_rev``. ``r`` is the exponent for the parametric ones (default 2)."""
-    k = 2 if r is None else int(r)
+    if not isinstance(name, str):
+        raise _bad_arg("name", name, "must be a preset name (a string)", "preset")
+    k = 2 if r is None else _int_arg("r", r, "preset")
     if k < 1:
         raise SignatureError(f"preset {name!r}: r must be >= 1, got {k}")
     entries = {key.partition("(")[0]: (key, sig) for key, sig in SIGNATURE_PRESETS.items()}
@@ -321,6 +334,18 @@ def _split(start: int, stop: int, n: int, sizes: Sequence[int] | None, where: st
     return [(start + i * w, start + (i + 1) * w) for i in range(n)]
 
 
+def _bad_arg(name: str, value: object, allowed: str, where: str = "compile_plan") -> SignatureError:
+    shown = repr(value)
+    return SignatureError(f"{where}: {name}={shown[:77] + '...' if len(shown) > 80 else shown} is invalid: {allowed}")
+
+
+def _int_arg(name: str, value: object, where: str = "compile_plan") -> int:
+    """``value`` as an int when it is an integer: not a bool, not a float (4.0 and 4.9 alike), not text."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise _bad_arg(name, value, f"must be an integer (got {type(value).__name__})", where)
+    return int(value)
+
+
 def compile_plan(
     signature: str,
     n_layers: int,
@@ -342,9 +367,19 @@ def compile_plan(
             ``r`` and every exponent <= :data:`MAX_EXPONENT`, ``degree`` <= :data:`MAX_DEGREE`; a
             plan may hold at most :data:`MAX_APPLICATIONS` layer applications.
     """
+    # types first, nothing coerced (4.9 layers is an error, not 4); the ranges below keep their own messages
+    if not isinstance(signature, str):
+        raise _bad_arg("signature", signature, f"must be a string (got {type(signature).__name__})")
+    n_layers, degree = _int_arg("n_layers", n_layers), _int_arg("degree", degree)
+    r = None if r is None else _int_arg("r", r)
+    bs = None
+    if block_sizes is not None:
+        if isinstance(block_sizes, str | bytes) or not isinstance(block_sizes, Sequence):
+            raise _bad_arg("block_sizes", block_sizes, "must be None or a sequence of integers")
+        if len(block_sizes) > MAX_APPLICATIONS:
+            raise _bad_arg("block_sizes", block_sizes, f"has more than {MAX_APPLICATIONS} entries")
+        bs = tuple(_int_arg(f"block_sizes[{i}]", x) for i, x in enumerate(block_sizes))
     sig_text = resolve_signature(signature)
-    bs = tuple(int(x) for x in block_sizes) if block_sizes is not None else None
-    n_layers, degree = int(n_layers), int(degree)
     if n_layers > MAX_APPLICATIONS:
         raise SignatureError(f"n_layers={n_layers} exceeds the maximum {MAX_APPLICATIONS}")
     if degree > MAX_DEGREE:

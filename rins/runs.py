@@ -52,7 +52,9 @@ def run_config(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    from .runfiles import read_json_object
+
+    return read_json_object(path, "restore it (it is written once when the run starts) or retrain the run")
 
 
 def log_path(run_dir: str | Path) -> Path:

@@ -41,6 +41,7 @@ from .config import TrainConfig
 from .distributed import DistContext, init_from_env
 from .hardware import BF16_EMULATED, native_bf16
 from .loggers import RunLogger, parse_loggers
+from .runfiles import RunFileError, ensure_dir, path_error
 from .runs import lock_holder, run_lock
 from .tasks import Task, autocast, get_task
 
@@ -181,12 +182,22 @@ def _all_finite(model: nn.Module, dist_ctx: Any = None) -> bool:
     return bool(ok >= 1.0)
 
 
-def _check_eval(res: dict[str, Any], step: int, run_dir: Path) -> None:
+def _stopped(run_dir: Path, dtype: str, fix: str = "lower optim.lr") -> str:
+    """The end of a non-finite error: what the run kept and what to change, true to this run (a float32 run is
+    not told to use float32; a run without a checkpoint is not told to resume from one)."""
+    ck = latest_checkpoint(run_dir)
+    if dtype != "float32":
+        fix += " or use dtype=float32"
+    if ck is None:
+        return f"the run stopped before its first checkpoint (none was written): {fix}, then train again"
+    return f"the run stopped and keeps its last good checkpoint ({ck}): {fix}, then resume"
+
+
+def _check_eval(res: dict[str, Any], step: int, run_dir: Path, dtype: str = "float32") -> None:
     losses = [res.get("val_loss"), *(res.get("val_loss_r") or {}).values()]
     if any(isinstance(v, float) and not math.isfinite(v) for v in losses):
         raise NonFiniteError(f"non-finite validation loss at step {step} ({res.get('val_loss_r') or res['val_loss']});"
-                             f" the run stopped and keeps its last good checkpoint ({latest_checkpoint(run_dir)}); "
-                             "try dtype=float32 or a lower optim.lr")
+                             f" {_stopped(run_dir, dtype)}")
 
 
 def format_eval(step: int, total: int, res: dict[str, Any], r: int | None = None) -> str:
@@ -212,7 +223,7 @@ def format_eval(step: int, total: int, res: dict[str, Any], r: int | None = None
 
 def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None, quiet: bool = False,
           dist_ctx: Any = None, stop_after: int | None = None, verify: bool = True,
-          extend: bool = False) -> dict[str, Any]:
+          extend: bool = False, force: bool = False) -> dict[str, Any]:
     """Train ``cfg`` and return a summary (final losses at every depth, steps, tokens, FLOPs).
 
     The run directory is locked (``RUN_DIR.lock``, :func:`rins.runs.run_lock`, shared with ``rins sweep``) while
@@ -227,16 +238,50 @@ def train(cfg: TrainConfig, *, resume: bool = True, init_from: str | None = None
     Hugging Face model). ``stop_after`` ends this invocation after that many steps (checkpointing first),
     e.g. to fit a long run into preemptible jobs. ``dist_ctx`` is set by :func:`run_distributed`.
     ``verify=False`` skips the SHA-256 check of the checkpoint it resumes from (structural checks remain).
+    A run whose memory estimate (:func:`rins.resources.training_bytes`) exceeds the device's memory is refused
+    before anything is allocated, unless ``force``.
     A resumed run truncates ``log.jsonl`` to the checkpoint's step; ``resume=False`` deletes the run's
     checkpoints, log, summary and tokenizer first. Stale temporary files of killed writers are removed.
     """
     if dist_ctx is not None and dist_ctx.rank != 0:  # rank 0 holds the lock for the whole job
         return _train(cfg, resume, init_from, quiet, dist_ctx, stop_after, verify, extend)
-    with run_lock(cfg.run_dir(), reentrant=True) as got:
+    if not force:
+        _check_memory(cfg)
+    _check_run_paths(cfg.run_dir())
+    try:
+        lock = run_lock(cfg.run_dir(), reentrant=True)
+        got = lock.__enter__()
+    except OSError as e:
+        raise path_error(e, "the run's lock file") from e
+    with contextlib.ExitStack() as stack:
+        stack.push(lock)
         if not got:
             raise RunLockedError(f"run directory {cfg.run_dir()} is in use by {lock_holder(cfg.run_dir())}; wait "
                                  "for it to finish or stop it, or train under another --name")
         return _train(cfg, resume, init_from, quiet, dist_ctx, stop_after, verify, extend)
+
+
+def _check_memory(cfg: TrainConfig) -> None:
+    """Refuse an LM run that cannot fit the device (weights, gradients, AdamW, activations) before allocating it."""
+    from .model import LMConfig
+    from .resources import check_fits, training_bytes
+
+    if isinstance(cfg.model, LMConfig):
+        needed, detail = training_bytes(cfg)
+        check_fits(needed, "training this config", detail, resolve_device(cfg.device),
+                   "use a smaller model.d_model / model.n_layers / model.vocab_size or batch_size (or a larger "
+                   "grad_accum), or pass --force to try anyway")
+
+
+def _check_run_paths(run_dir: Path) -> None:
+    """The run directory and the folders a run writes into it, created or checked up front: an error names the
+    path and why (a file where a folder must be, no permission, a name too long), not only an errno."""
+    ensure_dir(run_dir, "run directory")
+    for sub in ("checkpoints", PRE_DECAY):
+        p = run_dir / sub
+        if p.exists() and not p.is_dir():
+            raise RunFileError(f"{p} exists and is not a folder (the run keeps its checkpoints there); move it "
+                               "away, or train under another --name")
 
 
 PRE_DECAY = "pre_decay"  # RUN_DIR/pre_decay/checkpoints/: a WSD run's state where its decay began (for --extend)
@@ -555,7 +600,7 @@ def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
             logger.close()
             return json.loads(prev.read_text())
         last_eval = run.task.evaluate(run.model, depths) if eval_here else {}
-        _check_eval(last_eval, run.step, run.run_dir)
+        _check_eval(last_eval, run.step, run.run_dir, run.cfg.dtype)
     t0 = time.time()
     peak, source = peak_flops(run.device, cfg.dtype)
     if run.is_main and run.step < run.total:
@@ -647,16 +692,14 @@ def _optimise(run: _Run) -> tuple[torch.Tensor, torch.Tensor, float]:
     if not (torch.isfinite(loss_val) and torch.isfinite(gnorm)):
         raise NonFiniteError(
             f"non-finite {'loss' if not torch.isfinite(loss_val) else 'gradient norm'} at step {step + 1} "
-            f"(loss={float(loss_val)}, grad_norm={float(gnorm)}); the run stopped and keeps its last good "
-            f"checkpoint ({latest_checkpoint(run.run_dir)}). Lower optim.lr or use float32, then resume."
+            f"(loss={float(loss_val)}, grad_norm={float(gnorm)}); {_stopped(run.run_dir, cfg.dtype)}"
         )
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     if not _all_finite(run.core, run.dist_ctx):  # e.g. a NaN learning rate: no checkpoint may hold these weights
         raise NonFiniteError(
-            f"non-finite weights after the optimizer step at step {step + 1} (lr={lr}); the run stopped "
-            f"and keeps its last good checkpoint ({latest_checkpoint(run.run_dir)}). Check optim.* "
-            "(lr, min_lr_ratio, eps), then resume."
+            f"non-finite weights after the optimizer step at step {step + 1} (lr={lr}); "
+            f"{_stopped(run.run_dir, run.cfg.dtype, 'check optim.* (lr, min_lr_ratio, eps)')}"
         )
     realised = getattr(run.task, "realised_flops", None)
     run.step += 1
@@ -733,7 +776,7 @@ def _log_step(run: _Run, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm:
 def _evaluate(run: _Run, depths: list[int | None], eval_here: bool, logger: RunLogger, bar: Any) -> dict[str, Any]:
     """Evaluate at ``depths``, stop on a non-finite loss, log the result and print its line."""
     res = run.task.evaluate(run.model, depths) if eval_here else {}
-    _check_eval(res, run.step, run.run_dir)
+    _check_eval(res, run.step, run.run_dir, run.cfg.dtype)
     if run.is_main:
         logger.log({"event": "eval", "step": run.step, "tokens": run.tokens, "flops": run.flops, **res})
         line = format_eval(run.step, run.total, res, getattr(run.core, "r_max", None))

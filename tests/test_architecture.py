@@ -21,8 +21,8 @@ README = PKG.parent / "README.md"
 # The layers, bottom to top (what each owns: the README's Architecture section). A module may import from its
 # own layer and the layers before it in this list, never from a later one. A new module needs a row here.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"rins.plan", "rins.fields", "rins.losses", "rins.data", "rins.loggers", "rins.runs",
-                    "rins.hardware"}),
+    ("foundation", {"rins.plan", "rins.fields", "rins.arguments", "rins.resources", "rins.runfiles", "rins.losses",
+                    "rins.data", "rins.loggers", "rins.runs", "rins.hardware"}),
     ("core", {"rins.model", "rins.siglip", "rins.checkpoint", "rins.distributed", "rins.vision_data"}),
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),
     ("config", {"rins.config"}),

@@ -633,3 +633,49 @@ def test_concurrent_prepares_tokenise_once(corpus, tmp_path, monkeypatch):
         t.join()
     assert len(out) == 2 and out[0].train_path == out[1].train_path and out[0].train_path.is_file()
     assert len(calls) == 1  # the second waited for the first and read its cache
+
+
+class _CountingStr(str):
+    """A str that counts the characters its slicing, stripping and searching can touch (issue #28): the
+    Python-side work of splitting and cutting a document into pieces, measured without a clock."""
+
+    work = 0
+
+    def _wrap(self, value):
+        return _CountingStr(value) if isinstance(value, str) else value
+
+    def __getitem__(self, key):
+        out = str.__getitem__(self, key)
+        _CountingStr.work += len(out)
+        return self._wrap(out)
+
+    def strip(self, *a):
+        _CountingStr.work += len(self)
+        return self._wrap(str.strip(self, *a))
+
+    def find(self, sub, start=0, end=None):
+        _CountingStr.work += (len(self) if end is None else end) - (start or 0)
+        return str.find(self, sub, start, end)
+
+    def rfind(self, sub, start=0, end=None):
+        _CountingStr.work += (len(self) if end is None else end) - (start or 0)
+        return str.rfind(self, sub, start, end)
+
+
+def test_one_big_document_is_split_and_cut_in_linear_work():
+    """Issue #28: a single-line document of 1, 2 and 4 MB is split (train/val), sampled for the tokenizer
+    and cut into encoding pieces with work growing linearly (the old boundary search copied text[:c] and
+    text[c:] at every space: quadratic, 28 min for 100 MB). Counted in characters touched, not in time."""
+    work = []
+    for mb in (1, 2, 4):
+        text = _CountingStr("the quick brown fox jumps " * (40_000 * mb))
+        _CountingStr.work = 0
+        train_docs, val_docs = split_documents([Document("one.txt", text)], val_fraction=0.1)
+        assert "".join(d.text for d in train_docs + val_docs) == text
+        assert abs(len(val_docs[0].text) - 0.1 * len(text)) < 30
+        n_sampled = sum(len(p) for p in D._tokenizer_texts(train_docs, max_bytes=10**9))
+        n_pieces = sum(len(p) for d in train_docs + val_docs for p in D._pieces(d.text))
+        assert n_sampled == len(train_docs[0].text) and n_pieces == len(text)
+        work.append(_CountingStr.work / len(text))
+    # per character the work stays flat (quadratic code would double it at every doubling)
+    assert work[2] < 1.2 * work[0] and work[0] < 20, work

@@ -290,8 +290,11 @@ def test_fuzz_every_field_gives_a_config_or_a_clear_error(key, value, raw):
     except ValueError as e:  # ConfigError, SignatureError and LMConfig's checks are all ValueErrors
         msg = str(e)
         assert msg and "Traceback" not in msg
-        if isinstance(e, ConfigError):
-            assert msg.startswith(f"config {key}=") and "\n" not in msg, msg
+        if isinstance(e, ConfigError) and not isinstance(e, SignatureError):  # a model field LMConfig checks: said
+            # of the [model] table (a signature's error points at the character, on several lines)
+            named = msg.startswith(f"config {key}=") or (key.startswith("model.") and msg.startswith(
+                "config [model] of task") and key.removeprefix("model.") in msg)
+            assert named and "\n" not in msg, msg
     else:
         assert TrainConfig.from_dict(c.to_dict()) == c  # what is saved loads back to the same config
 
@@ -493,3 +496,154 @@ def test_kill_and_resume_is_exact(corpus, cache, tmp_path):
     assert train_records(run) == train_records(tmp_path / "ref")  # same losses, each step once
     litter = [q for d in (run, run / "checkpoints") for q in d.iterdir() if ".tmp-" in q.name]
     assert litter == []
+
+
+# ----------------------------------------------------------------------------------------------
+# issue #28: corrupt run files name the file; checkpoint metadata is checked after its hash
+
+
+def rehash(ck: Path) -> None:
+    """Recompute every SHA-256 of a checkpoint, as someone editing it on purpose would."""
+    from rins.checkpoint import TENSOR_FILES, _file_sha256, _meta_sha256
+
+    meta = json.loads((ck / "meta.json").read_text())
+    meta["sha256"] = {f: _file_sha256(ck / f) for f in TENSOR_FILES}
+    meta["sha256"]["meta"] = _meta_sha256(meta)
+    (ck / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("file", ["tokenizer.json", "config.json"])
+def test_corrupt_run_files_are_one_line_errors_naming_the_file(corpus, cache, tmp_path, capsys, file):
+    run = trained(corpus, cache, tmp_path, "garbage")
+    (run / file).write_text("{not json")
+    for argv in (["generate", str(run), "--prompt", "the", "--max-new-tokens", "2"],
+                 ["eval", str(run), "--batches", "1"]):
+        assert cli(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(run / file) in err and "Traceback" not in err, err
+        assert ("not a valid tokenizer file" if file == "tokenizer.json" else "is not valid JSON") in err
+    from rins.runfiles import RunFileError
+
+    if file == "config.json":
+        (run / file).write_text(json.dumps({"optim": {"lr": "fast"}}))  # JSON, but not a config
+        with pytest.raises(RunFileError, match=r"config.json: holds an invalid config \(config optim.lr='fast'"):
+            from rins.evaluation import evaluate_run
+
+            evaluate_run(run)
+
+
+@pytest.mark.parametrize("key, value, match", [("tokens", "abc", "tokens='abc'"), ("tokens", -5, "tokens=-5"),
+                                               ("flops", float("nan"), "flops=nan"), ("name", 3, "name=3")])
+def test_checkpoint_meta_is_checked_after_its_hash(corpus, cache, tmp_path, key, value, match):
+    run = trained(corpus, cache, tmp_path, "meta")
+    ck = latest_checkpoint(run)
+    edit_meta(ck, **{key: value})
+    rehash(ck)  # the hash now vouches for the edit: the values themselves must be refused
+    with pytest.raises(CheckpointError, match=f"meta.json {match} is invalid"):
+        train(cfg_for(corpus, cache, tmp_path, "meta", **STEPS), quiet=True)
+
+
+def test_float64_weights_are_refused_half_precision_is_widened(corpus, cache, tmp_path):
+    run = trained(corpus, cache, tmp_path, "f64")
+    ck = latest_checkpoint(run)
+    w = load_file(str(ck / "model.safetensors"))
+    save_file({k: v.double() for k, v in w.items()}, str(ck / "model.safetensors"))
+    rehash(ck)
+    with pytest.raises(CheckpointError, match="dtype torch.float64 vs model torch.float32"):
+        load_model(run)
+    save_file({k: v.bfloat16() if v.is_floating_point() else v for k, v in w.items()}, str(ck / "model.safetensors"))
+    rehash(ck)
+    assert next(load_model(run).parameters()).dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# issue #28, the replay: one case of each family the hostile-user pass found, each a clear one-line error
+
+
+def one_line_error(capsys, argv, *needles) -> str:
+    """Run the CLI: exit code 2 and exactly one line on stderr, 'error: ...', holding every needle."""
+    rc = cli(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, (argv, rc, err)
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err and "[Errno" not in err, err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+def test_family_1_one_big_document_prepares(tmp_path):
+    """A single-line file is split and prepared (it was quadratic: 100 MB never finished). The linear growth is
+    asserted by counting work in tests/test_data.py::test_one_big_document_is_split_and_cut_in_linear_work."""
+    from rins.data import prepare_data
+
+    (tmp_path / "one.txt").write_text("the quick brown fox jumps " * 20_000)  # 0.5 MB, one line
+    b = prepare_data(str(tmp_path / "one.txt"), tmp_path / "cache", vocab_size=300)
+    assert b.meta["train_docs"] == ["one.txt#train"] and b.meta["n_val_tokens"] > 0
+
+
+def test_family_2_api_arguments(capsys):
+    from rins import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^compile_plan: n_layers=4.9 is invalid: must be an integer \(got float\)$"):
+        compile_plan("AB", 4.9)
+    one_line_error(capsys, ["plan", "AB", "--layers", "2", "--block-sizes", ","], "--block-sizes", "','")
+
+
+def test_family_3_corrupt_run_file(corpus, cache, tmp_path, capsys):
+    run = trained(corpus, cache, tmp_path, "fam3")
+    (run / "config.json").write_text("{\"a\": ")
+    one_line_error(capsys, ["eval", str(run)], str(run / "config.json"), "is not valid JSON", "restore it")
+
+
+def test_family_4_checkpoint_metadata(corpus, cache, tmp_path, capsys):
+    run = trained(corpus, cache, tmp_path, "fam4")
+    edit_meta(latest_checkpoint(run), flops=float("nan"))
+    rehash(latest_checkpoint(run))
+    one_line_error(capsys, ["train", "--preset", "tiny", *sum((["--set", o] for o in overrides(
+        corpus, cache, tmp_path, "fam4", **STEPS)), [])], "flops=nan is invalid")
+
+
+def test_family_5_generation_arguments(corpus, cache, tmp_path, capsys):
+    run = trained(corpus, cache, tmp_path, "fam5")
+    gen = ["generate", str(run), "--prompt", "the", "--max-new-tokens", "2"]
+    one_line_error(capsys, gen + ["--temperature", "inf"], "temperature=inf")
+    one_line_error(capsys, gen + ["--seed", str(2**64)], "seed=18446744073709551616")
+    one_line_error(capsys, gen + ["--stop", "\\x", "--stop-escapes"], "invalid backslash escape")
+    assert cli(gen + ["--stop", "\\x", "--temperature", "0"]) == 0  # literal by default: no codec error
+
+
+def test_family_6_absurd_settings(capsys):
+    one_line_error(capsys, ["train", "--preset", "tiny", "--optim.eps", "1e308", "--print-config"], "optim.eps")
+    one_line_error(capsys, ["train", "--preset", "tiny", "--device", "nonsense", "--print-config"], "device='nonsense'")
+    one_line_error(capsys, ["train", "--preset", "tiny", "--model.depth_seed", "-1", "--print-config"], "depth_seed=-1")
+
+
+def test_family_7_path_errors(corpus, cache, tmp_path, capsys):
+    base = ["train", "--preset", "tiny", "--set", f'data.corpus="{corpus}"', "--set", f'data.cache_dir="{cache}"']
+    one_line_error(capsys, base + ["--out-dir", "/"], "file-system root")
+    one_line_error(capsys, base + ["--out-dir", "/proc"], "inside /proc")
+    one_line_error(capsys, base + ["--out-dir", str(tmp_path), "--name", "n" * 300], "the limit is 250 bytes")
+    (tmp_path / "cf").mkdir()
+    (tmp_path / "cf" / "checkpoints").write_text("")
+    one_line_error(capsys, base + ["--out-dir", str(tmp_path), "--name", "cf"],
+                   str(tmp_path / "cf" / "checkpoints"), "is not a folder")
+    (tmp_path / "file").write_text("")
+    one_line_error(capsys, base + ["--out-dir", str(tmp_path / "file"), "--name", "x"],
+                   str(tmp_path / "file"), "not a folder")
+
+
+def test_family_8_memory_estimate(corpus, cache, tmp_path, capsys):
+    t = time.perf_counter()
+    one_line_error(capsys, ["train", "--preset", "tiny", "--model.d_model", "65536", "--model.n_heads", "4",
+                            "--out-dir", str(tmp_path)], "needs at least", "GiB", "--force")
+    assert time.perf_counter() - t < 60 and not (tmp_path / "tiny").exists()  # refused before the run dir exists
+    from rins.tasks import default_depths
+
+    assert len(default_depths(1024)) <= 16 and max(default_depths(1024)) == 1024  # was 1025 depths, then an error
+
+
+def test_family_9_nan_messages(corpus, cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("rins.train.lr_at", nan_lr_from(0))  # the first step goes NaN: no checkpoint exists
+    err = one_line_error(capsys, ["train", "--preset", "tiny", *sum((["--set", o] for o in overrides(
+        corpus, cache, tmp_path, "nan9", **{"budget.steps": 2})), [])], "before its first checkpoint")
+    assert "None" not in err and "float32" not in err  # the run is float32 already

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ..plan import MAX_EXPONENT
+
 __all__ = ["Task", "autocast", "default_depths", "depth_label"]
 
 
@@ -46,9 +48,20 @@ class Task(Protocol):
         ...
 
 
+MAX_DEFAULT_DEPTHS = 16  # depths evaluated by default; a deeper recursion gets a log-spaced choice of them
+
+
 def default_depths(r_max: int | None) -> list[int | None]:
-    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth)."""
-    return [None] if not r_max else list(range(1, r_max + 2))
+    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth). Beyond
+    :data:`MAX_DEFAULT_DEPTHS` depths (``r_max >= 16``) it is a log-spaced choice of that many that keeps 1,
+    r_max and r_max + 1, so that ``A^1024B`` is not scored 1025 times (ask for more with explicit depths)."""
+    if not r_max:
+        return [None]
+    if r_max + 1 <= MAX_DEFAULT_DEPTHS:
+        return list(range(1, r_max + 2))
+    k = MAX_DEFAULT_DEPTHS - 1
+    beyond = {r_max + 1} if r_max < MAX_EXPONENT else set()  # no depth past the plan's limit
+    return sorted({round(r_max ** (i / (k - 1))) for i in range(k)} | beyond)
 
 
 def depth_label(r: int | None) -> str:
