@@ -23,12 +23,13 @@ README = PKG.parent / "README.md"
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"rins.plan", "rins.fields", "rins.arguments", "rins.resources", "rins.runfiles", "rins.losses",
                     "rins.data", "rins.loggers", "rins.runs", "rins.hardware"}),
-    ("core", {"rins.model", "rins.siglip", "rins.checkpoint", "rins.distributed", "rins.vision_data"}),
+    ("core", {"rins.model", "rins.adaptive", "rins.siglip", "rins.checkpoint", "rins.distributed",
+              "rins.vision_data"}),
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),
     ("config", {"rins.config"}),
     ("trainer", {"rins.train"}),
     ("studies", {"rins.evaluation", "rins.generation", "rins.sweep", "rins.scaling", "rins.report",
-                 "rins.study_report", "rins.demo", "rins.hf", "rins.hf_export", "rins.hf_export.configuration_rins",
+                 "rins.study_report", "rins.adaptive_report", "rins.demo", "rins.hf", "rins.hf_export", "rins.hf_export.configuration_rins",
                  "rins.hf_export.modeling_rins", "rins.lm_eval_adapter"}),  # studies & interop
     ("cli", {"rins.cli", "rins"}),
 ]
