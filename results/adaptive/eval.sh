@@ -1,13 +1,15 @@
 #!/bin/bash
 # Scores every finished run of the preliminary measurement at fixed r = 1, 2, 3 and with the exit rules below,
 # in domain (the run's held-out documents) and out of domain (the Linux kernel docs, never trained on):
-# results/adaptive/evals/NAME-{in,ood}.json. Then: rins report runs/adaptive --adaptive-evals results/adaptive/evals/*.json
+# results/adaptive/evals/NAME-{in,ood}.json. Runs: the arguments (run directories), default runs/adaptive/*/.
+# Then: rins report runs/adaptive --adaptive-evals results/adaptive/evals/*.json
 set -e
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 BATCHES=${BATCHES:-2}
 mkdir -p results/adaptive/evals
-for run in runs/adaptive/*/; do
+runs=("$@"); [ ${#runs[@]} -eq 0 ] && runs=(runs/adaptive/*/)
+for run in "${runs[@]}"; do
   name=$(basename "$run")
   [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && continue
   [ -f "$run/summary.json" ] || continue
