@@ -45,7 +45,7 @@ CLAIMS = {
     "claim6": "6. no-regret at r = 1 with adapters",
 }
 # One colour per layout in every figure (report, demo, benchmarks): the plain layouts by family and depth, the
-# stochastic ones in pink (no adapters) or brown (adapters) shades that darken with p_s.
+# stochastic ones in pink (no adapters) or dark brown (adapters) shades that darken with p_s.
 _LAYOUT_COLORS = {"AB": "black", "A^2B": "tab:red", "A^3B": "tab:orange", "A^4B": "darkred",
                   "(AB)^2": "tab:blue", "(AB)^3": "navy", "AB^2C": "tab:green", "AB^3C": "darkgreen",
                   "(ABC)^2": "tab:purple", "ABA": "tab:cyan"}
@@ -57,8 +57,10 @@ def layout_color(signature: str, degree: int = 1, p_skip: float = 0.0, adapters:
     if p_skip > 0 or adapters != "none":
         from matplotlib import colormaps
 
-        cmap = colormaps["RdPu" if adapters == "none" else "YlOrBr"]
-        return cmap(0.45 + 0.5 * min(max(p_skip, 0.0), 1.0))
+        p = min(max(p_skip, 0.0), 1.0)
+        if adapters == "none":
+            return colormaps["RdPu"](0.45 + 0.5 * p)
+        return colormaps["YlOrBr"](0.75 + 0.25 * p)  # dark browns: apart from A^3B's orange
     if degree == 1 and signature in _LAYOUT_COLORS:
         return _LAYOUT_COLORS[signature]
     import zlib
