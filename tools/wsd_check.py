@@ -48,8 +48,9 @@ def _paired(a: dict[int, float], b: dict[int, float]) -> str:
     if not seeds:
         return "n/a"
     d = np.array([a[k] - b[k] for k in seeds])
-    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return f"{d.mean():+.4f} ± {2 * se:.4f}"
+    if len(d) == 1:
+        return f"{d[0]:+.4f} (seed {seeds[0]})"
+    return f"{d.mean():+.4f} ± {2 * d.std(ddof=1) / np.sqrt(len(d)):.4f}"
 
 
 def _mean_sd(a: dict[int, float]) -> str:
@@ -94,7 +95,7 @@ def _num(v: float) -> str:
 def _bf16_seed0(layout: str, budget: float) -> float | None:
     """The study's bf16 cosine run of this layout and budget at size S, seed 0 (its main run), if committed."""
     slug = layout.replace("^", "x").replace("(", "o").replace(")", "c")
-    p = STUDY / f"S_{slug}_C{budget:.0e}_s0.json".replace("e+", "e")
+    p = STUDY / f"S_{slug}_C{_num(budget)}_s0.json"
     if not p.is_file():
         return None
     return float(json.loads(p.read_text())["val_loss"])
