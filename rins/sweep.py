@@ -177,7 +177,8 @@ def run_name(size: str, signature: str, degree: int, budget: float, p_skip: floa
              seed: int, lr: float | None = None, tag: str = "") -> str:
     """Deterministic run name of a grid point, e.g. ``d96_Ax3B_C2e12_s0`` or
     ``d96_Ax3B_C2e12_ps0.5_adround_s0`` (``_d2`` after the signature for degree 2, ``_lr0.002`` before
-    the seed for a grid with an ``lr`` axis, ``tag`` before those: ``wsd`` for the branches of a WSD trunk)."""
+    the seed for a grid with an ``lr`` axis, ``tag`` before those: the schedule when it is not the default cosine,
+    e.g. ``wsd``, and ``wsd_br`` for the branches of a WSD trunk)."""
     parts = [size, _sig_slug(resolve_signature(signature)) + (f"_d{degree}" if degree != 1 else ""),
              f"C{_num_slug(budget)}"]
     if p_skip:
@@ -297,7 +298,9 @@ def expand_grid(base: dict[str, Any], sizes: dict[str, dict[str, Any]], grids: l
                                      f"{n_layers} layers: {e}") from e
                 if plan.r is None and (ps > 0 or ad != "none"):
                     continue  # stochastic depth / adapters need a recursion exponent: not a grid point
-                name = run_name(size, sig, degree, budget, ps, ad, seed, lr, "wsd" if ax["branches"] else "")
+                sched = cfg0.get("optim", {}).get("schedule", "cosine")
+                tag = "_".join(t for t in (sched if sched != "cosine" else "", "br" if ax["branches"] else "") if t)
+                name = run_name(size, sig, degree, budget, ps, ad, seed, lr, tag)
                 point = (seed, size, sig, degree, ps, ad, lr)
                 follows = trunk_of.get(point) if ax["branches"] else None
                 trunk_of[point] = name

@@ -174,3 +174,20 @@ def test_results_md_tables_match_the_committed_summaries():
     new, blocks = mod.render(text, str(ROOT / "results" / "study-long"))
     assert "| `A^2B` |" in blocks and "| M |" in blocks  # the blocks hold both sizes' rows
     assert new == text, "RESULTS.md's tables are stale: run .venv/bin/python tools/results_tables.py"
+
+
+def test_results_md_wsd_check_matches_its_summaries():
+    """RESULTS.md's WSD-vs-cosine tables are what tools/wsd_check.py makes from results/wsd-check now."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("wsd_check", ROOT / "tools" / "wsd_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    data = mod.load()
+    want = mod.table(data) + "\n\n" + mod.gap_table(data)
+    assert "| `AB` | 7e12 | 3 |" in want and "| `A^2B` | 7e12 |" in want  # every cosine point has its seeds
+    m = re.search(r"<!-- begin:wsd_check[^>]*-->\n(.*?)\n<!-- end:wsd_check -->",
+                  (ROOT / "RESULTS.md").read_text(encoding="utf-8"), re.S)
+    assert m is not None, "RESULTS.md has no wsd_check block"
+    assert m.group(1) == want, "RESULTS.md's WSD check is stale: run .venv/bin/python tools/wsd_check.py --write"

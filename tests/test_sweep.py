@@ -339,7 +339,7 @@ def test_branches_continue_one_wsd_trunk(corpus, cache, tmp_path, capsys):
     sw_path.write_text(text)
     sweep = load_sweep(sw_path)
     short, long = sweep.runs
-    assert (short.name, long.name) == ("base_AB_C1.5e9_wsd_s0", "base_AB_C3e9_wsd_s0")
+    assert (short.name, long.name) == ("base_AB_C1.5e9_wsd_br_s0", "base_AB_C3e9_wsd_br_s0")
     assert short.follows is None and long.follows == short.name
     assert long.train_config().optim.schedule == "wsd"
     assert run_verb("sweep", [str(sw_path)]) == 0
