@@ -28,9 +28,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),
     ("config", {"rins.config"}),
     ("trainer", {"rins.train"}),
+    # studies & interop
     ("studies", {"rins.evaluation", "rins.generation", "rins.sweep", "rins.scaling", "rins.report",
-                 "rins.study_report", "rins.adaptive_report", "rins.demo", "rins.hf", "rins.hf_export", "rins.hf_export.configuration_rins",
-                 "rins.hf_export.modeling_rins", "rins.lm_eval_adapter"}),  # studies & interop
+                 "rins.study_report", "rins.adaptive_report", "rins.demo", "rins.hf", "rins.hf_export",
+                 "rins.hf_export.configuration_rins", "rins.hf_export.modeling_rins", "rins.lm_eval_adapter"}),
     ("cli", {"rins.cli", "rins"}),
 ]
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
