@@ -179,6 +179,8 @@ def test_summary_of_an_incomplete_run_is_refused(tmp_path):
         load_summary(bad)
 
 
+# the GPU study trains in bf16: on a CPU without native bf16 the trainer rightly says so (rins.hardware)
+@pytest.mark.filterwarnings("ignore:dtype = bfloat16 on cpu:UserWarning")
 def test_gpu_study_command_is_sized_and_runs_tiny_on_cpu(tmp_path, corpus):
     """configs/study-long-gpu.toml: 10-100 M parameters, >= 4 budgets over >= 1.5 decades, the main
     layouts; the same file shrunk to a tiny model runs on CPU and writes the same summaries."""
