@@ -13,7 +13,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 pytest.importorskip("lm_eval")
 
-from rins.hf import export  # noqa: E402
 from tests.test_adaptive import _mixed_rule  # noqa: E402
 from tests.test_lm_eval import run_dir, task_dir  # noqa: E402, F401  (the lm-eval tests' fixtures)
 
@@ -39,35 +38,15 @@ def test_lm_eval_adapter_adaptive_limits_and_errors(run_dir):  # noqa: F811
 def test_lm_eval_adaptive_native_and_exported_agree(run_dir, task_dir, tmp_path, monkeypatch):  # noqa: F811
     """`rins lm-eval --model_args run_dir=..,adaptive=RULE` and lm-eval's stock `hf` model on the export with
     `rins_exit=RULE` score the same local tasks to the same numbers."""
-    import sys
-
-    import lm_eval.tasks
-    from lm_eval.__main__ import cli_evaluate
-
     from rins.checkpoint import load_model
-    from rins.cli import main as cli
-    from tests.test_lm_eval import TASKS, _results
+    from tests.test_lm_eval import assert_same_scores, native_and_hf
 
     m = load_model(run_dir)
     x = torch.randint(0, m.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     rule, _ = _mixed_rule(m, x, "hidden")  # some tokens exit early, others run all 3 rounds
-    init = lm_eval.tasks.TaskManager.__init__
-    monkeypatch.setattr(lm_eval.tasks.TaskManager, "__init__",  # skip indexing lm-eval's ~10k built-in tasks
-                        lambda self, *a, **kw: init(self, *a, **{**kw, "include_defaults": False}))
-    tasks = ["--tasks", ",".join(TASKS), "--include_path", str(task_dir)]
-    assert cli(["lm-eval", "--model_args", f"run_dir={run_dir},r=3,adaptive={rule}", *tasks, "--output_path",
-                str(tmp_path / "native")]) == 0
-    native = _results(tmp_path / "native")
-    exp = export(str(run_dir), tmp_path / "exp")
-    monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "hf", "--model_args",
-                                      f"pretrained={exp},trust_remote_code=True,rins_r=3,rins_exit={rule}",
-                                      "--device", "cpu", *tasks, "--output_path", str(tmp_path / "hf")])
-    cli_evaluate()
-    hf = _results(tmp_path / "hf")
-    assert native["rins_mc"]["acc,none"] == hf["rins_mc"]["acc,none"]
-    assert math.isclose(native["rins_ppl"]["word_perplexity,none"], hf["rins_ppl"]["word_perplexity,none"],
-                        rel_tol=1e-4)
-    assert native["rins_gen"]["exact_match,none"] == hf["rins_gen"]["exact_match,none"]
+    native, hf = native_and_hf(run_dir, task_dir, tmp_path, monkeypatch, f"r=3,adaptive={rule}",
+                               f"rins_r=3,rins_exit={rule}")
+    assert_same_scores(native, hf)
     # the Python API gives the same numbers, and the exits changed them (fixed r=3 scores differently)
     from rins.lm_eval_adapter import evaluate
 

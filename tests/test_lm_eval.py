@@ -154,9 +154,10 @@ def _results(out_dir) -> dict:
     return json.loads(path.read_text())["results"]
 
 
-def test_lm_eval_cli_native_and_exported_agree(run_dir, task_dir, tmp_path, monkeypatch):
-    """`rins lm-eval` (the rins model inside lm-eval's own CLI) and `lm_eval --model hf` on the export score the
-    same local tasks to the same numbers."""
+def native_and_hf(run_dir, task_dir, tmp_path, monkeypatch, native_args: str, hf_args: str) -> tuple[dict, dict]:
+    """The results of `rins lm-eval --model_args run_dir=RUN,NATIVE_ARGS` and of lm-eval's own CLI with the stock
+    `hf` model on the run's export (`--model_args pretrained=EXPORT,trust_remote_code=True,HF_ARGS`) on the local
+    test tasks."""
     import sys
 
     import lm_eval.tasks
@@ -169,19 +170,27 @@ def test_lm_eval_cli_native_and_exported_agree(run_dir, task_dir, tmp_path, monk
     monkeypatch.setattr(lm_eval.tasks.TaskManager, "__init__",  # skip indexing lm-eval's ~10k built-in tasks
                         lambda self, *a, **kw: init(self, *a, **{**kw, "include_defaults": False}))
     tasks = ["--tasks", ",".join(TASKS), "--include_path", str(task_dir)]
-    assert cli(["lm-eval", "--model_args", f"run_dir={run_dir},r=2", *tasks, "--output_path",
+    assert cli(["lm-eval", "--model_args", f"run_dir={run_dir},{native_args}", *tasks, "--output_path",
                 str(tmp_path / "native")]) == 0
-    native = _results(tmp_path / "native")
     exp = export(str(run_dir), tmp_path / "exp")
     monkeypatch.setattr(sys, "argv", ["lm_eval", "--model", "hf", "--model_args",
-                                      f"pretrained={exp},trust_remote_code=True,rins_r=2", "--device", "cpu",
+                                      f"pretrained={exp},trust_remote_code=True,{hf_args}", "--device", "cpu",
                                       *tasks, "--output_path", str(tmp_path / "hf")])
     cli_evaluate()
-    hf = _results(tmp_path / "hf")
+    return _results(tmp_path / "native"), _results(tmp_path / "hf")
+
+
+def assert_same_scores(native: dict, hf: dict) -> None:
     assert native["rins_mc"]["acc,none"] == hf["rins_mc"]["acc,none"]
     assert math.isclose(native["rins_ppl"]["word_perplexity,none"], hf["rins_ppl"]["word_perplexity,none"],
                         rel_tol=1e-4)
     assert native["rins_gen"]["exact_match,none"] == hf["rins_gen"]["exact_match,none"]
+
+
+def test_lm_eval_cli_native_and_exported_agree(run_dir, task_dir, tmp_path, monkeypatch):
+    """`rins lm-eval` (the rins model inside lm-eval's own CLI) and `lm_eval --model hf` on the export score the
+    same local tasks to the same numbers."""
+    assert_same_scores(*native_and_hf(run_dir, task_dir, tmp_path, monkeypatch, "r=2", "rins_r=2"))
 
 
 def test_shipped_shakespeare_tasks(tmp_path):
