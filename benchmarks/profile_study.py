@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/profile_study.py --size M --layout 'A^2B' [--steps 40] [--skip 20]
 
-Builds the run exactly as ``configs/study-long.toml`` does (its [base] and [sizes.*]), on synthetic-free real
-data (the sweep's corpus), one thread, bf16, compiled blocks; profiles ``--steps`` optimizer steps after
-``--skip`` warm-up steps (compilation) and prints the top operators by self CPU time plus the share of the
-step spent in the model forward, backward, optimizer and the rest.
+Builds the run as ``configs/study-long.toml`` does (its [base] and [sizes.*]: bf16, compiled blocks) on the sweep's
+own corpus, on ``--threads`` threads (default 1, as the sweep's workers); ``--set KEY=VALUE`` overrides a field
+(e.g. ``--set 'dtype="float32"' --set compile=false``). Profiles ``--steps`` optimizer steps after ``--skip``
+warm-up steps (compilation) and prints the top operators by self CPU time, then by total CPU time (which puts the
+step, forward and backward at the top).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import torch
@@ -46,8 +48,6 @@ def main() -> None:
     cfg.n_evals, cfg.ckpt_every, cfg.log_every = 1, 10**9, 50
     for kv in a.set:
         k, v = kv.split("=", 1)
-        import tomllib
-
         val = tomllib.loads(f"x = {v}")["x"]
         obj = cfg
         *path, last = k.split(".")
