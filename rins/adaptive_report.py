@@ -17,6 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .runs import is_run_dir, run_config
+
 __all__ = ["adaptive_section", "load_adaptive_evals", "frontier_gap"]
 
 
@@ -41,9 +43,8 @@ def load_adaptive_evals(files: list[str | Path]) -> list[dict[str, Any]]:
 
 
 def _layout(run: Path) -> tuple[str, int]:
-    cfg_path = run / "config.json"
-    if cfg_path.is_file():
-        cfg = json.loads(cfg_path.read_text())
+    if is_run_dir(run):
+        cfg = run_config(run)
         m = cfg.get("model", {})
         label = m.get("signature", "?")
         if m.get("p_skip"):

@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,15 @@ from safetensors.torch import load_file, save_file
 
 from .arguments import bad_argument
 from .fields import coerce_fields
-from .runfiles import RunFileError, read_json_object
+from .runfiles import RunFileError, atomic_write_text, clean_stale_temps, read_json_object, temp_path
+from .runs import CONFIG_FILE, is_run_dir, run_config, run_dir_of
 
 __all__ = [
+    "CHECKPOINTS",
     "CheckpointError",
+    "PRE_DECAY",
+    "clear_checkpoints",
+    "mark_latest",
     "atomic_write_text",
     "check_rng_state",
     "clean_stale_temp",
@@ -62,19 +67,12 @@ __all__ = [
 ]
 
 
+CHECKPOINTS = "checkpoints"  # RUN_DIR/checkpoints/step_N/: the run's checkpoints, LATEST naming the newest
+PRE_DECAY = "pre_decay"  # RUN_DIR/pre_decay/checkpoints/: a WSD run's state where its decay began (for --extend)
+
+
 class CheckpointError(RuntimeError):
     """A missing, corrupt or mismatched checkpoint."""
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (atomic on POSIX)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def tied_aliases(tensors: torch.nn.Module | Mapping[str, torch.Tensor]) -> dict[str, str]:
@@ -148,11 +146,11 @@ def save_checkpoint(
     extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint atomically and prune all but the newest ``keep_last``; returns its folder."""
-    ckdir = Path(run_dir) / "checkpoints"
+    ckdir = Path(run_dir) / CHECKPOINTS
     ckdir.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     final = ckdir / name
-    tmp = ckdir / f".{name}.tmp-{os.getpid()}"
+    tmp = temp_path(ckdir / name)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -178,7 +176,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    atomic_write_text(ckdir / "LATEST", name)
+    mark_latest(final)
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -186,7 +184,6 @@ def save_checkpoint(
 
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors")
 HALF_DTYPES = (torch.bfloat16, torch.float16)  # the lower precisions a float weight may be stored in
-_TMP_RE = re.compile(r"^\..+\.tmp-(\d+)$")
 
 
 def _fault_point() -> None:
@@ -213,35 +210,10 @@ def _meta_sha256(meta: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({**body, "sha256": sig}, sort_keys=True).encode()).hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():  # this process is not writing anything while it cleans up
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temp(run_dir: str | Path) -> list[Path]:
-    """Remove temporary checkpoint folders and ``.NAME.tmp-PID`` files left by writers that were killed
-    (their PID is gone); returns what was removed. Temp files of live processes are left alone."""
-    removed = []
-    for d in (Path(run_dir), Path(run_dir) / "checkpoints"):
-        if not d.is_dir():
-            continue
-        for p in d.iterdir():
-            m = _TMP_RE.match(p.name)
-            if m is None or _pid_alive(int(m.group(1))):
-                continue
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
+    """Remove the temporary checkpoint folders and files (``.NAME.tmp-PID``) that killed writers left in a run
+    directory and its ``checkpoints/``; returns what was removed. Those of live processes are left alone."""
+    return [p for d in (Path(run_dir), Path(run_dir) / CHECKPOINTS) for p in clean_stale_temps(d, keep_own=False)]
 
 
 def _json_default(o: Any) -> Any:
@@ -254,9 +226,20 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
+def mark_latest(ck: Path) -> None:
+    """Make the complete checkpoint folder ``ck`` the one its run resumes from (``LATEST``, replaced atomically)."""
+    atomic_write_text(ck.parent / "LATEST", ck.name)
+
+
+def clear_checkpoints(run_dir: str | Path) -> None:
+    """Remove every checkpoint of a run (a run started over must not resume from the old one)."""
+    for sub in (CHECKPOINTS, PRE_DECAY):
+        shutil.rmtree(Path(run_dir) / sub, ignore_errors=True)
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
-    ckdir = Path(run_dir) / "checkpoints"
+    ckdir = Path(run_dir) / CHECKPOINTS
     if not ckdir.is_dir():
         return []
     return sorted(p for p in ckdir.iterdir() if p.is_dir() and p.name.startswith("step_"))
@@ -264,7 +247,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint (LATEST if valid, else the newest intact folder), or None."""
-    ckdir = Path(run_dir) / "checkpoints"
+    ckdir = Path(run_dir) / CHECKPOINTS
     cands = list_checkpoints(run_dir)
     latest = ckdir / "LATEST"
     if latest.is_file():
@@ -289,7 +272,7 @@ def load_checkpoint(path: str | Path, verify: bool = True
     before they were recorded load unverified, with a warning). Always: the step in the folder name,
     ``meta["step"]`` and the optimizer's step counters must agree. Raises :class:`CheckpointError` with the fix."""
     path = Path(path)
-    if (path / "checkpoints").is_dir() or (path / "config.json").is_file():
+    if (path / CHECKPOINTS).is_dir() or is_run_dir(path):
         ck = latest_checkpoint(path)
         if ck is None:
             raise CheckpointError(f"no complete checkpoint under {path}/checkpoints; train first or check the path")
@@ -419,7 +402,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", verify: boo
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: meta.json holds an invalid model_config ({e}); the checkpoint is "
                               "corrupt") from e
-    check_architecture(path, lm_cfg.to_dict())
+    run_arch, run_config_file = _run_architecture(Path(path))
+    check_architecture(path, lm_cfg.to_dict(), run_arch, run_config_file, keys=run_arch)
     model = RecursiveLM(lm_cfg)
     load_state_into(model, weights, str(path))
     return model.to(device).eval()
@@ -452,28 +436,42 @@ def check_device(where: str, name: str, device: Any) -> torch.device:
     return dev
 
 
-def check_architecture(path: str | Path, model_config: dict[str, Any]) -> None:
-    """The recursion fields of a checkpoint's model config against its run's ``config.json`` (LM runs), so that
-    an edited meta.json cannot run another architecture under the run's name."""
+def check_architecture(path: str | Path, saved: dict[str, Any] | None, expected: dict[str, Any] | None,
+                       against: str, keys: Iterable[str] | None = None) -> None:
+    """A checkpoint's model config (``saved``, from its meta.json) against the architecture it is loaded as
+    (``expected``: its run's config.json, or the model a resumed run built; ``against`` names it in the error), so
+    that a checkpoint from another run, or an edited meta.json, cannot run another architecture under a run's
+    name. With ``keys`` only those fields are compared, where both sides have them; else every field."""
+    if saved is None or expected is None:
+        return
+    if keys is None:
+        diff = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+    else:
+        diff = sorted(k for k in keys if k in saved and k in expected and saved[k] != expected[k])
+    if diff:
+        shown = ", ".join(f"{k}={saved.get(k)!r} vs {expected.get(k)!r}" for k in diff[:4])
+        raise CheckpointError(f"checkpoint {path}: its model config differs from {against} in {diff} ({shown}); "
+                              "the checkpoint belongs to another run or was modified (delete it, or --no-resume)")
+
+
+def _run_architecture(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The recursion fields (those of ``StackConfig``) of the LM run that ``path`` is or belongs to, from its
+    config.json, and that file's name; (None, "") outside a run directory or when its config cannot be read
+    (the caller reports an unreadable config.json its own way)."""
     from .model import LMConfig, StackConfig
 
-    path = Path(path)
-    run = next((p for p in (path, path.parent.parent) if (p / "config.json").is_file()), None)
+    run = run_dir_of(path)
     if run is None:
-        return
+        return None, ""
     try:
-        run_cfg = json.loads((run / "config.json").read_text())
+        run_cfg = run_config(run)
         model = run_cfg.get("model") or {} if run_cfg.get("task", "lm") == "lm" else {}
         model = coerce_fields(LMConfig, model)
     except (OSError, ValueError, AttributeError):
-        return  # an unreadable config.json is the caller's error to report
+        return None, ""
     stack = {f.name for f in fields(StackConfig)}
-    norm = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items() if k in stack}
-    diff = sorted(k for k, v in norm.items() if k in model_config and model_config[k] != v)
-    if diff:
-        raise CheckpointError(f"checkpoint {path}: its model config differs from {run / 'config.json'} in {diff} "
-                              f"({', '.join(f'{k}={model_config[k]!r} vs {norm[k]!r}' for k in diff)}); the "
-                              "checkpoint belongs to another run or was modified")
+    return ({k: list(v) if isinstance(v, tuple) else v for k, v in model.items() if k in stack},
+            str(run / CONFIG_FILE))
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, opt_tensors: dict[str, torch.Tensor],

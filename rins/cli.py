@@ -12,6 +12,7 @@ from dataclasses import Field
 from pathlib import Path
 
 from .fields import depths_type
+from .runs import tokenizer_file
 
 __all__ = ["VERBS", "build_parser", "main", "run_verb"]
 
@@ -260,7 +261,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
         from .adaptive import ExitStats
 
         stats = ExitStats()
-    tok = load_tokenizer(Path(a.run_dir) / "tokenizer.json")
+    tok = load_tokenizer(tokenizer_file(a.run_dir))
     stream = not a.no_stream
 
     def show(piece: str) -> None:

@@ -26,6 +26,7 @@ from .fields import (
     split_model_section,
 )
 from .plan import SignatureError
+from .runs import LOCK_SUFFIX
 
 __all__ = [
     "BudgetConfig",
@@ -240,7 +241,7 @@ class TrainConfig:
 
 
 _SYSTEM_DIRS = ("/proc", "/dev", "/sys")  # kernel file systems: nothing of a run belongs there
-NAME_MAX = 255 - len(".lock")  # bytes of one folder name (255 on Linux, macOS), less the run's lock-file suffix
+NAME_MAX = 255 - len(LOCK_SUFFIX)  # bytes of one folder name (255 on Linux, macOS), less the run's lock-file suffix
 
 
 def _check_paths(out_dir: str, name: str) -> None:
@@ -545,16 +546,12 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
     ``FileNotFoundError`` when ``run_dir`` is not a run directory; :class:`RunFileError` naming
     ``config.json`` when it is corrupt or holds a value the config refuses (the config's own message kept)."""
-    from .runfiles import RunFileError, read_json_object
+    from .runfiles import RunFileError
+    from .runs import CONFIG_FILE, CONFIG_FIX, run_config
 
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json); pass the folder that "
-                                "`rins train` wrote (OUT_DIR/NAME)")
-    fix = "restore it (it is written once when the run starts) or retrain the run"
-    raw = read_json_object(path, fix)
+    raw = run_config(run_dir)
     try:
         return TrainConfig.from_dict(raw)
     except (ValueError, TypeError) as e:
-        raise RunFileError(f"{path}: holds an invalid config ({e}); {fix}") from e
+        raise RunFileError(f"{Path(run_dir) / CONFIG_FILE}: holds an invalid config ({e}); {CONFIG_FIX}") from e
 

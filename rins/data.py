@@ -61,6 +61,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .fields import default_cache_dir
+from .runfiles import clean_stale_temps
 
 __all__ = [
     "EOD_TOKEN",
@@ -344,7 +345,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _download_and_unpack(package: str, root: Path) -> Path:
-    _clean_stale_temps(root.parent)
+    clean_stale_temps(root.parent)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".tmp-{os.getpid()}-dl-{package}-") as tmp:
         def download() -> subprocess.CompletedProcess:
             return subprocess.run(["apt-get", "download", package], cwd=tmp, capture_output=True, text=True)
@@ -967,26 +968,6 @@ def _tokenizer_texts(docs: Sequence[Document], max_bytes: int, seed: int = 0) ->
                 yield p
 
 
-def _clean_stale_temps(folder: Path) -> None:
-    """Remove ``.tmp-PID-*`` folders/files left in ``folder`` by writers that were killed (their PID is dead)."""
-    if not folder.is_dir():
-        return
-    for p in folder.glob(".tmp-*"):
-        m = re.match(r"\.tmp-(\d+)-", p.name)
-        if not m:
-            continue
-        pid = int(m.group(1))
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive:
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
 def _bundle_tokenizer(train_docs: Sequence[Document], vocab_size: int, seed: int, tokenizer: str | Path | None,
                       out: Path) -> tuple[Tokenizer, int]:
     """The bundle's tokenizer, written to ``out``, and its end-of-document id: trained on the training split,
@@ -1064,7 +1045,7 @@ def _prepare(corpus: str, cache_dir: Path, vocab_size: int, val_fraction: float,
     docs = load_corpus(corpus, cache_dir)
     train_docs, val_docs = split_documents(docs, val_fraction=val_fraction, seed=seed)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temps(final.parent)
+    clean_stale_temps(final.parent)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{os.getpid()}-{digest}-"))
     try:
         tok, eod_id = _bundle_tokenizer(train_docs, vocab_size, seed, tokenizer, tmp / "tokenizer.json")

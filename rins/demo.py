@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_text
 from .config import load_config
 from .hardware import BF16_EMULATED, native_bf16
 from .plan import resolve_signature
 from .report import format_table, layout_color, plot_curves
+from .runfiles import atomic_write_text
 from .runs import read_log
 from .train import train
 
@@ -119,8 +119,8 @@ def _flops_budget(cfg) -> float:
     """The training FLOPs of ``cfg``'s budget (for a budget in steps or tokens: what the model spends)."""
     import torch
 
+    from .schedule import plan_steps
     from .tasks import get_task
-    from .train import plan_steps
 
     if cfg.budget.flops is not None:
         return float(cfg.budget.flops)

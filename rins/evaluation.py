@@ -62,6 +62,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     from .checkpoint import load_model
     from .config import load_run_config
     from .data import TokenDataset, bytes_per_token, load_tokenizer, prepare_data
+    from .runs import tokenizer_file
     from .tasks.lm import eval_batch_size
 
     _check_types(run_dir, data, depths, batches, batch_size, split, device, verify)
@@ -71,7 +72,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     rules = _rules(adaptive, parse_adaptive)
     if batch_size is None:
         batch_size = eval_batch_size(cfg)  # the trainer's choice: the same windows as its evals
-    tok_path = rd / "tokenizer.json"
+    tok_path = tokenizer_file(rd)
     if not tok_path.is_file():
         raise FileNotFoundError(f"{rd} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
     load_tokenizer(tok_path)  # a corrupt one fails here, naming the file, before any corpus is read

@@ -49,6 +49,8 @@ from .checkpoint import load_model, save_checkpoint, tied_aliases, unique_state
 from .fields import ConfigError, depths_type
 from .model import LMConfig, RecursiveLM
 from .plan import Plan
+from .runs import tokenizer_file as run_tokenizer_file
+from .runs import write_run_config
 
 __all__ = [
     "ConversionError",
@@ -488,13 +490,13 @@ def save_run(model: RecursiveLM, run_dir: str | Path, name: str | None = None,
     run.mkdir(parents=True, exist_ok=True)
     tok = None
     if tokenizer_file is not None and Path(tokenizer_file).is_file():
-        tok = run / "tokenizer.json"
+        tok = run_tokenizer_file(run)
         shutil.copyfile(tokenizer_file, tok)
     m = model.config
     data = DataConfig(vocab_size=m.vocab_size, seq_len=min(m.max_seq_len, 1024),
                       tokenizer=str(tok.resolve()) if tok else None)
     cfg = TrainConfig(name=name or run.name, model=m.to_dict(), data=data)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    write_run_config(run, cfg.to_dict())
     save_checkpoint(run, 0, model, meta={"source": (extra or {}).get("source")})
     if special_tokens:
         (run / "special_tokens_map.json").write_text(json.dumps(special_tokens, indent=1))
@@ -580,7 +582,7 @@ def export(run_dir_or_model: str | Path | RecursiveLM, out_dir: str | Path, r: i
     for f in _EXPORT_FILES:
         shutil.copyfile(here / "hf_export" / f, out / f)
     shutil.copyfile(here / "plan.py", out / "rins_plan.py")
-    tok = Path(tokenizer_file) if tokenizer_file is not None else (run / "tokenizer.json" if run else None)
+    tok = Path(tokenizer_file) if tokenizer_file is not None else (run_tokenizer_file(run) if run else None)
     if tokenizer_file is not None and not tok.is_file():
         raise FileNotFoundError(f"tokenizer file {tok} does not exist")
     ids: dict[str, int] = {}

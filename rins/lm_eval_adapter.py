@@ -47,6 +47,7 @@ from tokenizers import Tokenizer
 from .checkpoint import load_model
 from .model import RecursiveLM
 from .runfiles import read_json_object, read_tokenizer
+from .runs import tokenizer_file
 
 __all__ = ["RinsLM", "evaluate", "main_lm_eval", "resolve_device"]
 
@@ -131,7 +132,7 @@ class RinsLM(LM):
         if isinstance(tokenizer, Tokenizer):
             self.tok = tokenizer
         else:
-            path = Path(tokenizer) if tokenizer else (Path(run_dir) / "tokenizer.json" if run_dir else None)
+            path = Path(tokenizer) if tokenizer else (tokenizer_file(run_dir) if run_dir else None)
             if path is None or not path.is_file():
                 raise FileNotFoundError(f"no tokenizer file {path}; pass tokenizer=PATH/tokenizer.json")
             self.tok = read_tokenizer(path)

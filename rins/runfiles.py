@@ -5,17 +5,24 @@ data folder's ``meta.json`` are read through :func:`read_json_object`, :func:`re
 :func:`read_tokenizer`, which raise one :class:`RunFileError` (a ``ValueError``) that names the file, what is
 wrong with it and how to fix it, instead of a bare ``JSONDecodeError`` or the tokenizers library's
 ``Exception: expected value at line 1 column 1``. Standard library only (the tokenizers import is lazy).
+
+It also holds the one way files are written safely (:func:`atomic_write_text`, :func:`atomic_write_json`: a
+temporary ``.NAME.tmp-PID`` sibling, flushed and fsynced, then ``os.replace``) and the one cleaner of what killed
+writers leave behind (:func:`clean_stale_temps`), used by run directories, checkpoints and the data cache alike.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import os
+import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunFileError", "ensure_dir", "path_error", "read_json_object", "read_text_file",
-           "read_tokenizer"]
+__all__ = ["RunFileError", "atomic_write_json", "atomic_write_text", "clean_stale_temps", "ensure_dir", "path_error",
+           "read_json_object", "read_text_file", "read_tokenizer", "temp_path"]
 
 MAX_JSON_BYTES = 256 << 20  # a run's JSON files are small; a huge one is not ours (and would be read whole)
 
@@ -108,3 +115,70 @@ def ensure_dir(path: str | Path, what: str, fix: str = "pass another --out-dir /
             e.filename = str(path)
         raise path_error(e, what, fix) from e
     return path
+
+
+# -- writing safely ----------------------------------------------------------------------------------------------
+
+# what a writer's temporary file or folder is called: `.NAME.tmp-PID` (atomic writes, checkpoint folders) or
+# `.tmp-PID-...` (tempfile.mkdtemp with a PID prefix: the data cache's downloads and tokenisations)
+_TMP_RE = re.compile(r"^\.(?:.+\.)?tmp-(\d+)(?:-.*)?$")
+
+
+def temp_path(final: str | Path) -> Path:
+    """Where a writer of ``final`` puts its work until it is complete: a hidden sibling named after the file and
+    this process (``.NAME.tmp-PID``), which :func:`clean_stale_temps` removes once the process is gone."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader (or a crash) sees the old file or the new one, never a part: a
+    temporary sibling, flushed and fsynced, then ``os.replace`` (atomic on POSIX). Creates missing parents."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: str | Path, obj: Any, default: Any = None) -> None:
+    """Write ``obj`` as indented JSON (one trailing newline) to ``path`` with :func:`atomic_write_text`."""
+    atomic_write_text(path, json.dumps(obj, indent=1, default=default) + "\n")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | Path, keep_own: bool = True) -> list[Path]:
+    """Remove the temporary files and folders (``.NAME.tmp-PID``, ``.tmp-PID-...``) that writers which were killed
+    left in ``folder`` (their PID is gone); returns what was removed. Those of live processes are left alone, and
+    this process's own unless ``keep_own=False`` (a caller that knows none of its threads is writing there now,
+    e.g. a trainer resuming in the process whose earlier attempt failed mid-write)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.iterdir():
+        m = _TMP_RE.match(p.name)
+        pid = int(m.group(1)) if m else None
+        if pid is None or (pid == os.getpid() and keep_own) or (pid != os.getpid() and _pid_alive(pid)):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed

@@ -7,10 +7,13 @@ bits per byte, the held-out learning curve, extra evaluations), meant to be comm
 as a study goes (``results/<study>/<run>.json``). ``rins sweep`` writes them and skips runs whose summary
 exists; ``rins report`` builds tables, fits and plots from summaries alone.
 
-This module owns run directories: it reads their logs (:func:`read_log`, :func:`start_record`), configs
-(:func:`run_config`) and completeness, finds the runs and summaries under folders (:func:`find_runs`,
-:func:`read_run`), and guards each with its lock file (:func:`run_lock`, taken by ``rins train`` and by sweep
-workers). It imports neither torch nor the trainer (parameter counts come from the run's own records).
+This module is the one reader and writer of a run directory's own files (the checkpoints under ``checkpoints/``
+belong to :mod:`rins.checkpoint`): the config (:func:`run_config`, :func:`write_run_config`), the log
+(:func:`log_path`, :func:`read_log`, :func:`start_record`, :func:`truncate_log`), the run's ``summary.json``
+(:func:`read_run_summary`, :func:`write_run_summary_file`, :func:`archive_run_summary`, :func:`is_complete`), its
+tokenizer's place (:func:`tokenizer_file`), and the lock beside it (:func:`run_lock`, taken by ``rins train`` and
+by sweep workers). It also finds runs and their committed summaries under folders (:func:`find_runs`,
+:func:`read_run`). It imports neither torch nor the trainer (parameter counts come from the run's own records).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -29,11 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .runfiles import atomic_write_json, atomic_write_text, read_json_object
+
 __all__ = ["SUMMARY_FORMAT", "RunRecord", "read_log", "log_path", "start_record", "read_json", "run_config",
            "is_complete", "run_lock", "lock_holder", "find_runs", "read_run", "run_summary", "write_run_summary",
-           "load_summary", "summary_path", "atomic_write_json"]
+           "load_summary", "summary_path", "atomic_write_json", "CONFIG_FILE", "LOG_FILE", "SUMMARY_FILE",
+           "TOKENIZER_FILE", "LOCK_SUFFIX", "is_run_dir", "run_dir_of", "write_run_config", "truncate_log",
+           "tokenizer_file", "read_run_summary", "write_run_summary_file", "archive_run_summary", "clear_run_files",
+           "lock_file"]
 
 SUMMARY_FORMAT = "rins-run-summary/1"
+# the files of a run directory (besides checkpoints/): their names are written here and nowhere else
+CONFIG_FILE = "config.json"  # the TrainConfig, written when the run starts
+LOG_FILE = "log.jsonl"  # one JSON record per line: start, train, eval events
+SUMMARY_FILE = "summary.json"  # the run's result, written when it ends (or stops)
+TOKENIZER_FILE = "tokenizer.json"  # the tokenizer it trained with (LM runs)
+LOCK_SUFFIX = ".lock"  # RUN_DIR.lock, beside the run directory: held while a process trains it
 MAX_TRAIN_POINTS = 120  # the train-loss curve is thinned to at most this many points
 
 
@@ -46,21 +59,89 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
+CONFIG_FIX = "restore it (it is written once when the run starts) or retrain the run"
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a run directory (it holds a ``config.json``)."""
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def run_dir_of(path: str | Path) -> Path | None:
+    """The run directory that ``path`` is or whose checkpoint it is (``RUN_DIR/checkpoints/step_N``), or None."""
+    path = Path(path)
+    return next((p for p in (path, path.parent.parent) if is_run_dir(p)), None)
+
+
 def run_config(run_dir: str | Path) -> dict[str, Any]:
     """The config (``config.json``, a ``TrainConfig`` as a dict) of a run directory; ``FileNotFoundError`` when
-    ``run_dir`` is not one."""
-    path = Path(run_dir) / "config.json"
+    ``run_dir`` is not one, :class:`~rins.runfiles.RunFileError` naming the file when it is corrupt."""
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    from .runfiles import read_json_object
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE}); pass the folder that "
+                                "`rins train` wrote (OUT_DIR/NAME)")
+    return read_json_object(path, CONFIG_FIX)
 
-    return read_json_object(path, "restore it (it is written once when the run starts) or retrain the run")
+
+def write_run_config(run_dir: str | Path, config: dict[str, Any]) -> None:
+    """Record a run's config (a ``TrainConfig`` as a dict) as its ``config.json``, atomically."""
+    atomic_write_text(Path(run_dir) / CONFIG_FILE, json.dumps(config, indent=1))
+
+
+def tokenizer_file(run_dir: str | Path) -> Path:
+    """Where a run directory keeps its tokenizer (``RUN_DIR/tokenizer.json``; it may not exist)."""
+    return Path(run_dir) / TOKENIZER_FILE
+
+
+def clear_run_files(run_dir: str | Path) -> None:
+    """Remove a run directory's log, summary and tokenizer (a run started over must not inherit them)."""
+    for f in (LOG_FILE, SUMMARY_FILE, TOKENIZER_FILE):
+        (Path(run_dir) / f).unlink(missing_ok=True)
+
+
+def read_run_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The run's own ``RUN_DIR/summary.json`` (written when it ended), or ``{}`` when it has none (or it is
+    unreadable)."""
+    return read_json(Path(run_dir) / SUMMARY_FILE)
+
+
+def write_run_summary_file(run_dir: str | Path, summary: dict[str, Any]) -> None:
+    """Write the run's ``RUN_DIR/summary.json``, atomically."""
+    atomic_write_text(Path(run_dir) / SUMMARY_FILE, json.dumps(summary, indent=1))
+
+
+def archive_run_summary(run_dir: str | Path, steps: int) -> None:
+    """Keep a finished run's summary as ``summary_step{steps}.json`` when the run is extended to a larger budget
+    (its own ``summary.json`` will be the longer run's)."""
+    p = Path(run_dir) / SUMMARY_FILE
+    if p.exists():
+        p.replace(p.with_name(f"summary_step{steps}.json"))
 
 
 def log_path(run_dir: str | Path) -> Path:
     """``RUN_DIR/log.jsonl``, or ``run_dir`` itself when it is a file (a log given directly)."""
     p = Path(run_dir)
-    return p if p.is_file() else p / "log.jsonl"
+    return p if p.is_file() else p / LOG_FILE
+
+
+def truncate_log(run_dir: str | Path, step: int) -> None:
+    """Keep the log records up to ``step`` (the checkpoint a run resumes from): steps that a killed run logged
+    after its last checkpoint are run again and must not appear twice. A torn last line is dropped too."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.exists():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and not (isinstance(rec.get("step"), int) and rec["step"] > step):
+            keep.append(line)
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
 
 
 def read_log(run_dir: str | Path, event: str = "eval", warn_malformed: bool = False) -> list[dict[str, Any]]:
@@ -99,7 +180,12 @@ def start_record(run_dir: str | Path) -> dict[str, Any]:
 
 def is_complete(run_dir: str | Path) -> bool:
     """True when ``RUN_DIR/summary.json`` says ``"complete": true``."""
-    return bool(read_json(Path(run_dir) / "summary.json").get("complete"))
+    return bool(read_run_summary(run_dir).get("complete"))
+
+
+def lock_file(run_dir: str | Path) -> Path:
+    """The lock file of a run directory: ``RUN_DIR.lock``, beside it (so that clearing the run keeps it)."""
+    return Path(str(Path(run_dir)) + LOCK_SUFFIX)
 
 
 _HELD: set[str] = set()  # lock files this process holds (run_lock is re-entrant within a process)
@@ -114,7 +200,7 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
     removes the file. ``reentrant``: taken at once
     when this process holds it already (``train()`` takes its run directory's lock so, inside a sweep worker's).
     """
-    lock = Path(str(Path(run_dir)) + ".lock")
+    lock = lock_file(run_dir)
     lock.parent.mkdir(parents=True, exist_ok=True)
     key = str(lock.resolve())
     if reentrant and key in _HELD:
@@ -152,7 +238,7 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
 
 def lock_holder(run_dir: str | Path) -> str:
     """Who holds ``RUN_DIR.lock``, for error messages: ``process 1234 (rins train ...)`` as far as known."""
-    lock = Path(str(Path(run_dir)) + ".lock")
+    lock = lock_file(run_dir)
     try:
         pid = int(lock.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -201,10 +287,10 @@ def run_summary(run_dir: str | Path, extra: dict[str, Any] | None = None) -> dic
     Raises ``ValueError`` when the run is not complete.
     """
     rd = Path(run_dir)
-    summ = read_json(rd / "summary.json")
+    summ = read_run_summary(rd)
     if not summ.get("complete"):
         raise ValueError(f"{rd} is not a complete run (no summary.json with complete=true); finish it first")
-    cfg = read_json(rd / "config.json")
+    cfg = read_json(rd / CONFIG_FILE)
     start = start_record(rd)
     model = cfg.get("model", {})
     d_model = int(model.get("d_model", 0))
@@ -246,22 +332,6 @@ def run_summary(run_dir: str | Path, extra: dict[str, Any] | None = None) -> dic
     if extra:
         out.update(extra)
     return _finite(out)
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (temporary file + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{os.getpid()}-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; these files are shared and committed
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_run_summary(run_dir: str | Path, results_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -321,10 +391,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")
-        if p.is_file() or (p / "config.json").is_file():
+        if p.is_file() or is_run_dir(p):
             cands = [p]
         else:
-            cands = sorted(q for q in p.iterdir() if (q / "config.json").is_file() or
+            cands = sorted(q for q in p.iterdir() if is_run_dir(q) or
                            (q.suffix == ".json" and q.is_file()))
         for c in cands:
             if c.resolve() not in seen:
@@ -341,7 +411,7 @@ def read_run(path: str | Path) -> RunRecord | None:
         if s.get("format") != SUMMARY_FORMAT:
             return None
         return RunRecord(p, dict(s.get("config") or {}), s, list(s.get("curve") or []))
-    cfg = read_json(p / "config.json")
+    cfg = read_json(p / CONFIG_FILE)
     if not cfg:
         return None
-    return RunRecord(p, cfg, read_json(p / "summary.json"), read_log(p), start_record(p))
+    return RunRecord(p, cfg, read_run_summary(p), read_log(p), start_record(p))

@@ -42,7 +42,7 @@ from scipy.optimize import brentq, least_squares
 from scipy.special import expit
 
 from .fields import depths_type
-from .runs import log_path, read_json, read_log
+from .runs import CONFIG_FILE, log_path, read_json, read_log
 
 __all__ = [
     "FORMS",
@@ -706,7 +706,7 @@ def _run_meta(run_dir: str | Path) -> tuple[str, str | None]:
     """(run name, signature) from the run's ``config.json``: the name defaults to the folder's."""
     p = Path(run_dir)
     d = p.parent if p.is_file() else p
-    cfg = read_json(d / "config.json")
+    cfg = read_json(d / CONFIG_FILE)
     model = cfg.get("model")
     sig = model.get("signature") if isinstance(model, dict) else None
     return str(cfg.get("name") or d.name), (str(sig) if sig is not None else None)

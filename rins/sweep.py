@@ -413,8 +413,8 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
     """
     import torch
 
+    from .schedule import plan_steps
     from .tasks import get_task
-    from .train import plan_steps
 
     cfg = spec.train_config()
     task = get_task(cfg, None)

@@ -26,13 +26,14 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import (
+    CHECKPOINTS,
+    PRE_DECAY,
     CheckpointError,
-    atomic_write_text,
+    check_architecture,
     check_rng_state,
     clean_stale_temp,
+    clear_checkpoints,
     latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
     load_state_into,
     restore_optimizer,
     save_checkpoint,
@@ -41,8 +42,27 @@ from .config import TrainConfig
 from .distributed import DistContext, init_from_env
 from .hardware import BF16_EMULATED, native_bf16
 from .loggers import RunLogger, parse_loggers
+from .resume import (
+    RESUME_MAY_CHANGE,
+    Checkpointed,
+    ExtendError,
+    init_tokenizer,
+    read_init,
+    resume_fingerprint,
+    resume_point,
+)
 from .runfiles import RunFileError, ensure_dir, path_error
-from .runs import lock_holder, run_lock
+from .runs import (
+    clear_run_files,
+    lock_holder,
+    log_path,
+    read_run_summary,
+    run_lock,
+    truncate_log,
+    write_run_config,
+    write_run_summary_file,
+)
+from .schedule import BudgetError, decay_start, eval_schedule, lr_at, plan_steps
 from .tasks import Task, autocast, get_task
 
 __all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "train", "run_distributed",
@@ -50,16 +70,8 @@ __all__ = ["BudgetError", "NonFiniteError", "RunLockedError", "ExtendError", "tr
            "lr_at", "resolve_device", "eval_schedule", "format_eval", "resume_fingerprint", "RESUME_MAY_CHANGE"]
 
 
-class BudgetError(ValueError):
-    """The budget cannot buy a single optimizer step."""
-
-
 class RunLockedError(RuntimeError):
     """Another live process is training in this run directory (``RUN_DIR.lock`` is held)."""
-
-
-class ExtendError(ValueError):
-    """A run cannot be extended to the larger budget asked for (cosine schedule, no usable checkpoint...)."""
 
 
 class NonFiniteError(RuntimeError):
@@ -79,98 +91,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
-
-
-def plan_steps(cfg: TrainConfig, flops_per_step: float, units_per_step: int) -> int:
-    """Number of optimizer steps the budget buys (compute-matched when given in FLOPs)."""
-    b = cfg.budget
-    if b.flops is not None:
-        if b.flops <= 0:
-            raise BudgetError(f"budget.flops must be > 0, got {b.flops}")
-        steps = int(b.flops // flops_per_step)
-        if steps < 1:
-            raise BudgetError(
-                f"budget of {b.flops:.3g} FLOPs is too small for one step ({flops_per_step:.3g} FLOPs per step); "
-                "raise budget.flops or lower batch_size / data.seq_len"
-            )
-        return steps
-    if b.tokens is not None:
-        steps = int(b.tokens // units_per_step)
-        if steps < 1:
-            raise BudgetError(f"budget of {b.tokens} tokens is less than one step ({units_per_step} tokens)")
-        return steps
-    if b.steps is not None:
-        if b.steps < 1:
-            raise BudgetError(f"budget.steps must be >= 1, got {b.steps}")
-        return int(b.steps)
-    raise BudgetError("no budget: set budget.flops, budget.tokens or budget.steps")
-
-
-def lr_at(step: int, total: int, o) -> float:
-    """Learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine / WSD / constant."""
-    warm = max(1, int(round(o.warmup_frac * total))) if o.warmup_frac > 0 else 0
-    if step < warm:
-        return o.lr * (step + 1) / warm
-    lo = o.lr * o.min_lr_ratio
-    if o.schedule == "constant":
-        return o.lr
-    if o.schedule == "cosine":
-        t = (step - warm) / max(1, total - warm - 1)
-        return lo + 0.5 * (o.lr - lo) * (1 + math.cos(math.pi * min(1.0, t)))
-    if o.schedule == "wsd":
-        decay = max(1, int(round(o.cooldown_frac * total)))
-        start = total - decay
-        if step < start:
-            return o.lr
-        return o.lr + (lo - o.lr) * (step - start + 1) / decay
-    raise ValueError(f"unknown schedule {o.schedule!r}; use cosine, wsd or constant")
-
-
-def eval_schedule(total: int, n: int) -> list[int]:
-    """Steps (1-based, after the update) at which to evaluate: geometric spacing, always incl. the last."""
-    if n <= 1 or total <= 1:
-        return [total]
-    pts = {max(1, int(round(total ** (i / (n - 1))))) for i in range(n)}
-    pts |= {total}
-    return sorted(p for p in pts if p <= total)
-
-
-# Config fields a resumed run may change: where it writes, how often it logs, evaluates and checkpoints, and
-# which hardware runs it (device and thread count may change the last bits of the arithmetic). Every other
-# field (model, data, optim, budget, batch, seed, dtype, fused_loss, compile, ...) must match the checkpoint.
-RESUME_MAY_CHANGE = ("name", "out_dir", "device", "threads", "progress", "log_every", "ckpt_every", "keep_last",
-                     "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir", "loggers")
-
-
-def resume_fingerprint(cfg: TrainConfig) -> dict[str, Any]:
-    """The config fields a resumed run must share with the run that wrote its checkpoint, flattened
-    (``optim.lr``, ``model``, ...): every field but :data:`RESUME_MAY_CHANGE`."""
-    flat: dict[str, Any] = {}
-    for k, v in cfg.to_dict().items():
-        if isinstance(v, dict) and k != "model":
-            flat.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            flat[k] = v
-    return {k: v for k, v in flat.items() if k not in RESUME_MAY_CHANGE}
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep the log records up to ``step`` (the resumed checkpoint): steps that a killed run logged after its
-    last checkpoint are run again, and must not appear twice. A torn last line is dropped too."""
-    if not path.exists():
-        return
-    if step == 0:
-        path.unlink()
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and not (isinstance(rec.get("step"), int) and rec["step"] > step):
-            keep.append(line)
-    atomic_write_text(path, "".join(x + "\n" for x in keep))
 
 
 def _all_finite(model: nn.Module, dist_ctx: Any = None) -> bool:
@@ -277,14 +197,11 @@ def _check_run_paths(run_dir: Path) -> None:
     """The run directory and the folders a run writes into it, created or checked up front: an error names the
     path and why (a file where a folder must be, no permission, a name too long), not only an errno."""
     ensure_dir(run_dir, "run directory")
-    for sub in ("checkpoints", PRE_DECAY):
+    for sub in (CHECKPOINTS, PRE_DECAY):
         p = run_dir / sub
         if p.exists() and not p.is_dir():
             raise RunFileError(f"{p} exists and is not a folder (the run keeps its checkpoints there); move it "
                                "away, or train under another --name")
-
-
-PRE_DECAY = "pre_decay"  # RUN_DIR/pre_decay/checkpoints/: a WSD run's state where its decay began (for --extend)
 
 
 _PEAKS: dict[tuple[str, str], float] = {}
@@ -381,6 +298,7 @@ class _Run:
     flops: float = 0.0  # FLOPs executed (drawn depths under stochastic RINS)
     ck: Path | None = None  # the checkpoint resumed from
     pace: _Pace | None = None  # speed, elapsed time and ETA of this invocation (set by _loop)
+    init: Checkpointed | None = None  # the --init checkpoint, read once by _setup, loaded by _restore
 
     @property
     def is_main(self) -> bool:
@@ -394,7 +312,7 @@ class _Run:
 def _train(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, dist_ctx: Any,
            stop_after: int | None, verify: bool, extend: bool) -> dict[str, Any]:
     run = _setup(cfg, resume, init_from, quiet, dist_ctx, verify)
-    resumed = _restore(run, resume, init_from, verify, extend)
+    resumed = _restore(run, resume, verify, extend)
     _place(run)
     _make_optimizer(run, resumed)
     return _loop(run, stop_after)
@@ -421,17 +339,16 @@ def _setup(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, d
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    init_meta = None
+    init = None
     if init_from:
         # continue from another run (e.g. `rins convert`): its architecture and tokenizer, unless overridden
-        _, _, init_meta = load_checkpoint(init_from, verify=verify)
-        init_tok = Path(init_from) / "tokenizer.json"
-        if cfg.task == "lm" and cfg.data.tokenizer is None and init_tok.is_file():
+        init = read_init(init_from, verify=verify)
+        init_tok = init_tokenizer(init_from)
+        if cfg.task == "lm" and cfg.data.tokenizer is None and init_tok is not None:
             cfg = replace(cfg, data=replace(cfg.data, tokenizer=str(init_tok)))
     task = get_task(cfg, run_dir)
-    if init_meta is not None and hasattr(task, "base_model"):
-        task.base_model = {k: v for k, v in init_meta.get("model_config", {}).items()
-                           if k not in ("p_skip", "depth_seed")}
+    if init is not None and hasattr(task, "base_model"):
+        task.base_model = {k: v for k, v in (init.architecture or {}).items() if k not in ("p_skip", "depth_seed")}
     if rank == 0:  # rank 0 downloads and tokenises first; the others then read its cache
         task.prepare()
     if dist_ctx:
@@ -439,94 +356,53 @@ def _setup(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, d
         if rank != 0:
             task.prepare()
     model = task.build_model()
-    if init_meta is not None and cfg.task == "lm":
+    if init is not None and cfg.task == "lm":
         # --init keeps the initialising run's architecture: config.json must record the model actually trained
         cfg = replace(cfg, model=core_config_dict(model))
-    return _Run(cfg, run_dir, dist_ctx, say, device, task, model, model, rank, world, quiet)
+    return _Run(cfg, run_dir, dist_ctx, say, device, task, model, model, rank, world, quiet, init=init)
 
 
 def _clear_run_dir(run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temp(run_dir)
     if not resume:  # start over: nothing of the old run may leak in (a tokenizer of another vocabulary...)
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        shutil.rmtree(run_dir / PRE_DECAY, ignore_errors=True)
-        for f in ("log.jsonl", "summary.json", "tokenizer.json"):
-            (run_dir / f).unlink(missing_ok=True)
+        clear_checkpoints(run_dir)
+        clear_run_files(run_dir)
 
 
 # -- restore -----------------------------------------------------------------------------------
 
 
-def _restore(run: _Run, resume: bool, init_from: str | None, verify: bool,
-             extend: bool) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Load the newest checkpoint of the run directory (its config must match this one, see
-    :func:`resume_fingerprint`), or ``init_from``'s weights; record config.json. Returns the resumed
+def _restore(run: _Run, resume: bool, verify: bool, extend: bool
+             ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Load the newest checkpoint of the run directory (its config and architecture must match this run's:
+    :mod:`rins.resume`), or the ``--init`` checkpoint's weights; record config.json. Returns the resumed
     checkpoint's (optimizer tensors, metadata), or None for a fresh start."""
-    cfg, run_dir = run.cfg, run.run_dir
-    ck = latest_checkpoint(run_dir) if resume else None
-    saved_cfg_path = run_dir / "config.json"
-    resumed = None
-    if ck is not None:
-        old_cfg = TrainConfig.from_dict(json.loads(saved_cfg_path.read_text())) if saved_cfg_path.exists() else None
-        if extend and old_cfg is not None and old_cfg.budget != cfg.budget:
-            ck, old_cfg = _extend(run, old_cfg, ck)
-        weights, opt_tensors, meta = load_checkpoint(ck, verify=verify)
-        if old_cfg is not None:
-            _check_same_config(old_cfg, cfg, run_dir, extend)
-        _check_same_model(ck, meta, run.core)
-        load_state_into(run.model, weights, str(ck))
-        run.step, run.tokens, run.flops = int(meta["step"]), int(meta.get("tokens", 0)), float(meta.get("flops", 0.0))
-        run.ck, resumed = ck, (opt_tensors, meta)
-    elif init_from:
-        w, _, _ = load_checkpoint(init_from, verify=verify)
-        load_state_into(run.model, w, f"--init {init_from}", allow_missing=("stack.adapters.",))
-    if run.is_main:
-        _truncate_log(run_dir / "log.jsonl", run.step)
-        atomic_write_text(saved_cfg_path, json.dumps(cfg.to_dict(), indent=1))
-    return resumed
-
-
-def _extend(run: _Run, old_cfg: TrainConfig, ck: Path) -> tuple[Path, TrainConfig]:
-    """``--extend``: the checkpoint the larger budget continues from, and the old config at the new budget
-    (unchanged when more than the budget differs: :func:`_check_same_config` then reports it)."""
     cfg = run.cfg
-    if run.dist_ctx:
-        raise ExtendError("extend a run on one process (rins train --extend), then resume it with --dist")
-    if resume_fingerprint(replace(old_cfg, budget=cfg.budget)) != resume_fingerprint(cfg):
-        return ck, old_cfg
-    ck = _extension_checkpoint(cfg, old_cfg, run.run_dir, run.task.flops_per_step(run.model, cfg.batch_size),
-                               run.task.units_per_step(cfg.batch_size), run.say)
-    return ck, replace(old_cfg, budget=cfg.budget)
+    point = None
+    if resume:
+        def steps_of(c: TrainConfig) -> int:
+            task = run.task
+            return plan_steps(c, task.flops_per_step(run.model, c.batch_size), task.units_per_step(c.batch_size))
 
-
-def _check_same_config(old_cfg: TrainConfig, cfg: TrainConfig, run_dir: Path, extend: bool) -> None:
-    old_fp, new_fp = resume_fingerprint(old_cfg), resume_fingerprint(cfg)
-    if old_fp == new_fp:
-        return
-    diff = [k for k in sorted(set(old_fp) | set(new_fp), key=str) if old_fp.get(k) != new_fp.get(k)]
-    shown = "; ".join(f"{k}: {old_fp.get(k)!r} -> {new_fp.get(k)!r}" for k in diff[:4])
-    if all(k.startswith("budget.") for k in diff) and not extend:
-        if old_cfg.optim.schedule == "cosine":  # --extend refuses cosine runs: do not send the user there
-            shown += (" (a cosine schedule cannot be extended, its every learning rate depends on the total length: "
-                      "train the larger budget as a new run, e.g. --name NEW; wsd or constant runs can be extended "
-                      "with --extend)")
-        else:
-            shown += " (to continue it to a larger budget: rins train --extend, train(..., extend=True))"
-    raise CheckpointError(
-        f"run directory {run_dir} holds a run with a different config (differs in {diff}: {shown}); "
-        f"only {', '.join(RESUME_MAY_CHANGE)} may change on resume (and budget.* with --extend); use "
-        "another name/out_dir, or pass --no-resume to start over"
-    )
-
-
-def _check_same_model(ck: Path, meta: dict[str, Any], model: nn.Module) -> None:
-    saved_arch = meta.get("model_config")
-    own_arch = json.loads(json.dumps(core_config_dict(model)))
-    if saved_arch is not None and own_arch is not None and saved_arch != own_arch:
-        diff = sorted(k for k in set(saved_arch) | set(own_arch) if saved_arch.get(k) != own_arch.get(k))
-        raise CheckpointError(f"checkpoint {ck}: its model config differs from this run's in {diff}; the "
-                              "checkpoint belongs to another run or was modified (delete it, or --no-resume)")
+        point = resume_point(run.run_dir, cfg, extend=extend, verify=verify, distributed=bool(run.dist_ctx),
+                             steps_of=steps_of, say=run.say)
+    resumed = None
+    if point is not None:
+        # the model as this run built it, in the JSON form meta.json records (tuples as lists)
+        check_architecture(point.path, point.architecture, json.loads(json.dumps(core_config_dict(run.core))),
+                           "this run's")
+        load_state_into(run.model, point.weights, str(point.path))
+        meta = point.meta
+        run.step, run.tokens, run.flops = int(meta["step"]), int(meta.get("tokens", 0)), float(meta.get("flops", 0.0))
+        run.ck, resumed = point.path, (point.opt_tensors, meta)
+    elif run.init is not None:
+        load_state_into(run.model, run.init.weights, f"--init {run.init.path}", allow_missing=("stack.adapters.",))
+    run.init = None  # its weights are in the model now (or a checkpoint's are): do not hold them twice
+    if run.is_main:
+        truncate_log(run.run_dir, run.step)
+        write_run_config(run.run_dir, cfg.to_dict())
+    return resumed
 
 
 def cxx_compiler() -> str | None:
@@ -591,17 +467,17 @@ def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
     """Optimise, log, evaluate and checkpoint step by step to the end of the budget (or ``stop_after``)."""
     cfg, start_step = run.cfg, run.step
     evals = set(eval_schedule(run.total, cfg.n_evals))
-    pre_decay = _decay_start(run.total, cfg.optim) if cfg.optim.schedule == "wsd" else None
+    pre_decay = decay_start(run.total, cfg.optim) if cfg.optim.schedule == "wsd" else None
     depths = cfg.eval_depths or run.task.eval_depths(run.core)
     logger, bar = _announce(run)
     # FSDP shards the weights: every rank must take part in an evaluation forward (all-gathers)
     eval_here = run.is_main or bool(run.dist_ctx and run.dist_ctx.kind == "fsdp")
     last_eval: dict[str, Any] = {}
     if run.step >= run.total:  # already complete: report the finished run
-        prev = run.run_dir / "summary.json"
-        if prev.exists():
+        prev = read_run_summary(run.run_dir)
+        if prev:
             logger.close()
-            return json.loads(prev.read_text())
+            return prev
         last_eval = run.task.evaluate(run.model, depths) if eval_here else {}
         _check_eval(last_eval, run.step, run.run_dir, run.cfg.dtype)
     t0 = time.time()
@@ -645,7 +521,7 @@ def _announce(run: _Run) -> tuple[RunLogger, Any]:
     say(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
         f"tokens={total * units_per_step:,} total FLOPs={total * flops_per_step:.4g}"
         + (f"; resuming at step {run.step}" if run.step else ""))
-    logger = RunLogger(run.run_dir / "log.jsonl", run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())
+    logger = RunLogger(log_path(run.run_dir), run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())
     if run.is_main and run.step == 0:
         logger.log({"event": "start", "params": run.params, "flops_per_step": flops_per_step,
                     "units_per_step": units_per_step, "steps": total, "total_flops": total * flops_per_step,
@@ -820,7 +696,7 @@ def _summarise(run: _Run, last_eval: dict[str, Any], seconds: float) -> dict[str
                "flops_per_step": run.flops_per_step, "seconds": seconds, "complete": run.step >= run.total,
                **last_eval}
     if run.is_main:
-        atomic_write_text(run.run_dir / "summary.json", json.dumps(summary, indent=1))
+        write_run_summary_file(run.run_dir, summary)
     return summary
 
 
@@ -828,49 +704,6 @@ def core_config_dict(model: nn.Module) -> dict[str, Any] | None:
     """The model's config as saved into checkpoints (``model.config.to_dict()``), or None."""
     c = getattr(model, "config", None)
     return c.to_dict() if hasattr(c, "to_dict") else None
-
-
-def _decay_start(total: int, o) -> int:
-    """Steps done when a WSD schedule's decay begins (the learning rate of step index ``start`` decays)."""
-    return total - max(1, int(round(o.cooldown_frac * total)))
-
-
-def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, flops_per_step: float,
-                          units_per_step: int, say: Callable[..., None]) -> Path:
-    """The checkpoint from which ``old``'s run continues as the run of ``cfg`` (a larger budget); later
-    checkpoints (the old decay) are deleted, the old summary kept as ``summary_step{N}.json``."""
-    o = cfg.optim
-    if o.schedule == "cosine":
-        raise ExtendError("a cosine schedule cannot be extended: its learning rate at every step depends on the "
-                          "run's total length, so the steps already taken are not those of the longer run; train "
-                          "the longer run from scratch (optim.schedule=wsd or constant runs can be extended)")
-    old_total = plan_steps(old, flops_per_step, units_per_step)
-    new_total = plan_steps(cfg, flops_per_step, units_per_step)
-    if new_total <= old_total:
-        raise ExtendError(f"--extend needs a larger budget: the new one buys {new_total} steps, the run has "
-                          f"{old_total}")
-    # the last step count up to which both plans share every learning rate
-    anchor = _decay_start(old_total, o) if o.schedule == "wsd" else old_total
-    warm = max(1, int(round(o.warmup_frac * new_total))) if o.warmup_frac > 0 else 0
-    found = [(int(p.name.split("_")[1]), p) for p in list_checkpoints(run_dir) + list_checkpoints(run_dir / PRE_DECAY)]
-    usable = sorted((s, p) for s, p in found if warm <= s <= anchor and (p / "meta.json").is_file())
-    if not usable:
-        raise ExtendError(f"{run_dir} keeps no checkpoint between step {warm} (the longer run's warmup) and step "
-                          f"{anchor} (where the learning rate began to decay), so it cannot be extended exactly; "
-                          "train the longer run from scratch")
-    step, src = usable[-1]
-    ckdir = run_dir / "checkpoints"
-    for s, p in found:
-        if s > step and p.parent == ckdir:
-            shutil.rmtree(p)  # the old run's decay: the longer run re-runs it at its own end
-    dst = ckdir / src.name
-    if not dst.is_dir():
-        shutil.copytree(src, dst)
-    atomic_write_text(ckdir / "LATEST", dst.name)
-    if (run_dir / "summary.json").exists():
-        (run_dir / "summary.json").replace(run_dir / f"summary_step{old_total}.json")
-    say(f"[rins] extending {old_total} to {new_total} steps from the checkpoint at step {step}")
-    return dst
 
 
 def _micro(batch: Any, k: int, n: int) -> Any:

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "rins.vision_data"}),
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),
     ("config", {"rins.config"}),
-    ("trainer", {"rins.train"}),
+    ("trainer", {"rins.schedule", "rins.resume", "rins.train"}),
     # studies & interop
     ("studies", {"rins.evaluation", "rins.generation", "rins.sweep", "rins.scaling", "rins.report",
                  "rins.study_report", "rins.adaptive_report", "rins.demo", "rins.hf", "rins.hf_export",

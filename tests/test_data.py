@@ -32,6 +32,7 @@ from rins.data import (
     split_documents,
     train_tokenizer,
 )
+from rins.runfiles import clean_stale_temps
 
 PARA = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
@@ -555,7 +556,7 @@ def test_stale_temp_folders_of_dead_writers_are_removed(tmp_path):
     (tmp_path / f".tmp-{dead}-abc-x").mkdir()
     (tmp_path / f".tmp-{os.getpid()}-abc-y").mkdir()
     (tmp_path / ".tmp-notapid").mkdir()
-    D._clean_stale_temps(tmp_path)
+    clean_stale_temps(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f".tmp-{os.getpid()}-abc-y", ".tmp-notapid"])
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from ..distributed import unwrap
 from ..fields import given_fields
 from ..model import LMConfig, RecursiveLM, StackConfig
+from ..runs import tokenizer_file
 from .base import autocast, default_depths, depth_label
 
 __all__ = ["LMTask", "eval_batch_size", "mean_loss"]
@@ -62,8 +63,8 @@ class LMTask:
                                    tokenizer=d.tokenizer)
         self.train_ds = TokenDataset(self.bundle.train_path, d.seq_len)
         self.val_ds = TokenDataset(self.bundle.val_path, d.seq_len)
-        if self.run_dir is not None and not (self.run_dir / "tokenizer.json").exists():
-            shutil.copyfile(self.bundle.tokenizer_path, self.run_dir / "tokenizer.json")
+        if self.run_dir is not None and not tokenizer_file(self.run_dir).exists():
+            shutil.copyfile(self.bundle.tokenizer_path, tokenizer_file(self.run_dir))
 
     config_class = LMConfig  # what TrainConfig.model holds for this task
 
