@@ -130,8 +130,16 @@ class StackConfig:
             )
 
     def compile(self, n_layers: int, r: int | None = None) -> Plan:
-        """The execution plan of this stack over ``n_layers`` layers at depth ``r`` (None: trained)."""
-        return compile_plan(self.signature, n_layers, self.degree, self.block_sizes, r)
+        """The execution plan of this stack over ``n_layers`` layers at depth ``r`` (None: trained).
+
+        Compiled once per config object and arguments: validating the config, sizing the model and building the
+        stack all ask for the same plan. The memo is keyed by the fields the plan depends on, so a config changed
+        after construction compiles its new plan."""
+        key = (self.signature, n_layers, self.degree, self.block_sizes, r)
+        memo = self.__dict__.setdefault("_plans", {})
+        if key not in memo:
+            memo[key] = compile_plan(self.signature, n_layers, self.degree, self.block_sizes, r)
+        return memo[key]
 
 
 def from_checked_dict(cls, d: dict[str, Any]):

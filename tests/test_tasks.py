@@ -47,3 +47,48 @@ def test_importing_modules_registers_nothing():
             "print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def _count_builds(monkeypatch):
+    """Counters of LMConfig constructions and signature compilations (issue 26: each happens once a build)."""
+    import rins.model as M
+
+    counts = {"config": 0, "compile": 0}
+    post, compile_plan = M.LMConfig.__post_init__, M.compile_plan
+
+    def counted_post(self):
+        counts["config"] += 1
+        post(self)
+
+    def counted_compile(*a, **k):
+        counts["compile"] += 1
+        return compile_plan(*a, **k)
+
+    monkeypatch.setattr(M.LMConfig, "__post_init__", counted_post)
+    monkeypatch.setattr(M, "compile_plan", counted_compile)
+    return counts
+
+
+@pytest.mark.parametrize("overrides", [["model.signature=A^2B"], ["model.signature=A^3B", "model.p_skip=0.5",
+                                                                  "model.adapters=round"]])
+def test_the_model_config_is_built_and_its_plan_compiled_once(monkeypatch, overrides):
+    counts = _count_builds(monkeypatch)
+    cfg = load_config("tiny", overrides=overrides)
+    task = get_task(cfg, None)
+    model = task.build_model()
+    assert counts == {"config": 1, "compile": 1}  # (other depths compile their own plans when asked for)
+    assert model.config is cfg.model  # the typed config loading made, used as it is
+
+
+def test_a_vocabulary_the_data_changes_builds_the_config_again(monkeypatch):
+    cfg = load_config("tiny", overrides=["model.signature=A^2B"])
+    task = get_task(cfg, None)
+    task.bundle = SimpleNamespace(vocab_size=cfg.data.vocab_size - 7)  # the tokenizer came out smaller
+    counts = _count_builds(monkeypatch)
+    model = task.build_model()
+    assert model.config.vocab_size == cfg.data.vocab_size - 7 and counts == {"config": 1, "compile": 1}
+    named = load_config("tiny", overrides=["model.signature=A^2B", f"model.vocab_size={cfg.data.vocab_size}"])
+    task = get_task(named, None)
+    task.bundle = SimpleNamespace(vocab_size=named.data.vocab_size + 1)  # more tokens than the model can embed
+    with pytest.raises(ValueError, match="smaller than the tokenizer's"):
+        task.build_model()

@@ -80,15 +80,32 @@ class LMTask:
         m.setdefault("vocab_size", cfg.data.vocab_size if vocab is None else vocab)
         m.setdefault("max_seq_len", cfg.data.seq_len)
         m.setdefault("depth_seed", cfg.seed)
-        if vocab is not None and m["vocab_size"] < vocab:
-            raise ValueError(f"model.vocab_size={m['vocab_size']} is smaller than the tokenizer's {vocab}")
-        if m["max_seq_len"] < cfg.data.seq_len:
-            raise ValueError(f"model.max_seq_len={m['max_seq_len']} < data.seq_len={cfg.data.seq_len}")
+        cls.check_against_data(m, cfg, vocab)
         return LMConfig.from_dict(m)
+
+    @staticmethod
+    def check_against_data(model: LMConfig | dict[str, Any], cfg: Any, vocab: int | None) -> None:
+        """``ValueError`` when the model cannot hold the data: a vocabulary smaller than the tokenizer's
+        (``vocab``; None before the data is prepared) or a context shorter than ``data.seq_len``."""
+        get = model.get if isinstance(model, dict) else lambda k: getattr(model, k)
+        if vocab is not None and get("vocab_size") < vocab:
+            raise ValueError(f"model.vocab_size={get('vocab_size')} is smaller than the tokenizer's {vocab}")
+        if get("max_seq_len") < cfg.data.seq_len:
+            raise ValueError(f"model.max_seq_len={get('max_seq_len')} < data.seq_len={cfg.data.seq_len}")
 
     def model_config(self) -> LMConfig:
         """The LM config: the fields ``cfg.model`` names (vocab and length from the data), or with ``--init`` the
-        initialising run's architecture with this config's recursion fields (signature, p_skip, …) on top."""
+        initialising run's architecture with this config's recursion fields (signature, p_skip, …) on top.
+
+        Built once: the typed config that loading the run's config made is used as it is, unless the prepared
+        data's vocabulary differs from the one it assumed (``data.vocab_size``) and the table left it unnamed."""
+        vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
+        typed = self.cfg.model
+        if isinstance(typed, LMConfig) and not self.base_model:
+            named = given_fields(typed)
+            if "vocab_size" in named or typed.vocab_size == vocab:
+                self.check_against_data(typed, self.cfg, vocab)
+                return typed
         given = dict(self.cfg.model) if isinstance(self.cfg.model, dict) else given_fields(self.cfg.model)
         m = given
         if self.base_model:
@@ -100,7 +117,6 @@ class LMTask:
                 elif m.get(k, v) != v:
                     warnings.warn(f"--init: keeping the initialising model's {k}={m[k]!r} (config asks {v!r})",
                                   stacklevel=2)
-        vocab = self.bundle.vocab_size if self.bundle is not None else self.cfg.data.vocab_size
         return self.model_config_from(m, self.cfg, vocab)
 
     def build_model(self) -> RecursiveLM:

@@ -95,6 +95,7 @@ class _VisionTask:
         model, old_options = split_model_section(self.name, model)
         self.options = VisionOptions.from_dict({**old_options, **(getattr(cfg.data, "options", None) or {})})
         self._model_dict = model
+        self._config: Any = None  # the typed model config, built on first use (model_config)
         self.corpus = cfg.data.corpus
         self.train_data: ImageTextData | None = None
         self.val_data: ImageTextData | None = None
@@ -206,8 +207,13 @@ class SigLIPTask(_VisionTask):
         return out
 
     def model_config(self) -> SigLIPConfig:
-        """The SigLIP config with corpus defaults and per-tower depth seeds filled in."""
-        return self.model_config_from(self._model_dict, self.cfg)
+        """The SigLIP config with corpus defaults and per-tower depth seeds filled in
+        (built once: the typed config that loading the run's config made, when there is one)."""
+        if self._config is None:
+            typed = self.cfg.model
+            ok = isinstance(typed, SigLIPConfig)
+            self._config = typed if ok else self.model_config_from(self._model_dict, self.cfg)
+        return self._config
 
     def _image_format(self) -> tuple[int, int]:
         c = self.model_config().image
@@ -328,8 +334,12 @@ class ViTClassifierTask(_VisionTask):
         return ViTConfig.from_dict(d)
 
     def model_config(self) -> ViTConfig:
-        """The ViT config with corpus defaults and the depth seed filled in."""
-        return self.model_config_from(self._model_dict, self.cfg)
+        """The ViT config with corpus defaults and the depth seed filled in
+        (built once: the typed config that loading the run's config made, when there is one)."""
+        if self._config is None:
+            typed = self.cfg.model
+            self._config = typed if isinstance(typed, ViTConfig) else self.model_config_from(self._model_dict, self.cfg)
+        return self._config
 
     def _image_format(self) -> tuple[int, int]:
         c = self.model_config()
