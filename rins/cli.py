@@ -136,14 +136,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                  "the first of flops, tokens, steps that is set is used; setting any replaces the preset's budget")
 
 
-def _config_from_args(a: argparse.Namespace):
+def _config_from_args(args: argparse.Namespace):
     from .config import load_config
 
-    preset = a.preset
-    if not (a.preset or a.config):
+    preset = args.preset
+    if not (args.preset or args.config):
         preset = DEFAULT_PRESET
         print(f"note: neither --preset nor --config given: using preset {DEFAULT_PRESET}", file=sys.stderr)
-    return load_config(preset, a.config, list(a.overrides))
+    return load_config(preset, args.config, list(args.overrides))
 
 
 def _print_config(cfg) -> int:
@@ -151,17 +151,18 @@ def _print_config(cfg) -> int:
     return 0
 
 
-def cmd_train(a: argparse.Namespace) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from .train import launch_train, train
 
-    cfg = _config_from_args(a)
-    if a.print_config:
+    cfg = _config_from_args(args)
+    if args.print_config:
         return _print_config(cfg)
-    if a.dist:
-        if a.extend:
+    if args.dist:
+        if args.extend:
             raise SystemExit("error: --extend runs on one process; extend the run, then resume it with --dist")
-        return launch_train(cfg, resume=not a.no_resume, init_from=a.init, kind=a.dist)
-    s = train(cfg, resume=not a.no_resume, init_from=a.init, verify=not a.no_verify, extend=a.extend, force=a.force)
+        return launch_train(cfg, resume=not args.no_resume, init_from=args.init, kind=args.dist)
+    s = train(cfg, resume=not args.no_resume, init_from=args.init, verify=not args.no_verify, extend=args.extend,
+              force=args.force)
     print(json.dumps({k: s[k] for k in ("name", "steps", "tokens", "flops", "val_loss", "val_loss_r") if k in s},
                      indent=1))
     return 0
@@ -178,13 +179,13 @@ def _load_run(run_dir: str, task=None, verify: bool = True):
     """(config, model in eval mode) of a run directory; non-LM tasks rebuild the model via their task."""
     from .checkpoint import load_checkpoint, load_model, load_state_into
 
-    rd = Path(run_dir)
-    cfg = _run_train_config(rd)
+    run_dir_path = Path(run_dir)
+    cfg = _run_train_config(run_dir_path)
     if cfg.task == "lm":
-        return cfg, load_model(rd, verify=verify)
-    weights, _, _ = load_checkpoint(rd, verify=verify)
+        return cfg, load_model(run_dir_path, verify=verify)
+    weights, _, _ = load_checkpoint(run_dir_path, verify=verify)
     model = task.build_model()
-    load_state_into(model, weights, str(rd))
+    load_state_into(model, weights, str(run_dir_path))
     return cfg, model.eval()
 
 
@@ -200,36 +201,36 @@ def _parse_adaptive(values: list[str] | None) -> list | None:
         raise SystemExit(f"error: --adaptive: {e}") from e
 
 
-def cmd_eval(a: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_run, format_results, is_local_text
     from .tasks import get_task
 
-    rd = Path(a.run_dir)
-    cfg = _run_train_config(rd)
-    if a.batches is not None and a.batches < 0:
-        raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {a.batches}")
+    run_dir_path = Path(args.run_dir)
+    cfg = _run_train_config(run_dir_path)
+    if args.batches is not None and args.batches < 0:
+        raise SystemExit(f"error: --batches must be >= 0 (0 = the whole split), got {args.batches}")
     if cfg.task == "lm":
-        split = a.split or ("all" if is_local_text(a.data) else "val")
+        split = args.split or ("all" if is_local_text(args.data) else "val")
         try:
-            res = evaluate_run(rd, data=a.data, depths=a.r, batches=a.batches, split=split,
-                               verify=not a.no_verify, adaptive=_parse_adaptive(a.adaptive))
+            res = evaluate_run(run_dir_path, data=args.data, depths=args.r, batches=args.batches, split=split,
+                               verify=not args.no_verify, adaptive=_parse_adaptive(args.adaptive))
         except ValueError as e:
-            if a.adaptive and ("exit" in str(e) or "adaptive" in str(e)):
+            if args.adaptive and ("exit" in str(e) or "adaptive" in str(e)):
                 raise SystemExit(f"error: --adaptive: {e}") from e
             raise
-        print(json.dumps(res, indent=1) if a.json else format_results(res))
+        print(json.dumps(res, indent=1) if args.json else format_results(res))
         return 0
-    if a.data:
-        raise SystemExit(f"error: --data scores language models; {rd} is a {cfg.task!r} run")
-    if a.adaptive:
-        raise SystemExit(f"error: --adaptive scores language models; {rd} is a {cfg.task!r} run")
-    if a.batches:
-        cfg.eval_batches = a.batches
+    if args.data:
+        raise SystemExit(f"error: --data scores language models; {run_dir_path} is a {cfg.task!r} run")
+    if args.adaptive:
+        raise SystemExit(f"error: --adaptive scores language models; {run_dir_path} is a {cfg.task!r} run")
+    if args.batches:
+        cfg.eval_batches = args.batches
     task = get_task(cfg, None)
     task.prepare()
-    cfg, model = _load_run(a.run_dir, task, verify=not a.no_verify)
-    res = task.evaluate(model, a.r or task.eval_depths(model))
-    print(json.dumps({"run": a.run_dir, "results": [res]}, indent=1))
+    cfg, model = _load_run(args.run_dir, task, verify=not args.no_verify)
+    res = task.evaluate(model, args.r or task.eval_depths(model))
+    print(json.dumps({"run": args.run_dir, "results": [res]}, indent=1))
     return 0
 
 
@@ -242,40 +243,40 @@ def _unescape(text: str) -> str:
                          "\\\\ for a backslash, or drop --stop-escapes to take the text literally") from None
 
 
-def cmd_generate(a: argparse.Namespace) -> int:
+def cmd_generate(args: argparse.Namespace) -> int:
     from .data import load_tokenizer
     from .generation import generate_text
 
-    cfg, model = _load_run(a.run_dir, verify=not a.no_verify)
+    cfg, model = _load_run(args.run_dir, verify=not args.no_verify)
     if cfg.task != "lm":
-        raise SystemExit(f"error: rins generate samples text from LM runs; {a.run_dir} is a {cfg.task!r} run")
-    rules = _parse_adaptive([a.adaptive] if a.adaptive else None)
+        raise SystemExit(f"error: rins generate samples text from LM runs; {args.run_dir} is a {cfg.task!r} run")
+    rules = _parse_adaptive([args.adaptive] if args.adaptive else None)
     if rules and len(rules) != 1:
         raise SystemExit(f"error: rins generate takes one exit rule with one threshold, e.g. --adaptive kl=0.05; "
-                         f"got {a.adaptive!r}")
+                         f"got {args.adaptive!r}")
     if rules and model.r_max is None:
-        raise SystemExit(f"error: --adaptive needs a recursed group; {a.run_dir}'s signature "
+        raise SystemExit(f"error: --adaptive needs a recursed group; {args.run_dir}'s signature "
                          f"{model.config.signature!r} has none")
     stats = None
     if rules:
         from .adaptive import ExitStats
 
         stats = ExitStats()
-    tok = load_tokenizer(tokenizer_file(a.run_dir))
-    stream = not a.no_stream
+    tok = load_tokenizer(tokenizer_file(args.run_dir))
+    stream = not args.no_stream
 
     def show(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    prompt = tok.decode(tok.encode(a.prompt).ids)  # as the tokenizer reads it (normalised)
+    prompt = tok.decode(tok.encode(args.prompt).ids)  # as the tokenizer reads it (normalised)
     if stream:
         show(prompt)
-    r = a.r[0] if a.r else None
-    text = generate_text(model, tok, a.prompt, a.max_new_tokens, r=r, temperature=a.temperature,
-                         top_k=a.top_k or None, top_p=a.top_p, repetition_penalty=a.repetition_penalty,
-                         stop=[_unescape(s) for s in a.stop] if a.stop_escapes else a.stop,
-                         seed=a.seed, on_text=show if stream else None, sliding_window=a.sliding_window,
+    r = args.r[0] if args.r else None
+    text = generate_text(model, tok, args.prompt, args.max_new_tokens, r=r, temperature=args.temperature,
+                         top_k=args.top_k or None, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                         stop=[_unescape(s) for s in args.stop] if args.stop_escapes else args.stop,
+                         seed=args.seed, on_text=show if stream else None, sliding_window=args.sliding_window,
                          on_note=lambda m: print(f"note: {m}", file=sys.stderr),
                          exit_rule=rules[0] if rules else None, exit_stats=stats)
     print("" if stream else prompt + text)
@@ -285,11 +286,12 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plan(a: argparse.Namespace) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import compile_plan
 
-    p = compile_plan(a.signature, a.layers, a.degree, _sizes(a.block_sizes), a.r[0] if a.r else None)
-    if a.json:
+    p = compile_plan(args.signature, args.layers, args.degree, _parse_block_sizes(args.block_sizes),
+                     args.r[0] if args.r else None)
+    if args.json:
         print(json.dumps(p.to_dict()))
     else:
         print(p.describe())
@@ -297,7 +299,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
     return 0
 
 
-def _sizes(text: str | None) -> list[int] | None:
+def _parse_block_sizes(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
@@ -306,13 +308,13 @@ def _sizes(text: str | None) -> list[int] | None:
         raise ValueError(f"--block-sizes takes comma-separated layer counts, e.g. 2,4; got {text!r}") from None
 
 
-def cmd_flops(a: argparse.Namespace) -> int:
+def cmd_flops(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .model import RecursiveLM
 
-    cfg = _config_from_args(a)
-    if a.print_config:
+    cfg = _config_from_args(args)
+    if args.print_config:
         return _print_config(cfg)
     if cfg.task != "lm":
         raise SystemExit(f"error: rins flops counts language models; this config's task is {cfg.task!r}")
@@ -320,7 +322,7 @@ def cmd_flops(a: argparse.Namespace) -> int:
     model = RecursiveLM(cfg.model)
     base = RecursiveLM(replace(cfg.model, signature="AB", adapters="none", p_skip=0.0, degree=1, block_sizes=None))
     T = cfg.data.seq_len
-    rs = a.r or [None]
+    rs = args.r or [None]
     rows = []
     for r in rs:
         fwd = model.flops_per_token(T, r=r)
@@ -328,7 +330,7 @@ def cmd_flops(a: argparse.Namespace) -> int:
                      "fwd_flops_per_token": fwd, "train_flops_per_token": 3 * fwd,
                      "expected_train_flops_per_token": model.flops_per_token(T, r=r, training=True, expected=True),
                      "ratio_to_baseline": fwd / base.flops_per_token(T)})
-    if a.json:
+    if args.json:
         print(json.dumps(rows, indent=1))
     else:
         for row in rows:
@@ -336,11 +338,11 @@ def cmd_flops(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(a: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(out_dir=a.out, budget=a.budget, preset=a.preset, corpus=a.corpus, overrides=a.overrides,
-             fresh=a.fresh)
+    run_demo(out_dir=args.out, budget=args.budget, preset=args.preset, corpus=args.corpus, overrides=args.overrides,
+             fresh=args.fresh)
     return 0
 
 

@@ -84,7 +84,7 @@ def init_tokenizer(init_from: str | Path) -> Path | None:
 
 
 def resume_point(run_dir: Path, cfg: TrainConfig, *, extend: bool, verify: bool, distributed: bool,
-                 steps_of: Callable[[TrainConfig], int], say: Callable[..., None]) -> Checkpointed | None:
+                 steps_of: Callable[[TrainConfig], int], console: Callable[..., None]) -> Checkpointed | None:
     """The newest checkpoint of ``run_dir``, read once, that a run of ``cfg`` resumes from; None for a fresh start.
 
     Its run's config must match ``cfg`` (:func:`check_same_config`). With ``extend`` and a larger budget the run
@@ -98,7 +98,7 @@ def resume_point(run_dir: Path, cfg: TrainConfig, *, extend: bool, verify: bool,
         if distributed:
             raise ExtendError("extend a run on one process (rins train --extend), then resume it with --dist")
         if resume_fingerprint(replace(old_cfg, budget=cfg.budget)) == resume_fingerprint(cfg):
-            ck = _extension_checkpoint(cfg, old_cfg, run_dir, steps_of, say)
+            ck = _extension_checkpoint(cfg, old_cfg, run_dir, steps_of, console)
             old_cfg = replace(old_cfg, budget=cfg.budget)
         # else: more than the budget differs, which check_same_config reports
     weights, opt_tensors, meta = load_checkpoint(ck, verify=verify)
@@ -130,7 +130,7 @@ def check_same_config(old_cfg: TrainConfig, cfg: TrainConfig, run_dir: Path, ext
 
 
 def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, steps_of: Callable[[TrainConfig], int],
-                          say: Callable[..., None]) -> Path:
+                          console: Callable[..., None]) -> Path:
     """The checkpoint from which ``old``'s run continues as the run of ``cfg`` (a larger budget); later
     checkpoints (the old decay) are deleted, the old summary kept as ``summary_step{N}.json``."""
     o = cfg.optim
@@ -161,5 +161,5 @@ def _extension_checkpoint(cfg: TrainConfig, old: TrainConfig, run_dir: Path, ste
         shutil.copytree(src, dst)
     mark_latest(dst)
     archive_run_summary(run_dir, old_total)
-    say(f"[rins] extending {old_total} to {new_total} steps from the checkpoint at step {step}")
+    console(f"[rins] extending {old_total} to {new_total} steps from the checkpoint at step {step}")
     return dst

@@ -74,7 +74,7 @@ from typing import Any
 
 from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
-from .runs import atomic_write_json, is_complete, load_summary, lock_holder, run_lock, summary_path, write_run_summary
+from .runs import LOCK_SUFFIX, atomic_write_json, is_complete, load_summary, lock_holder, run_lock, summary_path, write_run_summary
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "train_spec", "TrunkBusy"]
@@ -528,7 +528,7 @@ def _copy_trunk(src: Path, dst: Path) -> None:
     branch that continues it; through a temporary folder renamed at the end, so a kill leaves no half copy."""
     tmp = dst.parent / f".{dst.name}.trunk-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("*.lock", "tb", "wandb", "*.tmp*"))
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(f"*{LOCK_SUFFIX}", "tb", "wandb", "*.tmp*"))
     shutil.rmtree(dst, ignore_errors=True)  # no checkpoint there (the caller checked): nothing is lost
     tmp.rename(dst)
 

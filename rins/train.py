@@ -252,7 +252,7 @@ class _Pace:
     peak: float
     unit: str  # "tok" (LM) or "ex" (vision: examples)
 
-    def record(self, run: _Run) -> dict[str, float]:
+    def record(self, run: _RunState) -> dict[str, float]:
         dt = max(time.time() - self.t0, 1e-9)
         done = run.step - self.step0
         flops_per_s = (run.flops - self.flops0) / dt
@@ -275,13 +275,13 @@ def _hms(seconds: float) -> str:
 
 
 @dataclass
-class _Run:
+class _RunState:
     """One invocation's state, handed from each named step of the loop to the next."""
 
     cfg: TrainConfig
     run_dir: Path
     dist_ctx: Any
-    say: Callable[..., None]
+    console: Callable[..., None]  # prints a line on the main rank unless quiet (else does nothing)
     device: torch.device
     task: Task
     model: nn.Module  # what the loop calls: the DDP/FSDP wrapper under --dist (set by _place)
@@ -322,11 +322,11 @@ def _train(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, d
 
 
 def _setup(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, dist_ctx: Any,
-           verify: bool) -> _Run:
+           verify: bool) -> _RunState:
     """The run directory, the device, the seeds, the task (its data prepared) and the freshly built model."""
     rank = dist_ctx.rank if dist_ctx else 0
     world = dist_ctx.world_size if dist_ctx else 1
-    say = (lambda *a: None) if (quiet or rank != 0) else (lambda *a: print(*a, flush=True))
+    console = (lambda *a: None) if (quiet or rank != 0) else (lambda *a: print(*a, flush=True))
     run_dir = cfg.run_dir()
     if rank == 0:
         _clear_run_dir(run_dir, resume)
@@ -359,7 +359,7 @@ def _setup(cfg: TrainConfig, resume: bool, init_from: str | None, quiet: bool, d
     if init is not None and cfg.task == "lm":
         # --init keeps the initialising run's architecture: config.json must record the model actually trained
         cfg = replace(cfg, model=core_config_dict(model))
-    return _Run(cfg, run_dir, dist_ctx, say, device, task, model, model, rank, world, quiet, init=init)
+    return _RunState(cfg, run_dir, dist_ctx, console, device, task, model, model, rank, world, quiet, init=init)
 
 
 def _clear_run_dir(run_dir: Path, resume: bool) -> None:
@@ -373,7 +373,7 @@ def _clear_run_dir(run_dir: Path, resume: bool) -> None:
 # -- restore -----------------------------------------------------------------------------------
 
 
-def _restore(run: _Run, resume: bool, verify: bool, extend: bool
+def _restore(run: _RunState, resume: bool, verify: bool, extend: bool
              ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Load the newest checkpoint of the run directory (its config and architecture must match this run's:
     :mod:`rins.resume`), or the ``--init`` checkpoint's weights; record config.json. Returns the resumed
@@ -386,7 +386,7 @@ def _restore(run: _Run, resume: bool, verify: bool, extend: bool
             return plan_steps(c, task.flops_per_step(run.model, c.batch_size), task.units_per_step(c.batch_size))
 
         point = resume_point(run.run_dir, cfg, extend=extend, verify=verify, distributed=bool(run.dist_ctx),
-                             steps_of=steps_of, say=run.say)
+                             steps_of=steps_of, console=run.console)
     resumed = None
     if point is not None:
         # the model as this run built it, in the JSON form meta.json records (tuples as lists)
@@ -419,7 +419,7 @@ def _can_compile(device: torch.device) -> bool:
     return False
 
 
-def _place(run: _Run) -> None:
+def _place(run: _RunState) -> None:
     """Move the model to its device, compile its blocks, wrap it for DDP/FSDP; turn the budget into steps."""
     cfg = run.cfg
     run.model.to(run.device)
@@ -438,7 +438,7 @@ def _place(run: _Run) -> None:
                               "belongs to another budget or was modified (delete it, or --no-resume)")
 
 
-def _make_optimizer(run: _Run, resumed: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
+def _make_optimizer(run: _RunState, resumed: tuple[dict[str, Any], dict[str, Any]] | None) -> None:
     """AdamW over the model's parameter groups; a resumed run restores its state and the torch RNG."""
     core, o = run.core, run.cfg.optim
     # fused AdamW: one kernel over all parameters (its row in BENCHMARKS.md's throughput table)
@@ -463,7 +463,7 @@ def _make_optimizer(run: _Run, resumed: tuple[dict[str, Any], dict[str, Any]] | 
 # -- the loop ----------------------------------------------------------------------------------
 
 
-def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
+def _loop(run: _RunState, stop_after: int | None) -> dict[str, Any]:
     """Optimise, log, evaluate and checkpoint step by step to the end of the budget (or ``stop_after``)."""
     cfg, start_step = run.cfg, run.step
     evals = set(eval_schedule(run.total, cfg.n_evals))
@@ -483,7 +483,7 @@ def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
     t0 = time.time()
     peak, source = peak_flops(run.device, cfg.dtype)
     if run.is_main and run.step < run.total:
-        run.say(f"[rins] MFU is measured against {peak:.3g} FLOP/s ({source}"
+        run.console(f"[rins] MFU is measured against {peak:.3g} FLOP/s ({source}"
                 + (": a matmul in the run's dtype; set RINS_PEAK_FLOPS to use a datasheet peak)" if source == "measured"
                    else ", RINS_PEAK_FLOPS)"))
     run.pace = _Pace(t0, run.step, run.tokens, run.flops, peak, "tok" if cfg.task == "lm" else "ex")
@@ -512,13 +512,13 @@ def _loop(run: _Run, stop_after: int | None) -> dict[str, Any]:
     return _summarise(run, last_eval, time.time() - t0)
 
 
-def _announce(run: _Run) -> tuple[RunLogger, Any]:
+def _announce(run: _RunState) -> tuple[RunLogger, Any]:
     """Say what the run is, open its logger (a fresh run logs a start record) and the progress bar."""
-    cfg, core, say = run.cfg, run.core, run.say
+    cfg, core, console = run.cfg, run.core, run.console
     flops_per_step, units_per_step, total = run.flops_per_step, run.units_per_step, run.total
-    say(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
+    console(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
         f"params={run.params:,} device={run.device} dtype={cfg.dtype} world={run.world}")
-    say(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
+    console(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
         f"tokens={total * units_per_step:,} total FLOPs={total * flops_per_step:.4g}"
         + (f"; resuming at step {run.step}" if run.step else ""))
     logger = RunLogger(log_path(run.run_dir), run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())
@@ -541,7 +541,7 @@ def _announce(run: _Run) -> tuple[RunLogger, Any]:
 # -- optimise ----------------------------------------------------------------------------------
 
 
-def _optimise(run: _Run) -> tuple[torch.Tensor, torch.Tensor, float]:
+def _optimise(run: _RunState) -> tuple[torch.Tensor, torch.Tensor, float]:
     """One optimizer step over the global batch of ``run.step`` (this rank's share, in ``grad_accum``
     micro-batches); stops with :class:`NonFiniteError` before a non-finite update could be checkpointed.
     Returns (mean loss over all ranks, gradient norm, learning rate)."""
@@ -552,7 +552,7 @@ def _optimise(run: _Run) -> tuple[torch.Tensor, torch.Tensor, float]:
     loss_sum = 0.0
     local = run.task.train_batch(step, cfg.batch_size, run.rank, run.world)  # this rank's share of the step
     for k in range(cfg.grad_accum):
-        batch = _to(_micro(local, k, cfg.grad_accum), run.device)
+        batch = _to_device(_micro_batch(local, k, cfg.grad_accum), run.device)
         sync = contextlib.nullcontext()
         if run.dist_ctx and k < cfg.grad_accum - 1:
             sync = run.dist_ctx.no_sync(model)
@@ -615,7 +615,7 @@ class _StopOnInterrupt:
         print("\n[rins] stopping after this step and checkpointing (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
-    def requested(self, run: _Run) -> bool:
+    def requested(self, run: _RunState) -> bool:
         hit = self._hit
         if run.dist_ctx:  # every rank stops at the same step (the checkpoint is collective)
             hit = bool(run.dist_ctx.mean(torch.tensor(float(hit), device=run.device)) > 0)
@@ -629,7 +629,7 @@ class _StopOnInterrupt:
             self._old = None
 
 
-def _log_step(run: _Run, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm: torch.Tensor, lr: float) -> None:
+def _log_step(run: _RunState, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm: torch.Tensor, lr: float) -> None:
     """Advance the progress bar (which shows elapsed time and ETA itself); a train record every ``log_every`` steps
     (and at the first and last) with the speed, MFU, elapsed seconds and ETA, also as a plain line off a terminal."""
     step, total = run.step, run.total
@@ -646,13 +646,13 @@ def _log_step(run: _Run, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm:
                "flops": run.flops, "grad_norm": float(gnorm), **pace}
         logger.log(rec)
         if bar is None:
-            run.say(f"[rins] step {step}/{total} loss {float(loss):.4f} lr {lr:.2e} {run.pace.line(pace)}")
+            run.console(f"[rins] step {step}/{total} loss {float(loss):.4f} lr {lr:.2e} {run.pace.line(pace)}")
 
 
 # -- evaluate ----------------------------------------------------------------------------------
 
 
-def _evaluate(run: _Run, depths: list[int | None], eval_here: bool, logger: RunLogger, bar: Any) -> dict[str, Any]:
+def _evaluate(run: _RunState, depths: list[int | None], eval_here: bool, logger: RunLogger, bar: Any) -> dict[str, Any]:
     """Evaluate at ``depths``, stop on a non-finite loss, log the result and print its line."""
     res = run.task.evaluate(run.model, depths) if eval_here else {}
     _check_eval(res, run.step, run.run_dir, run.cfg.dtype)
@@ -662,7 +662,7 @@ def _evaluate(run: _Run, depths: list[int | None], eval_here: bool, logger: RunL
         if bar is not None:
             bar.write(line, file=sys.stderr)  # above the bar, which stays on the last line
         else:
-            run.say(line)
+            run.console(line)
     if run.dist_ctx:
         run.dist_ctx.barrier()
     return res
@@ -671,7 +671,7 @@ def _evaluate(run: _Run, depths: list[int | None], eval_here: bool, logger: RunL
 # -- checkpoint --------------------------------------------------------------------------------
 
 
-def _save(run: _Run, stopping: bool, pre_decay: int | None) -> None:
+def _save(run: _RunState, stopping: bool, pre_decay: int | None) -> None:
     """Checkpoint every ``ckpt_every`` steps, at the end and before stopping; keep a WSD run's pre-decay state."""
     step = run.step
     if step % run.cfg.ckpt_every == 0 or step == run.total or stopping:
@@ -680,7 +680,7 @@ def _save(run: _Run, stopping: bool, pre_decay: int | None) -> None:
         _checkpoint(run, run.run_dir / PRE_DECAY, keep_last=1)
 
 
-def _checkpoint(run: _Run, where: Path, keep_last: int | None = None) -> None:
+def _checkpoint(run: _RunState, where: Path, keep_last: int | None = None) -> None:
     keep = run.cfg.keep_last if keep_last is None else keep_last
     meta = {"tokens": run.tokens, "flops": run.flops, "name": run.cfg.name}
     if run.dist_ctx:
@@ -689,7 +689,7 @@ def _checkpoint(run: _Run, where: Path, keep_last: int | None = None) -> None:
     save_checkpoint(where, run.step, run.core, run.opt, meta, keep_last=keep)
 
 
-def _summarise(run: _Run, last_eval: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _summarise(run: _RunState, last_eval: dict[str, Any], seconds: float) -> dict[str, Any]:
     summary = {"name": run.cfg.name, "run_dir": str(run.run_dir), "signature": getattr(run.core.config, "signature",
                                                                                      None),
                "params": run.params, "steps": run.total, "tokens": run.tokens, "flops": run.flops,
@@ -706,7 +706,7 @@ def core_config_dict(model: nn.Module) -> dict[str, Any] | None:
     return c.to_dict() if hasattr(c, "to_dict") else None
 
 
-def _micro(batch: Any, k: int, n: int) -> Any:
+def _micro_batch(batch: Any, k: int, n: int) -> Any:
     """The k-th of n equal slices (along dim 0) of a batch (tensor, tuple/list or dict of tensors)."""
     if n == 1:
         return batch
@@ -714,19 +714,19 @@ def _micro(batch: Any, k: int, n: int) -> Any:
         size = batch.shape[0] // n
         return batch[k * size:(k + 1) * size]
     if isinstance(batch, tuple | list):
-        return type(batch)(_micro(b, k, n) for b in batch)
+        return type(batch)(_micro_batch(b, k, n) for b in batch)
     if isinstance(batch, dict):
-        return {key: _micro(v, k, n) for key, v in batch.items()}
+        return {key: _micro_batch(v, k, n) for key, v in batch.items()}
     return batch
 
 
-def _to(batch: Any, device: torch.device) -> Any:
+def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, tuple | list):
-        return type(batch)(_to(b, device) for b in batch)
+        return type(batch)(_to_device(b, device) for b in batch)
     if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
+        return {k: _to_device(v, device) for k, v in batch.items()}
     return batch
 
 
