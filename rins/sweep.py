@@ -74,7 +74,16 @@ from typing import Any
 
 from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
-from .runs import LOCK_SUFFIX, atomic_write_json, is_complete, load_summary, lock_holder, run_lock, summary_path, write_run_summary
+from .runs import (
+    LOCK_SUFFIX,
+    atomic_write_json,
+    is_complete,
+    load_summary,
+    lock_holder,
+    run_lock,
+    summary_path,
+    write_run_summary,
+)
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "train_spec", "TrunkBusy"]
