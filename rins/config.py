@@ -18,6 +18,7 @@ from typing import Any
 from .fields import (
     ConfigError,
     coerce_fields,
+    coerce_value,
     default_cache_dir,
     given_fields,
     invalid,
@@ -320,7 +321,7 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
                 else:
                     raise ValueError(f"override {ov!r}: {p!r} is not a section")
             cur = cur[p]
-        cur[parts[-1]] = _parse_typed(val, _declared_type(parts, d))
+        cur[parts[-1]] = _parse_typed(val, _declared_type(parts, d), key.strip())
     return d
 
 
@@ -350,8 +351,9 @@ def _declared_type(parts: list[str], d: dict[str, Any]) -> Any:
     return None
 
 
-def _parse_typed(text: str, tp: Any) -> Any:
-    """An override's text: string fields keep it verbatim (``name=123`` is the name "123"), the rest as JSON."""
+def _parse_typed(text: str, tp: Any, key: str = "") -> Any:
+    """An override's text: string fields keep it verbatim (``name=123`` is the name "123"), the rest as JSON, and
+    text that is not JSON by the field's declared type (``yes`` a boolean, ``2,4`` a list of integers)."""
     if tp in (str, str | None):
         t = text.strip()
         if tp is not str and t.lower() in ("none", "null"):
@@ -362,7 +364,10 @@ def _parse_typed(text: str, tp: Any) -> Any:
             except json.JSONDecodeError:
                 return t
         return t
-    return _parse_value(text)
+    value = _parse_value(text)
+    if isinstance(value, str) and tp is not None:
+        return coerce_value(key, value, tp, text=True)
+    return value
 
 
 def _tiny() -> dict[str, Any]:

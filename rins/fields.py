@@ -48,21 +48,26 @@ _INT_RE = re.compile(r"[+-]?\d{1,19}")
 _INT_LIMIT = 2**63
 
 
-def coerce_value(key: str, value: Any, tp: Any) -> Any:
-    """``value`` parsed as the declared type ``tp`` (bool, int, float, str, ``X | None``, ``list[int]``,
-    ``tuple[int, ...]``); other types pass through. Booleans accept true/false/1/0/yes/no and nothing else;
-    integers reject fractions and bools; floats must be finite. Raises :class:`ConfigError` naming ``key``."""
+def coerce_value(key: str, value: Any, tp: Any, text: bool = False) -> Any:
+    """``value`` checked against the declared type ``tp`` (bool, int, float, str, ``X | None``, ``list[int]``,
+    ``tuple[int, ...]``); other types pass through. Only lossless conversions are made: an integral float to an
+    int, an int to a float, 0/1 to a boolean, a list to a tuple; integers reject fractions and bools, floats must
+    be finite. Text is parsed (``"8"`` as 8, ``"yes"`` as true, ``"1,2"`` as [1, 2]) only with ``text=True``, for
+    values that come from a command line; anywhere else (a dict, JSON, TOML) a string where a number or boolean
+    belongs is refused. Raises :class:`ConfigError` naming ``key``."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if text and type(None) in args and isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            return None
         rest = [a for a in args if a is not type(None)]
         if len(rest) == 1:
             try:
-                return coerce_value(key, value, rest[0])
+                return coerce_value(key, value, rest[0], text)
             except ConfigError:
                 if type(None) in args:
-                    raise invalid(key, value, f"must be {_describe(rest[0])} or none") from None
+                    raise invalid(key, value, f"must be {_describe(rest[0])} or none{_not_text(value, text)}") from None
                 raise
         return value
     if tp is bool:
@@ -70,38 +75,44 @@ def coerce_value(key: str, value: Any, tp: Any) -> Any:
             return value
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        if text and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise invalid(key, value, "must be a boolean (true/false/1/0/yes/no)")
+        raise invalid(key, value, "must be a boolean (true/false/1/0/yes/no)" if text else
+                      "must be true or false" + _not_text(value, text))
     if tp is int:
-        if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+        if text and isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
             value = int(value)
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool) and -_INT_LIMIT < value < _INT_LIMIT:
             return value
-        raise invalid(key, value, "must be an integer (within ±2^63)")
+        raise invalid(key, value, "must be an integer (within ±2^63)" + _not_text(value, text))
     if tp is float:
-        if isinstance(value, str):
+        if text and isinstance(value, str):
             try:
                 value = float(value)
             except ValueError:
                 raise invalid(key, value, "must be a number") from None
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise invalid(key, value, "must be a finite number")
+        raise invalid(key, value, "must be a finite number" + _not_text(value, text))
     if tp is str:
         if isinstance(value, str):
             return value
         raise invalid(key, value, "must be a string")
     if origin in (list, tuple) and args and args[0] is int:
-        if isinstance(value, str):
+        if text and isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
-            raise invalid(key, value, "must be a list of integers, e.g. [1, 2, 3]")
-        out = [coerce_value(key, v, int) for v in value]
+            raise invalid(key, value, "must be a list of integers, e.g. [1, 2, 3]" + _not_text(value, text))
+        out = [coerce_value(key, v, int, text) for v in value]
         return tuple(out) if origin is tuple else out
     return value
+
+
+def _not_text(value: Any, text: bool) -> str:
+    """The hint for a string where a number, boolean or list belongs (outside a command line's text)."""
+    return " (it is a string: write the value itself, e.g. 8 not '8')" if isinstance(value, str) and not text else ""
 
 
 def _describe(tp: Any) -> str:

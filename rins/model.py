@@ -144,7 +144,8 @@ class StackConfig:
 
 def from_checked_dict(cls, d: dict[str, Any]):
     """``cls(**d)`` for a dataclass, with a clear error naming unknown keys; values are parsed by their
-    declared types (:func:`rins.fields.coerce_value`: ``"no"`` is false, ``"8"`` is 8, NaN is refused)."""
+    declared types (:func:`rins.fields.coerce_value`: only lossless conversions; ``"8"``, NaN and 4.5 for an
+    integer are refused)."""
     if not isinstance(d, dict):
         raise ValueError(f"{cls.__name__} must be given as a table/dict, got {type(d).__name__}")
     known = {f.name for f in fields(cls)}

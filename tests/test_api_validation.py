@@ -94,6 +94,30 @@ def test_train_config_from_dict_validates(key, value):
     _fails_clearly(lambda: TrainConfig.from_dict(d), name)
 
 
+def test_from_dict_converts_nothing_silently():
+    """Issue #28 item 2: a dict (the Python API, JSON, TOML) is taken as typed. Text is parsed only on a command
+    line: a string where a number, a boolean or a list of integers belongs is refused, naming the key and the fix;
+    only lossless conversions remain (an integral float to an int, 0/1 to a boolean)."""
+    for key, value in (("batch_size", "8"), ("optim.lr", "1e-3"), ("compile", "yes"), ("compile", "1"),
+                       ("eval_depths", "1,2"), ("seed", "0"), ("budget.flops", "3e13"), ("model.n_layers", "2"),
+                       ("model.kv_share", "no"), ("model.block_sizes", "1,1")):
+        sec, _, name = key.rpartition(".")
+        d = {"model": {"n_layers": 2, "d_model": 32, "n_heads": 4}}
+        (d.setdefault(sec, {}) if sec else d)[name] = value
+        with pytest.raises(ConfigError, match=rf"{name}=.*it is a string: write the value itself"):
+            TrainConfig.from_dict(d)
+    c = TrainConfig.from_dict({"batch_size": 8.0, "compile": 1, "optim": {"lr": 1}, "eval_depths": [1, 2]})
+    assert (c.batch_size, c.compile, c.optim.lr, c.eval_depths) == (8, True, 1.0, [1, 2])
+    assert type(c.batch_size) is int and type(c.optim.lr) is float
+    # the same text on a command line is parsed by the field's type
+    from rins.config import load_config
+
+    c = load_config("tiny", overrides=["batch_size=8", "optim.lr=1e-3", "compile=yes", "eval_depths=1,2",
+                                       "model.signature=A^2B", "model.block_sizes=2,2", "model.kv_share=no"])
+    assert (c.batch_size, c.optim.lr, c.compile, c.eval_depths) == (8, 1e-3, True, [1, 2])
+    assert c.model.block_sizes == (2, 2) and c.model.kv_share is False
+
+
 def test_absurd_settings_are_refused():
     """Issue #28 item 6: eps and norm_eps of 1e308, a negative depth_seed, a device that is not one."""
     for d, match in (({"optim": {"eps": 1e308}}, "optim.eps"), ({"model": {"norm_eps": 1e308}}, "norm_eps"),
