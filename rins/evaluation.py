@@ -110,6 +110,7 @@ def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[in
         raise ValueError(f"{rd} has no recursed group (signature {model.config.signature!r}); adaptive depth "
                          "needs one, e.g. A^3B")
     S = cfg.data.seq_len
+    announce_cost(model, depths, ds, batch_size, limit, S, cfg.dtype, dev, rules)
     results, windows, tokens = [], 0, 0
     for r in depths:
         loss, tokens, windows = mean_loss(model, ds, r, batch_size, limit, cfg, dev)
@@ -129,6 +130,42 @@ def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[in
     if rules:
         out["adaptive"] = out_adaptive
     return out
+
+
+ANNOUNCE_SECONDS = 60.0  # an evaluation expected to take longer says so, with its estimate, before it starts
+EVAL_EFFICIENCY = 0.5  # the share of the measured matmul peak an evaluation forward is assumed to reach
+
+
+def eval_cost(model: Any, depths: list[int | None], n_tokens: int, seq_len: int, rules: list[Any] = ()) -> float:
+    """Forward FLOPs of scoring ``n_tokens`` tokens at every depth of ``depths`` (and once at r_max for each exit
+    rule, their upper bound), counted per executed layer as training counts them."""
+    per_token = sum(model.flops_per_token(seq_len, r) for r in depths)
+    per_token += len(rules) * model.flops_per_token(seq_len, model.r_max)
+    return per_token * n_tokens
+
+
+def announce_cost(model: Any, depths: list[int | None], ds: Any, batch_size: int, limit: int | None, seq_len: int,
+                  dtype: str, device: torch.device, rules: list[Any] = (), out: Any = None) -> float:
+    """Estimate how long scoring ``depths`` (and ``rules``) on ``ds`` takes, from its FLOPs and this machine's
+    measured matmul peak (:func:`rins.train.peak_flops`, at :data:`EVAL_EFFICIENCY`), and print the estimate to
+    stderr when it exceeds :data:`ANNOUNCE_SECONDS` (a long explicit depth list, a large split), so that a user
+    can stop it and ask for fewer depths or batches. Returns the estimated seconds."""
+    import sys
+
+    from .train import peak_flops
+
+    n = ds.n_eval_windows()
+    windows = n if limit is None else min(n, limit * batch_size)
+    flops = eval_cost(model, depths, windows * seq_len, seq_len, rules)
+    peak, _ = peak_flops(device, dtype)
+    seconds = flops / (peak * EVAL_EFFICIENCY)
+    if seconds > ANNOUNCE_SECONDS:
+        mins = seconds / 60
+        print(f"[rins] scoring {len(depths)} depth(s){f' and {len(rules)} exit rule(s)' if rules else ''} on "
+              f"{windows:,} windows of {seq_len} tokens: {flops:.3g} FLOPs, about {mins:,.0f} min at this machine's "
+              f"measured {peak / 1e9:,.0f} GFLOP/s (fewer depths with --r, fewer windows with --batches)",
+              file=out or sys.stderr, flush=True)
+    return seconds
 
 
 def _rules(adaptive: Any, parse: Any) -> list[Any]:

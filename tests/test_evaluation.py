@@ -91,3 +91,26 @@ def test_cli_eval_scores_a_whole_file_by_default(run, tmp_path, capsys):
     assert lo - 0.05 <= loss <= hi + 0.05  # about a token-weighted mix of the two shares
     assert cli(["eval", str(run), "--r", "1", "--json"]) == 0  # the run's own corpus: its held-out documents
     assert json.loads(capsys.readouterr().out)["split"] == "val"
+
+
+def test_a_long_evaluation_says_how_long_before_it_starts(run, monkeypatch, capsys):
+    """Issue 28 item 8: many explicit depths (or a large split) print their FLOPs and time estimate first; the
+    estimate is the per-executed-layer FLOPs of every depth over the windows scored, at the measured peak."""
+    import rins.evaluation as E
+    from rins.checkpoint import load_model
+    from rins.train import peak_flops
+
+    depths = [1, 2, 3, 4, 5, 6]
+    quick = evaluate_run(run, depths=[1], batches=1)
+    assert "[rins] scoring" not in capsys.readouterr().err  # a quick one says nothing
+    monkeypatch.setattr(E, "ANNOUNCE_SECONDS", 0.0)
+    res = evaluate_run(run, depths=depths, batches=1)
+    err = capsys.readouterr().err
+    windows = res["windows"]
+    assert f"[rins] scoring 6 depth(s) on {windows:,} windows of {res['seq_len']} tokens" in err
+    model = load_model(run)
+    flops = sum(model.flops_per_token(res["seq_len"], r) for r in depths) * windows * res["seq_len"]
+    assert f"{flops:.3g} FLOPs" in err
+    peak, _ = peak_flops(__import__("torch").device("cpu"), "float32")
+    assert f"measured {peak / 1e9:,.0f} GFLOP/s" in err
+    assert quick["windows"] == windows
