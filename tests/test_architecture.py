@@ -72,8 +72,9 @@ def _is_type_checking(test: ast.expr) -> bool:
 class _ImportReader(ast.NodeVisitor):
     """Every import of a known rins module in one source file, outside ``if TYPE_CHECKING:`` blocks."""
 
-    def __init__(self, module: str) -> None:
+    def __init__(self, module: str, type_checking: bool = False) -> None:
         self.module = module
+        self.type_checking = type_checking  # also the imports under `if TYPE_CHECKING:` (type hints only)
         self.package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
         self.depth = 0  # > 0 inside a function body
         self.found: list[Import] = []
@@ -90,7 +91,7 @@ class _ImportReader(ast.NodeVisitor):
     visit_AsyncFunctionDef = visit_Lambda = visit_FunctionDef
 
     def visit_If(self, node: ast.If) -> None:
-        if _is_type_checking(node.test):  # type hints only: never executed
+        if _is_type_checking(node.test) and not self.type_checking:  # type hints only: never executed
             for child in node.orelse:
                 self.visit(child)
         else:
@@ -115,20 +116,22 @@ class _ImportReader(ast.NodeVisitor):
             self._add(mod, node)
 
 
-def read_imports() -> list[Import]:
-    """Every import of a rins module by a rins module, module level and lazy, without ``if TYPE_CHECKING:``."""
+def read_imports(type_checking: bool = False) -> list[Import]:
+    """Every import of a rins module by a rins module, module level and lazy; those under ``if TYPE_CHECKING:``
+    only with ``type_checking``."""
     out: list[Import] = []
     for module, path in MODULES.items():
-        reader = _ImportReader(module)
+        reader = _ImportReader(module, type_checking)
         reader.visit(ast.parse(path.read_text(), str(path)))
         out += reader.found
     return out
 
 
-def module_imports(lazy: bool = True) -> dict[str, set[str]]:
-    """``{module: rins modules it imports}`` (with ``lazy=False``: only those imported when it loads)."""
+def module_imports(lazy: bool = True, type_checking: bool = False) -> dict[str, set[str]]:
+    """``{module: rins modules it imports}`` (with ``lazy=False``: only those imported when it loads; with
+    ``type_checking``: also those imported for type hints only)."""
     graph: dict[str, set[str]] = {m: set() for m in MODULES}
-    for imp in read_imports():
+    for imp in read_imports(type_checking):
         if lazy or not imp.lazy:
             graph[imp.module].add(imp.target)
     return graph
@@ -167,8 +170,9 @@ def test_no_import_points_up():
 
 
 def test_imports_have_no_cycle():
-    """No loop, counting the lazy imports inside functions too (a loop is a layer that should be split)."""
-    graph = module_imports()
+    """No loop, counting the lazy imports inside functions and those for type hints only too (a loop is a layer
+    that should be split, or a type that lives in the wrong module)."""
+    graph = module_imports(type_checking=True)
     state: dict[str, int] = {}
 
     def visit(m: str, path: list[str]) -> None:
@@ -286,3 +290,40 @@ def test_no_module_imports_a_private_name_of_another():
     found = [f for m, path in MODULES.items() if "hf_export" not in path.parts
              for f in private_imports(path.read_text(), m, path.name == "__init__.py")]
     assert not found, found
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function over 80 lines does several jobs: split it into named steps (issue 26)."""
+    long = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 80:
+                long.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.name} "
+                            f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
+
+
+# the files of a run directory; rins.runs names them and is the only module that opens them
+RUN_FILES = ("log.jsonl", "summary.json", "config.json", "tokenizer.json", ".lock")
+# where the same names mean other files: Hugging Face model folders (hf.py), the data cache (data.py, corpora/),
+# the demo's own summary of its three runs (demo.py)
+OTHER_FOLDERS = {"rins.hf": ("config.json", "tokenizer.json"), "rins.data": ("tokenizer.json", ".lock"),
+                 "rins.demo": ("summary.json",)}
+
+
+def test_run_directory_files_are_named_only_in_runs():
+    """Issue 26: `runs.py` is the one reader and writer of a run directory's files; anyone else asks it."""
+    found = []
+    for module, path in MODULES.items():
+        if module == "rins.runs" or module.startswith(STANDALONE):
+            continue
+        allowed = OTHER_FOLDERS.get(module, ())
+        if module.startswith("rins.corpora"):
+            allowed = (".lock",)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            # a file name as a path part (`run / "config.json"`, f"{run}.lock", "*.lock"), not inside a sentence
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                name = node.value.lstrip("*")
+                if name in RUN_FILES and name not in allowed:
+                    found.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.value!r}")
+    assert not found, "run-directory file names outside rins/runs.py:\n" + "\n".join(found)
