@@ -19,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .arguments import bad_argument, check_int, check_number
 from .fields import ConfigError, coerce_fields
+from .flops import flops_for
 from .losses import compute_dtype, linear_cross_entropy
 from .plan import Plan, SignatureError, compile_plan, resolve_signature
 from .resources import check_fits, min_weight_bytes
@@ -811,15 +812,15 @@ class RecursiveLM(StackedModel, nn.Module):
         Forward: attention projections, the attention sequence term (QKᵀ and AV over the full
         ``seq_len``, causal mask not discounted — as ``FlopCounterMode`` and Chinchilla count),
         MLP, adapters, LM head; the embedding is a lookup (0). Norms and elementwise ops are not
-        counted. Training = 3 × forward. ``expected=True`` averages over the stochastic depth
-        distribution (of the batch max with per-sequence draws, given ``batch_size``).
+        counted (:mod:`rins.flops`). ``training=True``: :func:`rins.flops.training_flops` of the forward.
+        ``expected=True`` averages over the stochastic depth distribution (of the batch max with per-sequence
+        draws, given ``batch_size``).
         """
         c = self.config
         T = seq_len or c.max_seq_len
-        factor = 3 if training else 1
 
         def at_depth(k: int | None) -> float:
-            return float((self.stack.flops_per_token(T, k) + 2 * c.d_model * c.vocab_size) * factor)
+            return float(flops_for(self.stack.flops_per_token(T, k) + 2 * c.d_model * c.vocab_size, training))
 
         return self.stack.depth_average(at_depth, r, expected, batch_size)
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .flops import flops_for
 from .model import (
     MLP,
     Block,
@@ -205,8 +206,8 @@ class MAPHead(nn.Module):
         y = y + self.mlp(self.norm(y))
         return y[:, 0]
 
-    def flops(self, n_tokens: int, bc: LMConfig) -> float:
-        """Forward FLOPs per example."""
+    def flops_per_example(self, n_tokens: int, bc: LMConfig) -> float:
+        """Forward FLOPs per example of pooling ``n_tokens`` tokens."""
         d = bc.d_model
         proj = 2 * d * d * (2 + 2 * n_tokens)  # q and o on one token, k and v on every token
         attn = 2 * 2 * n_tokens * d  # QKᵀ and AV for one query
@@ -262,12 +263,13 @@ class ViT(_Tower):
         h = self.map(h) if self.map is not None else h.mean(1)
         return self.head(h) if self.head is not None else h
 
-    def flops(self, r: int | None = None, expected: bool = False, batch_size: int | None = None) -> float:
+    def flops_per_example(self, r: int | None = None, expected: bool = False, batch_size: int | None = None
+                          ) -> float:
         """Forward FLOPs per image: patch embedding, the executed layers, pooling, head."""
         c, n = self.config, self.config.n_patches
         fixed = 2 * n * c.channels * c.patch_size ** 2 * c.d_model
         if self.map is not None:
-            fixed += self.map.flops(n, self.bc)
+            fixed += self.map.flops_per_example(n, self.bc)
         if self.head is not None:
             fixed += 2 * c.d_model * self.head.out_features
         return fixed + self.stack.depth_average(lambda k: n * self.stack.flops_per_token(n, k), r, expected,
@@ -298,8 +300,8 @@ class TextTower(_Tower):
             h = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         return self.head(h) if self.head is not None else h
 
-    def flops(self, r: int | None = None, expected: bool = False, batch_size: int | None = None,
-              seq_len: int | None = None) -> float:
+    def flops_per_example(self, r: int | None = None, expected: bool = False, batch_size: int | None = None,
+                          seq_len: int | None = None) -> float:
         """Forward FLOPs per text of ``seq_len`` tokens (default ``max_len``); the embedding is a lookup (0)."""
         c = self.config
         T = seq_len or c.max_len
@@ -418,13 +420,15 @@ class SigLIP(StackedModel, nn.Module):
 
         Image: patch embedding, blocks (attention over the patch sequence), MAP head, projection; text:
         blocks over ``max_len`` tokens, projection. With ``batch_size`` the B×B similarity matmul of the
-        loss is included (2·B·E per pair). Training = 3 × forward; ``expected`` averages each tower over
-        its stochastic depth distribution (per-sequence draws need ``batch_size``).
+        loss is included (2·B·E per pair). ``training=True``: :func:`rins.flops.training_flops` of the forward;
+        ``expected`` averages each tower over its stochastic depth distribution (per-sequence draws need
+        ``batch_size``). What is and is not counted: :mod:`rins.flops`.
         """
-        fwd = self.image.flops(r_image, expected, batch_size) + self.text.flops(r_text, expected, batch_size)
+        fwd = (self.image.flops_per_example(r_image, expected, batch_size)
+               + self.text.flops_per_example(r_text, expected, batch_size))
         if batch_size:
             fwd += 2 * batch_size * self.config.embed_dim
-        return float(fwd * (3 if training else 1))
+        return float(flops_for(fwd, training))
 
 
 class ViTClassifier(StackedModel, nn.Module):
@@ -453,5 +457,6 @@ class ViTClassifier(StackedModel, nn.Module):
 
     def flops_per_example(self, r: int | None = None, training: bool = False, expected: bool = False,
                           batch_size: int | None = None) -> float:
-        """Model FLOPs per image, per executed layer (training = 3 × forward)."""
-        return float(self.vit.flops(r, expected, batch_size) * (3 if training else 1))
+        """Model FLOPs per image, per executed layer (forward, or with ``training`` its
+        :func:`rins.flops.training_flops`)."""
+        return float(flops_for(self.vit.flops_per_example(r, expected, batch_size), training))

@@ -22,7 +22,7 @@ README = PKG.parent / "README.md"
 # own layer and the layers before it in this list, never from a later one. A new module needs a row here.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"rins.plan", "rins.fields", "rins.arguments", "rins.resources", "rins.runfiles", "rins.losses",
-                    "rins.data", "rins.loggers", "rins.runs", "rins.hardware"}),
+                    "rins.data", "rins.loggers", "rins.runs", "rins.hardware", "rins.flops"}),
     ("core", {"rins.model", "rins.adaptive", "rins.siglip", "rins.checkpoint", "rins.distributed",
               "rins.vision_data"}),
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),
@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
 ]
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 # analysis modules: pure Python + numpy/scipy/matplotlib; a user can fit and report without torch
-NO_TORCH = ("rins.plan", "rins.fields", "rins.runs", "rins.scaling", "rins.report", "rins.study_report")
+NO_TORCH = ("rins.plan", "rins.fields", "rins.runs", "rins.scaling", "rins.report", "rins.study_report", "rins.flops")
 # shipped inside exported Hugging Face folders, where rins is not installed
 STANDALONE = ("rins.hf_export",)
 

@@ -324,6 +324,6 @@ def test_lm_and_text_tower_share_the_stack_flops(stack):
     for r in (None, 1, 3):
         lm_stack = lm.flops_per_token(T, r=r) - 2 * 32 * V
         assert lm_stack == lm.stack.flops_per_token(T, r) == tower.stack.flops_per_token(T, r)
-        assert tower.flops(r, seq_len=T) - 2 * 32 * 16 == T * lm_stack  # minus the tower's projection head
+        assert tower.flops_per_example(r, seq_len=T) - 2 * 32 * 16 == T * lm_stack  # minus the tower's projection head
     exp = lm.flops_per_token(T, expected=True) - 2 * 32 * V
-    assert tower.flops(expected=True, seq_len=T) - 2 * 32 * 16 == pytest.approx(T * exp)
+    assert tower.flops_per_example(expected=True, seq_len=T) - 2 * 32 * 16 == pytest.approx(T * exp)
