@@ -24,8 +24,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"rins.plan", "rins.fields", "rins.arguments", "rins.resources", "rins.runfiles", "rins.losses",
                     "rins.data", "rins.loggers", "rins.runs", "rins.hardware", "rins.flops"}),
     ("core", {"rins.model", "rins.adaptive", "rins.siglip", "rins.checkpoint", "rins.distributed",
-              "rins.vision_data"}),
-    ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),
+              "rins.vision_data", "rins.zeroshot"}),
+    ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision"}),
     ("config", {"rins.config"}),
     ("trainer", {"rins.train"}),
     # studies & interop

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..distributed import unwrap
-from ..plan import MAX_EXPONENT
+from ..plan import default_depths  # re-exported: rins.tasks.default_depths
 
 __all__ = ["StepAccounting", "Task", "autocast", "default_depths", "depth_label"]
 
@@ -77,22 +77,6 @@ class StepAccounting:
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
         """Training FLOPs executed at ``step`` (at the drawn depth under stochastic RINS)."""
         return self.unit_training_flops(unwrap(model), batch_size, step) * batch_size * self.units_per_example()
-
-
-MAX_DEFAULT_DEPTHS = 16  # depths evaluated by default; a deeper recursion gets a log-spaced choice of them
-
-
-def default_depths(r_max: int | None) -> list[int | None]:
-    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth). Beyond
-    :data:`MAX_DEFAULT_DEPTHS` depths (``r_max >= 16``) it is a log-spaced choice of that many that keeps 1,
-    r_max and r_max + 1, so that ``A^1024B`` is not scored 1025 times (ask for more with explicit depths)."""
-    if not r_max:
-        return [None]
-    if r_max + 1 <= MAX_DEFAULT_DEPTHS:
-        return list(range(1, r_max + 2))
-    k = MAX_DEFAULT_DEPTHS - 1
-    beyond = {r_max + 1} if r_max < MAX_EXPONENT else set()  # no depth past the plan's limit
-    return sorted({round(r_max ** (i / (k - 1))) for i in range(k)} | beyond)
 
 
 def depth_label(r: int | None) -> str:
