@@ -1,5 +1,6 @@
 """The recursive transformer: blocks, the plan executor (recursion, stochastic depth, adapters), and
-the decoder-only language model with exact per-executed-layer FLOPs and a KV cache per application.
+the decoder-only language model with its FLOPs counted per executed layer (matmuls only, :mod:`rins.flops`)
+and a KV cache per application.
 
 Everything about *which* layer runs *when* comes from :mod:`rins.plan`; this file only applies modules.
 """

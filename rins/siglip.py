@@ -1,5 +1,6 @@
 """SigLIP with recursive towers: a ViT image encoder, a transformer text encoder, the sigmoid (or softmax)
-contrastive loss, a ViT classifier control, and exact per-executed-layer FLOPs.
+contrastive loss, a ViT classifier control, and FLOPs counted per executed layer (matmuls only,
+:mod:`rins.flops`).
 
 Both towers and the classifier wrap :class:`rins.model.RecursiveStack` around non-causal
 :class:`rins.model.Block` layers, so RINS (``A^rB``), stochastic depth and adapters are per-tower options
