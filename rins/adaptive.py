@@ -188,8 +188,8 @@ def run_adaptive_stack(model: Any, h: torch.Tensor, ctx: Any, r: int | None, rul
     R = plan.r
     ctx.share_from = stack.share_map(plan)
     B, T, _ = h.shape
-    per_round = len(stack.adapters) > 0 and stack.cfg.adapters == "round"
-    inject = stack.cfg.input_injection == "add"
+    per_round = len(stack.adapters) > 0 and stack.config.adapters == "round"
+    inject = stack.config.input_injection == "add"
     blocks = stack.blocks
 
     for i in range(start):  # the layers before the recursed group
@@ -259,7 +259,7 @@ def run_adaptive_stack(model: Any, h: torch.Tensor, ctx: Any, r: int | None, rul
 
     for i in range(start + R * L, len(plan.layers)):  # the layers after the group, as usual
         h = blocks[plan.layers[i]](h, ctx, i)
-    if len(stack.adapters) and stack.cfg.adapters == "depth":
+    if len(stack.adapters) and stack.config.adapters == "depth":
         outs = torch.stack([a(h) for a in stack.adapters])  # (n_ad, B, T, d)
         idx = (rounds.clamp(max=len(stack.adapters)) - 1)[None, ..., None].expand(1, *h.shape)
         h = outs.gather(0, idx)[0]

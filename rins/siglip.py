@@ -40,7 +40,7 @@ from .model import (
     LMConfig,
     RecursiveStack,
     StackConfig,
-    StackedModel,
+    StackedModelMixin,
     from_checked_dict,
     init_weights,
     make_norm,
@@ -368,7 +368,7 @@ def softmax_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor
 # Models
 
 
-class SigLIP(StackedModel, nn.Module):
+class SigLIP(StackedModelMixin, nn.Module):
     """Two-tower contrastive model; ``forward(images, texts, r_image, r_text, step) -> (img_emb, txt_emb)``.
 
     ``r_image`` / ``r_text`` pick each tower's inference depth (None: the trained exponent, or a stochastic
@@ -432,7 +432,7 @@ class SigLIP(StackedModel, nn.Module):
         return float(flops_for(fwd, training))
 
 
-class ViTClassifier(StackedModel, nn.Module):
+class ViTClassifier(StackedModelMixin, nn.Module):
     """The control: a ViT (same recursion options) with a linear head to ``n_classes`` (zero-initialised)."""
 
     def __init__(self, config: ViTConfig, n_classes: int) -> None:
