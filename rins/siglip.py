@@ -411,8 +411,15 @@ class SigLIP(StackedModelMixin, nn.Module):
                             groups)
 
     @property
-    def r_max(self) -> dict[str, int | None]:
-        """Trained recursion exponent per tower."""
+    def r_max(self) -> int | None:
+        """The largest trained recursion exponent of the two towers (None: neither recurses), as the other
+        models' ``r_max``; each tower's own: :attr:`tower_r_max`."""
+        recursed = [r for r in self.tower_r_max.values() if r]
+        return max(recursed) if recursed else None
+
+    @property
+    def tower_r_max(self) -> dict[str, int | None]:
+        """The trained recursion exponent of each tower, ``{"image": ..., "text": ...}`` (None: no recursion)."""
         return {"image": self.image.r_max, "text": self.text.r_max}
 
     def flops_per_example(self, r_image: int | None = None, r_text: int | None = None, training: bool = False,

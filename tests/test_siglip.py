@@ -48,6 +48,14 @@ def test_forward_shapes_normalised_and_depths():
         m(torch.randn(2, 1, 8, 8), t[:2])
 
 
+def test_r_max_is_the_deepest_tower_like_every_model():
+    m = tiny_siglip({"signature": "A^2B"}, {"signature": "A^3B"})
+    assert m.r_max == 3 and m.tower_r_max == {"image": 2, "text": 3}
+    plain = tiny_siglip()
+    assert plain.r_max is None and plain.tower_r_max == {"image": None, "text": None}
+    assert tiny_siglip(txt={"signature": "A^2B"}).r_max == 2
+
+
 def test_config_roundtrip_and_validation():
     c = SigLIPConfig.from_dict({"image": {"signature": "A^3B", "block_sizes": [1, 1], "n_layers": 2,
                                           "adapters": "round"}, "text": {"pool": "mean"}, "loss": "softmax"})

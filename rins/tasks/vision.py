@@ -164,11 +164,7 @@ class _VisionTask(StepAccounting):
 
     def eval_depths(self, model: nn.Module) -> list[int | None]:
         """1 … r_max + 1 for the recursed tower(s) (the largest r_max when both), else the single depth."""
-        rm = [r for r in self._tower_r_max(unwrap(model)) if r]
-        return default_depths(max(rm) if rm else None)
-
-    def _tower_r_max(self, m: nn.Module) -> list[int | None]:
-        raise NotImplementedError
+        return default_depths(unwrap(model).r_max)
 
     def _eval_batch_size(self) -> int:
         return max(2, min(int(self.cfg.batch_size), 512))
@@ -215,9 +211,6 @@ class SigLIPTask(_VisionTask):
 
     def build_model(self) -> SigLIP:
         return SigLIP(self.model_config())
-
-    def _tower_r_max(self, m: nn.Module) -> list[int | None]:
-        return [m.image.r_max, m.text.r_max]
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
         """``{"images", "texts"[, "groups"]}``; deterministic in (seed, step, rank)."""
@@ -343,9 +336,6 @@ class ViTClassifierTask(_VisionTask):
 
     def build_model(self) -> ViTClassifier:
         return ViTClassifier(self.model_config(), self.n_classes())
-
-    def _tower_r_max(self, m: nn.Module) -> list[int | None]:
-        return [m.r_max]
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
         """``{"images", "labels"}``; deterministic in (seed, step, rank)."""
