@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
+from rins.flops import training_flops  # noqa: E402
 from rins.model import LMConfig, RecursiveLM  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -81,10 +82,10 @@ def main() -> None:
             best[k] = min(best[k], common.time_fn(fn, 0, a.steps, common.sync_fn(dev)))
     load1 = common.loadavg()
     # The floor no implementation of this model can beat: the step's dense matmul FLOPs (every nn.Linear,
-    # the tied head included; 6 FLOPs per weight per token for forward + backward; attention left out) at
-    # the measured matmul peak of the dtype.
+    # the tied head included; 2 FLOPs per weight per token forward, times rins.flops.TRAINING_FACTOR for
+    # forward + backward; attention left out) at the measured matmul peak of the dtype.
     lin = sum(mod.weight.numel() for mod in RecursiveLM(cfg).modules() if isinstance(mod, torch.nn.Linear))
-    mm_flops = 6 * lin * B * T
+    mm_flops = training_flops(2 * lin) * B * T
     peaks = {dt: common.matmul_peak(getattr(torch, dt), seconds=0.5, device=dev.type) for dt in a.dtypes.split(",")}
     rows, met = [], []
     for dt in a.dtypes.split(","):

@@ -6,7 +6,7 @@ Quick tour::
     plan = rins.compile_plan("A^2B", n_layers=4)       # layers (0, 1, 0, 1, 2, 3)
     model = rins.RecursiveLM(rins.LMConfig(signature="A^2B", n_layers=4, p_skip=0.5, adapters="round"))
     logits = model(tokens, r=3)                          # any inference depth r >= 1
-    model.flops_per_token(256, r=3, training=True)       # exact, per executed layer
+    model.flops_per_token(256, r=3, training=True)       # matmul FLOPs per executed layer (rins.flops)
 
     cfg = rins.load_config("tiny", overrides=["model.signature=A^2B", "budget.steps=50"])
     summary = rins.train(cfg)                            # what `rins train` runs (rins.TrainConfig: the fields)

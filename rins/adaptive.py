@@ -188,8 +188,8 @@ def run_adaptive_stack(model: Any, h: torch.Tensor, ctx: Any, r: int | None, rul
     R = plan.r
     ctx.share_from = stack.share_map(plan)
     B, T, _ = h.shape
-    per_round = len(stack.adapters) > 0 and stack.cfg.adapters == "round"
-    inject = stack.cfg.input_injection == "add"
+    per_round = len(stack.adapters) > 0 and stack.config.adapters == "round"
+    inject = stack.config.input_injection == "add"
     blocks = stack.blocks
 
     for i in range(start):  # the layers before the recursed group
@@ -198,22 +198,7 @@ def run_adaptive_stack(model: Any, h: torch.Tensor, ctx: Any, r: int | None, rul
     exited = torch.zeros(B, T, dtype=torch.bool, device=h.device)
     rounds = torch.zeros(B, T, dtype=torch.long, device=h.device)
     reads = torch.zeros(B, T, dtype=torch.long, device=h.device)
-    last_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # position j in a round -> newest K/V
-    state = {"any_exited": False}
-
-    def kv_fill(app: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rd = plan.rounds[app]
-        if rd < 0:
-            return k, v
-        j = (app - start) % L
-        if rd > 0 and state["any_exited"]:
-            m = exited[:, None, :, None]
-            pk, pv = last_kv[j]
-            k, v = torch.where(m, pk, k), torch.where(m, pv, v)
-        last_kv[j] = (k, v)
-        return k, v
-
-    ctx.kv_fill = kv_fill
+    ctx.kv_fill = kv_fill = _LastRoundKV(plan, start, L, exited)
 
     def read(x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(model.head(model.norm(x)).float(), -1)
@@ -225,7 +210,7 @@ def run_adaptive_stack(model: Any, h: torch.Tensor, ctx: Any, r: int | None, rul
         reads += 1
     for k in range(R):
         if k > 0 and bool(exited.all()):
-            _fill_skipped(ctx, plan, start, L, k, R, last_kv)
+            _fill_skipped(ctx, plan, start, L, k, R, kv_fill.last)
             break
         active = ~exited
         if inject and k > 0:
@@ -235,39 +220,72 @@ def run_adaptive_stack(model: Any, h: torch.Tensor, ctx: Any, r: int | None, rul
             new = blocks[plan.layers[i]](h, ctx, i)
             if j == L - 1 and per_round:
                 new = stack.adapters[min(k, len(stack.adapters) - 1)](new)
-            h = torch.where(active[..., None], new, h) if state["any_exited"] else new
+            h = torch.where(active[..., None], new, h) if kv_fill.any_exited else new
         rounds += active.long()
         if k == R - 1:
             break
         # the exit rule after round k + 1, for the tokens still running
-        if rule.rule == "hidden":
-            rel = (h - prev).float().norm(dim=-1) / h.float().norm(dim=-1).clamp_min(1e-30)
-            fire = rel < rule.threshold
-        else:
-            logp = read(h)
+        fire, logp_prev = _rule_fires(rule, h, prev, logp_prev, read)
+        if rule.rule != "hidden":  # it read the head
             reads += active.long()
-            if rule.rule == "kl":
-                kl = (logp.exp() * (logp - logp_prev)).sum(-1)
-                fire = kl < rule.threshold
-                logp_prev = logp
-            else:
-                fire = logp.max(-1).values.exp() >= rule.threshold
         prev = h
-        exited = exited | (active & fire)
-        state["any_exited"] = bool(exited.any())
+        exited = kv_fill.exited = exited | (active & fire)
+        kv_fill.any_exited = bool(exited.any())
     ctx.kv_fill = None
 
     for i in range(start + R * L, len(plan.layers)):  # the layers after the group, as usual
         h = blocks[plan.layers[i]](h, ctx, i)
-    if len(stack.adapters) and stack.cfg.adapters == "depth":
-        outs = torch.stack([a(h) for a in stack.adapters])  # (n_ad, B, T, d)
-        idx = (rounds.clamp(max=len(stack.adapters)) - 1)[None, ..., None].expand(1, *h.shape)
-        h = outs.gather(0, idx)[0]
+    if len(stack.adapters) and stack.config.adapters == "depth":
+        h = _depth_adapter_per_token(stack.adapters, h, rounds)
     if stats is not None:
         S = seq_len or (ctx.cache.length + T if ctx.cache is not None else T)
         c = model.config
         stats.add(rounds, reads, lambda n: model.flops_per_token(S, r=n), 2.0 * c.d_model * c.vocab_size)
     return h
+
+
+class _LastRoundKV:
+    """``ForwardContext.kv_fill`` under adaptive depth: in the rounds a token skips (``exited``), its K/V are
+    those of the last round it ran (kept per position ``j`` in a round, in ``last``), so later tokens read them."""
+
+    def __init__(self, plan: Any, start: int, L: int, exited: torch.Tensor) -> None:
+        self.plan, self.start, self.L = plan, start, L
+        self.exited = exited  # (B, T): the tokens that have exited (reassigned by the caller after each round)
+        self.any_exited = False
+        self.last: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # position j in a round -> newest K/V
+
+    def __call__(self, app: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rd = self.plan.rounds[app]
+        if rd < 0:
+            return k, v
+        j = (app - self.start) % self.L
+        if rd > 0 and self.any_exited:
+            m = self.exited[:, None, :, None]
+            pk, pv = self.last[j]
+            k, v = torch.where(m, pk, k), torch.where(m, pv, v)
+        self.last[j] = (k, v)
+        return k, v
+
+
+def _rule_fires(rule: ExitRule, h: torch.Tensor, prev: torch.Tensor, logp_prev: torch.Tensor | None,
+                read: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, T) whether ``rule`` fires for each token after a round took its state from ``prev`` to ``h``, and the
+    log-probabilities the next round's KL compares with (``read`` reads them through the final norm and head)."""
+    if rule.rule == "hidden":
+        rel = (h - prev).float().norm(dim=-1) / h.float().norm(dim=-1).clamp_min(1e-30)
+        return rel < rule.threshold, logp_prev
+    logp = read(h)
+    if rule.rule == "kl":
+        kl = (logp.exp() * (logp - logp_prev)).sum(-1)
+        return kl < rule.threshold, logp
+    return logp.max(-1).values.exp() >= rule.threshold, logp_prev
+
+
+def _depth_adapter_per_token(adapters: Any, h: torch.Tensor, rounds: torch.Tensor) -> torch.Tensor:
+    """``adapters="depth"``: each token through the adapter of the rounds it ran (B, T), the last for deeper."""
+    outs = torch.stack([a(h) for a in adapters])  # (n_ad, B, T, d)
+    idx = (rounds.clamp(max=len(adapters)) - 1)[None, ..., None].expand(1, *h.shape)
+    return outs.gather(0, idx)[0]
 
 
 def _fill_skipped(ctx: Any, plan: Any, start: int, L: int, k0: int, R: int,

@@ -311,6 +311,7 @@ def _parse_block_sizes(text: str | None) -> list[int] | None:
 def cmd_flops(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .flops import training_flops
     from .model import RecursiveLM
 
     cfg = _config_from_args(args)
@@ -327,7 +328,7 @@ def cmd_flops(args: argparse.Namespace) -> int:
     for r in rs:
         fwd = model.flops_per_token(T, r=r)
         rows.append({"signature": model.config.signature, "r": r or model.r_max, "params": model.num_parameters(),
-                     "fwd_flops_per_token": fwd, "train_flops_per_token": 3 * fwd,
+                     "fwd_flops_per_token": fwd, "train_flops_per_token": training_flops(fwd),
                      "expected_train_flops_per_token": model.flops_per_token(T, r=r, training=True, expected=True),
                      "ratio_to_baseline": fwd / base.flops_per_token(T)})
     if args.json:

@@ -99,7 +99,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
 
 def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[int] | None, batches: int | None,
            batch_size: int, cfg: Any, dev: torch.device, bpt: float, rules: list[Any]) -> dict[str, Any]:
-    from .tasks import default_depths
+    from .plan import default_depths
     from .tasks.lm import mean_loss
 
     limit = cfg.eval_batches if batches is None else (batches or None)

@@ -1,5 +1,6 @@
 """The recursive transformer: blocks, the plan executor (recursion, stochastic depth, adapters), and
-the decoder-only language model with exact per-executed-layer FLOPs and a KV cache per application.
+the decoder-only language model with its FLOPs counted per executed layer (matmuls only, :mod:`rins.flops`)
+and a KV cache per application.
 
 Everything about *which* layer runs *when* comes from :mod:`rins.plan`; this file only applies modules.
 """
@@ -19,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .arguments import bad_argument, check_int, check_number
 from .fields import ConfigError, coerce_fields
+from .flops import flops_for
 from .losses import compute_dtype, linear_cross_entropy
 from .plan import Plan, SignatureError, compile_plan, resolve_signature
 from .resources import check_fits, min_weight_bytes
@@ -28,7 +30,7 @@ __all__ = [
     "RecursiveLM",
     "RecursiveStack",
     "StackConfig",
-    "StackedModel",
+    "StackedModelMixin",
     "Block",
     "ForwardContext",
     "KVCache",
@@ -499,20 +501,20 @@ class RecursiveStack(nn.Module):
     ``blocks`` must accept ``(h, ctx, app)``; ``d_model`` sizes the adapters.
     """
 
-    def __init__(self, cfg: StackConfig, blocks: nn.ModuleList, d_model: int, norm_eps: float = 1e-6) -> None:
+    def __init__(self, config: StackConfig, blocks: nn.ModuleList, d_model: int, norm_eps: float = 1e-6) -> None:
         super().__init__()
-        cfg.validate_stack(len(blocks))
-        self.cfg = cfg
+        config.validate_stack(len(blocks))
+        self.config = config
         self.blocks = blocks
-        self.base_plan = cfg.compile(len(blocks))
+        self.base_plan = config.compile(len(blocks))
         self.r_max = self.base_plan.r  # trained exponent (None: no recursion)
-        n_ad = self.r_max if (cfg.adapters != "none" and self.r_max) else 0
-        self.adapters = nn.ModuleList(Adapter(d_model, cfg.adapter_rank, norm_eps) for _ in range(n_ad))
+        n_ad = self.r_max if (config.adapters != "none" and self.r_max) else 0
+        self.adapters = nn.ModuleList(Adapter(d_model, config.adapter_rank, norm_eps) for _ in range(n_ad))
         self._auto_step = 0
 
     @property
     def signature(self) -> str:
-        return resolve_signature(self.cfg.signature)
+        return resolve_signature(self.config.signature)
 
     def plan(self, r: int | None = None) -> Plan:
         """The compiled plan at inference depth ``r`` (None: the trained exponent)."""
@@ -522,15 +524,15 @@ class RecursiveStack(nn.Module):
             )
         if r is not None:
             check_int("RecursiveLM", "r", r, 1)
-        return self.cfg.compile(len(self.blocks), r)
+        return self.config.compile(len(self.blocks), r)
 
     def draw_depth(self, step: int | None, batch: int) -> int | list[int]:
         """Training depth for this step (stochastic RINS); ``step=None`` uses an internal counter."""
         if step is None:
             step = self._auto_step
             self._auto_step += 1
-        n = batch if self.cfg.per_sequence_depth else None
-        return sample_depth(self.r_max, self.cfg.p_skip, self.cfg.depth_seed, step, n)
+        n = batch if self.config.per_sequence_depth else None
+        return sample_depth(self.r_max, self.config.p_skip, self.config.depth_seed, step, n)
 
     def resolve_r(self, r: int | None, step: int | None, batch: int) -> tuple[int | None, list[int] | None]:
         """(rounds to run, per-sequence depths or None): ``r``, else the drawn depth in training mode."""
@@ -541,13 +543,13 @@ class RecursiveStack(nn.Module):
     def training_depth(self, step: int | None, batch: int) -> tuple[int | None, list[int] | None]:
         """(rounds a training forward at ``step`` runs, per-sequence depths or None): the deepest draw under
         stochastic RINS, ``(None, None)`` (the trained exponent) when the depth is not drawn."""
-        if not (self.r_max and self.cfg.p_skip > 0):
+        if not (self.r_max and self.config.p_skip > 0):
             return None, None
         d = self.draw_depth(step, batch)
         return (max(d), d) if isinstance(d, list) else (d, None)
 
     def share_map(self, plan: Plan) -> dict[int, int]:
-        if not self.cfg.kv_share:
+        if not self.config.kv_share:
             return {}
         first = plan.first_application()
         return {i: f for i, f in enumerate(first) if f != i}
@@ -557,12 +559,12 @@ class RecursiveStack(nn.Module):
         plan = self.plan(r)
         ctx.share_from = self.share_map(plan)
         adapters = self.adapters
-        per_round = len(adapters) > 0 and self.cfg.adapters == "round"
+        per_round = len(adapters) > 0 and self.config.adapters == "round"
         active = None
         ends = {a: k for k, a in enumerate(plan.round_ends)}
         if seq_depth is not None:
             depth_t = torch.tensor(seq_depth, device=h.device)
-        inject = self.cfg.input_injection == "add"
+        inject = self.config.input_injection == "add"
         e = None
         for i, lay in enumerate(plan.layers):
             rd = plan.rounds[i]
@@ -577,14 +579,14 @@ class RecursiveStack(nn.Module):
             # the application index only addresses KV slots (cache / kv_share); a constant otherwise keeps a
             # compiled block from specialising on it (one graph for every application and every r)
             app = i if (ctx.cache is not None or ctx.share_from) else 0
-            if self.cfg.activation_checkpointing and self.training and ctx.cache is None:
+            if self.config.activation_checkpointing and self.training and ctx.cache is None:
                 new = checkpoint(blk, h, ctx, app, use_reentrant=False)
             else:
                 new = blk(h, ctx, app)
             if i in ends and per_round:
                 new = adapters[min(ends[i], len(adapters) - 1)](new)
             h = new if active is None or rd < 0 else torch.where(active, new, h)
-        if len(adapters) and self.cfg.adapters == "depth":
+        if len(adapters) and self.config.adapters == "depth":
             if seq_depth is not None:
                 outs = torch.stack([a(h) for a in adapters])  # (n_ad, B, T, d)
                 idx = (depth_t.clamp(max=len(adapters)) - 1).view(1, -1, 1, 1).expand(1, *h.shape)
@@ -600,7 +602,7 @@ class RecursiveStack(nn.Module):
         """How many adapter applications a forward at depth ``r`` runs."""
         if not len(self.adapters):
             return 0
-        return len(self.plan(r).round_ends) if self.cfg.adapters == "round" else 1
+        return len(self.plan(r).round_ends) if self.config.adapters == "round" else 1
 
     # -- accounting shared by every model built on a stack ----------------------------------------
     def flops_per_token(self, seq_len: int, r: int | None = None) -> float:
@@ -622,9 +624,9 @@ class RecursiveStack(nn.Module):
         """``fn(r)``, or with ``expected`` at the training depth (``r=None``) of a stochastic stack, its mean
         over the drawn depth: of the batch maximum for per-sequence draws of ``batch_size`` sequences
         (None: one sequence)."""
-        if expected and r is None and self.r_max and self.cfg.p_skip > 0:
-            batch = batch_size if self.cfg.per_sequence_depth else None
-            return sum(p * fn(k) for k, p in depth_distribution(self.r_max, self.cfg.p_skip, batch).items())
+        if expected and r is None and self.r_max and self.config.p_skip > 0:
+            batch = batch_size if self.config.per_sequence_depth else None
+            return sum(p * fn(k) for k, p in depth_distribution(self.r_max, self.config.p_skip, batch).items())
         return fn(r)
 
 
@@ -647,7 +649,7 @@ def init_weights(module: nn.Module, std: float, n_layers: int) -> None:
             nn.init.zeros_(m.up.weight)
 
 
-class StackedModel:
+class StackedModelMixin:
     """Mixin of an ``nn.Module`` built on one or more :class:`RecursiveStack`: optimiser groups and
     parameter counts, the same for the LM, SigLIP and the ViT classifier."""
 
@@ -681,7 +683,7 @@ class StackedModel:
 # The language model
 
 
-class RecursiveLM(StackedModel, nn.Module):
+class RecursiveLM(StackedModelMixin, nn.Module):
     """Decoder-only transformer whose layers run in the order of a signature's plan.
 
     ``model(tokens, r=None)`` returns logits ``(B, T, V)``; ``r`` overrides the recursion exponent (any
@@ -820,15 +822,15 @@ class RecursiveLM(StackedModel, nn.Module):
         Forward: attention projections, the attention sequence term (QKᵀ and AV over the full
         ``seq_len``, causal mask not discounted — as ``FlopCounterMode`` and Chinchilla count),
         MLP, adapters, LM head; the embedding is a lookup (0). Norms and elementwise ops are not
-        counted. Training = 3 × forward. ``expected=True`` averages over the stochastic depth
-        distribution (of the batch max with per-sequence draws, given ``batch_size``).
+        counted (:mod:`rins.flops`). ``training=True``: :func:`rins.flops.training_flops` of the forward.
+        ``expected=True`` averages over the stochastic depth distribution (of the batch max with per-sequence
+        draws, given ``batch_size``).
         """
         c = self.config
         T = seq_len or c.max_seq_len
-        factor = 3 if training else 1
 
         def at_depth(k: int | None) -> float:
-            return float((self.stack.flops_per_token(T, k) + 2 * c.d_model * c.vocab_size) * factor)
+            return float(flops_for(self.stack.flops_per_token(T, k) + 2 * c.d_model * c.vocab_size, training))
 
         return self.stack.depth_average(at_depth, r, expected, batch_size)
 

@@ -28,12 +28,14 @@ __all__ = [
     "Plan",
     "SignatureError",
     "compile_plan",
+    "default_depths",
     "enumerate_variants",
     "parse_signature",
     "preset",
     "resolve_signature",
     "SIGNATURE_PRESETS",
     "MAX_APPLICATIONS",
+    "MAX_DEFAULT_DEPTHS",
     "MAX_DEGREE",
     "MAX_EXPONENT",
     "MAX_NESTING",
@@ -479,6 +481,22 @@ def _compress_runs(word: str) -> str:
         k = len(list(grp))
         out.append(letter if k == 1 else f"{letter}^{k}")
     return "".join(out)
+
+
+MAX_DEFAULT_DEPTHS = 16  # depths evaluated by default; a deeper recursion gets a log-spaced choice of them
+
+
+def default_depths(r_max: int | None) -> list[int | None]:
+    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth). Beyond
+    :data:`MAX_DEFAULT_DEPTHS` depths (``r_max >= 16``) it is a log-spaced choice of that many that keeps 1,
+    r_max and r_max + 1, so that ``A^1024B`` is not scored 1025 times (ask for more with explicit depths)."""
+    if not r_max:
+        return [None]
+    if r_max + 1 <= MAX_DEFAULT_DEPTHS:
+        return list(range(1, r_max + 2))
+    k = MAX_DEFAULT_DEPTHS - 1
+    beyond = {r_max + 1} if r_max < MAX_EXPONENT else set()  # no depth past the plan's limit
+    return sorted({round(r_max ** (i / (k - 1))) for i in range(k)} | beyond)
 
 
 def enumerate_variants(

@@ -1,5 +1,6 @@
 """SigLIP with recursive towers: a ViT image encoder, a transformer text encoder, the sigmoid (or softmax)
-contrastive loss, a ViT classifier control, and exact per-executed-layer FLOPs.
+contrastive loss, a ViT classifier control, and FLOPs counted per executed layer (matmuls only,
+:mod:`rins.flops`).
 
 Both towers and the classifier wrap :class:`rins.model.RecursiveStack` around non-causal
 :class:`rins.model.Block` layers, so RINS (``A^rB``), stochastic depth and adapters are per-tower options
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .flops import flops_for
 from .model import (
     MLP,
     Block,
@@ -38,7 +40,7 @@ from .model import (
     LMConfig,
     RecursiveStack,
     StackConfig,
-    StackedModel,
+    StackedModelMixin,
     from_checked_dict,
     init_weights,
     make_norm,
@@ -205,8 +207,8 @@ class MAPHead(nn.Module):
         y = y + self.mlp(self.norm(y))
         return y[:, 0]
 
-    def flops(self, n_tokens: int, bc: LMConfig) -> float:
-        """Forward FLOPs per example."""
+    def flops_per_example(self, n_tokens: int, bc: LMConfig) -> float:
+        """Forward FLOPs per example of pooling ``n_tokens`` tokens."""
         d = bc.d_model
         proj = 2 * d * d * (2 + 2 * n_tokens)  # q and o on one token, k and v on every token
         attn = 2 * 2 * n_tokens * d  # QKᵀ and AV for one query
@@ -262,12 +264,13 @@ class ViT(_Tower):
         h = self.map(h) if self.map is not None else h.mean(1)
         return self.head(h) if self.head is not None else h
 
-    def flops(self, r: int | None = None, expected: bool = False, batch_size: int | None = None) -> float:
+    def flops_per_example(self, r: int | None = None, expected: bool = False, batch_size: int | None = None
+                          ) -> float:
         """Forward FLOPs per image: patch embedding, the executed layers, pooling, head."""
         c, n = self.config, self.config.n_patches
         fixed = 2 * n * c.channels * c.patch_size ** 2 * c.d_model
         if self.map is not None:
-            fixed += self.map.flops(n, self.bc)
+            fixed += self.map.flops_per_example(n, self.bc)
         if self.head is not None:
             fixed += 2 * c.d_model * self.head.out_features
         return fixed + self.stack.depth_average(lambda k: n * self.stack.flops_per_token(n, k), r, expected,
@@ -298,8 +301,8 @@ class TextTower(_Tower):
             h = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
         return self.head(h) if self.head is not None else h
 
-    def flops(self, r: int | None = None, expected: bool = False, batch_size: int | None = None,
-              seq_len: int | None = None) -> float:
+    def flops_per_example(self, r: int | None = None, expected: bool = False, batch_size: int | None = None,
+                          seq_len: int | None = None) -> float:
         """Forward FLOPs per text of ``seq_len`` tokens (default ``max_len``); the embedding is a lookup (0)."""
         c = self.config
         T = seq_len or c.max_len
@@ -365,7 +368,7 @@ def softmax_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor
 # Models
 
 
-class SigLIP(StackedModel, nn.Module):
+class SigLIP(StackedModelMixin, nn.Module):
     """Two-tower contrastive model; ``forward(images, texts, r_image, r_text, step) -> (img_emb, txt_emb)``.
 
     ``r_image`` / ``r_text`` pick each tower's inference depth (None: the trained exponent, or a stochastic
@@ -408,8 +411,15 @@ class SigLIP(StackedModel, nn.Module):
                             groups)
 
     @property
-    def r_max(self) -> dict[str, int | None]:
-        """Trained recursion exponent per tower."""
+    def r_max(self) -> int | None:
+        """The largest trained recursion exponent of the two towers (None: neither recurses), as the other
+        models' ``r_max``; each tower's own: :attr:`tower_r_max`."""
+        recursed = [r for r in self.tower_r_max.values() if r]
+        return max(recursed) if recursed else None
+
+    @property
+    def tower_r_max(self) -> dict[str, int | None]:
+        """The trained recursion exponent of each tower, ``{"image": ..., "text": ...}`` (None: no recursion)."""
         return {"image": self.image.r_max, "text": self.text.r_max}
 
     def flops_per_example(self, r_image: int | None = None, r_text: int | None = None, training: bool = False,
@@ -418,16 +428,18 @@ class SigLIP(StackedModel, nn.Module):
 
         Image: patch embedding, blocks (attention over the patch sequence), MAP head, projection; text:
         blocks over ``max_len`` tokens, projection. With ``batch_size`` the B×B similarity matmul of the
-        loss is included (2·B·E per pair). Training = 3 × forward; ``expected`` averages each tower over
-        its stochastic depth distribution (per-sequence draws need ``batch_size``).
+        loss is included (2·B·E per pair). ``training=True``: :func:`rins.flops.training_flops` of the forward;
+        ``expected`` averages each tower over its stochastic depth distribution (per-sequence draws need
+        ``batch_size``). What is and is not counted: :mod:`rins.flops`.
         """
-        fwd = self.image.flops(r_image, expected, batch_size) + self.text.flops(r_text, expected, batch_size)
+        fwd = (self.image.flops_per_example(r_image, expected, batch_size)
+               + self.text.flops_per_example(r_text, expected, batch_size))
         if batch_size:
             fwd += 2 * batch_size * self.config.embed_dim
-        return float(fwd * (3 if training else 1))
+        return float(flops_for(fwd, training))
 
 
-class ViTClassifier(StackedModel, nn.Module):
+class ViTClassifier(StackedModelMixin, nn.Module):
     """The control: a ViT (same recursion options) with a linear head to ``n_classes`` (zero-initialised)."""
 
     def __init__(self, config: ViTConfig, n_classes: int) -> None:
@@ -453,5 +465,6 @@ class ViTClassifier(StackedModel, nn.Module):
 
     def flops_per_example(self, r: int | None = None, training: bool = False, expected: bool = False,
                           batch_size: int | None = None) -> float:
-        """Model FLOPs per image, per executed layer (training = 3 × forward)."""
-        return float(self.vit.flops(r, expected, batch_size) * (3 if training else 1))
+        """Model FLOPs per image, per executed layer (forward, or with ``training`` its
+        :func:`rins.flops.training_flops`)."""
+        return float(flops_for(self.vit.flops_per_example(r, expected, batch_size), training))

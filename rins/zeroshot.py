@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
+from .plan import default_depths
 from .siglip import SigLIP
-from .tasks.base import default_depths
 from .vision_data import ByteTokenizer, ImageTextData
 
 __all__ = [

@@ -48,6 +48,14 @@ def test_forward_shapes_normalised_and_depths():
         m(torch.randn(2, 1, 8, 8), t[:2])
 
 
+def test_r_max_is_the_deepest_tower_like_every_model():
+    m = tiny_siglip({"signature": "A^2B"}, {"signature": "A^3B"})
+    assert m.r_max == 3 and m.tower_r_max == {"image": 2, "text": 3}
+    plain = tiny_siglip()
+    assert plain.r_max is None and plain.tower_r_max == {"image": None, "text": None}
+    assert tiny_siglip(txt={"signature": "A^2B"}).r_max == 2
+
+
 def test_config_roundtrip_and_validation():
     c = SigLIPConfig.from_dict({"image": {"signature": "A^3B", "block_sizes": [1, 1], "n_layers": 2,
                                           "adapters": "round"}, "text": {"pool": "mean"}, "loss": "softmax"})
@@ -324,6 +332,6 @@ def test_lm_and_text_tower_share_the_stack_flops(stack):
     for r in (None, 1, 3):
         lm_stack = lm.flops_per_token(T, r=r) - 2 * 32 * V
         assert lm_stack == lm.stack.flops_per_token(T, r) == tower.stack.flops_per_token(T, r)
-        assert tower.flops(r, seq_len=T) - 2 * 32 * 16 == T * lm_stack  # minus the tower's projection head
+        assert tower.flops_per_example(r, seq_len=T) - 2 * 32 * 16 == T * lm_stack  # minus the tower's projection head
     exp = lm.flops_per_token(T, expected=True) - 2 * 32 * V
-    assert tower.flops(expected=True, seq_len=T) - 2 * 32 * 16 == pytest.approx(T * exp)
+    assert tower.flops_per_example(expected=True, seq_len=T) - 2 * 32 * 16 == pytest.approx(T * exp)

@@ -92,3 +92,33 @@ def test_a_vocabulary_the_data_changes_builds_the_config_again(monkeypatch):
     task.bundle = SimpleNamespace(vocab_size=named.data.vocab_size + 1)  # more tokens than the model can embed
     with pytest.raises(ValueError, match="smaller than the tokenizer's"):
         task.build_model()
+
+
+# FLOPs per step of every task, pinned to the values before issue 26 gave them one owner
+# (rins.tasks.base.StepAccounting): bit for bit, since summaries and step counts are computed from them.
+# (preset, overrides, batch size): (flops_per_step, realised_flops at steps 0, 1, 2), as float.hex
+PINNED_STEP_FLOPS = {
+    ("cpu-small", ("model.signature=A^3B", "model.p_skip=0.5")):
+        ("0x1.e0c0000000002p+37", "0x1.e0c0000000000p+37", "0x1.3080000000000p+38", "0x1.6080000000000p+37"),
+    ("cpu-small", ("model.signature=A^3B", "model.p_skip=0.5", "model.per_sequence_depth=true",
+                   "model.adapters=round")):
+        ("0x1.34579ed1b4c00p+38", "0x1.3500000000000p+38", "0x1.3500000000000p+38", "0x1.3500000000000p+38"),
+    ("siglip-cpu", ("model.image.signature=A^3B", "model.image.p_skip=0.5", "model.text.signature=A^2B",
+                    "model.text.p_skip=0.3", "model.text.per_sequence_depth=true")):
+        ("0x1.15c9800000000p+32", "0x1.15c9800000000p+32", "0x1.2b29800000000p+32", "0x1.0069800000000p+32"),
+    ("vit-cpu", ("model.signature=A^3B", "model.p_skip=0.5", "model.per_sequence_depth=true", "batch_size=5")):
+        ("0x1.9665300000000p+26", "0x1.afdc900000000p+26", "0x1.afdc900000000p+26", "0x1.44fc900000000p+26"),
+}
+
+
+@pytest.mark.parametrize("preset,overrides", list(PINNED_STEP_FLOPS), ids=lambda v: v if isinstance(v, str) else "")
+def test_step_flops_are_unchanged(preset, overrides):
+    import torch
+
+    cfg = load_config(preset, None, list(overrides))
+    task = get_task(cfg, None)
+    with torch.device("meta"):
+        model = task.build_model()
+    got = (task.flops_per_step(model, cfg.batch_size), *(task.realised_flops(model, s, cfg.batch_size)
+                                                        for s in range(3)))
+    assert [x.hex() for x in got] == list(PINNED_STEP_FLOPS[preset, overrides])

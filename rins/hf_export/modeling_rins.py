@@ -118,6 +118,33 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def _mask_and_positions(attention_mask: torch.Tensor | None, position_ids: torch.LongTensor | None, B: int, T: int,
+                        past: int, dev: torch.device) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """The attention mask of ``T`` new tokens after ``past`` cached ones (None: plain causal) and their positions.
+
+    A 2-D padding mask (batch, past + T) becomes a boolean causal mask that hides padding (each row still sees
+    itself) and, when ``position_ids`` is not given, positions counted over the real tokens (left padding); a
+    4-D mask is used as it is; with a cache and several new tokens the causal mask is offset by ``past``.
+    """
+    mask = None
+    if attention_mask is not None and attention_mask.dim() == 2:
+        am = attention_mask.to(torch.bool)
+        if am.shape[1] != past + T:
+            raise ValueError(f"attention_mask has length {am.shape[1]}, expected past+new = {past + T}")
+        if position_ids is None:
+            position_ids = (am.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
+        causal = torch.ones(T, past + T, dtype=torch.bool, device=dev).tril(past)
+        diag = torch.arange(T, device=dev)[:, None] + past == torch.arange(past + T, device=dev)[None]
+        mask = ((causal[None] & am[:, None, :]) | diag[None])[:, None]
+    elif attention_mask is not None:
+        mask = attention_mask.to(torch.bool) if attention_mask.dtype == torch.bool else attention_mask
+    elif past > 0 and T > 1:
+        mask = torch.ones(T, past + T, dtype=torch.bool, device=dev).tril(past)[None, None]
+    if position_ids is None:
+        position_ids = torch.arange(past, past + T, device=dev)[None].expand(B, T)
+    return mask, position_ids.clamp(min=0)
+
+
 class _Ctx:
     def __init__(self, cos, sin, mask, cache, slot_of, share_from) -> None:
         self.cos, self.sin, self.mask, self.cache = cos, sin, mask, cache
@@ -230,6 +257,19 @@ class Stack(nn.Module):
         bs = tuple(c["block_sizes"]) if c.get("block_sizes") else None
         return compile_plan(c["signature"], c["n_layers"], c.get("degree", 1), bs, r)
 
+    def run(self, h: torch.Tensor, ctx: _Ctx, plan) -> torch.Tensor:
+        """``h`` through every layer application of ``plan`` at a fixed depth, with the adapters (a plain method,
+        not ``forward``: the model calls it, so no module hooks are added around it)."""
+        ends = {a: k for k, a in enumerate(plan.round_ends)}
+        ads, mode = self.adapters, self.c.get("adapters", "none")
+        for i, lay in enumerate(plan.layers):
+            h = self.blocks[lay](h, ctx, i)
+            if len(ads) and mode == "round" and i in ends:
+                h = ads[min(ends[i], len(ads) - 1)](h)
+        if len(ads) and mode == "depth":
+            h = ads[min(plan.r, len(ads)) - 1](h)
+        return h
+
 
 class RinsPreTrainedModel(PreTrainedModel):
     """Base class (config class, weight init)."""
@@ -324,65 +364,52 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         ``rins_exit`` (default ``config.rins_exit``): an adaptive-depth exit rule, ``rins_r`` then the most rounds.
         """
         past_key_values = _take_cache({"cache": cache, "past_key_values": past_key_values}, kwargs)
-        c = self.c
         plan = self.stack.plan(self._depth(rins_r))
         h = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
-        B, T = h.shape[:2]
-        dev = h.device
         if use_cache is None:
             use_cache = bool(getattr(self.config, "use_cache", True)) and not self.training
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache()
         cache = past_key_values if use_cache or past_key_values is not None else None
         past = cache.get_seq_length() if cache is not None else 0
-        mask = None
-        if attention_mask is not None and attention_mask.dim() == 2:
-            am = attention_mask.to(torch.bool)
-            if am.shape[1] != past + T:
-                raise ValueError(f"attention_mask has length {am.shape[1]}, expected past+new = {past + T}")
-            if position_ids is None:
-                position_ids = (am.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
-            causal = torch.ones(T, past + T, dtype=torch.bool, device=dev).tril(past)
-            diag = torch.arange(T, device=dev)[:, None] + past == torch.arange(past + T, device=dev)[None]
-            mask = ((causal[None] & am[:, None, :]) | diag[None])[:, None]
-        elif attention_mask is not None:
-            mask = attention_mask.to(torch.bool) if attention_mask.dtype == torch.bool else attention_mask
-        elif past > 0 and T > 1:
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=dev).tril(past)[None, None]
-        if position_ids is None:
-            position_ids = torch.arange(past, past + T, device=dev)[None].expand(B, T)
-        position_ids = position_ids.clamp(min=0)
+        mask, position_ids = _mask_and_positions(attention_mask, position_ids, h.shape[0], h.shape[1], past, h.device)
         if self.pos is not None:
             h = h + self.pos(position_ids)
-        cos = sin = None
-        if c.get("pos_embedding", "rope") == "rope":
-            hd = c["d_model"] // c["n_heads"]
-            theta = float(c.get("rope_theta", 10000.0))
-            inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=dev, dtype=torch.float32) / hd))
-            ang = position_ids.float()[..., None] * inv
-            emb = torch.cat((ang, ang), dim=-1)[:, None]
-            cos, sin = emb.cos().to(h.dtype), emb.sin().to(h.dtype)
+        ctx = self._context(plan, position_ids, h, mask, cache)
+        rule = self._exit(rins_exit)
+        h = self.stack.run(h, ctx, plan) if rule is None else self._adaptive(h, ctx, plan, rule)
+        logits, loss = self._logits_and_loss(h, labels, logits_to_keep)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{_OUT_CACHE_FIELD: cache if use_cache else None})
+
+    def _rope(self, position_ids: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """RoPE cos/sin tables for ``position_ids`` in ``h``'s dtype and device ((None, None) without RoPE)."""
+        c = self.c
+        if c.get("pos_embedding", "rope") != "rope":
+            return None, None
+        hd = c["d_model"] // c["n_heads"]
+        theta = float(c.get("rope_theta", 10000.0))
+        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=h.device, dtype=torch.float32) / hd))
+        ang = position_ids.float()[..., None] * inv
+        emb = torch.cat((ang, ang), dim=-1)[:, None]
+        return emb.cos().to(h.dtype), emb.sin().to(h.dtype)
+
+    def _context(self, plan, position_ids: torch.Tensor, h: torch.Tensor, mask: torch.Tensor | None,
+                 cache: Cache | None) -> _Ctx:
+        """The per-forward state of every block application: RoPE tables, mask, cache slots (one per layer
+        application; with ``kv_share`` a repeated layer's applications share its first one's) and K/V sharing."""
+        cos, sin = self._rope(position_ids, h)
         first = plan.first_application()
-        share = bool(c.get("kv_share"))
+        share = bool(self.c.get("kv_share"))
         slot_of = first if share else tuple(range(plan.n_applications))
         share_from = {i: f for i, f in enumerate(first) if f != i} if share else {}
         if cache is not None and getattr(cache, "layers", None) is not None:
             while len(cache.layers) < max(slot_of) + 1:  # one slot per application (generate() sizes by layers)
                 cache.layers.append(DynamicLayer())
-        ctx = _Ctx(cos, sin, mask, cache, slot_of, share_from)
-        ends = {a: k for k, a in enumerate(plan.round_ends)}
-        ads = self.stack.adapters
-        mode = c.get("adapters", "none")
-        rule = self._exit(rins_exit)
-        if rule is not None:
-            h = self._adaptive(h, ctx, plan, rule)
-        else:
-            for i, lay in enumerate(plan.layers):
-                h = self.stack.blocks[lay](h, ctx, i)
-                if len(ads) and mode == "round" and i in ends:
-                    h = ads[min(ends[i], len(ads) - 1)](h)
-            if len(ads) and mode == "depth":
-                h = ads[min(plan.r, len(ads)) - 1](h)
+        return _Ctx(cos, sin, mask, cache, slot_of, share_from)
+
+    def _logits_and_loss(self, h: torch.Tensor, labels: torch.LongTensor | None, logits_to_keep: int
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of the last ``logits_to_keep`` positions (0: all) and, with ``labels``, the next-token loss."""
         h = self.norm(h)
         if logits_to_keep:
             h = h[:, -logits_to_keep:]
@@ -390,7 +417,7 @@ class RinsForCausalLM(RinsPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, **{_OUT_CACHE_FIELD: cache if use_cache else None})
+        return logits, loss
 
     def _adaptive(self, h: torch.Tensor, ctx: _Ctx, plan, rule: tuple[str, float]) -> torch.Tensor:
         """The stack with per-token exits (the same computation as ``rins.adaptive.run_adaptive_stack``)."""

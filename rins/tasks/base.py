@@ -9,9 +9,10 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..plan import MAX_EXPONENT
+from ..distributed import unwrap
+from ..plan import default_depths  # re-exported: rins.tasks.default_depths
 
-__all__ = ["Task", "autocast", "default_depths", "depth_label"]
+__all__ = ["StepAccounting", "Task", "autocast", "default_depths", "depth_label"]
 
 
 class Task(Protocol):
@@ -19,7 +20,8 @@ class Task(Protocol):
     and the run directory, or None outside a run).
 
     A task may also define ``realised_flops(model, step, batch_size)`` (the FLOPs executed at ``step``, e.g. at
-    the drawn depth of stochastic RINS; without it the trainer counts the expected ``flops_per_step``), and a
+    the drawn depth of stochastic RINS; without it the trainer counts the expected ``flops_per_step``; the
+    built-in tasks take both, and ``units_per_step``, from :class:`StepAccounting`), and a
     typed model config: ``config_class`` (the dataclass ``TrainConfig.model`` holds) with the classmethod
     ``model_config_from(fields, cfg)`` (that dataclass from the fields a ``[model]`` table names, with the
     defaults the task derives from ``cfg``'s data and seed); without them ``TrainConfig.model`` stays a dict.
@@ -38,6 +40,8 @@ class Task(Protocol):
     def loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor: ...
     def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
         """Expected training FLOPs of one optimizer step (what a FLOPs budget is divided by)."""
+        # per unit × batch × units per example, in this order: float products are not associative bit for bit, and
+        # summaries and step counts hold these numbers
         ...
     def units_per_step(self, batch_size: int) -> int:
         """Tokens (LM) or examples (vision) per optimizer step (what a token budget is divided by)."""
@@ -48,20 +52,31 @@ class Task(Protocol):
         ...
 
 
-MAX_DEFAULT_DEPTHS = 16  # depths evaluated by default; a deeper recursion gets a log-spaced choice of them
+class StepAccounting:
+    """What the trainer counts per optimizer step, the same way for every task: units (tokens or examples) and
+    training FLOPs (:mod:`rins.flops`), from two hooks the task defines — ``units_per_example()`` (tokens per
+    sequence, or 1) and ``unit_training_flops(model, batch_size, step)`` (the unwrapped model's training FLOPs
+    per unit: at the expected depth for ``step=None``, else at the depth drawn at ``step``)."""
 
+    def units_per_example(self) -> int:
+        raise NotImplementedError
 
-def default_depths(r_max: int | None) -> list[int | None]:
-    """Inference depths evaluated by default: 1 … r_max + 1 (or the single plain depth). Beyond
-    :data:`MAX_DEFAULT_DEPTHS` depths (``r_max >= 16``) it is a log-spaced choice of that many that keeps 1,
-    r_max and r_max + 1, so that ``A^1024B`` is not scored 1025 times (ask for more with explicit depths)."""
-    if not r_max:
-        return [None]
-    if r_max + 1 <= MAX_DEFAULT_DEPTHS:
-        return list(range(1, r_max + 2))
-    k = MAX_DEFAULT_DEPTHS - 1
-    beyond = {r_max + 1} if r_max < MAX_EXPONENT else set()  # no depth past the plan's limit
-    return sorted({round(r_max ** (i / (k - 1))) for i in range(k)} | beyond)
+    def unit_training_flops(self, model: nn.Module, batch_size: int, step: int | None = None) -> float:
+        raise NotImplementedError
+
+    def units_per_step(self, batch_size: int) -> int:
+        """Tokens (LM) or examples (vision) per optimizer step (what a token budget is divided by)."""
+        return batch_size * self.units_per_example()
+
+    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
+        """Expected training FLOPs of one optimizer step (what a FLOPs budget is divided by)."""
+        # per unit × batch × units per example, in this order: float products are not associative bit for bit, and
+        # summaries and step counts hold these numbers
+        return self.unit_training_flops(unwrap(model), batch_size) * batch_size * self.units_per_example()
+
+    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
+        """Training FLOPs executed at ``step`` (at the drawn depth under stochastic RINS)."""
+        return self.unit_training_flops(unwrap(model), batch_size, step) * batch_size * self.units_per_example()
 
 
 def depth_label(r: int | None) -> str:

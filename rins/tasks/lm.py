@@ -17,7 +17,7 @@ from ..distributed import unwrap
 from ..fields import given_fields
 from ..model import LMConfig, RecursiveLM, StackConfig
 from ..runs import tokenizer_file
-from .base import autocast, default_depths, depth_label
+from .base import StepAccounting, autocast, default_depths, depth_label
 
 __all__ = ["LMTask", "eval_batch_size", "mean_loss"]
 
@@ -42,7 +42,7 @@ def mean_loss(model: nn.Module, ds: Any, r: int | None, batch_size: int, limit: 
     return tot / n, n, w
 
 
-class LMTask:
+class LMTask(StepAccounting):
     """Next-token prediction on a tokenised corpus (:mod:`rins.data`); a :class:`rins.tasks.Task`."""
 
     name = "lm"
@@ -136,20 +136,15 @@ class LMTask:
         logits = model(x, step=step)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
 
-    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
-        m = unwrap(model)
-        T = self.cfg.data.seq_len
-        return m.flops_per_token(T, training=True, expected=True, batch_size=batch_size) * batch_size * T
+    def units_per_example(self) -> int:
+        """Tokens per training sequence."""
+        return self.cfg.data.seq_len
 
-    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
-        """FLOPs actually executed at ``step`` (the drawn depth for stochastic RINS)."""
-        m = unwrap(model)
-        T = self.cfg.data.seq_len
-        r, _ = m.stack.training_depth(step, batch_size)
-        return m.flops_per_token(T, r=r, training=True) * batch_size * T
-
-    def units_per_step(self, batch_size: int) -> int:
-        return batch_size * self.cfg.data.seq_len
+    def unit_training_flops(self, model: RecursiveLM, batch_size: int, step: int | None = None) -> float:
+        """Training FLOPs per token over ``data.seq_len`` keys, at the expected depth or the one drawn at ``step``."""
+        r = None if step is None else model.stack.training_depth(step, batch_size)[0]
+        return model.flops_per_token(self.units_per_example(), r=r, training=True, expected=step is None,
+                                     batch_size=batch_size)
 
     def eval_depths(self, model: nn.Module) -> list[int | None]:
         return default_depths(unwrap(model).r_max)

@@ -30,7 +30,7 @@ from ..fields import given_fields, parse_fields, split_model_section
 from ..siglip import SigLIP, SigLIPConfig, ViTClassifier, ViTConfig
 from ..vision_data import ByteTokenizer, ImageTextData, augment_batch, load_vision_corpus
 from ..zeroshot import class_embeddings, encode_images, encode_texts, retrieval_recall, zeroshot_accuracy
-from .base import default_depths, depth_label
+from .base import StepAccounting, default_depths, depth_label
 
 __all__ = ["SigLIPTask", "ViTClassifierTask", "VisionOptions"]
 
@@ -83,7 +83,7 @@ def _defaults(corpus: str) -> dict[str, int]:
                                                       "max_len": 64})
 
 
-class _VisionTask:
+class _VisionTask(StepAccounting):
     """Shared data handling: loading, deterministic batches, augmentation."""
 
     name = "vision"
@@ -159,17 +159,13 @@ class _VisionTask:
             x = augment_batch(x, gen, o.crop_scale, flip=flip)
         return x
 
-    def units_per_step(self, batch_size: int) -> int:
-        """Examples (image-text pairs or images) per optimizer step."""
-        return batch_size
+    def units_per_example(self) -> int:
+        """An example (an image-text pair or an image) is the unit."""
+        return 1
 
     def eval_depths(self, model: nn.Module) -> list[int | None]:
         """1 … r_max + 1 for the recursed tower(s) (the largest r_max when both), else the single depth."""
-        rm = [r for r in self._tower_r_max(unwrap(model)) if r]
-        return default_depths(max(rm) if rm else None)
-
-    def _tower_r_max(self, m: nn.Module) -> list[int | None]:
-        raise NotImplementedError
+        return default_depths(unwrap(model).r_max)
 
     def _eval_batch_size(self) -> int:
         return max(2, min(int(self.cfg.batch_size), 512))
@@ -222,9 +218,6 @@ class SigLIPTask(_VisionTask):
     def build_model(self) -> SigLIP:
         return SigLIP(self.model_config())
 
-    def _tower_r_max(self, m: nn.Module) -> list[int | None]:
-        return [m.image.r_max, m.text.r_max]
-
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
         """``{"images", "texts"[, "groups"]}``; deterministic in (seed, step, rank)."""
         self.prepare()
@@ -242,15 +235,12 @@ class SigLIPTask(_VisionTask):
         img, txt = model(batch["images"], batch["texts"], step=step)
         return unwrap(model).pair_loss(img, txt, batch.get("groups"))
 
-    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
-        """Expected training FLOPs of one step (both towers per executed layer + the B×B similarity)."""
-        return unwrap(model).flops_per_example(training=True, expected=True, batch_size=batch_size) * batch_size
-
-    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
-        """FLOPs executed at ``step`` with each tower's drawn depth."""
-        m = unwrap(model)
-        ri, rt = (tower.stack.training_depth(step, batch_size)[0] for tower in (m.image, m.text))
-        return m.flops_per_example(ri, rt, training=True, batch_size=batch_size) * batch_size
+    def unit_training_flops(self, model: SigLIP, batch_size: int, step: int | None = None) -> float:
+        """Training FLOPs per pair (both towers per executed layer + the B×B similarity), at the expected depths
+        or each tower's depth drawn at ``step``."""
+        ri, rt = (None if step is None else tower.stack.training_depth(step, batch_size)[0]
+                  for tower in (model.image, model.text))
+        return model.flops_per_example(ri, rt, training=True, expected=step is None, batch_size=batch_size)
 
     def _val_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if getattr(self, "_val_cache", None) is None:
@@ -357,9 +347,6 @@ class ViTClassifierTask(_VisionTask):
     def build_model(self) -> ViTClassifier:
         return ViTClassifier(self.model_config(), self.n_classes())
 
-    def _tower_r_max(self, m: nn.Module) -> list[int | None]:
-        return [m.r_max]
-
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
         """``{"images", "labels"}``; deterministic in (seed, step, rank)."""
         self.prepare()
@@ -369,13 +356,10 @@ class ViTClassifierTask(_VisionTask):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], step: int) -> torch.Tensor:
         return F.cross_entropy(model(batch["images"], step=step).float(), batch["labels"])
 
-    def flops_per_step(self, model: nn.Module, batch_size: int) -> float:
-        return unwrap(model).flops_per_example(training=True, expected=True, batch_size=batch_size) * batch_size
-
-    def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
-        m = unwrap(model)
-        r, _ = m.vit.stack.training_depth(step, batch_size)
-        return m.flops_per_example(r, training=True) * batch_size
+    def unit_training_flops(self, model: ViTClassifier, batch_size: int, step: int | None = None) -> float:
+        """Training FLOPs per image, at the expected depth or the one drawn at ``step``."""
+        r = None if step is None else model.vit.stack.training_depth(step, batch_size)[0]
+        return model.flops_per_example(r, training=True, expected=step is None, batch_size=batch_size)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, depths: list[int | None]) -> dict[str, Any]:
