@@ -3,8 +3,9 @@
 **What is counted.** Every count is *model FLOPs per executed layer application*: 2 FLOPs per multiply-add of
 each matmul a forward pass runs — the attention projections (K/V not recomputed where ``kv_share`` reuses
 them), QKᵀ and AV over the full sequence (a causal mask is not discounted, as ``FlopCounterMode`` and Chinchilla
-count), the MLPs, adapters, patch embedding, pooling and output heads. Norms, softmax, activations, residual
-adds and embedding lookups are not counted. Under recursion a shared layer counts once per application.
+count), the MLPs, adapters, patch embedding, pooling, output heads and (SigLIP, given the batch size) the
+loss's B×B similarity matmul. Norms, softmax, activations, bias and residual adds and embedding lookups are not
+counted. Under recursion a shared layer counts once per application.
 
 **The names, by what they are per** (forward FLOPs unless ``training=True``; ``expected=True`` averages over the
 stochastic depth distribution):
