@@ -1,8 +1,9 @@
 """The compute-matched trainer: one loop over a *task* (LM, SigLIP, ViT classifier).
 
-The budget in FLOPs becomes a number of steps through the model's exact per-executed-layer count
-(expected cost for stochastic depth); the schedule is laid out over those steps. Runs log JSONL,
-checkpoint atomically, resume exactly, and stop on NaN/inf keeping the last good checkpoint.
+The budget in FLOPs becomes a number of steps through the model's matmul FLOPs per executed layer (:mod:`rins.flops`
+says what is counted; the expected cost for stochastic depth); the schedule (:mod:`rins.schedule`) is laid out over
+those steps. What a run starts from is :mod:`rins.resume`'s; the run directory's files are :mod:`rins.runs`'. Runs
+log JSONL, checkpoint atomically, resume exactly, and stop on NaN/inf keeping the last good checkpoint.
 """
 
 from __future__ import annotations
