@@ -27,7 +27,7 @@ def is_local_text(spec: str | None) -> bool:
     trained on, scored whole by default."""
     if not spec or spec == "shakespeare" or spec.startswith("hf:"):
         return False
-    from .data import parse_corpus_parts
+    from .corpora.mixes import parse_corpus_parts
 
     return parse_corpus_parts(spec) is None and Path(spec).expanduser().exists()
 
@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
 
     Args:
         run_dir: a run directory written by ``rins train``.
-        data: a corpus spec (see :func:`rins.data.load_corpus`); ``None`` = the run's ``data.corpus``.
+        data: a corpus spec (see :func:`rins.corpora.load_corpus`); ``None`` = the run's ``data.corpus``.
         depths: inference depths r; default 1 … r_max + 1 (a plain model: its one depth, reported as r=None).
         batches: at most this many batches of ``batch_size`` windows, spread evenly over the split
             (default: the run's ``eval_batches``; 0 = the whole split).

@@ -22,7 +22,9 @@ README = PKG.parent / "README.md"
 # own layer and the layers before it in this list, never from a later one. A new module needs a row here.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"rins.plan", "rins.fields", "rins.arguments", "rins.resources", "rins.runfiles", "rins.losses",
-                    "rins.data", "rins.loggers", "rins.runs", "rins.hardware"}),
+                    "rins.data", "rins.loggers", "rins.runs", "rins.hardware", "rins.corpora",
+                    "rins.corpora.documents", "rins.corpora.cache", "rins.corpora.packages", "rins.corpora.parsers",
+                    "rins.corpora.files", "rins.corpora.huggingface", "rins.corpora.mixes"}),
     ("core", {"rins.model", "rins.adaptive", "rins.siglip", "rins.checkpoint", "rins.distributed",
               "rins.vision_data"}),
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision", "rins.zeroshot"}),

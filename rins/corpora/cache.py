@@ -1,0 +1,49 @@
+"""Building a cached folder once among processes that start together (sweep workers on a fresh machine).
+
+Downloads (:mod:`rins.corpora.packages`) and prepared data (:func:`rins.data.prepare_data`) both build under a
+temporary ``.tmp-PID-...`` name, move the result into place, and hold :func:`exclusive` while they do, so one
+process builds and the others wait and reuse it; :func:`clean_stale_temps` removes what killed builders left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["clean_stale_temps", "exclusive"]
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path``, waiting for it: processes (or threads) that start together
+    build a cached thing once, the others wait and reuse it. Released when the holder exits, even if killed."""
+    import fcntl  # POSIX only, like apt-get itself
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def clean_stale_temps(folder: Path) -> None:
+    """Remove ``.tmp-PID-*`` folders/files left in ``folder`` by writers that were killed (their PID is dead)."""
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".tmp-*"):
+        m = re.match(r"\.tmp-(\d+)-", p.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
