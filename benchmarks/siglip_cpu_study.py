@@ -152,7 +152,7 @@ def plot(results: list[dict], path: Path) -> None:
         return
     from matplotlib.ticker import MaxNLocator
 
-    from rins.report import layout_color, style_axes
+    from rins.plots import layout_color, style_axes
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, fam, key, label in ((axes[0], "siglip", "zeroshot_top1_r", "zero-shot top-1"),

@@ -17,6 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .tables import md_table
+
 __all__ = ["adaptive_section", "load_adaptive_evals", "frontier_gap"]
 
 
@@ -139,15 +141,11 @@ def adaptive_section(files: list[str | Path], out: str | Path, margin: float = 0
                            "fixed depth")
         g["verdict"] = verdict
         parts.append(f"\n### {layout} on {text} ({len(es)} seed(s): {', '.join(str(s) for s in g['seeds'])})\n\n"
-                     + _md(["depth / rule", "loss", "mean rounds", "MFLOP/token", "Δ vs fixed at equal FLOPs"], rows)
+                     + md_table(["depth / rule", "loss", "mean rounds", "MFLOP/token", "Δ vs fixed at equal FLOPs"],
+                                rows) + "\n"
                      + f"\n![loss vs FLOPs]({png.name})\n\nVerdict: {verdict}.\n")
         data["groups"].append(g)
     return "".join(parts), data
-
-
-def _md(head: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def _plot(g: dict[str, Any], png: Path) -> None:

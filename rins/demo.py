@@ -19,8 +19,9 @@ from .checkpoint import atomic_write_text
 from .config import load_config
 from .hardware import BF16_EMULATED, native_bf16
 from .plan import resolve_signature
-from .report import format_table, layout_color, plot_curves
+from .plots import layout_color, plot_curves
 from .runs import read_log
+from .tables import format_table
 from .train import train
 
 __all__ = ["DEMO_VARIANTS", "run_demo"]
@@ -110,7 +111,7 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     atomic_write_text(out / "table.md", text)
     summary = {"rows": rows, "depths": depths}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    plot_curves([(label, read_log(rd), color) for label, rd, color in runs], out / "curves.png")
+    plot_curves([(label, read_log(run_dir), color) for label, run_dir, color in runs], out / "curves.png")
     print(f"wrote {out / 'table.md'}, {out / 'summary.json'}, {out / 'curves.png'}")
     return summary
 

@@ -31,14 +31,16 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("config", {"rins.config"}),
     ("trainer", {"rins.train"}),
     # studies & interop
-    ("studies", {"rins.evaluation", "rins.generation", "rins.sweep", "rins.scaling", "rins.report",
-                 "rins.study_report", "rins.adaptive_report", "rins.demo", "rins.hf", "rins.hf_export",
-                 "rins.hf_export.configuration_rins", "rins.hf_export.modeling_rins", "rins.lm_eval_adapter"}),
+    ("studies", {"rins.evaluation", "rins.generation", "rins.sweep", "rins.scaling", "rins.report", "rins.claims",
+                 "rins.study_report", "rins.adaptive_report", "rins.plots", "rins.tables", "rins.demo", "rins.hf",
+                 "rins.hf_export", "rins.hf_export.configuration_rins", "rins.hf_export.modeling_rins",
+                 "rins.lm_eval_adapter"}),
     ("cli", {"rins.cli", "rins"}),
 ]
 LAYER_OF = {m: i for i, (_, mods) in enumerate(LAYERS) for m in mods}
 # analysis modules: pure Python + numpy/scipy/matplotlib; a user can fit and report without torch
-NO_TORCH = ("rins.plan", "rins.fields", "rins.runs", "rins.scaling", "rins.report", "rins.study_report")
+NO_TORCH = ("rins.plan", "rins.fields", "rins.runs", "rins.scaling", "rins.report", "rins.claims",
+            "rins.study_report", "rins.adaptive_report", "rins.plots", "rins.tables")
 # shipped inside exported Hugging Face folders, where rins is not installed
 STANDALONE = ("rins.hf_export",)
 
@@ -138,7 +140,8 @@ def module_imports(lazy: bool = True) -> dict[str, set[str]]:
 
 def test_the_import_reader_sees_lazy_imports_and_skips_type_checking():
     imports = [i for i in read_imports() if i.module == "rins.study_report"]
-    assert {(i.target, i.lazy) for i in imports} == {("rins.scaling", True)}  # rins.report: TYPE_CHECKING only
+    # rins.runs (RunInfo): TYPE_CHECKING only
+    assert {(i.target, i.lazy) for i in imports} == {("rins.tables", False), ("rins.scaling", True)}
     assert {i.target for i in read_imports() if i.module == "rins.tasks.lm" and i.lazy} == {"rins.data"}
 
 

@@ -10,7 +10,8 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rins.report import RunInfo, _plot_ranking, _short_number, log_axis, log_ticks, plot_curves  # noqa: E402
+from rins.plots import _short_number, log_axis, log_ticks, plot_curves, plot_ranking  # noqa: E402
+from rins.runs import RunInfo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def test_ranking_spans_the_data_so_close_losses_look_different(tmp_path, monkeyp
     """4.796 and 5.007 looked the same as bars from 0; as dots on an axis spanning the data they sit apart."""
     rs = [_run("a", "AB", 4.796), _run("b", "A^2B", 5.007), _run("c", "(AB)^2", 4.9)]
     seen = _spy_savefig(monkeypatch)
-    _plot_ranking(rs, tmp_path / "ranking.png", "ranking")
+    plot_ranking(rs, tmp_path / "ranking.png", "ranking")
     ax = seen["figs"][0].axes[0]
     lo, hi = ax.get_xlim()
     assert 4.7 < lo < 4.796 and 5.007 < hi < 5.1
@@ -67,7 +68,7 @@ def test_ranking_spans_the_data_so_close_losses_look_different(tmp_path, monkeyp
 
 
 def test_one_colour_per_layout_in_every_figure_and_legends_beside_the_axes(tmp_path, monkeypatch):
-    from rins.report import _plot_depth, _plot_finals, layout_color
+    from rins.plots import layout_color, plot_depth, plot_finals
 
     def run(sig, budget, loss, p_skip=0.0, adapters="none"):
         r = _run(f"{sig}{budget}{p_skip}{adapters}", sig, loss)
@@ -81,8 +82,8 @@ def test_one_colour_per_layout_in_every_figure_and_legends_beside_the_axes(tmp_p
     seen = _spy_savefig(monkeypatch)
     curve = [{"flops": 1e11 * 2 ** i, "val_loss": 6 - 0.1 * i} for i in range(5)]
     plot_curves([(r.layout, curve, layout_color(r.signature)) for r in rs[::2]], tmp_path / "c.png")
-    _plot_finals(rs, tmp_path / "f.png", "finals")
-    _plot_depth(stoch, rs[1], [1, 2, 3], tmp_path / "d.png", "depth")
+    plot_finals(rs, tmp_path / "f.png", "finals")
+    plot_depth(stoch, rs[1], [1, 2, 3], tmp_path / "d.png", "depth")
     colours: dict[str, set] = {}
     for fig in seen["figs"]:
         ax = fig.axes[0]
@@ -124,3 +125,4 @@ def test_siglip_benchmark_plot_has_integer_depth_ticks(tmp_path, monkeypatch):
     base = next(x for x in ax.get_lines() if "no recursion" in x.get_label())
     curve = next(x for x in ax.get_lines() if x.get_label() == "siglip-rins-image")
     assert base.get_zorder() < curve.get_zorder()
+
