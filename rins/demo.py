@@ -18,8 +18,7 @@ import torch
 from .checkpoint import atomic_write_text
 from .config import load_config
 from .hardware import BF16_EMULATED, native_bf16
-from .plan import resolve_signature
-from .plots import layout_color, plot_curves
+from .plots import model_color, plot_curves
 from .runs import read_log
 from .tables import format_table
 from .train import train
@@ -91,10 +90,8 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
         s = train(cfg, resume=not fresh)
         s["variant"] = label
         rows.append(s)
-        m = cfg.model if isinstance(cfg.model, dict) else cfg.model.to_dict()
-        color = layout_color(resolve_signature(str(m.get("signature", "AB"))), int(m.get("degree", 1)),
-                             float(m.get("p_skip", 0.0)), str(m.get("adapters", "none")))
-        runs.append((label, cfg.run_dir(), color))
+        model = cfg.model if isinstance(cfg.model, dict) else cfg.model.to_dict()
+        runs.append((label, cfg.run_dir(), model_color(model)))
     depths = sorted({int(k) for row in rows for k in row.get("val_loss_r", {})})
     table = format_table(rows, depths)
     base = rows[0]

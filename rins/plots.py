@@ -1,47 +1,84 @@
 """The figures of rins: one colour per layout, one look, readable log axes.
 
-Every figure that draws layouts (``rins report``, ``rins demo``, the benchmarks) takes a layout's colour from
-:func:`layout_color`, so a layout keeps its colour from one figure to the next, and styles its axes with
-:func:`style_axes` (light grid, legend beside the axes). The report's run figures (:func:`plot_curves`,
-:func:`plot_finals`, :func:`plot_ranking`, :func:`plot_depth`) live here too. Pure Python +
-matplotlib (no torch); matplotlib is imported on first use and draws off-screen (Agg).
+Every figure that draws layouts (``rins report`` and its study and adaptive sections, ``rins demo``, the
+benchmarks) takes a layout's colour from :func:`layout_color` (or :func:`model_color` for a config's model
+table), so a layout keeps its colour from one figure to the next, and styles its axes with :func:`style_axes`
+(light grid, legend beside the axes). The report's run figures (:func:`plot_curves`, :func:`plot_finals`,
+:func:`plot_ranking`, :func:`plot_depth`) live here too. Pure Python + matplotlib (no torch); matplotlib is
+imported on first use and draws off-screen (Agg).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .plan import SignatureError, resolve_signature
 from .runs import family, group_runs
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runs import RunInfo
 
-__all__ = ["finish_figure", "layout_color", "log_axis", "log_ticks", "new_figure", "plot_curves", "plot_depth",
-           "plot_finals", "plot_ranking", "run_color", "save_figure", "style_axes"]
+__all__ = ["UNKNOWN_LAYOUT_COLOR", "finish_figure", "layout_color", "log_axis", "log_ticks", "model_color",
+           "new_figure", "plot_curves", "plot_depth", "plot_finals", "plot_ranking", "run_color", "save_figure",
+           "style_axes"]
 
-# One colour per layout in every figure (report, demo, benchmarks): the plain layouts by family and depth, the
-# stochastic ones in pink (no adapters) or dark brown (adapters) shades that darken with p_s.
-_LAYOUT_COLORS = {"AB": "black", "A^2B": "tab:red", "A^3B": "tab:orange", "A^4B": "darkred",
-                  "(AB)^2": "tab:blue", "(AB)^3": "navy", "AB^2C": "tab:green", "AB^3C": "darkgreen",
-                  "(ABC)^2": "tab:purple", "ABA": "tab:cyan"}
-_OTHER_COLORS = ("tab:gray", "tab:olive", "tab:cyan", "slateblue", "teal", "goldenrod")
+# One colour per layout: the plain AB black; each recursion family one hue, a shade per depth r (listed from r = 2
+# on; deeper layouts repeat the shades). Stochastic layouts are pinks (no adapters) or browns (adapters) that
+# darken with p_s: a figure compares the p_s of one signature, so the shade says p_s and adapters.
+BASELINE_COLOR = "black"
+FAMILY_SHADES: dict[str, tuple[str, ...]] = {
+    "RINS": ("tab:red", "tab:orange", "darkred", "lightcoral"),  # A^2B, A^3B, A^4B, A^5B
+    "RAO": ("tab:blue", "navy", "deepskyblue", "royalblue"),  # (AB)^2, (AB)^3, ...
+    "middle": ("tab:green", "darkgreen", "yellowgreen", "olivedrab"),  # AB^2C, AB^3C, ...
+    "cycle": ("tab:purple", "indigo", "orchid", "darkviolet"),  # (ABC)^2, ...
+}
+# any other layout (a nested degree, the taxonomy's ABA^2, A^2BA, ...): a neutral shade by a hash of its name,
+# none of them a family's colour; ABA, the simplest, has its own
+_OTHER_NAMED = {"ABA": "tab:cyan"}
+_OTHER_COLORS = ("tab:olive", "teal", "goldenrod", "mediumaquamarine", "rosybrown", "darkslategray", "cadetblue")
+# a layout that cannot be known (a run read by its name only): grey, which no layout takes
+UNKNOWN_LAYOUT_COLOR = "0.45"
 
 
 def layout_color(signature: str, degree: int = 1, p_skip: float = 0.0, adapters: str = "none") -> Any:
-    """The colour of a layout, the same in every rins figure (a layout keeps its colour across plots)."""
+    """The colour of a layout, the same in every rins figure; ``signature`` may be a preset (``rins(2)`` is
+    ``A^2B``'s colour)."""
     if p_skip > 0 or adapters != "none":
         from matplotlib import colormaps
 
         p = min(max(p_skip, 0.0), 1.0)
         if adapters == "none":
             return colormaps["RdPu"](0.45 + 0.5 * p)
-        return colormaps["YlOrBr"](0.75 + 0.25 * p)  # dark browns: apart from A^3B's orange
-    if degree == 1 and signature in _LAYOUT_COLORS:
-        return _LAYOUT_COLORS[signature]
+        # browns from light to near black, apart from A^3B's orange, wide enough that p_s 0.25 and 0.5 differ
+        from matplotlib.colors import LinearSegmentedColormap
+
+        browns = LinearSegmentedColormap.from_list("rins_adapters", ["#d2a56d", "#8b4513", "#3b1c08"])
+        return browns(0.15 + 0.85 * p)
+    try:
+        signature = resolve_signature(signature)
+    except SignatureError:
+        pass  # not a signature: an "other" layout by its name
+    fam = family(signature, degree)
+    if fam == "baseline":
+        return BASELINE_COLOR
+    if fam in FAMILY_SHADES:
+        r = int(re.findall(r"\^(\d+)", signature)[-1])
+        shades = FAMILY_SHADES[fam]
+        return shades[(r - 2) % len(shades)]
+    if degree == 1 and signature in _OTHER_NAMED:
+        return _OTHER_NAMED[signature]
     return _OTHER_COLORS[zlib.crc32(f"{signature}@{degree}".encode()) % len(_OTHER_COLORS)]
+
+
+def model_color(model: dict[str, Any]) -> Any:
+    """:func:`layout_color` of a config's model table (``signature``, ``degree``, ``p_skip``, ``adapters``; the
+    fields it leaves out at their defaults)."""
+    return layout_color(str(model.get("signature", "AB")), int(model.get("degree", 1)),
+                        float(model.get("p_skip", 0.0)), str(model.get("adapters", "none")))
 
 
 def run_color(run: RunInfo) -> Any:
