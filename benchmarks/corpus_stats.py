@@ -17,6 +17,8 @@ import time
 from collections import defaultdict
 
 from rins import data as D
+from rins.corpora import load_corpus
+from rins.corpora.mixes import parse_corpus_parts, part_versions
 
 
 def main() -> int:
@@ -36,7 +38,7 @@ def main() -> int:
               f"{bundle.meta['n_val_tokens']:,} val tokens", flush=True)
         tok = D.load_tokenizer(bundle.tokenizer_path)
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-        for doc in D.load_corpus(a.corpus, a.cache_dir):
+        for doc in load_corpus(a.corpus, a.cache_dir):
             part = doc.name.split("/")[0]
             c = counts[part]
             c[0] += 1
@@ -55,9 +57,9 @@ def main() -> int:
             tot[k] += v
     print(f"| **all** | {tot['docs']:,} | {tot['bytes'] / 1e6:.1f} | "
           + " | ".join(f"{tot[v] / 1e6:.2f} M" for v in a.vocab_size) + " |")
-    grouped = D.parse_corpus_parts(a.corpus)
+    grouped = parse_corpus_parts(a.corpus)
     if grouped:
-        print("\nversions read:", D.part_versions(grouped[1], a.cache_dir))
+        print("\nversions read:", part_versions(grouped[1], a.cache_dir))
     return 0
 
 

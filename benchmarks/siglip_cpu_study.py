@@ -152,7 +152,7 @@ def plot(results: list[dict], path: Path) -> None:
         return
     from matplotlib.ticker import MaxNLocator
 
-    from rins.report import layout_color, style_axes
+    from rins.plots import model_color, style_axes
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, fam, key, label in ((axes[0], "siglip", "zeroshot_top1_r", "zero-shot top-1"),
@@ -161,7 +161,7 @@ def plot(results: list[dict], path: Path) -> None:
             if r["task"] != fam:
                 continue
             t, on_text = _recursed_tower(r.get("model") or {})
-            color = layout_color(t.get("signature", "AB"), 1, float(t.get("p_skip", 0.0)), t.get("adapters", "none"))
+            color = model_color(t)
             d = r.get(key) or {}
             if d:  # the text tower's recursion dashed: same layout (colour), other tower
                 ax.plot([int(k) for k in d], list(d.values()), marker="o", ls="--" if on_text else "-", color=color,

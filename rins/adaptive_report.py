@@ -17,14 +17,17 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .plots import UNKNOWN_LAYOUT_COLOR, finish_figure, model_color, new_figure
 from .runs import is_run_dir, run_config
+from .tables import md_table
 
 __all__ = ["adaptive_section", "load_adaptive_evals", "frontier_gap"]
 
 
 def load_adaptive_evals(files: list[str | Path]) -> list[dict[str, Any]]:
-    """The ``rins eval --adaptive --json`` results in ``files``, each with ``layout`` and ``seed`` added (from the
-    run's config.json when it is readable, else from the run name)."""
+    """The ``rins eval --adaptive --json`` results in ``files``, each with ``layout``, ``seed`` and ``model`` (the
+    run's model table, ``None`` when unknown) added, from the run's config.json when it is readable, else from
+    the run name."""
     out = []
     for f in files:
         p = Path(f)
@@ -37,12 +40,12 @@ def load_adaptive_evals(files: list[str | Path]) -> list[dict[str, Any]]:
             raise ValueError(f"{p} is not JSON ({e}); write it with rins eval RUN --adaptive ... --json") from None
         if not isinstance(res, dict) or not res.get("adaptive") or not res.get("results"):
             raise ValueError(f"{p} has no adaptive rows; write it with rins eval RUN --adaptive kl=... --json")
-        res["layout"], res["seed"] = _layout(Path(res["run"]))
+        res["layout"], res["seed"], res["model"] = _layout(Path(res["run"]))
         out.append(res)
     return out
 
 
-def _layout(run: Path) -> tuple[str, int]:
+def _layout(run: Path) -> tuple[str, int, dict[str, Any] | None]:
     if is_run_dir(run):
         cfg = run_config(run)
         m = cfg.get("model", {})
@@ -50,10 +53,10 @@ def _layout(run: Path) -> tuple[str, int]:
         if m.get("p_skip"):
             label = f"stochastic {label} (p_s={m['p_skip']:g}" + (f", {m['adapters']} adapters)" if
                                                                   m.get("adapters", "none") != "none" else ")")
-        return f"{label}, d={m.get('d_model')}", int(cfg.get("seed", 0))
+        return f"{label}, d={m.get('d_model')}", int(cfg.get("seed", 0)), m
     name = run.name
     base, _, seed = name.rpartition("-s")
-    return (base, int(seed)) if seed.isdigit() else (name, 0)
+    return (base, int(seed), None) if seed.isdigit() else (name, 0, None)
 
 
 def frontier_gap(fixed: list[tuple[float, float]], flops: float) -> float | None:
@@ -123,7 +126,7 @@ def adaptive_section(files: list[str | Path], out: str | Path, margin: float = 0
             rows.append([rule, f"{m:.4f}" + (f" ± {2 * se:.4f}" if se == se else ""), f"{rounds:.2f}",
                          f"{fl / 1e6:.3f}", delta])
         png = out / f"adaptive_{i}.png"
-        _plot(g, png)
+        _plot(g, png, UNKNOWN_LAYOUT_COLOR if es[0]["model"] is None else model_color(es[0]["model"]))
         g["png"] = png.name
         best = min(((k, v) for k, v in g["rules"].items() if v["delta"] == v["delta"]),
                    key=lambda kv: kv[1]["delta"], default=None)
@@ -140,28 +143,24 @@ def adaptive_section(files: list[str | Path], out: str | Path, margin: float = 0
                            "fixed depth")
         g["verdict"] = verdict
         parts.append(f"\n### {layout} on {text} ({len(es)} seed(s): {', '.join(str(s) for s in g['seeds'])})\n\n"
-                     + _md(["depth / rule", "loss", "mean rounds", "MFLOP/token", "Δ vs fixed at equal FLOPs"], rows)
+                     + md_table(["depth / rule", "loss", "mean rounds", "MFLOP/token", "Δ vs fixed at equal FLOPs"],
+                                rows) + "\n"
                      + f"\n![loss vs FLOPs]({png.name})\n\nVerdict: {verdict}.\n")
         data["groups"].append(g)
     return "".join(parts), data
 
 
-def _md(head: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+# exit-rule kinds: one layout, so its colour; told apart by line and marker
+_RULE_STYLES = (("o", "--"), ("^", ":"), ("v", "-."), ("D", (0, (5, 1, 1, 1, 1, 1))))
 
 
-def _plot(g: dict[str, Any], png: Path) -> None:
-    """Loss against mean forward FLOPs per token: fixed r as points, one curve per exit rule."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+def _plot(g: dict[str, Any], png: Path, color: Any) -> None:
+    """Loss against mean forward FLOPs per token: fixed r as points, one curve per exit rule, all in the layout's
+    colour (:func:`rins.plots.layout_color`)."""
+    fig, ax = new_figure()
     fx = sorted(g["fixed"].items())
     ax.errorbar([v["flops_per_token"] / 1e6 for _, v in fx], [v["loss"] for _, v in fx],
-                yerr=[2 * v["se"] if v["se"] == v["se"] else 0 for _, v in fx], fmt="ks", ms=6, capsize=3,
+                yerr=[2 * v["se"] if v["se"] == v["se"] else 0 for _, v in fx], fmt="s", color=color, ms=6, capsize=3,
                 label="fixed r", zorder=3)
     for r, v in fx:
         ax.annotate(f"r={r}", (v["flops_per_token"] / 1e6, v["loss"]), textcoords="offset points", xytext=(5, 5),
@@ -170,15 +169,10 @@ def _plot(g: dict[str, Any], png: Path) -> None:
     for rule, v in g["rules"].items():
         by_kind[rule.split("=")[0]].append((v["flops_per_token"] / 1e6, v["loss"],
                                             2 * v["se"] if v["se"] == v["se"] else 0.0))
-    for (kind, pts), color in zip(sorted(by_kind.items()), ("tab:red", "tab:blue", "tab:green")):
+    for (kind, pts), (marker, ls) in zip(sorted(by_kind.items()), _RULE_STYLES * len(by_kind)):
         pts.sort()
-        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt="o-", ms=4,
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker=marker, ls=ls, ms=4,
                     color=color, capsize=2, label=f"adaptive: {kind}")
     ax.set_xlabel("forward MFLOPs per token (mean; head reads included)")
     ax.set_ylabel("held-out loss (nats/token)")
-    ax.set_title(f"{g['layout']} on {g['data']}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    finish_figure(fig, ax, png, f"{g['layout']} on {g['data']}")

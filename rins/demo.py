@@ -17,10 +17,10 @@ import torch
 
 from .config import load_config
 from .hardware import BF16_EMULATED, native_bf16
-from .plan import resolve_signature
-from .report import format_table, layout_color, plot_curves
+from .plots import model_color, plot_curves
 from .runfiles import atomic_write_text
 from .runs import read_log
+from .tables import format_table
 from .train import train
 
 __all__ = ["DEMO_VARIANTS", "run_demo"]
@@ -90,10 +90,8 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
         s = train(cfg, resume=not fresh)
         s["variant"] = label
         rows.append(s)
-        m = cfg.model if isinstance(cfg.model, dict) else cfg.model.to_dict()
-        color = layout_color(resolve_signature(str(m.get("signature", "AB"))), int(m.get("degree", 1)),
-                             float(m.get("p_skip", 0.0)), str(m.get("adapters", "none")))
-        runs.append((label, cfg.run_dir(), color))
+        model = cfg.model if isinstance(cfg.model, dict) else cfg.model.to_dict()
+        runs.append((label, cfg.run_dir(), model_color(model)))
     depths = sorted({int(k) for row in rows for k in row.get("val_loss_r", {})})
     table = format_table(rows, depths)
     base = rows[0]
@@ -110,7 +108,7 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     atomic_write_text(out / "table.md", text)
     summary = {"rows": rows, "depths": depths}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    plot_curves([(label, read_log(rd), color) for label, rd, color in runs], out / "curves.png")
+    plot_curves([(label, read_log(run_dir), color) for label, run_dir, color in runs], out / "curves.png")
     print(f"wrote {out / 'table.md'}, {out / 'summary.json'}, {out / 'curves.png'}")
     return summary
 

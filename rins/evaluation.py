@@ -27,7 +27,7 @@ def is_local_text(spec: str | None) -> bool:
     trained on, scored whole by default."""
     if not spec or spec == "shakespeare" or spec.startswith("hf:"):
         return False
-    from .data import parse_corpus_parts
+    from .corpora.mixes import parse_corpus_parts
 
     return parse_corpus_parts(spec) is None and Path(spec).expanduser().exists()
 
@@ -41,7 +41,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
 
     Args:
         run_dir: a run directory written by ``rins train``.
-        data: a corpus spec (see :func:`rins.data.load_corpus`); ``None`` = the run's ``data.corpus``.
+        data: a corpus spec (see :func:`rins.corpora.load_corpus`); ``None`` = the run's ``data.corpus``.
         depths: inference depths r; default 1 … r_max + 1 (a plain model: its one depth, reported as r=None).
         batches: at most this many batches of ``batch_size`` windows, spread evenly over the split
             (default: the run's ``eval_batches``; 0 = the whole split).
@@ -66,21 +66,21 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
     from .tasks.lm import eval_batch_size
 
     _check_types(run_dir, data, depths, batches, batch_size, split, device, verify)
-    rd = Path(run_dir)
-    cfg = load_run_config(rd)
-    _check_args(rd, cfg, split, batches, batch_size)
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    _check_args(run_dir, cfg, split, batches, batch_size)
     rules = _rules(adaptive, parse_adaptive)
     if batch_size is None:
         batch_size = eval_batch_size(cfg)  # the trainer's choice: the same windows as its evals
-    tok_path = tokenizer_file(rd)
+    tok_path = tokenizer_file(run_dir)
     if not tok_path.is_file():
-        raise FileNotFoundError(f"{rd} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
+        raise FileNotFoundError(f"{run_dir} has no tokenizer.json; it is needed to encode {data or cfg.data.corpus!r}")
     load_tokenizer(tok_path)  # a corrupt one fails here, naming the file, before any corpus is read
     spec = data or cfg.data.corpus
     # the run's own tokenizer (never a new one), the run's split of documents
     bundle = prepare_data(spec, cfg.data.cache_dir, cfg.data.vocab_size, cfg.data.val_fraction, cfg.seed,
                           tokenizer=tok_path)
-    model = load_model(rd, device, verify=verify)
+    model = load_model(run_dir, device, verify=verify)
     dev = next(model.parameters()).device
     meta = bundle.meta
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,10 +94,10 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, depths: list[int]
             path = bundle.val_path if split == "val" else bundle.train_path
             bpt = bytes_per_token(bundle) if split == "val" else meta["train_bytes"] / max(1, meta["n_train_tokens"])
         ds = TokenDataset(path, cfg.data.seq_len)
-        return _score(rd, spec, split, model, ds, depths, batches, batch_size, cfg, dev, bpt, rules)
+        return _score(run_dir, spec, split, model, ds, depths, batches, batch_size, cfg, dev, bpt, rules)
 
 
-def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[int] | None, batches: int | None,
+def _score(run_dir: Path, spec: str, split: str, model: Any, ds: Any, depths: list[int] | None, batches: int | None,
            batch_size: int, cfg: Any, dev: torch.device, bpt: float, rules: list[Any]) -> dict[str, Any]:
     from .plan import default_depths
     from .tasks.lm import mean_loss
@@ -107,7 +107,7 @@ def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[in
     if any(r is not None and r < 1 for r in depths):
         raise ValueError(f"every depth r must be >= 1, got {depths}")
     if rules and model.r_max is None:
-        raise ValueError(f"{rd} has no recursed group (signature {model.config.signature!r}); adaptive depth "
+        raise ValueError(f"{run_dir} has no recursed group (signature {model.config.signature!r}); adaptive depth "
                          "needs one, e.g. A^3B")
     S = cfg.data.seq_len
     announce_cost(model, depths, ds, batch_size, limit, S, cfg.dtype, dev, rules)
@@ -125,7 +125,7 @@ def _score(rd: Path, spec: str, split: str, model: Any, ds: Any, depths: list[in
                              "mean_rounds": stats.mean_rounds, "flops_per_token": stats.flops_per_token,
                              "head_reads_per_token": stats.head_reads / stats.tokens,
                              "rounds_hist": stats.rounds_hist})
-    out = {"run": str(rd), "data": spec, "split": split, "windows": windows, "tokens": tokens,
+    out = {"run": str(run_dir), "data": spec, "split": split, "windows": windows, "tokens": tokens,
            "bytes_per_token": bpt, "seq_len": S, "results": results}
     if rules:
         out["adaptive"] = out_adaptive
@@ -230,9 +230,9 @@ def _check_types(run_dir: Any, data: Any, depths: Any, batches: Any, batch_size:
         raise bad_argument(w, "split", split, "must be 'val', 'train' or 'all'")
 
 
-def _check_args(rd: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:
+def _check_args(run_dir: Path, cfg: Any, split: str, batches: int | None, batch_size: int | None) -> None:
     if cfg.task != "lm":
-        raise ValueError(f"{rd} is a {cfg.task!r} run; evaluate_run scores language models")
+        raise ValueError(f"{run_dir} is a {cfg.task!r} run; evaluate_run scores language models")
     if split not in ("val", "train", "all"):
         raise ValueError(f"split must be 'val', 'train' or 'all', got {split!r}")
     if batches is not None and batches < 0:

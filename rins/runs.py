@@ -23,9 +23,11 @@ import fcntl
 import json
 import math
 import os
+import re
 import subprocess
 import time
 import warnings
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,3 +417,186 @@ def read_run(path: str | Path) -> RunRecord | None:
     if not cfg:
         return None
     return RunRecord(p, cfg, read_run_summary(p), read_log(p), start_record(p))
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs as the report reads them: RunInfo and load_runs (moved here from rins.report, issue 26)
+
+__all__ += ["LM_CONFIG_DEFAULTS", "RunInfo", "family", "group_runs", "load_runs"]
+
+# The language model's defaults (rins.model.LMConfig) of the fields a report reads, for a config.json that leaves
+# one out (it records only the fields a config named). Written here because this layer imports no model (nor
+# torch); tests/test_runs.py checks that they equal LMConfig's.
+LM_CONFIG_DEFAULTS: dict[str, Any] = {"n_layers": 6, "d_model": 256, "max_seq_len": 256, "tie_embeddings": True,
+                                      "pos_embedding": "rope"}
+
+_FAMILY_RE = [
+    ("baseline", re.compile(r"^AB$")),
+    ("RINS", re.compile(r"^A\^(\d+)B$")),
+    ("RAO", re.compile(r"^\(AB\)\^(\d+)$")),
+    ("middle", re.compile(r"^AB\^(\d+)C$")),
+    ("cycle", re.compile(r"^\(ABC\)\^(\d+)$")),
+]
+
+
+def family(signature: str, degree: int = 1) -> str:
+    """Family of a layout: ``baseline`` (AB), ``RINS`` (A^rB), ``RAO`` ((AB)^r), ``middle`` (AB^rC),
+    ``cycle`` ((ABC)^k) or ``other``; degree > 1 is always ``other`` (a nested variant)."""
+    if degree != 1:
+        return "other"
+    for name, rx in _FAMILY_RE:
+        if rx.match(signature):
+            return name
+    return "other"
+
+
+@dataclass
+class RunInfo:
+    """What the report needs from one run (a run directory or a committed run summary)."""
+
+    name: str
+    run_dir: Path
+    signature: str
+    degree: int
+    p_skip: float
+    adapters: str
+    size: str
+    budget: float | None
+    seed: int
+    n_layers: int
+    complete: bool
+    params: int = 0
+    steps: int = 0
+    tokens: int = 0
+    flops: float = 0.0
+    val_loss: float = math.nan
+    val_loss_r: dict[str, float] = field(default_factory=dict)
+    warmup_steps: int = 0
+    vocab_size: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)  # held-out eval records (step, tokens, flops, loss)
+    lr: float = math.nan
+    lr_scan: bool = False  # from a learning-rate scan grid: reported in its own section, not in the claims
+    holdout: bool = False  # from an out-of-sample grid: compared with the main runs' fitted curve, not fitted
+    non_embedding_params: int | None = None  # None: unknown (printed "n/a", never a made-up 0)
+    val_bpb: float = math.nan
+    evals: dict[str, Any] = field(default_factory=dict)  # extra evaluations: {data spec: {"results": [...]}}
+    n_seeds: int = 1  # > 1: a mean over seeds (see rins.report's seed means); seed is then the lowest of them
+
+    @property
+    def family(self) -> str:
+        return family(self.signature, self.degree)
+
+    @property
+    def deterministic(self) -> bool:
+        """A plain layout: no stochastic depth, no adapters."""
+        return self.p_skip == 0 and self.adapters == "none"
+
+    @property
+    def r(self) -> int | None:
+        """The trained recursion exponent (None without one)."""
+        from .plan import compile_plan
+
+        return compile_plan(self.signature, self.n_layers, self.degree).r
+
+    @property
+    def cost(self) -> float:
+        """Executed layers per distinct layer."""
+        from .plan import compile_plan
+
+        return compile_plan(self.signature, self.n_layers, self.degree).cost_ratio()
+
+    @property
+    def layout(self) -> str:
+        """Label of the layout: signature (+ degree, p_s, adapters)."""
+        s = self.signature + (f" (degree {self.degree})" if self.degree != 1 else "")
+        if self.p_skip:
+            s += f" p_s={self.p_skip:g}"
+        if self.adapters != "none":
+            s += f" +{self.adapters} adapters"
+        return s
+
+    @property
+    def key(self) -> tuple:
+        return (self.size, self.signature, self.degree, self.p_skip, self.adapters, self.seed)
+
+
+def _model_field(model: dict[str, Any], key: str) -> Any:
+    """A field of a run's model config; one that ``config.json`` left out is the model's default."""
+    return model[key] if key in model else LM_CONFIG_DEFAULTS[key]
+
+
+def _size_label(model: dict[str, Any]) -> str:
+    """``L6-d64``: a run's model size (distinct layers, width)."""
+    return f"L{_model_field(model, 'n_layers')}-d{_model_field(model, 'd_model')}"
+
+
+def _non_embedding_params(cfg: dict[str, Any], summ: dict[str, Any], params: int) -> int | None:
+    """A run summary's ``non_embedding_params``; for a run directory (whose summary lacks it) computed from its
+    config as :func:`run_summary` does; ``None`` when the parameter count or vocabulary is unknown."""
+    if summ.get("non_embedding_params") is not None:
+        return int(summ["non_embedding_params"])
+    model = cfg.get("model", {})
+    vocab = model.get("vocab_size", cfg.get("data", {}).get("vocab_size"))
+    if not params or not vocab:
+        return None
+    d = int(_model_field(model, "d_model"))
+    emb = int(vocab) * d * (1 if _model_field(model, "tie_embeddings") else 2)
+    if _model_field(model, "pos_embedding") == "learned":
+        emb += int(_model_field(model, "max_seq_len")) * d
+    return params - emb
+
+
+def _run_info(rec: RunRecord) -> RunInfo | None:
+    """A :class:`RunInfo` from a run's record (a run directory's or a committed summary's); ``None`` for a run
+    of another task than the language model."""
+    from .plan import resolve_signature
+
+    cfg, summ, start_rec = rec.config, rec.summary, rec.start
+    if cfg.get("task", "lm") != "lm":
+        return None
+    model = cfg.get("model", {})
+    steps = int(summ.get("steps", start_rec.get("steps", 0)))
+    optim = cfg.get("optim", {})
+    return RunInfo(
+        name=str(cfg.get("name", rec.path.name)), run_dir=rec.path,
+        signature=resolve_signature(str(model.get("signature", "AB"))),
+        degree=int(model.get("degree", 1)), p_skip=float(model.get("p_skip", 0.0)),
+        adapters=str(model.get("adapters", "none")), size=_size_label(model),
+        budget=(cfg.get("budget") or {}).get("flops"), seed=int(cfg.get("seed", 0)),
+        n_layers=int(_model_field(model, "n_layers")), complete=rec.complete,
+        params=int(summ.get("params", start_rec.get("params", 0))), steps=steps, tokens=int(summ.get("tokens", 0)),
+        flops=float(summ.get("flops", 0.0)), val_loss=float(summ.get("val_loss", math.nan) or math.nan),
+        val_loss_r={str(k): float(v) for k, v in (summ.get("val_loss_r") or {}).items()},
+        warmup_steps=int(round(float(optim.get("warmup_frac", 0.05)) * steps)),
+        vocab_size=int(model.get("vocab_size", cfg.get("data", {}).get("vocab_size", 0))),
+        curve=rec.curve, lr=float(optim.get("lr", math.nan)), lr_scan=bool(summ.get("lr_scan", False)),
+        holdout=bool(summ.get("holdout", False)),
+        non_embedding_params=_non_embedding_params(cfg, summ, int(summ.get("params", start_rec.get("params", 0)))),
+        val_bpb=float(summ.get("val_bpb", math.nan) or math.nan), evals=dict(summ.get("evals") or {}),
+    )
+
+
+def load_runs(paths: list[str | Path]) -> tuple[list[RunInfo], list[str]]:
+    """Runs found under ``paths`` (:func:`find_runs`): run directories, committed run summaries (``<run>.json``
+    written by ``rins sweep`` into its ``results_dir``), or folders of either. Also returns the incomplete run
+    directories that were left out. A run found both ways is taken once (its summary wins)."""
+    runs: dict[str, RunInfo] = {}
+    skipped: list[str] = []
+    for path in find_runs(paths):
+        rec = read_run(path)
+        info = _run_info(rec) if rec is not None else None
+        if info is None:
+            continue
+        if not info.complete:
+            skipped.append(str(path))
+        elif info.name not in runs or rec.is_summary:
+            runs[info.name] = info
+    return list(runs.values()), skipped
+
+
+def group_runs(runs: list[RunInfo], *keys: str) -> dict[tuple, list[RunInfo]]:
+    """``runs`` grouped by the values of their attributes ``keys`` (in the runs' order within a group)."""
+    groups: dict[tuple, list[RunInfo]] = defaultdict(list)
+    for r in runs:
+        groups[tuple(getattr(r, k) for k in keys)].append(r)
+    return groups

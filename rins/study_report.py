@@ -15,18 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .tables import md_table
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .report import RunInfo
+    from .runs import RunInfo
 
 __all__ = ["study_section", "seed_stats", "paired_diff", "lr_table", "crossover", "equal_tokens_gap",
            "predict_budget"]
 
 _AB = ("AB", 1, 0.0, "none")  # the layout key of the plain model
-
-
-def _md(head: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                     + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def _pm(vals: list[float]) -> str:
@@ -294,7 +291,7 @@ def _table_section(size: str, rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
     params = f"{one.params:,}" if one.params else "n/a"
     text = (f"### Size {size} ({params} parameters, {ne} non-embedding)\n\n"
             "Final held-out loss (nats/token), mean ± standard deviation over seeds:\n\n"
-            + _md(["layout", "depth"] + [f"C = {b:.3g}" for b in budgets], rows) + "\n\n")
+            + md_table(["layout", "depth"] + [f"C = {b:.3g}" for b in budgets], rows) + "\n\n")
     return text, {"losses": data}
 
 
@@ -357,9 +354,9 @@ def _tokens_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
         gap = equal_tokens_gap(base_pts, r.tokens, r.val_loss)
         if gap is not None:
             data.setdefault(_label(_layout_key(r)), {})[f"{r.budget:.3g}"] = {"tokens": r.tokens, "gap": gap}
-    for lay, by_b in data.items():
-        lines.append(f"- `{lay}`: " + "; ".join(f"{v['tokens'] / 1e6:.2f} M tokens: {v['gap']:+.4f}"
-                                                  for v in by_b.values()))
+    for layout, by_b in data.items():
+        lines.append(f"- `{layout}`: " + "; ".join(f"{v['tokens'] / 1e6:.2f} M tokens: {v['gap']:+.4f}"
+                                                     for v in by_b.values()))
     if not lines:
         return "Equal tokens: not enough AB budgets to interpolate.\n\n", {}
     return ("At equal *tokens* (each recursive run's final loss minus AB's final loss interpolated, in log tokens, "
@@ -388,7 +385,7 @@ def _ood_section(rs: list[RunInfo]) -> tuple[str, dict[str, Any]]:
             data.setdefault(spec, {})[_label(key)] = {k: list(x) for k, x in v.items()}
         text += (f"Out of domain — `{spec}` (a document type the runs never trained on), budget {top:.3g}, "
                  "loss in nats/token at each inference depth (a plain model has one depth):\n\n"
-                 + _md(["layout", "in-domain (trained depth)"] + [f"r = {d}" for d in depths], rows) + "\n\n")
+                 + md_table(["layout", "in-domain (trained depth)"] + [f"r = {d}" for d in depths], rows) + "\n\n")
     return text, data
 
 
@@ -424,7 +421,7 @@ def lr_table(scan: list[RunInfo], runs: list[RunInfo] = ()) -> tuple[str, dict[s
     same = len(set(bests.values())) == 1
     text = ("Learning-rate scan (final held-out loss, one seed; best per row in bold; (main): the rate the "
             "study's main run of that point trains with):\n\n"
-            + _md(["size", "layout", "budget"] + [f"lr {x:g}" for x in lrs], rows)
+            + md_table(["size", "layout", "budget"] + [f"lr {x:g}" for x in lrs], rows)
             + f"\n\nThe optima {'coincide' if same else 'differ'}: "
             + ", ".join(f"{k} → {v:g}" for k, v in bests.items()) + ".\n\n")
     return text, data

@@ -16,8 +16,8 @@ suits the small sets this project trains on CPU. Corpus specs accepted by :func:
   or images with a same-stem ``.txt`` caption each; a ``.tar`` shard, a folder of shards or a glob of
   shards holding ``{key}.png|jpg|jpeg|webp`` + ``{key}.txt`` (+ optional ``{key}.cls``) members.
 
-Debian packages are fetched with ``apt-get download`` + ``dpkg-deb -x`` (:func:`rins.data.fetch_deb`) and the
-decoded arrays are cached as ``.npy`` under ``cache_dir/vision/``, so later runs are offline.
+Debian packages are fetched with ``apt-get download`` + ``dpkg-deb -x`` (:func:`rins.corpora.packages.fetch_deb`)
+and the decoded arrays are cached as ``.npy`` under ``cache_dir/vision/``, so later runs are offline.
 """
 
 from __future__ import annotations
@@ -209,7 +209,8 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, scale: tuple[float, flo
 
 
 def _fetch(package: str, cache_dir: Path) -> Path:
-    from .data import fetch_deb  # one fetcher for the whole library (apt-get download + dpkg-deb -x, cached)
+    # one fetcher for the whole library (apt-get download + dpkg-deb -x, cached)
+    from .corpora.packages import fetch_deb
 
     return fetch_deb(package, cache_dir)
 

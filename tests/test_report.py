@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from rins.claims import best_depth_by_size_and_budget
 from rins.cli import run_verb
-from rins.report import RunInfo, _best_depth_by_size_and_budget, build_report, family, load_runs
+from rins.report import build_report
+from rins.runs import RunInfo, family, load_runs
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +167,13 @@ def test_size_dependence_compares_sizes_with_their_own_budgets():
             _lm_run("AB", "S", 100, 1e12, 4.0), _lm_run("A^2B", "S", 100, 1e12, 4.0),   # gain 0.0
             _lm_run("AB", "M", 900, 1e11, 4.5), _lm_run("A^2B", "M", 900, 1e11, 4.8),   # gain -0.3 vs S's -0.2
             _lm_run("AB", "M", 900, 1e13, 3.0), _lm_run("A^2B", "M", 900, 1e13, 3.1)]   # outside S's budgets
-    text, data = _best_depth_by_size_and_budget(runs, margin=0.01)
+    text, data = best_depth_by_size_and_budget(runs, margin=0.01)
     assert data["smaller_gains_more"] == [True]
     assert "smaller model S gains -0.2000 (interpolated in log budget) vs -0.3000 for M (more)" in text
     assert "gains more at 1 of 1 budgets" in text
     # the other way round: M gains more than S's interpolated -0.2
     runs[5] = _lm_run("A^2B", "M", 900, 1e11, 4.6)
-    assert _best_depth_by_size_and_budget(runs, margin=0.01)[1]["smaller_gains_more"] == [False]
+    assert best_depth_by_size_and_budget(runs, margin=0.01)[1]["smaller_gains_more"] == [False]
 
 
 def test_two_run_grid_invents_nothing(sweep_dir, tmp_path):

@@ -52,3 +52,12 @@ def test_find_and_read_runs_and_summaries(tmp_path):
     assert read_run(results / "notes.json") is None and read_run(tmp_path) is None
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_runs([tmp_path / "missing"])
+
+
+def test_lm_config_defaults_are_the_model_defaults():
+    """rins.runs reads a field that config.json leaves out as the model's default without importing the model
+    (nor torch): its copy of those defaults must be LMConfig's."""
+    from rins.model import LMConfig
+    from rins.runs import LM_CONFIG_DEFAULTS
+
+    assert LM_CONFIG_DEFAULTS == {k: LMConfig.__dataclass_fields__[k].default for k in LM_CONFIG_DEFAULTS}

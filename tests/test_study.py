@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rins.cli import run_verb
-from rins.report import build_report, load_runs
-from rins.runs import SUMMARY_FORMAT, load_summary, run_summary
+from rins.report import build_report
+from rins.runs import SUMMARY_FORMAT, load_runs, load_summary, run_summary
 from rins.study_report import crossover, curve_seeds, equal_tokens_gap, paired_diff
 from rins.sweep import load_sweep
 
@@ -219,7 +219,7 @@ def test_lr_table_shows_the_main_run_a_scan_shares():
     only for the scan's seed and budget."""
     from pathlib import Path
 
-    from rins.report import RunInfo
+    from rins.runs import RunInfo
     from rins.study_report import study_section
 
     def run(lr, loss, scan, seed=0, budget=1e13):
@@ -241,7 +241,7 @@ def test_holdout_runs_are_predicted_from_the_main_fits_not_fitted():
     AB is measured against the predicted gap, and no held-out run enters the fits or the tables."""
     from pathlib import Path
 
-    from rins.report import RunInfo
+    from rins.runs import RunInfo
     from rins.study_report import predict_budget, study_section
 
     def law(c, beta, eps):
@@ -281,7 +281,7 @@ def test_holdout_points_join_a_refit_of_the_crossing():
     quoted; the main fits stay as they were."""
     from pathlib import Path
 
-    from rins.report import RunInfo
+    from rins.runs import RunInfo
     from rins.study_report import study_section
 
     def run(sig, budget, loss, holdout=False):

