@@ -1,0 +1,125 @@
+"""The crossing at size S, measured in float32 (configs/crossing-fp32.toml), against what the study's bf16 fits
+predicted; the block of RESULTS.md's "The crossing at size S, in float32" section.
+
+    .venv/bin/python tools/crossing_fp32.py            # prints the block
+    .venv/bin/python tools/crossing_fp32.py --write    # rewrites it in RESULTS.md
+
+Measured: each layout's final held-out loss at 2.2e14 FLOPs (seed 0, float32), at every inference depth, on the
+held-out documents and on the out-of-domain kernel docs, and its gap to `AB`. Predicted: the study's seed-0 curves
+at size S (results/study-long, bf16, the main grid: 2.2e12 … 7e13) fitted per layout (`β·C^−c + ε∞`) and
+extrapolated to 2.2e14, with 95% residual-bootstrap intervals (rins.study_report.predict_budget).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rins.study_report import predict_budget  # noqa: E402
+
+RESULTS = ROOT / "results" / "crossing-fp32"
+STUDY = ROOT / "results" / "study-long"
+BLOCK = "crossing_fp32"
+OOD = "mix-large:linux-doc"
+TRAIN_TOKENS = 41.0e6  # tokens in mix-large:-linux-doc's training split at vocabulary 1024 (docs/corpora.md)
+
+
+def _label(cfg: dict) -> str:
+    m = cfg["model"]
+    sig = m["signature"]
+    if float(m.get("p_skip") or 0) > 0:
+        return f"{sig} p_s={float(m['p_skip']):g}" + (f" + {m['adapters']} adapters" if m.get("adapters", "none")
+                                                       != "none" else "")
+    return sig
+
+
+def load(folder: Path) -> dict[str, dict]:
+    """label -> summary, for the seed-0 summaries of ``folder`` (the main grid: no learning-rate scans)."""
+    out = {}
+    for p in sorted(folder.glob("*.json")):
+        s = json.loads(p.read_text())
+        if s.get("format") != "rins-run-summary/1" or int(s["config"]["seed"]) != 0 or s.get("lr_scan"):
+            continue
+        out[_label(s["config"])] = s
+    return out
+
+
+def study_curves(size: str = "S") -> dict[str, dict[float, float]]:
+    """label -> {budget: final loss} of the study's seed-0 main-grid runs at ``size`` (bf16)."""
+    curves: dict[str, dict[float, float]] = {}
+    for p in sorted(STUDY.glob(f"{size}_*_s0.json")):
+        s = json.loads(p.read_text())
+        if s.get("lr_scan") or s.get("holdout") or s.get("size") != size:
+            continue
+        curves.setdefault(_label(s["config"]), {})[float(s["budget"])] = float(s["val_loss"])
+    return curves
+
+
+def _trained_r(s: dict) -> int | None:
+    """The depth the run was trained at (its main loss is that depth's), None for a plain model."""
+    return next((int(k) for k, v in (s.get("val_loss_r") or {}).items() if v == s["val_loss"]), None)
+
+
+def _ood(s: dict) -> float | None:
+    """The out-of-domain loss at the trained depth."""
+    rows = (s.get("evals") or {}).get(OOD, {}).get("results") or []
+    r = _trained_r(s)
+    found = [row for row in rows if row.get("r") == r] or (rows if len(rows) == 1 else [])
+    return float(found[0]["loss"]) if found else None
+
+
+def block() -> str:
+    runs = load(RESULTS)
+    if "AB" not in runs:
+        return "_No run of configs/crossing-fp32.toml has finished yet._\n"
+    ab = runs["AB"]
+    curves = study_curves()
+    rows = ["| layout | tokens (passes) | held-out loss, fp32 | Δ vs `AB` | per depth r = 1 … | kernel docs (OOD) | "
+            "Δ OOD vs `AB` | bf16 fit's prediction: loss (95%) | predicted Δ (95%) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    ab_ood = _ood(ab)
+    for label, s in sorted(runs.items(), key=lambda kv: (kv[0] != "AB", kv[0])):
+        loss = float(s["val_loss"])
+        per_r = ", ".join(f"{v:.4f}" for _, v in sorted((int(k), v) for k, v in (s.get("val_loss_r") or {}).items()))
+        ood = _ood(s)
+        pred = predict_budget({"AB": curves["AB"], label: curves[label]}, float(s["budget"])) \
+            if label in curves and "AB" in curves else {"status": "no study curve"}
+        if pred.get("status") == "ok":
+            lo, hi = pred["ci"][label]
+            p_loss = f"{pred['pred'][label]:.3f} ({lo:.3f} … {hi:.3f})"
+            p_gap = "" if label == "AB" else f"{pred['gap']:+.3f} ({pred['gap_ci'][0]:+.3f} … {pred['gap_ci'][1]:+.3f})"
+        else:
+            p_loss, p_gap = pred["status"], ""
+        d_loss = "" if label == "AB" else f"{loss - float(ab['val_loss']):+.4f}"
+        ood_txt = "n/a" if ood is None else f"{ood:.4f}"
+        d_ood = "" if label == "AB" or ood is None or ab_ood is None else f"{ood - ab_ood:+.4f}"
+        passes = s["tokens"] / TRAIN_TOKENS
+        rows.append(f"| `{label}` | {s['tokens'] / 1e6:.1f} M ({passes:.2f}) | {loss:.4f} | {d_loss} | "
+                    f"{per_r or '—'} | {ood_txt} | {d_ood} | {p_loss} | {p_gap} |")
+    missing = sorted({"AB", "A^2B", "A^3B p_s=0.5 + round adapters"} - set(runs))
+    note = f"\nNot finished yet: {', '.join(f'`{m}`' for m in missing)}.\n" if missing else ""
+    return "\n".join(rows) + "\n" + note
+
+
+def main() -> None:
+    text = block()
+    if "--write" not in sys.argv:
+        print(text)
+        return
+    path = ROOT / "RESULTS.md"
+    doc = path.read_text()
+    begin = f"<!-- begin:{BLOCK} (generated by tools/crossing_fp32.py from results/crossing-fp32) -->\n"
+    end = f"<!-- end:{BLOCK} -->"
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"RESULTS.md has no {BLOCK} block; add the two marker lines first")
+    head, rest = doc.split(begin, 1)
+    path.write_text(head + begin + text + rest[rest.index(end):])
+    print(f"wrote the {BLOCK} block of {path}")
+
+
+if __name__ == "__main__":
+    main()
