@@ -191,3 +191,18 @@ def test_results_md_wsd_check_matches_its_summaries():
                   (ROOT / "RESULTS.md").read_text(encoding="utf-8"), re.S)
     assert m is not None, "RESULTS.md has no wsd_check block"
     assert m.group(1) == want, "RESULTS.md's WSD check is stale: run .venv/bin/python tools/wsd_check.py --write"
+
+
+def test_results_md_crossing_fp32_matches_its_summaries():
+    """RESULTS.md's float32 crossing table at S is what tools/crossing_fp32.py makes from results/crossing-fp32."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("crossing_fp32", ROOT / "tools" / "crossing_fp32.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    want = mod.block()
+    m = re.search(r"<!-- begin:crossing_fp32[^>]*-->\n(.*?)<!-- end:crossing_fp32 -->",
+                  (ROOT / "RESULTS.md").read_text(encoding="utf-8"), re.S)
+    assert m is not None, "RESULTS.md has no crossing_fp32 block"
+    assert m.group(1) == want, "RESULTS.md is stale: run .venv/bin/python tools/crossing_fp32.py --write"
