@@ -162,7 +162,7 @@ def _round_layout(plan: Any) -> tuple[int, int]:
                          "(use e.g. 'A^3B')")
     if plan.degree > 1:  # r replaces the nested exponents too: exiting after n rounds is not depth n there
         raise ValueError(f"adaptive depth supports degree-1 signatures; {plan.signature!r} has degree {plan.degree}")
-    idx = [i for i, rd in enumerate(plan.rounds) if rd >= 0]
+    idx = [i for i, round_ in enumerate(plan.rounds) if round_ >= 0]
     start, R = idx[0], plan.r
     L = len(idx) // R
     ok = len(idx) == L * R and idx == list(range(start, start + L * R)) and all(
@@ -255,11 +255,11 @@ class _LastRoundKV:
         self.last: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # position j in a round -> newest K/V
 
     def __call__(self, app: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rd = self.plan.rounds[app]
-        if rd < 0:
+        round_of_app = self.plan.rounds[app]
+        if round_of_app < 0:
             return k, v
         j = (app - self.start) % self.L
-        if rd > 0 and self.any_exited:
+        if round_of_app > 0 and self.any_exited:
             m = self.exited[:, None, :, None]
             pk, pv = self.last[j]
             k, v = torch.where(m, pk, k), torch.where(m, pv, v)

@@ -163,10 +163,10 @@ def _read_llama(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], li
             out[prefix + ".bias"] = _f32(m.bias) if m.bias is not None else torch.zeros(m.weight.shape[0])
 
     layers = []
-    for lay in inner.layers:
-        a, m, o = lay.self_attn, lay.mlp, {}
-        o["norm1.weight"] = _f32(lay.input_layernorm.weight)
-        o["norm2.weight"] = _f32(lay.post_attention_layernorm.weight)
+    for layer in inner.layers:
+        a, m, o = layer.self_attn, layer.mlp, {}
+        o["norm1.weight"] = _f32(layer.input_layernorm.weight)
+        o["norm2.weight"] = _f32(layer.post_attention_layernorm.weight)
         for ours, theirs in (("q", a.q_proj), ("k", a.k_proj), ("v", a.v_proj)):
             lin(f"attn.{ours}", theirs, qkv_bias, o)
         lin("attn.o", a.o_proj, proj_bias, o)
@@ -314,9 +314,9 @@ def _source_groups(plan: Plan, n_src: int, init: str) -> list[list[int]]:
     """For every layer of the new model, the source layers it is built from (averaged; ``"first"``: one)."""
     n = plan.n_layers
     if n == n_src:
-        return [[lay] for lay in range(n)]
+        return [[layer] for layer in range(n)]
     smap = source_layer_map(plan, n_src)
-    groups = [[smap[i] for i, lay in enumerate(plan.layers) if lay == j] for j in range(n)]
+    groups = [[smap[i] for i, layer in enumerate(plan.layers) if layer == j] for j in range(n)]
     return [g[:1] for g in groups] if init == "first" else groups
 
 

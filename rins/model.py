@@ -566,16 +566,16 @@ class RecursiveStack(nn.Module):
             depth_t = torch.tensor(seq_depth, device=h.device)
         inject = self.config.input_injection == "add"
         e = None
-        for i, lay in enumerate(plan.layers):
-            rd = plan.rounds[i]
-            if inject and rd >= 0 and (i == 0 or plan.rounds[i - 1] != rd):  # a round starts here
-                if rd == 0:
+        for i, layer_idx in enumerate(plan.layers):
+            round_idx = plan.rounds[i]
+            if inject and round_idx >= 0 and (i == 0 or plan.rounds[i - 1] != round_idx):  # a round starts here
+                if round_idx == 0:
                     e = h
                 else:
-                    h = h + e if seq_depth is None else torch.where((depth_t > rd).view(-1, 1, 1), h + e, h)
-            if seq_depth is not None and rd >= 0:
-                active = (depth_t > rd).view(-1, 1, 1)
-            blk = self.blocks[lay]
+                    h = h + e if seq_depth is None else torch.where((depth_t > round_idx).view(-1, 1, 1), h + e, h)
+            if seq_depth is not None and round_idx >= 0:
+                active = (depth_t > round_idx).view(-1, 1, 1)
+            blk = self.blocks[layer_idx]
             # the application index only addresses KV slots (cache / kv_share); a constant otherwise keeps a
             # compiled block from specialising on it (one graph for every application and every r)
             app = i if (ctx.cache is not None or ctx.share_from) else 0
@@ -585,7 +585,7 @@ class RecursiveStack(nn.Module):
                 new = blk(h, ctx, app)
             if i in ends and per_round:
                 new = adapters[min(ends[i], len(adapters) - 1)](new)
-            h = new if active is None or rd < 0 else torch.where(active, new, h)
+            h = new if active is None or round_idx < 0 else torch.where(active, new, h)
         if len(adapters) and self.config.adapters == "depth":
             if seq_depth is not None:
                 outs = torch.stack([a(h) for a in adapters])  # (n_ad, B, T, d)
@@ -614,7 +614,8 @@ class RecursiveStack(nn.Module):
         """
         plan = self.plan(r)
         shared = self.share_map(plan)
-        total = sum(self.blocks[lay].flops_per_token(seq_len, kv=i not in shared) for i, lay in enumerate(plan.layers))
+        total = sum(self.blocks[layer_idx].flops_per_token(seq_len, kv=i not in shared)
+                    for i, layer_idx in enumerate(plan.layers))
         if len(self.adapters):
             total += self.adapter_applications(r) * self.adapters[0].flops_per_token()
         return float(total)
