@@ -8,19 +8,21 @@ cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 BATCHES=${BATCHES:-2}
 NICE=${NICE:-10}
+WHERE=${WHERE:-in ood}   # in: the run's held-out documents; ood: the kernel docs
+# the exit rules scored (one --adaptive each); thresholds placed where a trained S model's rules fire at all
+RULES=${RULES:-kl=0.3,1,3 hidden=0.5,0.8,1.2 confidence=0.2,0.5}
 mkdir -p results/adaptive/evals
 runs=("$@"); [ ${#runs[@]} -eq 0 ] && runs=(runs/adaptive/*/)
 for run in "${runs[@]}"; do
   name=$(basename "$run")
   [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && continue
   [ -f "$run/summary.json" ] || continue
-  for where in in ood; do
+  for where in $WHERE; do
     out="results/adaptive/evals/$name-$where.json"
     [ -s "$out" ] && continue
     data=(); [ "$where" = ood ] && data=(--data mix-large:linux-doc)
     nice -n "$NICE" env OMP_NUM_THREADS=1 $PY -m rins.cli eval "$run" "${data[@]}" --r 1,2,3 --batches "$BATCHES" \
-      --adaptive kl=0.003,0.03,0.3 --adaptive hidden=0.05,0.1,0.2,0.4 \
-      --adaptive confidence=0.2,0.4,0.6 --json > "$out.tmp"
+      $(for r in $RULES; do printf -- "--adaptive %s " "$r"; done) --json > "$out.tmp"
     mv "$out.tmp" "$out"
   done
 done
