@@ -38,11 +38,12 @@ def _label(cfg: dict) -> str:
 
 
 def load(folder: Path) -> dict[str, dict]:
-    """label -> summary, for the seed-0 summaries of ``folder`` (the main grid: no learning-rate scans)."""
+    """label -> summary, for the seed-0 summaries of ``folder`` (one learning rate per layout there: its grids name
+    the rate, so the sweep labels them as scans of one point)."""
     out = {}
     for p in sorted(folder.glob("*.json")):
         s = json.loads(p.read_text())
-        if s.get("format") != "rins-run-summary/1" or int(s["config"]["seed"]) != 0 or s.get("lr_scan"):
+        if s.get("format") != "rins-run-summary/1" or int(s["config"]["seed"]) != 0:
             continue
         out[_label(s["config"])] = s
     return out
