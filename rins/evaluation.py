@@ -145,7 +145,7 @@ def eval_cost(model: Any, depths: list[int | None], n_tokens: int, seq_len: int,
 
 
 def announce_cost(model: Any, depths: list[int | None], ds: Any, batch_size: int, limit: int | None, seq_len: int,
-                  dtype: str, device: torch.device, rules: list[Any] = (), out: Any = None) -> float:
+                  dtype: str, device: torch.device, rules: list[Any] = ()) -> float:
     """Estimate how long scoring ``depths`` (and ``rules``) on ``ds`` takes, from its FLOPs and this machine's
     measured matmul peak (:func:`rins.train.peak_flops`, at :data:`EVAL_EFFICIENCY`), and print the estimate to
     stderr when it exceeds :data:`ANNOUNCE_SECONDS` (a long explicit depth list, a large split), so that a user
@@ -164,7 +164,7 @@ def announce_cost(model: Any, depths: list[int | None], ds: Any, batch_size: int
         print(f"[rins] scoring {len(depths)} depth(s){f' and {len(rules)} exit rule(s)' if rules else ''} on "
               f"{windows:,} windows of {seq_len} tokens: {flops:.3g} FLOPs, about {mins:,.0f} min at this machine's "
               f"measured {peak / 1e9:,.0f} GFLOP/s (fewer depths with --r, fewer windows with --batches)",
-              file=out or sys.stderr, flush=True)
+              file=sys.stderr, flush=True)
     return seconds
 
 
