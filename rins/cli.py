@@ -343,7 +343,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     run_demo(out_dir=args.out, budget=args.budget, preset=args.preset, corpus=args.corpus, overrides=args.overrides,
-             fresh=args.fresh)
+             fresh=args.fresh, procs=args.procs)
     return 0
 
 
@@ -457,6 +457,9 @@ def _add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of every run (repeatable; see rins train --help)")
     p.add_argument("--fresh", action="store_true", help="retrain even if the runs exist")
+    p.add_argument("--procs", type=int, default=None, metavar="N",
+                   help="runs trained at once, each a process with cores/N threads (default: all three on a CPU "
+                   "with 2+ cores, one at a time on a GPU)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -601,8 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(e, "run_dir"):  # rins.train.TrainingInterrupted: stopped at a step end, checkpointed
             print(f"interrupted: the run was checkpointed at step {e.step}/{e.total} in {e.run_dir}; resume it "
                   f"with: {again}", file=sys.stderr)
-        elif argv[:1] == ["train"]:
-            print(f"interrupted: the run keeps its last checkpoint, if any; resume it with: {again}", file=sys.stderr)
+        elif argv[:1] in (["train"], ["demo"]):
+            what = "the run keeps its" if argv[:1] == ["train"] else "each run keeps its"
+            print(f"interrupted: {what} last checkpoint, if any; resume with: {again}", file=sys.stderr)
         else:
             print("interrupted", file=sys.stderr)
         return 130

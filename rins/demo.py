@@ -5,11 +5,19 @@ JSON summary, reported as measured whichever variant wins.
 Its shape is size S of the long-training study (``configs/study-long.toml``: L = 6, d = 64, BPE 1024,
 bf16, compiled blocks, each layout at its scanned learning rate) at one of the study's budgets, 2.2e13
 FLOPs: ``AB`` takes ~1,500 steps, so the comparison is between trained models, not first steps.
+
+On a CPU with two or more cores the three runs train at once, as separate single-thread processes (the study's
+finding: tiny models use one core each far better than one run uses several); the demo prints their progress
+from their logs, and each run's own output goes to ``OUT/<run>.out``.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +27,11 @@ from .config import load_config
 from .hardware import BF16_EMULATED, native_bf16
 from .plots import model_color, plot_curves
 from .runfiles import atomic_write_text
-from .runs import read_log
+from .runs import is_complete, read_log
 from .tables import format_table
 from .train import train
 
-__all__ = ["DEMO_VARIANTS", "run_demo"]
+__all__ = ["DEMO_VARIANTS", "demo_procs", "run_demo"]
 
 DEMO_VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("baseline AB", {"signature": "AB"}),
@@ -61,33 +69,64 @@ def demo_overrides(preset: str | None, model_kw: dict[str, Any]) -> list[str]:
     return ov
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def demo_procs(n_runs: int, device: str | None = None, cores: int | None = None) -> int:
+    """How many runs the demo trains at once: all of them on a CPU with two or more cores (single-thread
+    processes; with more runs than cores the OS shares the cores, which still beats running them in turn), one
+    at a time on a GPU or a single core."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cores = cpu_cores() if cores is None else cores
+    return 1 if device != "cpu" or cores < 2 else n_runs
+
+
 def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, preset: str | None = None,
              corpus: str | None = None, overrides: list[str] | None = None, fresh: bool = False,
-             variants: list[tuple[str, dict[str, Any]]] | None = None) -> dict[str, Any]:
+             variants: list[tuple[str, dict[str, Any]]] | None = None, procs: int | None = None,
+             poll_s: float = 30.0) -> dict[str, Any]:
     """Train every variant at the same training-FLOPs budget; write table.md, summary.json, curves.png.
 
     ``preset=None``: the demo's own shape (:data:`DEMO_SHAPE`, size S of the long-training study); a named
-    preset is used as it is. ``overrides`` (``KEY=VALUE``) apply to every run, after the shape."""
+    preset is used as it is. ``overrides`` (``KEY=VALUE``) apply to every run, after the shape.
+    ``procs``: runs trained at once, each in its own process with ``max(1, cores // procs)`` threads (unless
+    ``overrides`` set ``threads``); default :func:`demo_procs`. ``poll_s``: seconds between progress lines."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    runs = []
     variants = variants or DEMO_VARIANTS
     base_preset = preset or DEMO_PRESET
+    procs = demo_procs(len(variants)) if procs is None else procs
+    if procs < 1:
+        raise ValueError(f"procs must be 1 or more (runs trained at once), got {procs}")
     if budget is None:  # every demo is compute-matched: a preset's step/token budget becomes the FLOPs of AB
         budget = _flops_budget(load_config(base_preset, None, [*demo_overrides(preset, variants[0][1]),
                                                                 *(overrides or [])]))
     if preset is None and demo_dtype() != DEMO_SHAPE["dtype"]:
         print(f"[rins demo] float32 instead of the study's bf16: {BF16_EMULATED.split(';')[0]}", flush=True)
+    cfgs = []
     for label, model_kw in variants:
-        ov = [*demo_overrides(preset, model_kw), *(overrides or [])]
-        ov += [f"out_dir={json.dumps(str(out))}", f"name={_slug(label)}"]
+        ov = demo_overrides(preset, model_kw)
+        if procs > 1:  # before the user's overrides, which may set threads themselves
+            ov.append(f"threads={max(1, cpu_cores() // procs)}")
+        ov += [*(overrides or []), f"out_dir={json.dumps(str(out))}", f"name={_slug(label)}"]
         if corpus:
             ov.append(f"data.corpus={json.dumps(corpus)}")
         ov.append(f"budget.flops={budget}")
-        cfg = load_config(base_preset, None, ov)
-        print(f"\n=== {label} ===", flush=True)
-        s = train(cfg, resume=not fresh)
+        cfgs.append((label, load_config(base_preset, None, ov)))
+    if procs > 1:
+        _train_at_once(cfgs, procs, fresh, out, poll_s)
+        fresh = False  # trained above: the loop below reads the finished runs' summaries
+    rows = []
+    runs = []
+    for label, cfg in cfgs:
+        if procs == 1:
+            print(f"\n=== {label} ===", flush=True)
+        s = train(cfg, resume=not fresh, quiet=procs > 1)
         s["variant"] = label
         rows.append(s)
         model = cfg.model if isinstance(cfg.model, dict) else cfg.model.to_dict()
@@ -111,6 +150,82 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
     plot_curves([(label, read_log(run_dir), color) for label, run_dir, color in runs], out / "curves.png")
     print(f"wrote {out / 'table.md'}, {out / 'summary.json'}, {out / 'curves.png'}")
     return summary
+
+
+def _train_child(cfg: Any, resume: bool, out_file: str) -> None:
+    """One demo run in a worker process; its console output goes to ``out_file``."""
+    with open(out_file, "a", encoding="utf-8") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        sys.stdout = sys.stderr = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        train(cfg, resume=resume)
+
+
+def _train_at_once(cfgs: list[tuple[str, Any]], procs: int, fresh: bool, out: Path, poll_s: float) -> None:
+    """Train the runs of ``cfgs`` that are not complete in up to ``procs`` worker processes; print their
+    progress from their logs every ``poll_s`` seconds. A failed run raises, naming its output file; Ctrl-C
+    lets every run checkpoint, then raises :class:`KeyboardInterrupt`."""
+    todo = [(label, cfg) for label, cfg in cfgs if fresh or not is_complete(cfg.run_dir())]
+    if not todo:
+        return
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no forked torch thread pools or locks
+    waiting, running, t0 = list(todo), [], time.time()
+    threads = todo[0][1].threads
+    print(f"[rins demo] training {len(todo)} runs, {min(procs, len(todo))} at once ({threads} thread"
+          f"{'s' * (threads != 1)} each); each run's output: {out}/<run>.out", flush=True)
+    last = 0.0
+    try:
+        while waiting or running:
+            while waiting and len(running) < procs:
+                label, cfg = waiting.pop(0)
+                out_file = out / f"{cfg.name}.out"
+                p = ctx.Process(target=_train_child, args=(cfg, not fresh, str(out_file)), name=cfg.name)
+                p.start()
+                running.append((label, cfg, p, out_file))
+            time.sleep(min(1.0, poll_s))
+            for item in list(running):
+                label, cfg, p, out_file = item
+                if p.is_alive():
+                    continue
+                running.remove(item)
+                if p.exitcode != 0:
+                    for _, _, q, _ in running:
+                        q.terminate()
+                    tail = out_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+                    raise RuntimeError(f"demo run {label!r} failed (exit code {p.exitcode}); its output is in "
+                                       f"{out_file}, ending:\n" + "\n".join(tail))
+                ev = read_log(cfg.run_dir(), "eval")
+                print(f"[rins demo] {label}: done after {time.time() - t0:.0f} s"
+                      + (f", held-out loss {ev[-1]['val_loss']:.4f}" if ev and "val_loss" in ev[-1] else ""),
+                      flush=True)
+            if running and time.time() - last >= poll_s:
+                last = time.time()
+                print(f"[rins demo] {_progress([c for _, c, _, _ in running], t0)}", flush=True)
+    except KeyboardInterrupt:  # the workers got the same Ctrl-C: each checkpoints at its step's end and stops
+        for _, _, p, _ in running:
+            p.join(timeout=120)
+            if p.is_alive():
+                p.terminate()
+        raise
+
+
+def _progress(cfgs: list[Any], t0: float) -> str:
+    """``elapsed 1m30s: AB 500/1539 steps, ...; ETA 4m10s`` from the running runs' logs."""
+    parts, etas = [], []
+    for cfg in cfgs:
+        start, tr = read_log(cfg.run_dir(), "start"), read_log(cfg.run_dir(), "train")
+        total = start[-1].get("steps") if start else None
+        step = tr[-1]["step"] if tr else 0
+        parts.append(f"{cfg.name} {step}/{total if total else '?'}")
+        if tr and tr[-1].get("eta_s") is not None:
+            etas.append(float(tr[-1]["eta_s"]))
+    eta = f"; ETA {_mmss(max(etas))}" if len(etas) == len(cfgs) else ""
+    return f"elapsed {_mmss(time.time() - t0)}: " + ", ".join(parts) + f" steps{eta}"
+
+
+def _mmss(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"
 
 
 def _flops_budget(cfg) -> float:

@@ -207,7 +207,7 @@ def test_demo_writes_table_plot_and_summary(corpus, cache, tmp_path):
     from rins.demo import run_demo
 
     s = run_demo(out_dir=tmp_path / "demo", budget=2e9, preset="tiny", corpus=str(corpus),
-                 overrides=[f'data.cache_dir="{cache}"', "progress=false"])
+                 overrides=[f'data.cache_dir="{cache}"', "progress=false"], procs=1)
     rows = s["rows"]
     assert [r["variant"] for r in rows][0] == "baseline AB" and len(rows) == 3
     assert all(r["flops"] <= 2e9 * 1.3 for r in rows)
@@ -215,6 +215,48 @@ def test_demo_writes_table_plot_and_summary(corpus, cache, tmp_path):
     assert "| baseline AB |" in table and "loss r=1" in table and "baseline" in table
     assert (tmp_path / "demo" / "curves.png").stat().st_size > 1000
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["depths"] == [1, 2, 3, 4]  # A^3B: r = 1 … 4
+
+
+def test_demo_trains_its_runs_at_once_with_the_same_results(corpus, cache, tmp_path, capsys):
+    """procs=3: the three runs train in parallel single-thread processes, print progress and end with the same
+    losses as one after the other (single-threaded both ways); each run's output lands in OUT/<run>.out."""
+    from rins.demo import run_demo
+
+    ov = [f'data.cache_dir="{cache}"', "progress=false", "threads=1"]
+    one = run_demo(out_dir=tmp_path / "seq", budget=2e9, preset="tiny", corpus=str(corpus), overrides=ov, procs=1)
+    capsys.readouterr()
+    par = run_demo(out_dir=tmp_path / "par", budget=2e9, preset="tiny", corpus=str(corpus), overrides=ov, procs=3,
+                   poll_s=0.5)
+    printed = capsys.readouterr().out
+    assert "training 3 runs, 3 at once (1 thread each)" in printed
+    assert printed.count(": done after ") == 3 and "held-out loss" in printed
+    assert [r["val_loss_r"] for r in par["rows"]] == [r["val_loss_r"] for r in one["rows"]]
+    assert [r["steps"] for r in par["rows"]] == [r["steps"] for r in one["rows"]]
+    outs = sorted(p.name for p in (tmp_path / "par").glob("*.out"))
+    assert len(outs) == 3 and all((tmp_path / "par" / o).stat().st_size > 0 for o in outs)
+    assert (tmp_path / "par" / "curves.png").is_file() and (tmp_path / "par" / "table.md").is_file()
+    # run again: every run is complete, nothing is trained (no new worker), the summary is the same
+    again = run_demo(out_dir=tmp_path / "par", budget=2e9, preset="tiny", corpus=str(corpus), overrides=ov, procs=3)
+    assert "at once" not in capsys.readouterr().out
+    assert [r["val_loss"] for r in again["rows"]] == [r["val_loss"] for r in par["rows"]]
+
+
+def test_demo_names_the_output_of_a_run_that_fails_in_its_worker(corpus, cache, tmp_path):
+    from rins.demo import run_demo
+
+    with pytest.raises(RuntimeError, match=r"demo run 'baseline AB' failed .*baseline-ab\.out"):
+        run_demo(out_dir=tmp_path / "demo", budget=2e9, preset="tiny", corpus=str(corpus), procs=2, poll_s=0.5,
+                 overrides=[f'data.cache_dir="{cache}"', "progress=false", "optim.lr=1e30", "optim.warmup_frac=0"],
+                 variants=[("baseline AB", {"signature": "AB"}), ("RINS A^2B", {"signature": "A^2B"})])
+
+
+def test_demo_procs_default_all_runs_at_once_on_a_multicore_cpu_only():
+    from rins.demo import demo_procs, run_demo
+
+    assert demo_procs(3, "cpu", cores=2) == 3 and demo_procs(3, "cpu", cores=16) == 3
+    assert demo_procs(3, "cpu", cores=1) == 1 and demo_procs(3, "cuda", cores=16) == 1
+    with pytest.raises(ValueError, match="procs must be 1 or more"):
+        run_demo(preset="tiny", procs=0)
 
 
 def test_demo_is_compute_matched_when_the_preset_budget_is_in_steps(corpus, cache, tmp_path):
