@@ -206,3 +206,22 @@ def test_results_md_crossing_fp32_matches_its_summaries():
                   (ROOT / "RESULTS.md").read_text(encoding="utf-8"), re.S)
     assert m is not None, "RESULTS.md has no crossing_fp32 block"
     assert m.group(1) == want, "RESULTS.md is stale: run .venv/bin/python tools/crossing_fp32.py --write"
+
+
+def test_crossing_fp32_pairs_each_layout_with_ab_of_the_same_seed():
+    """The paired table: Δ per seed against `AB` of that seed, mean ± 2 SE; nothing while only one seed pairs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("crossing_fp32", ROOT / "tools" / "crossing_fp32.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def run(loss: float, ood: float) -> dict:
+        return {"val_loss": loss, "val_loss_r": {"2": loss}, "evals": {mod.OOD: {"results": [{"r": 2, "loss": ood}]}}}
+
+    seeds = {"AB": {0: run(2.40, 3.30), 1: run(2.50, 3.20), 2: run(2.45, 3.25)},
+             "A^2B": {0: run(2.41, 3.28), 1: run(2.53, 3.19)}, "A^3B": {0: run(2.6, 3.4)}}
+    text = mod.paired_block(seeds)
+    assert "| `A^2B` | 0, 1 | +0.0100, +0.0300 | +0.0200 ± 0.0200 | -0.0200, -0.0100 | -0.0150 ± 0.0100 |" in text
+    assert "A^3B" not in text  # one seed: no pair to average
+    assert mod.paired_block({"AB": seeds["AB"], "A^3B": seeds["A^3B"]}) == ""

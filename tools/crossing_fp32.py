@@ -37,16 +37,53 @@ def _label(cfg: dict) -> str:
     return sig
 
 
-def load(folder: Path) -> dict[str, dict]:
-    """label -> summary, for the seed-0 summaries of ``folder`` (one learning rate per layout there: its grids name
-    the rate, so the sweep labels them as scans of one point)."""
-    out = {}
+def load_seeds(folder: Path) -> dict[str, dict[int, dict]]:
+    """label -> seed -> summary, for the summaries of ``folder`` (one learning rate per layout there: its grids
+    name the rate, so the sweep labels them as scans of one point)."""
+    out: dict[str, dict[int, dict]] = {}
     for p in sorted(folder.glob("*.json")):
         s = json.loads(p.read_text())
-        if s.get("format") != "rins-run-summary/1" or int(s["config"]["seed"]) != 0:
+        if s.get("format") != "rins-run-summary/1":
             continue
-        out[_label(s["config"])] = s
+        out.setdefault(_label(s["config"]), {})[int(s["config"]["seed"])] = s
     return out
+
+
+def load(folder: Path) -> dict[str, dict]:
+    """label -> seed-0 summary of ``folder``."""
+    return {label: seeds[0] for label, seeds in load_seeds(folder).items() if 0 in seeds}
+
+
+def _mean_2se(xs: list[float]) -> str:
+    """``mean ± 2 SE`` (the sample standard deviation over √n), or the one value."""
+    n = len(xs)
+    mean = sum(xs) / n
+    if n < 2:
+        return f"{mean:+.4f} (1 seed)"
+    sd = (sum((x - mean) ** 2 for x in xs) / (n - 1)) ** 0.5
+    return f"{mean:+.4f} ± {2 * sd / n ** 0.5:.4f}"
+
+
+def paired_block(seeds: dict[str, dict[int, dict]]) -> str:
+    """Each recursive layout's gap to `AB`, paired by seed, in domain and on the kernel docs (every seed that both
+    have finished); empty while only seed 0 exists."""
+    ab = seeds.get("AB", {})
+    rows = []
+    for label, runs in sorted(seeds.items()):
+        common = sorted(set(runs) & set(ab))
+        if label == "AB" or len(common) < 2:
+            continue
+        d_in = [float(runs[k]["val_loss"]) - float(ab[k]["val_loss"]) for k in common]
+        oods = [(_ood(runs[k]), _ood(ab[k])) for k in common]
+        d_ood = [a - b for a, b in oods if a is not None and b is not None]
+        rows.append(f"| `{label}` | {', '.join(map(str, common))} | {', '.join(f'{d:+.4f}' for d in d_in)} | "
+                    f"{_mean_2se(d_in)} | {', '.join(f'{d:+.4f}' for d in d_ood) or 'n/a'} | "
+                    f"{_mean_2se(d_ood) if d_ood else 'n/a'} |")
+    if not rows:
+        return ""
+    return ("\nPaired over seeds (Δ = layout − `AB` of the same seed, nats; ± 2 SE over seeds):\n\n"
+            "| layout | seeds | Δ per seed | Δ mean ± 2 SE | Δ OOD per seed | Δ OOD mean ± 2 SE |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def study_curves(size: str = "S") -> dict[str, dict[float, float]]:
@@ -103,7 +140,7 @@ def block() -> str:
                     f"{per_r or '—'} | {ood_txt} | {d_ood} | {p_loss} | {p_gap} |")
     missing = sorted({"AB", "A^2B", "A^3B p_s=0.5 + round adapters"} - set(runs))
     note = f"\nNot finished yet: {', '.join(f'`{m}`' for m in missing)}.\n" if missing else ""
-    return "\n".join(rows) + "\n" + note
+    return "\n".join(rows) + "\n" + note + paired_block(load_seeds(RESULTS))
 
 
 def main() -> None:
