@@ -173,7 +173,7 @@ def _train_at_once(cfgs: list[tuple[str, Any]], procs: int, fresh: bool, out: Pa
     threads = todo[0][1].threads
     print(f"[rins demo] training {len(todo)} runs, {min(procs, len(todo))} at once ({threads} thread"
           f"{'s' * (threads != 1)} each); each run's output: {out}/<run>.out", flush=True)
-    last = 0.0
+    last, seen = 0.0, {}
     try:
         while waiting or running:
             while waiting and len(running) < procs:
@@ -200,7 +200,7 @@ def _train_at_once(cfgs: list[tuple[str, Any]], procs: int, fresh: bool, out: Pa
                       flush=True)
             if running and time.time() - last >= poll_s:
                 last = time.time()
-                print(f"[rins demo] {_progress([c for _, c, _, _ in running], t0)}", flush=True)
+                print(f"[rins demo] {_progress([(lb, c) for lb, c, _, _ in running], t0, seen)}", flush=True)
     except KeyboardInterrupt:  # the workers got the same Ctrl-C: each checkpoints at its step's end and stops
         for _, _, p, _ in running:
             p.join(timeout=120)
@@ -209,18 +209,23 @@ def _train_at_once(cfgs: list[tuple[str, Any]], procs: int, fresh: bool, out: Pa
         raise
 
 
-def _progress(cfgs: list[Any], t0: float) -> str:
-    """``elapsed 1m30s: AB 500/1539 steps, ...; ETA 4m10s`` from the running runs' logs."""
-    parts, etas = [], []
-    for cfg in cfgs:
+def _progress(running: list[tuple[str, Any]], t0: float, seen: dict[str, tuple[float, int]]) -> str:
+    """``elapsed 1m30s: baseline AB 500/1539, ... steps; ETA 4m10s`` from the running runs' logs. The ETA is
+    each run's remaining steps at its rate since the previous line (``seen``: name -> (time, step), updated),
+    so the compile and data preparation at the start do not inflate it."""
+    parts, etas, now = [], [], time.time()
+    for label, cfg in running:
         start, tr = read_log(cfg.run_dir(), "start"), read_log(cfg.run_dir(), "train")
         total = start[-1].get("steps") if start else None
         step = tr[-1]["step"] if tr else 0
-        parts.append(f"{cfg.name} {step}/{total if total else '?'}")
-        if tr and tr[-1].get("eta_s") is not None:
-            etas.append(float(tr[-1]["eta_s"]))
-    eta = f"; ETA {_mmss(max(etas))}" if len(etas) == len(cfgs) else ""
-    return f"elapsed {_mmss(time.time() - t0)}: " + ", ".join(parts) + f" steps{eta}"
+        parts.append(f"{label} {step}/{total if total else '?'}")
+        t_prev, s_prev = seen.get(cfg.name, (now, step))
+        if total and step > s_prev:
+            etas.append((total - step) * (now - t_prev) / (step - s_prev))
+        if step > s_prev or cfg.name not in seen:
+            seen[cfg.name] = (now, step)
+    eta = f"; ETA {_mmss(max(etas))}" if etas and len(etas) == len(running) else ""
+    return f"elapsed {_mmss(now - t0)}: " + ", ".join(parts) + f" steps{eta}"
 
 
 def _mmss(seconds: float) -> str:

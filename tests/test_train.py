@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -248,6 +249,33 @@ def test_demo_names_the_output_of_a_run_that_fails_in_its_worker(corpus, cache, 
         run_demo(out_dir=tmp_path / "demo", budget=2e9, preset="tiny", corpus=str(corpus), procs=2, poll_s=0.5,
                  overrides=[f'data.cache_dir="{cache}"', "progress=false", "optim.lr=1e30", "optim.warmup_frac=0"],
                  variants=[("baseline AB", {"signature": "AB"}), ("RINS A^2B", {"signature": "A^2B"})])
+
+
+def test_demo_progress_eta_uses_the_recent_rate_not_the_startup(tmp_path, monkeypatch):
+    """The progress line's ETA: remaining steps at the rate since the previous line (a slow compile at the
+    start does not inflate it); none until every running run has moved."""
+    from types import SimpleNamespace
+
+    from rins import demo
+
+    def write(run: Path, step: int) -> None:
+        run.mkdir(exist_ok=True)
+        recs = [{"event": "start", "steps": 1000}] + [{"event": "train", "step": s} for s in range(50, step + 1, 50)]
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+    runs = [("baseline AB", SimpleNamespace(name="ab", run_dir=lambda: tmp_path / "ab")),
+            ("RINS A^2B", SimpleNamespace(name="a2b", run_dir=lambda: tmp_path / "a2b"))]
+    write(tmp_path / "ab", 50)
+    write(tmp_path / "a2b", 0)
+    clock = iter([100.0, 130.0, 160.0])
+    monkeypatch.setattr(demo.time, "time", lambda: next(clock))
+    seen: dict = {}
+    first = demo._progress(runs, 0.0, seen)
+    assert first == "elapsed 1m40s: baseline AB 50/1000, RINS A^2B 0/1000 steps"  # no rate yet: no ETA
+    write(tmp_path / "ab", 150)
+    write(tmp_path / "a2b", 50)
+    second = demo._progress(runs, 0.0, seen)  # AB: 100 steps in 30 s, 850 left; A^2B: 50 in 30 s, 950 left
+    assert second == "elapsed 2m10s: baseline AB 150/1000, RINS A^2B 50/1000 steps; ETA 9m30s"
 
 
 def test_demo_procs_default_all_runs_at_once_on_a_multicore_cpu_only():
