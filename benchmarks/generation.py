@@ -4,9 +4,10 @@
 Ours: an ``A^3B`` model of the cpu-small shape (6 layers, A = 3 layers), decoded at depth r (3r + 3
 executed layers). transformers: a ``LlamaForCausalLM`` with as many layers as ours executes at that r
 (same widths), greedy ``generate`` with its KV cache. Decode rate = batch × (N − 1) new tokens over
-(time for N new tokens − time for 1 new token), i.e. prefill excluded. Usage::
+(time for N new tokens − time for 1 new token), i.e. prefill excluded. ``--compile`` adds ours with
+``generate(compile=True)`` (decode steps through ``torch.compile``; compiled before timing). Usage::
 
-    flock /tmp/rins-cpu.lock .venv/bin/python benchmarks/generation.py
+    flock /tmp/rins-cpu.lock .venv/bin/python benchmarks/generation.py [--compile]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time ours with generate(compile=True)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     from vs_transformers import hf_llama
@@ -62,6 +64,11 @@ def main() -> None:
             n_exec = 3 * r + 3
             steps_ours = rate(lambda n, r=r, x=x: ours.generate(x, n, r=r))
             steps_share = rate(lambda n, r=r, x=x: shared.generate(x, n, r=r))
+            steps_comp = None
+            if a.compile:
+                want = ours.generate(x, 4, r=r)
+                assert torch.equal(ours.generate(x, 4, r=r, compile=True), want)  # compiles; same tokens
+                steps_comp = rate(lambda n, r=r, x=x: ours.generate(x, n, r=r, compile=True))
             steps_hf = None
             if not a.no_hf:
                 hf_cfg = LMConfig(**{**common.CPU_SMALL, "n_layers": n_exec,
@@ -81,6 +88,9 @@ def main() -> None:
             row = [B, r, n_exec, f"{B * steps_ours:,.0f}", f"{B * steps_share:,.0f}",
                    f"{B * steps_hf:,.0f}" if steps_hf else "-",
                    f"{steps_ours / steps_hf:.2f}×" if steps_hf else "-"]
+            if a.compile:
+                row[5:5] = [f"{B * steps_comp:,.0f}"]
+                row.append(f"{steps_comp / steps_hf:.2f}×" if steps_hf else "-")
             rows.append(row)
             print("[bench]", row, flush=True)
             T = a.prompt_len + a.new
@@ -96,11 +106,15 @@ def main() -> None:
     body = "\n".join([
         f"Ours: `A^3B`, cpu-small widths (6 layers, d=256, V={V}), {a.dtype}, greedy, prompt {a.prompt_len}, "
         f"{a.new} new tokens, decode rate excludes the prefill (best of {a.repeats}). transformers: "
-        f"`LlamaForCausalLM` with 3r+3 layers (= our executed layers), same widths, `generate` with its KV cache.",
+        f"`LlamaForCausalLM` with 3r+3 layers (= our executed layers), same widths, `generate` with its KV cache"
+        + (" (eager, its default). \"compiled\": ours with `generate(compile=True)`, compiled before timing "
+           "(same tokens, checked)." if a.compile else "."),
         f"Machine: {common.machine()}. Load average before / after: {load0} / {load1}.",
         "",
-        common.table(["batch", "r", "executed layers", "ours tok/s", "ours kv_share tok/s", "transformers tok/s",
-                      "ours / transformers"], rows),
+        common.table(["batch", "r", "executed layers", "ours tok/s", "ours kv_share tok/s"]
+                     + (["ours compiled tok/s"] if a.compile else [])
+                     + ["transformers tok/s", "ours / transformers"]
+                     + (["compiled / transformers"] if a.compile else []), rows),
         "",
         "KV-cache memory (one K/V slot per layer application; `kv_share` keeps one per distinct layer; "
         "`model.kv_cache_bytes` equals the allocated `KVCache.nbytes()`):",

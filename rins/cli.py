@@ -278,7 +278,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                          stop=[_unescape(s) for s in args.stop] if args.stop_escapes else args.stop,
                          seed=args.seed, on_text=show if stream else None, sliding_window=args.sliding_window,
                          on_note=lambda m: print(f"note: {m}", file=sys.stderr),
-                         exit_rule=rules[0] if rules else None, exit_stats=stats)
+                         exit_rule=rules[0] if rules else None, exit_stats=stats, compile=args.compile)
     print("" if stream else prompt + text)
     if stats is not None and stats.tokens:
         print(f"note: {rules[0]}: {stats.mean_rounds:.2f} rounds per token on average (at most "
@@ -403,6 +403,9 @@ def _add_generate_arguments(p: argparse.ArgumentParser) -> None:
                    help="tokens to generate (prompt + new tokens stop at the model's max_seq_len, with a note)")
     p.add_argument("--sliding-window", action="store_true",
                    help="go on past max_seq_len: the newest max_seq_len tokens at most are the context")
+    p.add_argument("--compile", action="store_true",
+                   help="decode through torch.compile: faster per token after a one-off compile of tens of seconds "
+                   "(worth it for hundreds of tokens; same tokens)")
     p.add_argument("--temperature", type=float, default=0.8, metavar="FLOAT", help="sampling temperature (0: greedy)")
     p.add_argument("--top-k", type=int, default=50, metavar="INT",
                    help="sample among the k most likely tokens (0: all)")

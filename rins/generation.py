@@ -21,7 +21,8 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
                   temperature: float = 0.8, top_k: int | None = 50, top_p: float | None = None,
                   repetition_penalty: float = 1.0, stop: Sequence[str] = (), seed: int = 0,
                   on_text: Callable[[str], None] | None = None, on_note: Callable[[str], None] | None = None,
-                  sliding_window: bool = False, exit_rule: Any = None, exit_stats: Any = None) -> str:
+                  sliding_window: bool = False, exit_rule: Any = None, exit_stats: Any = None,
+                  compile: bool = False) -> str:
     """The text generated after ``prompt`` (the prompt itself is not included; ``tokenizer.decode`` of the
     prompt's tokens followed by this text is the decoded whole).
 
@@ -32,6 +33,7 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
     is told), a prompt that fills it is an error; with ``sliding_window`` generation goes on past it, the
     newest tokens (at most ``max_seq_len``) being the context (a long prompt keeps its end).
     ``exit_rule`` / ``exit_stats``: adaptive depth per token (:mod:`rins.adaptive`), ``r`` being the most rounds.
+    ``compile``: the decode steps through ``torch.compile`` (:meth:`rins.model.RecursiveLM.generate`).
     """
     # every argument checked before the prompt is encoded (rins.ConfigError naming it; nothing coerced)
     where = "generate_text"
@@ -58,7 +60,7 @@ def generate_text(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int =
         before = len(out.new)
         model.generate(torch.tensor([context]), n, r=r, temperature=temperature, top_k=top_k, top_p=top_p,
                        repetition_penalty=repetition_penalty, generator=gen, callback=out.push,
-                       exit_rule=exit_rule, exit_stats=exit_stats)
+                       exit_rule=exit_rule, exit_stats=exit_stats, compile=compile)
         context = context + out.new[before:]
     if not out.stopped:
         out.emit(final=True)

@@ -9,11 +9,13 @@ about it, and the demo trains in float32 on such CPUs.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from pathlib import Path
 
 import torch
 
-__all__ = ["native_bf16", "BF16_EMULATED"]
+__all__ = ["native_bf16", "BF16_EMULATED", "cxx_compiler"]
 
 BF16_EMULATED = ("this CPU has no native bf16 matmul (neither AVX-512-BF16 nor AMX), so PyTorch emulates bf16 "
                  "at about 1% of its float32 speed here; train with --dtype float32 (the same model, its losses "
@@ -62,3 +64,8 @@ def native_bf16(device: torch.device | str) -> bool:
     if dev.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
     return True
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would use (``$CXX``, g++, clang++), or None."""
+    return next(filter(None, (shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "clang++") if c)), None)

@@ -747,7 +747,7 @@ class RecursiveLM(StackedModelMixin, nn.Module):
             # one row shared by the batch: (1, 1, T, hd) RoPE tables broadcast over batch and heads instead
             # of B identical (B, 1, T, hd) copies
             position_ids = torch.arange(past, past + T, device=device)[None]
-        if int(position_ids.max()) >= self.config.max_seq_len and self.pos is not None:
+        if self.pos is not None and int(position_ids.max()) >= self.config.max_seq_len:  # RoPE: no limit (nor a sync)
             raise ValueError(f"position {int(position_ids.max())} >= max_seq_len={self.config.max_seq_len}")
         ctx = ForwardContext(mask=mask, cache=cache)
         if self.config.pos_embedding == "rope":
@@ -866,6 +866,7 @@ class RecursiveLM(StackedModelMixin, nn.Module):
         callback: Callable[[torch.Tensor], bool | None] | None = None,
         exit_rule: Any = None,
         exit_stats: Any = None,
+        compile: bool = False,
     ) -> torch.Tensor:
         """Autoregressive sampling with a KV cache holding one slot per layer application.
 
@@ -877,6 +878,11 @@ class RecursiveLM(StackedModelMixin, nn.Module):
         followed by the new tokens, ``(B, T + max_new_tokens)`` (rows that hit ``eos_token_id`` are padded
         with it). ``exit_rule`` / ``exit_stats``: adaptive depth per token, as in :meth:`forward` (``r`` is then
         the most rounds; a token that exits skips the remaining rounds, its K/V there filled from its last round).
+        ``compile``: decode each new token through ``torch.compile`` (the prompt runs eager; the cache is
+        allocated for every position at once, so the compiled step sees buffers of one shape). The first call at
+        a depth compiles (tens of seconds on a CPU), later calls reuse it: for many tokens, not for a few.
+        Tokens equal the eager ones. Ignored with ``exit_rule`` or without ``use_cache``; on a CPU without a
+        C++ compiler it warns and decodes eager.
         """
         check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k)
         if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int):
@@ -885,6 +891,8 @@ class RecursiveLM(StackedModelMixin, nn.Module):
             check_int("generate", "eos_token_id", eos_token_id, 0, 2**63 - 1)
         if r is not None:
             check_int("generate", "r", r, 1)
+        if not isinstance(compile, bool):
+            raise bad_argument("generate", "compile", compile, "must be True or False")
         if exit_rule is not None:
             from .adaptive import to_rule
 
@@ -900,10 +908,13 @@ class RecursiveLM(StackedModelMixin, nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
         # the cache grows with the tokens actually produced: a huge max_new_tokens (or an early EOS) does not
         # preallocate memory for positions that are never reached
-        cache = self.new_cache(B, min(total, T + 256), r) if use_cache else None
+        step_fn = self._compiled_step() if compile and use_cache and exit_rule is None else None
+        cache = self.new_cache(B, total if step_fn else min(total, T + 256), r) if use_cache else None
         nxt_in = tokens
         for _ in range(max_new_tokens):
-            if use_cache:
+            if step_fn is not None and cache.length > 0:
+                logits = step_fn(nxt_in, r, attention_mask=am, cache=cache)[:, -1]
+            elif use_cache:
                 cache.reserve(cache.length + nxt_in.shape[1], total)
                 logits = self(nxt_in, r, attention_mask=am, cache=cache, exit_rule=exit_rule,
                               exit_stats=exit_stats)[:, -1]
@@ -926,6 +937,22 @@ class RecursiveLM(StackedModelMixin, nn.Module):
                 break
         self.train(was_training)
         return out
+
+    def _compiled_step(self) -> Callable[..., torch.Tensor] | None:
+        """``torch.compile`` of :meth:`forward` for the one-token decode steps, made once per model (dynamic
+        shapes: one graph for every cache length; a new one per depth r). None, with a warning, on a CPU
+        without a C++ compiler (inductor builds C++ kernels there)."""
+        if self.__dict__.get("_decode_step") is None:
+            from .hardware import cxx_compiler
+
+            if next(self.parameters()).device.type == "cpu" and not cxx_compiler():
+                import warnings
+
+                warnings.warn("generate(compile=True) needs a C++ compiler on CPU (set $CXX or install g++/clang++); "
+                              "none found, so it decodes uncompiled (same tokens, slower)", stacklevel=4)
+                return None
+            self.__dict__["_decode_step"] = torch.compile(self.forward, dynamic=True)
+        return self.__dict__["_decode_step"]
 
     @staticmethod
     def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen,

@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 import types
@@ -41,7 +40,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .distributed import DistContext, init_from_env
-from .hardware import BF16_EMULATED, native_bf16
+from .hardware import BF16_EMULATED, cxx_compiler, native_bf16
 from .loggers import RunLogger, parse_loggers
 from .resume import (
     RESUME_MAY_CHANGE,
@@ -404,11 +403,6 @@ def _restore(run: _RunState, resume: bool, verify: bool, extend: bool
         truncate_log(run.run_dir, run.step)
         write_run_config(run.run_dir, cfg.to_dict())
     return resumed
-
-
-def cxx_compiler() -> str | None:
-    """The C++ compiler torch.compile's CPU backend would use (``$CXX``, g++, clang++), or None."""
-    return next(filter(None, (shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "clang++") if c)), None)
 
 
 def _can_compile(device: torch.device) -> bool:

@@ -85,3 +85,43 @@ def test_prompt_plus_new_tokens_past_max_seq_len_stop_or_slide(pos):
     ctx = tok.encode(("abcdefghij" * 2)[-12:]).ids
     ref = m.generate(torch.tensor([ctx]), 4)[0, 12:].tolist()
     assert tok.encode(out[:4]).ids == ref
+
+
+def test_compiled_decode_gives_the_eager_tokens(monkeypatch):
+    """generate(compile=True): the one-token steps run through torch.compile (one graph for every cache length),
+    with the eager tokens for a left-padded batch with a mask, and the graph is made once per model. Dynamo
+    captures the graph as always (one graph, no break, for every step), run by its "eager" backend: inductor's
+    C++ builds would take minutes here (benchmarks/generation.py --compile checks inductor's tokens too)."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    from rins import hardware
+
+    monkeypatch.setattr(hardware, "cxx_compiler", lambda: "c++")
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    counters.clear()
+    m = tiny_lm(signature="A^2B").eval()
+    x = torch.randint(1, 61, (2, 6), generator=torch.Generator().manual_seed(0))
+    am = torch.ones_like(x)
+    am[0, :2] = 0  # the first row is left-padded
+    want = m.generate(x, 7, r=3, attention_mask=am)
+    got = m.generate(x, 7, r=3, attention_mask=am, compile=True)
+    assert torch.equal(got, want)
+    step = m.__dict__["_decode_step"]
+    assert torch.equal(m.generate(x, 3, r=3, attention_mask=am, compile=True), want[:, :9])
+    assert m.__dict__["_decode_step"] is step  # made once, reused
+    assert counters["stats"]["unique_graphs"] == 1 and not counters["graph_break"]
+
+
+def test_compiled_decode_without_a_cxx_compiler_warns_and_decodes_eager(monkeypatch):
+    import shutil
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    m = tiny_lm(signature="A^2B").eval()
+    x = torch.randint(1, 61, (1, 4), generator=torch.Generator().manual_seed(1))
+    with pytest.warns(UserWarning, match=r"needs a C\+\+ compiler"):
+        got = m.generate(x, 5, compile=True)
+    assert torch.equal(got, m.generate(x, 5))
+    assert m.__dict__.get("_decode_step") is None
