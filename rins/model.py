@@ -884,15 +884,8 @@ class RecursiveLM(StackedModelMixin, nn.Module):
         Tokens equal the eager ones. Ignored with ``exit_rule`` or without ``use_cache``; on a CPU without a
         C++ compiler it warns and decodes eager.
         """
-        check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k)
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int):
-            raise bad_argument("generate", "tokens", tokens, "must be a (batch, length) integer tensor of token ids")
-        if eos_token_id is not None:
-            check_int("generate", "eos_token_id", eos_token_id, 0, 2**63 - 1)
-        if r is not None:
-            check_int("generate", "r", r, 1)
-        if not isinstance(compile, bool):
-            raise bad_argument("generate", "compile", compile, "must be True or False")
+        _check_generate(tokens, max_new_tokens, r, temperature, top_k, top_p, repetition_penalty, eos_token_id,
+                        compile)
         if exit_rule is not None:
             from .adaptive import to_rule
 
@@ -973,6 +966,20 @@ class RecursiveLM(StackedModelMixin, nn.Module):
 
 
 MIN_TEMPERATURE = 1e-4  # below it logits / temperature overflow float32 (inf, then NaN probabilities)
+
+
+def _check_generate(tokens: Any, max_new_tokens: Any, r: Any, temperature: Any, top_k: Any, top_p: Any,
+                    repetition_penalty: Any, eos_token_id: Any, compile: Any) -> None:
+    """:meth:`RecursiveLM.generate`'s arguments by type and range, before any token is produced."""
+    check_sampling(max_new_tokens, top_p, repetition_penalty, temperature, top_k)
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.dtype not in (torch.long, torch.int):
+        raise bad_argument("generate", "tokens", tokens, "must be a (batch, length) integer tensor of token ids")
+    if eos_token_id is not None:
+        check_int("generate", "eos_token_id", eos_token_id, 0, 2**63 - 1)
+    if r is not None:
+        check_int("generate", "r", r, 1)
+    if not isinstance(compile, bool):
+        raise bad_argument("generate", "compile", compile, "must be True or False")
 
 
 def check_sampling(max_new_tokens: int, top_p: float | None, repetition_penalty: float, temperature: float = 0.0,
