@@ -71,7 +71,8 @@ def _field_group(p: argparse.ArgumentParser, cls: type, prefix: str, title: str,
         shown = _shown_default(f)
         doc = docs.get(f.name, "").replace("``", "").replace("%", "%%")
         flag = "--" + (prefix + f.name if prefix else f.name.replace("_", "-"))
-        kw: dict = {"nargs": "?", "const": "true"} if tp is bool else {}
+        switch = tp is bool or set(typing.get_args(tp)) == {bool, str}  # a bare --flag means true
+        kw: dict = {"nargs": "?", "const": "true"} if switch else {}
         g.add_argument(flag, action=_Override, key=prefix + f.name, default=argparse.SUPPRESS,
                        metavar=type_name(tp).upper().replace(" ", ""), help=f"{doc} [default: {shown}]", **kw)
 

@@ -127,7 +127,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" …
     dtype: str = "float32"  # "float32" | "bfloat16" (autocast)
     threads: int = 0  # CPU intra-op threads (0: torch's default); 1 is far faster on a shared, loaded machine
-    compile: bool = False  # torch.compile each block (not the recursion loop)
+    # torch.compile each block (not the recursion loop): true, false, or "auto": on where it pays, i.e. on CUDA
+    # or a CPU with a C++ compiler, for runs of 300 steps or more
+    compile: bool | str = "auto"
     fused_loss: bool = True  # LM head + cross-entropy in chunks, without the (N, V) logits (rins.losses)
     out_dir: str = "runs"  # parent folder of run directories
     progress: bool = True  # a progress bar on a terminal (else a log line every log_every steps)
@@ -158,6 +160,8 @@ class TrainConfig:
         _check("keep_last", self.keep_last, self.keep_last >= 0, "must be >= 0 (0 keeps every checkpoint)")
         _check("threads", self.threads, 0 <= self.threads <= 4096, "must be in [0, 4096] (0: torch's default)")
         _check("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "must be 'float32' or 'bfloat16'")
+        _check("compile", self.compile, isinstance(self.compile, bool) or self.compile == "auto",
+               "must be true, false or 'auto' (on where it pays: CUDA, or a CPU with a C++ compiler, for long runs)")
         _check("device", self.device, _DEVICE_RE.fullmatch(self.device) is not None,
                "must be auto, cpu, cuda, cuda:N or mps")
         from .loggers import LOGGERS, parse_loggers

@@ -62,6 +62,13 @@ def coerce_value(key: str, value: Any, tp: Any, text: bool = False) -> Any:
         if text and type(None) in args and isinstance(value, str) and value.strip().lower() in ("none", "null"):
             return None
         rest = [a for a in args if a is not type(None)]
+        if set(rest) == {bool, str}:  # a switch with named settings (compile: true / false / "auto"): the
+            try:                      # boolean spellings are a boolean, any other text is left to the field's check
+                return coerce_value(key, value, bool, text)
+            except ConfigError:
+                if isinstance(value, str) and value.strip().lower() not in _TRUE | _FALSE:
+                    return value.strip()  # a setting's name ("auto"): the field's own check has the last word
+                raise  # a boolean in words outside a command line, or not text at all
         if len(rest) == 1:
             try:
                 return coerce_value(key, value, rest[0], text)

@@ -56,7 +56,8 @@ class Checkpointed:
 # which hardware runs it (device and thread count may change the last bits of the arithmetic). Every other
 # field (model, data, optim, budget, batch, seed, dtype, fused_loss, compile, ...) must match the checkpoint.
 RESUME_MAY_CHANGE = ("name", "out_dir", "device", "threads", "progress", "log_every", "ckpt_every", "keep_last",
-                     "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir", "loggers")
+                     "n_evals", "eval_batches", "eval_depths", "eval_all_depths", "data.cache_dir", "loggers",
+                     "compile")  # compiled blocks compute the same model (runs made before "auto" resume under it)
 
 
 def resume_fingerprint(cfg: TrainConfig) -> dict[str, Any]:

@@ -299,6 +299,8 @@ class _RunState:
     ck: Path | None = None  # the checkpoint resumed from
     pace: _Pace | None = None  # speed, elapsed time and ETA of this invocation (set by _loop)
     init: Checkpointed | None = None  # the --init checkpoint, read once by _setup, loaded by _restore
+    compiled: bool = False  # the blocks run through torch.compile (compile_decision)
+    compile_note: str = ""  # why (or why not), for the start lines
 
     @property
     def is_main(self) -> bool:
@@ -405,13 +407,30 @@ def _restore(run: _RunState, resume: bool, verify: bool, extend: bool
     return resumed
 
 
-def _can_compile(device: torch.device) -> bool:
-    # inductor builds C++ kernels on CPU: without a compiler the first step would fail deep inside torch
-    if device.type != "cpu" or cxx_compiler():
-        return True
-    warnings.warn("compile = true needs a C++ compiler on CPU (set $CXX or install g++/clang++); none found, so "
-                  "this run trains its blocks uncompiled (slower, same model and FLOPs)", stacklevel=3)
-    return False
+COMPILE_AUTO_MIN_STEPS = 300  # compile = "auto": the one-off compile (~30-60 s on a CPU) is repaid from here on
+
+
+def compile_decision(setting: bool | str, device: torch.device, steps: int) -> tuple[bool, str]:
+    """Whether a run compiles its blocks, and why (for the log). ``setting`` is the config's ``compile``:
+    True (warns and trains eager on a CPU without a C++ compiler: inductor builds C++ kernels there, and the
+    first step would fail deep inside torch), False, or "auto": on CUDA, or on a CPU with a C++ compiler, for
+    runs of at least :data:`COMPILE_AUTO_MIN_STEPS` steps (compiled blocks were 7-37% faster per step at the
+    CPU shapes measured, BENCHMARKS.md; a short run would spend more on compiling than it saves)."""
+    if setting is False:
+        return False, "compile = false"
+    if setting is True:
+        if device.type != "cpu" or cxx_compiler():
+            return True, "compile = true"
+        warnings.warn("compile = true needs a C++ compiler on CPU (set $CXX or install g++/clang++); none found, so "
+                      "this run trains its blocks uncompiled (slower, same model and FLOPs)", stacklevel=3)
+        return False, "compile = true, but no C++ compiler"
+    if device.type not in ("cpu", "cuda"):
+        return False, f"compile = auto: not on {device.type}"
+    if device.type == "cpu" and not cxx_compiler():
+        return False, "compile = auto: no C++ compiler (set $CXX or install g++/clang++ to compile)"
+    if steps < COMPILE_AUTO_MIN_STEPS:
+        return False, f"compile = auto: {steps} steps, fewer than the {COMPILE_AUTO_MIN_STEPS} that repay compiling"
+    return True, "compile = auto"
 
 
 def _place(run: _RunState) -> None:
@@ -420,14 +439,17 @@ def _place(run: _RunState) -> None:
     run.model.to(run.device)
     if cfg.dtype == "bfloat16" and not native_bf16(run.device):
         warnings.warn(f"dtype = bfloat16 on {run.device}: {BF16_EMULATED}", stacklevel=3)
-    if cfg.compile and _can_compile(run.device):
-        for blk in getattr(getattr(run.core, "stack", None), "blocks", []):
-            blk.compile(dynamic=False)
-    if run.dist_ctx:
-        run.model = run.dist_ctx.wrap(run.model)
     run.flops_per_step = run.task.flops_per_step(run.core, cfg.batch_size)
     run.units_per_step = run.task.units_per_step(cfg.batch_size)
     run.total = plan_steps(cfg, run.flops_per_step, run.units_per_step)
+    run.compiled, run.compile_note = compile_decision(cfg.compile, run.device, run.total)
+    blocks = list(getattr(getattr(run.core, "stack", None), "blocks", []))
+    if run.compiled and not blocks:  # e.g. the vision towers: not compiled by the trainer
+        run.compiled, run.compile_note = False, f"{run.compile_note}, but this task's model has no block stack"
+    for blk in blocks if run.compiled else []:
+        blk.compile(dynamic=False)
+    if run.dist_ctx:
+        run.model = run.dist_ctx.wrap(run.model)
     if run.step > run.total:
         raise CheckpointError(f"checkpoint {run.ck} is at step {run.step}, beyond this run's {run.total} steps; it "
                               "belongs to another budget or was modified (delete it, or --no-resume)")
@@ -486,7 +508,10 @@ def _loop(run: _RunState, stop_after: int | None) -> dict[str, Any]:
     stop = _StopOnInterrupt(run.is_main)
     try:
         while run.step < run.total:
+            t_step = time.time()
             loss, gnorm, lr = _optimise(run)
+            if run.compiled and run.step == start_step + 1 and run.is_main:  # what the compile cost, once
+                run.console(f"[rins] first step {time.time() - t_step:.1f} s, compiling the blocks included")
             _log_step(run, logger, bar, loss, gnorm, lr)
             if run.step in evals:
                 # intermediate points: the trained depth only (the learning curve); the last: every depth
@@ -516,6 +541,7 @@ def _announce(run: _RunState) -> tuple[RunLogger, Any]:
     console(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
         f"tokens={total * units_per_step:,} total FLOPs={total * flops_per_step:.4g}"
         + (f"; resuming at step {run.step}" if run.step else ""))
+    console(f"[rins] blocks {'compiled' if run.compiled else 'eager'} ({run.compile_note})")
     logger = RunLogger(log_path(run.run_dir), run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())
     if run.is_main and run.step == 0:
         logger.log({"event": "start", "params": run.params, "flops_per_step": flops_per_step,

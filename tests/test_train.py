@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -313,6 +314,59 @@ def test_compile_without_a_cxx_compiler_trains_uncompiled_with_a_warning(corpus,
     with pytest.warns(UserWarning, match="C\\+\\+ compiler"):
         s = train(cfg, quiet=True)
     assert s["steps"] == 2 and math.isfinite(s["val_loss"])
+
+
+def test_compile_auto_compiles_where_it_pays(monkeypatch):
+    """compile = "auto" (the default): on CUDA, or a CPU with a C++ compiler, for runs of 300+ steps; eager for
+    short runs, on MPS and without a compiler (silently: nobody asked for it); true and false as said."""
+    import warnings
+
+    from rins import train as train_mod
+    from rins.train import COMPILE_AUTO_MIN_STEPS, compile_decision
+
+    assert TrainConfig().compile == "auto"
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    monkeypatch.setattr(train_mod, "cxx_compiler", lambda: "/usr/bin/g++")
+    assert compile_decision("auto", cpu, COMPILE_AUTO_MIN_STEPS) == (True, "compile = auto")
+    assert compile_decision("auto", cuda, 10_000)[0] is True
+    short = compile_decision("auto", cpu, COMPILE_AUTO_MIN_STEPS - 1)
+    assert short[0] is False and f"fewer than the {COMPILE_AUTO_MIN_STEPS}" in short[1]
+    assert compile_decision("auto", mps, 10_000)[0] is False
+    assert compile_decision(True, cpu, 1)[0] is True and compile_decision(False, cuda, 10_000)[0] is False
+    monkeypatch.setattr(train_mod, "cxx_compiler", lambda: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # auto without a compiler: eager, no warning
+        none = compile_decision("auto", cpu, 10_000)
+    assert none[0] is False and "no C++ compiler" in none[1]
+    with pytest.warns(UserWarning, match="C\\+\\+ compiler"):
+        assert compile_decision(True, cpu, 10_000)[0] is False
+    assert compile_decision("auto", cuda, 10_000)[0] is True  # CUDA needs no C++ compiler
+
+
+@pytest.mark.parametrize("text, value", [("auto", "auto"), ("yes", True), ("no", False), ("1", True)])
+def test_compile_setting_parses_from_the_command_line_and_refuses_other_words(text, value):
+    from rins.fields import ConfigError
+
+    assert load_config("tiny", None, [f"compile={text}"]).compile == value
+    assert TrainConfig.from_dict({"compile": value}).compile == value
+    with pytest.raises(ConfigError, match="config compile='maybe' is invalid: must be true, false or 'auto'"):
+        load_config("tiny", None, ["compile=maybe"])
+    with pytest.raises(ConfigError, match="compile='yes' is invalid"):  # text is parsed only on a command line
+        TrainConfig.from_dict({"compile": "yes"})
+
+
+def test_a_compiled_run_says_so_and_what_its_first_step_cost(corpus, cache, tmp_path, monkeypatch, capsys):
+    """The start lines say whether the blocks are compiled and why; a compiled run prints its first step's time
+    (the compile's cost). torch.compile itself is replaced by a no-op here: inductor would take minutes."""
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: None)
+    train(cfg_for(corpus, cache, tmp_path, "c", **{"budget.steps": 2, "compile": "true"}))
+    out = capsys.readouterr().out
+    assert "[rins] blocks compiled (compile = true)" in out
+    assert re.search(r"\[rins\] first step \d+\.\d s, compiling the blocks included", out)
+    train(cfg_for(corpus, cache, tmp_path, "e", **{"budget.steps": 2}))  # the default, auto: 2 steps stay eager
+    out = capsys.readouterr().out
+    assert "[rins] blocks eager (compile = auto: 2 steps, fewer than the 300 that repay compiling)" in out
+    assert "first step" not in out
 
 
 def test_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(corpus, cache, tmp_path, monkeypatch):
