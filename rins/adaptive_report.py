@@ -53,7 +53,8 @@ def _layout(run: Path) -> tuple[str, int, dict[str, Any] | None]:
         if m.get("p_skip"):
             label = f"stochastic {label} (p_s={m['p_skip']:g}" + (f", {m['adapters']} adapters)" if
                                                                   m.get("adapters", "none") != "none" else ")")
-        return f"{label}, d={m.get('d_model')}", int(cfg.get("seed", 0)), m
+        flops = (cfg.get("budget") or {}).get("flops")  # runs of one layout at other budgets are not seeds of it
+        return f"{label}, d={m.get('d_model')}" + (f", C={flops:.2g}" if flops else ""), int(cfg.get("seed", 0)), m
     name = run.name
     base, _, seed = name.rpartition("-s")
     return (base, int(seed), None) if seed.isdigit() else (name, 0, None)

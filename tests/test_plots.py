@@ -179,10 +179,10 @@ def test_a_layout_has_one_colour_in_every_plotting_module(tmp_path, monkeypatch)
 
     # rins demo (training replaced by a fixed summary and learning curve)
     curve = [{"flops": 1e8 * 2 ** i, "val_loss": 6 - 0.1 * i} for i in range(4)]
-    monkeypatch.setattr(demo, "train", lambda cfg, resume=True: {"val_loss": 5.0, "val_loss_r": {"1": 5.0},
+    monkeypatch.setattr(demo, "train", lambda cfg, resume=True, **kw: {"val_loss": 5.0, "val_loss_r": {"1": 5.0},
                                                                  "flops": 1e9, "params": 10, "steps": 5, "tokens": 99})
     monkeypatch.setattr(demo, "read_log", lambda run_dir: curve)
-    demo.run_demo(tmp_path / "demo", budget=1e9, preset="tiny")
+    demo.run_demo(tmp_path / "demo", budget=1e9, preset="tiny", procs=1)  # in this process: train is replaced
     demo_layouts = {"baseline AB": ("AB", 1, 0.0, "none"), "RINS A^2B": ("A^2B", 1, 0.0, "none"),
                     "stoch. RINS A^3B p_s=0.5 + adapters": ("A^3B", 1, 0.5, "round")}
     for label, colours in _line_colours(seen["figs"][-1].axes[0]).items():
