@@ -101,12 +101,16 @@ def adaptive_section(files: list[str | Path], out: str | Path, margin: float = 0
                     fixed_rows[row["r"]].append(row)
         r_max = es[0]["adaptive"][0]["r_max"]
         rules: dict[str, list[tuple[dict, float | None]]] = defaultdict(list)
+        beyond: dict[str, list[float]] = defaultdict(list)  # past the fixed range: loss − the best cheaper fixed
         for e in es:
             fixed = [(row["flops_per_token"], row["loss"]) for row in e["results"]
                      if row["r"] is not None and row["r"] <= r_max]
             for a in e["adaptive"]:
                 ref = frontier_gap(fixed, a["flops_per_token"])
                 rules[a["rule"]].append((a, None if ref is None else a["loss"] - ref))
+                cheaper = [loss for fl, loss in fixed if fl <= a["flops_per_token"]]
+                if ref is None and cheaper:
+                    beyond[a["rule"]].append(a["loss"] - min(cheaper))
         rows, g = [], {"layout": layout, "data": text, "seeds": [e["seed"] for e in es], "fixed": {}, "rules": {}}
         for r, rs in sorted(fixed_rows.items()):
             m, se = _mean_se([x["loss"] for x in rs])
@@ -124,6 +128,12 @@ def adaptive_section(files: list[str | Path], out: str | Path, margin: float = 0
                                 "delta": dm, "delta_se": dse, "n": len(items)}
             delta = "outside the fixed range" if dm != dm else (
                 f"{dm:+.4f}" + (f" ± {2 * dse:.4f}" if dse == dse else ""))
+            if dm != dm and len(beyond[rule]) == len(items):  # costs more than r_max: against the best fixed depth
+                bm, bse = _mean_se(beyond[rule])
+                what = "dominated" if bm > 0 else "below every fixed depth"
+                delta = (f"more FLOPs than r = {r_max}; {what}: {bm:+.4f}" + (f" ± {2 * bse:.4f}" if bse == bse else "")
+                         + " vs the best fixed depth")
+                g["rules"][rule]["beyond"], g["rules"][rule]["beyond_se"] = bm, bse
             rows.append([rule, f"{m:.4f}" + (f" ± {2 * se:.4f}" if se == se else ""), f"{rounds:.2f}",
                          f"{fl / 1e6:.3f}", delta])
         png = out / f"adaptive_{i}.png"

@@ -218,6 +218,22 @@ def test_frontier_interpolates_between_fixed_depths():
     assert frontier_gap(fixed, 0.5) is None and frontier_gap(fixed, 3.5) is None  # no extrapolation
 
 
+def test_a_rule_that_costs_more_than_r_max_is_compared_with_the_best_fixed_depth(tmp_path):
+    """Past the fixed-depth range (head reads make a rule dearer than r_max) the table says whether the rule is
+    dominated (more FLOPs and a higher loss than a fixed depth) or below every fixed depth, by how much."""
+    from rins.adaptive_report import adaptive_section
+
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps({"run": str(tmp_path / "A2B-s0"), "data": "val", "results": [
+        {"r": 1, "flops_per_token": 1e6, "loss": 3.0}, {"r": 2, "flops_per_token": 2e6, "loss": 2.5}], "adaptive": [
+        {"rule": "kl=0.1", "r_max": 2, "flops_per_token": 2.5e6, "loss": 2.6, "mean_rounds": 1.9},
+        {"rule": "kl=0.01", "r_max": 2, "flops_per_token": 2.6e6, "loss": 2.4, "mean_rounds": 2.0}]}))
+    md, data = adaptive_section([ev], tmp_path)
+    assert "| kl=0.1 | 2.6000 | 1.90 | 2.500 | more FLOPs than r = 2; dominated: +0.1000 vs the best fixed depth |" in md
+    assert "| kl=0.01 | 2.4000 | 2.00 | 2.600 | more FLOPs than r = 2; below every fixed depth: -0.1000 vs" in md
+    assert data["groups"][0]["rules"]["kl=0.1"]["beyond"] == pytest.approx(0.1)
+
+
 def test_rins_report_draws_loss_against_flops_for_adaptive_depth(run, tmp_path, capsys):
     from rins.cli import main as cli
 
