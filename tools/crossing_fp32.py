@@ -37,13 +37,13 @@ def _label(cfg: dict) -> str:
     return sig
 
 
-def load_seeds(folder: Path) -> dict[str, dict[int, dict]]:
-    """label -> seed -> summary, for the summaries of ``folder`` (one learning rate per layout there: its grids
-    name the rate, so the sweep labels them as scans of one point)."""
+def load_seeds(folder: Path, size: str = "S") -> dict[str, dict[int, dict]]:
+    """label -> seed -> summary, for the summaries of ``folder`` at ``size`` and S's one learning rate per layout
+    (its grids name the rate, so the sweep labels them as scans of one point)."""
     out: dict[str, dict[int, dict]] = {}
     for p in sorted(folder.glob("*.json")):
         s = json.loads(p.read_text())
-        if s.get("format") != "rins-run-summary/1":
+        if s.get("format") != "rins-run-summary/1" or s.get("size", "S") != size:
             continue
         out.setdefault(_label(s["config"]), {})[int(s["config"]["seed"])] = s
     return out
