@@ -62,8 +62,12 @@ def _layout(run: Path) -> tuple[str, int, dict[str, Any] | None]:
 
 def frontier_gap(fixed: list[tuple[float, float]], flops: float) -> float | None:
     """The loss of the fixed-depth frontier at ``flops``: linear interpolation between the fixed points
-    ``(flops, loss)``; None outside their range (no extrapolation)."""
-    pts = sorted(fixed)
+    ``(flops, loss)``, each point's loss first lowered to the best of the cheaper ones (a deeper fixed r that is
+    worse than a shallower one is not what fixed depth offers at its cost: the shallower one is); None outside
+    their range (no extrapolation)."""
+    pts: list[tuple[float, float]] = []
+    for x, y in sorted(fixed):
+        pts.append((x, min(y, pts[-1][1]) if pts else y))
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
         if x0 <= flops <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (flops - x0) / (x1 - x0)

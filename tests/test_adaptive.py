@@ -216,6 +216,10 @@ def test_frontier_interpolates_between_fixed_depths():
     assert frontier_gap(fixed, 1.5) == pytest.approx(2.9)
     assert frontier_gap(fixed, 3.0) == pytest.approx(2.7)
     assert frontier_gap(fixed, 0.5) is None and frontier_gap(fixed, 3.5) is None  # no extrapolation
+    # a deeper r that is worse than a shallower one: at its cost fixed depth still offers the shallower one's loss
+    rising = [(1.0, 3.0), (2.0, 2.5), (3.0, 2.8)]
+    assert frontier_gap(rising, 2.5) == pytest.approx(2.5) and frontier_gap(rising, 3.0) == pytest.approx(2.5)
+    assert frontier_gap(rising, 1.5) == pytest.approx(2.75)
 
 
 def test_a_rule_that_costs_more_than_r_max_is_compared_with_the_best_fixed_depth(tmp_path):
@@ -229,7 +233,7 @@ def test_a_rule_that_costs_more_than_r_max_is_compared_with_the_best_fixed_depth
         {"rule": "kl=0.1", "r_max": 2, "flops_per_token": 2.5e6, "loss": 2.6, "mean_rounds": 1.9},
         {"rule": "kl=0.01", "r_max": 2, "flops_per_token": 2.6e6, "loss": 2.4, "mean_rounds": 2.0}]}))
     md, data = adaptive_section([ev], tmp_path)
-    assert "| kl=0.1 | 2.6000 | 1.90 | 2.500 | more FLOPs than r = 2; dominated: +0.1000 vs the best fixed depth |" in md
+    assert "| kl=0.1 | 2.6000 | 1.90 | 2.500 | more FLOPs than r = 2; dominated: +0.1000 vs the best fixed depth" in md
     assert "| kl=0.01 | 2.4000 | 2.00 | 2.600 | more FLOPs than r = 2; below every fixed depth: -0.1000 vs" in md
     assert data["groups"][0]["rules"]["kl=0.1"]["beyond"] == pytest.approx(0.1)
 
