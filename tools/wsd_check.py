@@ -13,7 +13,6 @@ bf16 difference; and each recursive layout's gap to AB under each schedule.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +20,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools.blocks import write_block  # noqa: E402
+
 RESULTS = ROOT / "results" / "wsd-check"
 STUDY = ROOT / "results" / "study-long"
 BLOCK = "wsd_check"
@@ -108,12 +111,7 @@ def main() -> int:
         print(text)
         return 0
     md = ROOT / "RESULTS.md"
-    doc = md.read_text()
-    pat = re.compile(rf"(<!-- begin:{BLOCK}[^>]*-->\n).*?(\n<!-- end:{BLOCK} -->)", re.S)
-    if not pat.search(doc):
-        print(f"RESULTS.md has no <!-- begin:{BLOCK} --> block", file=sys.stderr)
-        return 1
-    md.write_text(pat.sub(lambda m: m.group(1) + text + m.group(2), doc))
+    md.write_text(write_block(md.read_text(), BLOCK, text + "\n"))
     return 0
 
 
