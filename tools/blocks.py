@@ -7,7 +7,8 @@ import re
 
 
 def _pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- begin:{re.escape(name)}[^>]*-->\n)(.*?)(<!-- end:{re.escape(name)} -->)", re.S)
+    # the name ends at a space or the marker's end, so that block "a" does not match "a_M"'s begin line
+    return re.compile(rf"(<!-- begin:{re.escape(name)}(?:\s[^>]*)?-->\n)(.*?)(<!-- end:{re.escape(name)} -->)", re.S)
 
 
 def read_block(text: str, name: str) -> str | None:

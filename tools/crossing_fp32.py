@@ -1,13 +1,15 @@
-"""The crossing at size S, measured in float32 (configs/crossing-fp32.toml), against what the study's bf16 fits
-predicted; the block of RESULTS.md's "The crossing at size S, in float32" section.
+"""The crossing measured in float32 (configs/crossing-fp32.toml), against what the study's bf16 fits predicted;
+the blocks of RESULTS.md's float32 crossing sections (size S: "crossing_fp32", size M: "crossing_fp32_M").
 
-    .venv/bin/python tools/crossing_fp32.py            # prints the block
-    .venv/bin/python tools/crossing_fp32.py --write    # rewrites it in RESULTS.md
+    .venv/bin/python tools/crossing_fp32.py            # prints the blocks
+    .venv/bin/python tools/crossing_fp32.py --write    # rewrites them in RESULTS.md
 
-Measured: each layout's final held-out loss at 2.2e14 FLOPs (seed 0, float32), at every inference depth, on the
-held-out documents and on the out-of-domain kernel docs, and its gap to `AB`. Predicted: the study's seed-0 curves
-at size S (results/study-long, bf16, the main grid: 2.2e12 … 7e13) fitted per layout (`β·C^−c + ε∞`) and
-extrapolated to 2.2e14, with 95% residual-bootstrap intervals (rins.study_report.predict_budget).
+Measured: each layout's final held-out loss at its float32 budget (seed 0), at every inference depth, on the
+held-out documents and on the out-of-domain kernel docs, and its gap to `AB`; with 2+ seeds, the gaps paired by
+seed. Where a layout was trained at several learning rates (size M's grids), each layout is taken at its best rate
+(lowest seed-0 loss), and the rates tried are listed. Predicted: the study's seed-0 curves at that size
+(results/study-long, bf16, the main grid) fitted per layout (`β·C^−c + ε∞`) and extrapolated to the budget, with
+95% residual-bootstrap intervals (rins.study_report.predict_budget).
 """
 
 from __future__ import annotations
@@ -38,21 +40,51 @@ def _label(cfg: dict) -> str:
     return sig
 
 
-def load_seeds(folder: Path, size: str = "S") -> dict[str, dict[int, dict]]:
-    """label -> seed -> summary, for the summaries of ``folder`` at ``size`` and S's one learning rate per layout
-    (its grids name the rate, so the sweep labels them as scans of one point)."""
-    out: dict[str, dict[int, dict]] = {}
+def _by_rate(folder: Path, size: str) -> dict[str, dict[float, dict[int, dict]]]:
+    """label -> learning rate -> seed -> summary, for the summaries of ``folder`` at ``size``."""
+    out: dict[str, dict[float, dict[int, dict]]] = {}
     for p in sorted(folder.glob("*.json")):
         s = json.loads(p.read_text())
         if s.get("format") != "rins-run-summary/1" or s.get("size", "S") != size:
             continue
-        out.setdefault(_label(s["config"]), {})[int(s["config"]["seed"])] = s
+        lr = float(s["config"]["optim"]["lr"])
+        out.setdefault(_label(s["config"]), {}).setdefault(lr, {})[int(s["config"]["seed"])] = s
     return out
 
 
-def load(folder: Path) -> dict[str, dict]:
-    """label -> seed-0 summary of ``folder``."""
-    return {label: seeds[0] for label, seeds in load_seeds(folder).items() if 0 in seeds}
+def _best_rate(rates: dict[float, dict[int, dict]]) -> float:
+    """The rate with the lowest seed-0 loss (the lowest mean loss where no rate has seed 0)."""
+    def key(lr: float) -> tuple[int, float]:
+        runs = rates[lr]
+        if 0 in runs:
+            return 0, float(runs[0]["val_loss"])
+        return 1, sum(float(r["val_loss"]) for r in runs.values()) / len(runs)
+    return min(rates, key=key)
+
+
+def load_seeds(folder: Path, size: str = "S") -> dict[str, dict[int, dict]]:
+    """label -> seed -> summary, for the summaries of ``folder`` at ``size``, each layout at its best learning rate
+    (:func:`_best_rate`; S's grids have one rate per layout)."""
+    return {label: rates[_best_rate(rates)] for label, rates in _by_rate(folder, size).items()}
+
+
+def load(folder: Path, size: str = "S") -> dict[str, dict]:
+    """label -> seed-0 summary of ``folder`` at ``size``."""
+    return {label: seeds[0] for label, seeds in load_seeds(folder, size).items() if 0 in seeds}
+
+
+def rates_note(folder: Path, size: str) -> str:
+    """One line per layout trained at more than one rate: each rate's seed-0 loss and the one kept; empty else."""
+    lines = []
+    for label, rates in sorted(_by_rate(folder, size).items()):
+        if len(rates) < 2:
+            continue
+        best = _best_rate(rates)
+        tried = ", ".join(f"{lr:g}: {float(r[0]['val_loss']):.4f}" if 0 in r else f"{lr:g}: no seed 0"
+                          for lr, r in sorted(rates.items()))
+        lines.append(f"- `{label}`: {tried} → {best:g}")
+    return ("\nLearning rates tried (seed-0 loss; each layout is taken at its best):\n\n" + "\n".join(lines) + "\n"
+            if lines else "")
 
 
 def _mean_2se(xs: list[float]) -> str:
@@ -111,12 +143,16 @@ def _ood(s: dict) -> float | None:
     return float(found[0]["loss"]) if found else None
 
 
-def block() -> str:
-    runs = load(RESULTS)
+EXPECTED = {"S": {"AB", "A^2B", "A^3B p_s=0.5 + round adapters"}, "M": {"AB", "A^2B"}}
+
+
+def block(size: str = "S") -> str:
+    """The markdown block of ``size``: the seed-0 table, the rates tried, the paired-over-seeds table."""
+    runs = load(RESULTS, size)
     if "AB" not in runs:
-        return "_No run of configs/crossing-fp32.toml has finished yet._\n"
+        return f"_No size-{size} run of configs/crossing-fp32.toml has finished yet._\n"
     ab = runs["AB"]
-    curves = study_curves()
+    curves = study_curves(size)
     rows = ["| layout | tokens (passes) | held-out loss, fp32 | Δ vs `AB` | per depth r = 1 … | kernel docs (OOD) | "
             "Δ OOD vs `AB` | bf16 fit's prediction: loss (95%) | predicted Δ (95%) |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -139,19 +175,25 @@ def block() -> str:
         passes = s["tokens"] / TRAIN_TOKENS
         rows.append(f"| `{label}` | {s['tokens'] / 1e6:.1f} M ({passes:.2f}) | {loss:.4f} | {d_loss} | "
                     f"{per_r or '—'} | {ood_txt} | {d_ood} | {p_loss} | {p_gap} |")
-    missing = sorted({"AB", "A^2B", "A^3B p_s=0.5 + round adapters"} - set(runs))
+    missing = sorted(EXPECTED.get(size, {"AB"}) - set(runs))
     note = f"\nNot finished yet: {', '.join(f'`{m}`' for m in missing)}.\n" if missing else ""
-    return "\n".join(rows) + "\n" + note + paired_block(load_seeds(RESULTS))
+    return "\n".join(rows) + "\n" + note + rates_note(RESULTS, size) + paired_block(load_seeds(RESULTS, size))
+
+
+BLOCKS = {"S": BLOCK, "M": BLOCK + "_M"}
 
 
 def main() -> None:
-    text = block()
     if "--write" not in sys.argv:
-        print(text)
+        for size in BLOCKS:
+            print(f"--- size {size} ---\n{block(size)}")
         return
     path = ROOT / "RESULTS.md"
-    path.write_text(write_block(path.read_text(), BLOCK, text))
-    print(f"wrote the {BLOCK} block of {path}")
+    text = path.read_text()
+    for size, name in BLOCKS.items():
+        text = write_block(text, name, block(size))
+    path.write_text(text)
+    print(f"wrote the {', '.join(BLOCKS.values())} blocks of {path}")
 
 
 if __name__ == "__main__":
