@@ -120,13 +120,14 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(corpus, cache, tmp_path, caps
     monkeypatch.setattr(T, "_optimise", optimise)
     argv = ["train", "--preset", "tiny", "--data.corpus", str(corpus), "--data.cache_dir", str(cache), "--out-dir",
             str(tmp_path), "--name", "cc", "--budget.steps", "6", "--progress", "false"]
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under nohup / a background job
     assert cli(argv) == 130
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("interrupted")]
     assert "Traceback" not in err and len(lines) == 1
     assert lines[0] == (f"interrupted: the run was checkpointed at step 2/6 in {tmp_path / 'cc'}; resume it with: "
                         f"rins {' '.join(argv)}")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) == before  # the caller's handler restored
     assert not (tmp_path / "cc.lock").exists()
     monkeypatch.setattr(T, "_optimise", real)
     assert cli(argv) == 0
