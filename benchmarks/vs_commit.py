@@ -96,13 +96,20 @@ def time_side(tree: Path, env: dict[str, str], preset: str | None, ov: list[str]
         handles.append(log)
         runs.append((subprocess.Popen(cmd, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT),
                      work / name / "log.jsonl", {}))
+    done = [0] * len(runs)  # bytes of each log already read: the poller parses only new, complete lines
     while any(p.poll() is None for p, _, _ in runs):  # note the moment each train record appears
-        for _, path, seen in runs:
-            if path.exists():
-                for line in path.read_text().splitlines():
-                    rec = json.loads(line) if line.strip().endswith("}") else {}
-                    if rec.get("event") == "train" and rec["step"] not in seen:
-                        seen[rec["step"]] = (time.perf_counter(), rec["tokens"])
+        for i, (_, path, seen) in enumerate(runs):
+            if not path.exists():
+                continue
+            with open(path, "rb") as fh:
+                fh.seek(done[i])
+                new = fh.read()
+            whole = new[:new.rfind(b"\n") + 1]
+            done[i] += len(whole)
+            for line in whole.decode().splitlines():
+                rec = json.loads(line)
+                if rec.get("event") == "train":
+                    seen.setdefault(rec["step"], (time.perf_counter(), rec["tokens"]))
         time.sleep(0.01)
     for h in handles:
         h.close()
