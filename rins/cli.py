@@ -605,10 +605,14 @@ def main(argv: list[str] | None = None) -> int:
         import shlex
 
         again = shlex.join(["rins", *[x for x in argv if x not in ("--no-resume", "--extend")]])
+        worker = argv[:1] == ["sweep"] and "--worker" in argv  # a sweep's worker: its parent says how to resume
         if hasattr(e, "run_dir"):  # rins.train.TrainingInterrupted: stopped at a step end, checkpointed
-            print(f"interrupted: the run was checkpointed at step {e.step}/{e.total} in {e.run_dir}; resume it "
-                  f"with: {again}", file=sys.stderr)
-        elif argv[:1] in (["train"], ["demo"]):
+            print(f"interrupted: the run was checkpointed at step {e.step}/{e.total} in {e.run_dir}"
+                  + ("" if worker else f"; resume it with: {again}"), file=sys.stderr)
+        elif hasattr(e, "unfinished"):  # rins.sweep.SweepInterrupted: its workers checkpointed and stopped
+            print(f"interrupted: {len(e.unfinished)} selected runs not finished (each keeps its last checkpoint); "
+                  f"resume with: {again}", file=sys.stderr)
+        elif argv[:1] in (["train"], ["demo"], ["sweep"]) and not worker:
             what = "the run keeps its" if argv[:1] == ["train"] else "each run keeps its"
             print(f"interrupted: {what} last checkpoint, if any; resume with: {again}", file=sys.stderr)
         else:

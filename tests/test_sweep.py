@@ -135,6 +135,51 @@ def test_parallel_workers_train_every_run_once(corpus, cache, tmp_path):
         assert steps == sorted(set(steps))  # one trainer per run: no step logged twice
 
 
+def test_ctrl_c_on_a_parallel_sweep_reaches_its_workers(corpus, cache, tmp_path):
+    """SIGINT to the parent of a ``--procs 2`` sweep (``kill -INT``, or Ctrl-C: the workers have their own process
+    group, so it reaches them once, through the parent) stops both workers at a step end with a checkpoint; the
+    parent ends with one line naming the user's command to resume (not the workers' internal one)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rins.checkpoint import latest_checkpoint
+
+    grid = GRID2.replace("budgets = [1.5e9]", "budgets = [5e11]")  # thousands of steps: still running when hit
+    sw = write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", grid)
+    sw.write_text(sw.read_text().replace("ckpt_every = 2", "ckpt_every = 100000\nlog_every = 1"))
+    runs = load_sweep(sw).runs
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.Popen([sys.executable, "-m", "rins.cli", "sweep", str(sw), "--procs", "2"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while not all(read_log(r.run_dir, "train") for r in runs if (r.run_dir / "log.jsonl").exists()) or \
+                not all((r.run_dir / "log.jsonl").exists() for r in runs):
+            assert p.poll() is None and time.time() < deadline, p.communicate()
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=240)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, (out, err)
+    assert "Traceback" not in err and "--worker" not in err
+    mine = [x for x in err.splitlines() if x.startswith("interrupted")]
+    assert mine[-1] == f"interrupted: 2 selected runs not finished (each keeps its last checkpoint); resume with: " \
+                       f"rins sweep {sw} --procs 2"
+    for r in runs:  # each worker stopped at a step end and checkpointed there (ckpt_every alone never would)
+        line = next(x for x in mine if x.endswith(f" in {r.run_dir}"))
+        step = int(re.search(r"at step (\d+)/", line).group(1))
+        ck = latest_checkpoint(r.run_dir)
+        assert ck is not None and ck.name == f"step_{step:08d}", (ck, line)
+        assert not is_complete(r.run_dir) and not r.run_dir.with_name(r.run_dir.name + ".lock").exists()
+    assert "failed" not in out
+
+
 def test_bad_sweep_files_give_clear_errors(tmp_path, capsys):
     p = tmp_path / "bad.toml"
     p.write_text("[base]\npreset = 'tiny'\n")
