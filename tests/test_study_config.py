@@ -264,3 +264,32 @@ def test_crossing_fp32_pairs_each_layout_with_ab_of_the_same_seed():
     assert "| `A^2B` | 0, 1 | +0.0100, +0.0300 | +0.0200 ± 0.0200 | -0.0200, -0.0100 | -0.0150 ± 0.0100 |" in text
     assert "A^3B" not in text  # one seed: no pair to average
     assert mod.paired_block({"AB": seeds["AB"], "A^3B": seeds["A^3B"]}) == ""
+
+
+def test_crossing_fp32_gap_at_equal_tokens(tmp_path, monkeypatch):
+    """The equal-tokens column: a layout's loss minus `AB`'s final loss interpolated in log tokens between `AB`'s
+    runs (the study's, scans left out, and this study's own); outside their range it says so."""
+    mod = _tool("crossing_fp32")
+    study, res = tmp_path / "study", tmp_path / "res"
+    study.mkdir()
+    res.mkdir()
+
+    def write(folder: Path, name: str, sig: str, tokens: float, loss: float, **extra) -> None:
+        cfg = {"model": {"signature": sig}, "optim": {"lr": 4e-3}, "seed": 0}
+        s = {"format": "rins-run-summary/1", "size": "M", "config": cfg, "val_loss": loss, "val_loss_r": {},
+             "budget": tokens * 1e7, "tokens": tokens, **extra}
+        (folder / f"{name}.json").write_text(json.dumps(s))
+
+    write(study, "M_AB_C1e13_s0", "AB", 1e6, 4.0)
+    write(study, "M_AB_C1e14_s0", "AB", 1e8, 3.0, holdout=True)  # a held-out budget is a measured point too
+    write(study, "M_AB_C1e14_lr9_s0", "AB", 1e7, 9.0, lr_scan=True)  # a rate scan is not
+    write(res, "M_AB", "AB", 1e9, 2.0)
+    write(res, "M_A2B", "A^2B", 1e7, 3.4)
+    write(res, "M_A3B", "A^3B", 1e10, 1.9)
+    monkeypatch.setattr(mod, "STUDY", study)
+    monkeypatch.setattr(mod, "RESULTS", res)
+    assert mod.ab_token_points("M") == [(1e6, 4.0), (1e8, 3.0), (1e9, 2.0)]
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in mod.block("M").splitlines() if line.startswith("| `")}
+    assert rows["| `A^2B`"][7] == "-0.1000"  # 3.4 − 3.5, half way between 1e6 and 1e8 in log tokens
+    assert rows["| `A^3B`"][7] == "outside `AB`'s tokens"
+    assert rows["| `AB`"][7] == ""

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rins.study_report import predict_budget  # noqa: E402
+from rins.study_report import equal_tokens_gap, predict_budget  # noqa: E402
 from tools.blocks import write_block  # noqa: E402
 
 RESULTS = ROOT / "results" / "crossing-fp32"
@@ -130,6 +130,20 @@ def study_curves(size: str = "S") -> dict[str, dict[float, float]]:
     return curves
 
 
+def ab_token_points(size: str = "S") -> list[tuple[float, float]]:
+    """(tokens, final loss) of `AB` seed 0: the study's main-grid runs at ``size`` (bf16) and this study's float32
+    runs (each at its best rate), the baseline that :func:`equal_tokens_gap` interpolates in log tokens."""
+    pts = []
+    for p in sorted(STUDY.glob(f"{size}_AB_*_s0.json")):
+        s = json.loads(p.read_text())
+        if not s.get("lr_scan") and s.get("size") == size and _label(s["config"]) == "AB":  # held-out budgets too
+            pts.append((float(s["tokens"]), float(s["val_loss"])))
+    ab = load(RESULTS, size).get("AB")
+    if ab is not None:
+        pts.append((float(ab["tokens"]), float(ab["val_loss"])))
+    return sorted(pts)
+
+
 def _trained_r(s: dict) -> int | None:
     """The depth the run was trained at (its main loss is that depth's), None for a plain model."""
     return next((int(k) for k, v in (s.get("val_loss_r") or {}).items() if v == s["val_loss"]), None)
@@ -154,9 +168,10 @@ def block(size: str = "S") -> str:
     ab = runs["AB"]
     curves = study_curves(size)
     rows = ["| layout | tokens (passes) | held-out loss, fp32 | Δ vs `AB` | per depth r = 1 … | kernel docs (OOD) | "
-            "Δ OOD vs `AB` | bf16 fit's prediction: loss (95%) | predicted Δ (95%) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "Δ OOD vs `AB` | Δ vs `AB` at equal tokens | bf16 fit's prediction: loss (95%) | predicted Δ (95%) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     ab_ood = _ood(ab)
+    ab_pts = ab_token_points(size)
     for label, s in sorted(runs.items(), key=lambda kv: (kv[0] != "AB", kv[0])):
         loss = float(s["val_loss"])
         per_r = ", ".join(f"{v:.4f}" for _, v in sorted((int(k), v) for k, v in (s.get("val_loss_r") or {}).items()))
@@ -173,8 +188,10 @@ def block(size: str = "S") -> str:
         ood_txt = "n/a" if ood is None else f"{ood:.4f}"
         d_ood = "" if label == "AB" or ood is None or ab_ood is None else f"{ood - ab_ood:+.4f}"
         passes = s["tokens"] / TRAIN_TOKENS
+        eq = None if label == "AB" else equal_tokens_gap(ab_pts, float(s["tokens"]), loss)
+        d_eq = "" if label == "AB" else ("outside `AB`'s tokens" if eq is None else f"{eq:+.4f}")
         rows.append(f"| `{label}` | {s['tokens'] / 1e6:.1f} M ({passes:.2f}) | {loss:.4f} | {d_loss} | "
-                    f"{per_r or '—'} | {ood_txt} | {d_ood} | {p_loss} | {p_gap} |")
+                    f"{per_r or '—'} | {ood_txt} | {d_ood} | {d_eq} | {p_loss} | {p_gap} |")
     missing = sorted(EXPECTED.get(size, {"AB"}) - set(runs))
     note = f"\nNot finished yet: {', '.join(f'`{m}`' for m in missing)}.\n" if missing else ""
     return "\n".join(rows) + "\n" + note + rates_note(RESULTS, size) + paired_block(load_seeds(RESULTS, size))
