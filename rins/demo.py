@@ -13,11 +13,14 @@ from their logs, and each run's own output goes to ``OUT/<run>.out``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from .hardware import BF16_EMULATED, native_bf16
 from .plots import model_color, plot_curves
 from .runfiles import atomic_write_text
 from .runs import is_complete, read_log
+from .stopping import forward_stop_signals, own_process_group
 from .tables import format_table
 from .train import train
 
@@ -153,7 +157,9 @@ def run_demo(out_dir: str | Path = "runs/demo", budget: float | None = None, pre
 
 
 def _train_child(cfg: Any, resume: bool, out_file: str) -> None:
-    """One demo run in a worker process; its console output goes to ``out_file``."""
+    """One demo run in a worker process; its console output goes to ``out_file``. The worker is in its own
+    process group: stop signals reach it once, forwarded by the parent (:mod:`rins.stopping`)."""
+    own_process_group()
     with open(out_file, "a", encoding="utf-8") as fh:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
@@ -168,45 +174,56 @@ def _train_at_once(cfgs: list[tuple[str, Any]], procs: int, fresh: bool, out: Pa
     todo = [(label, cfg) for label, cfg in cfgs if fresh or not is_complete(cfg.run_dir())]
     if not todo:
         return
-    ctx = mp.get_context("spawn")  # a fresh interpreter: no forked torch thread pools or locks
     waiting, running, t0 = list(todo), [], time.time()
     threads = todo[0][1].threads
     print(f"[rins demo] training {len(todo)} runs, {min(procs, len(todo))} at once ({threads} thread"
           f"{'s' * (threads != 1)} each); each run's output: {out}/<run>.out", flush=True)
-    last, seen = 0.0, {}
-    try:
-        while waiting or running:
-            while waiting and len(running) < procs:
-                label, cfg = waiting.pop(0)
-                out_file = out / f"{cfg.name}.out"
-                p = ctx.Process(target=_train_child, args=(cfg, not fresh, str(out_file)), name=cfg.name)
-                p.start()
-                running.append((label, cfg, p, out_file))
-            time.sleep(min(1.0, poll_s))
-            for item in list(running):
-                label, cfg, p, out_file = item
+    with forward_stop_signals(lambda: [p.pid for _, _, p, _ in running if p.is_alive() and p.pid], "rins demo") \
+            as stopped:
+        try:
+            _watch(waiting, running, procs, fresh, out, poll_s, t0, stopped)
+        finally:  # stopped, or one run failed: the others checkpoint at their step end (or are ended) first
+            for _, _, p, _ in running:
+                p.join(timeout=120)
                 if p.is_alive():
-                    continue
-                running.remove(item)
-                if p.exitcode != 0:
-                    for _, _, q, _ in running:
-                        q.terminate()
-                    tail = out_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-                    raise RuntimeError(f"demo run {label!r} failed (exit code {p.exitcode}); its output is in "
-                                       f"{out_file}, ending:\n" + "\n".join(tail))
-                ev = read_log(cfg.run_dir(), "eval")
-                print(f"[rins demo] {label}: done after {time.time() - t0:.0f} s"
-                      + (f", held-out loss {ev[-1]['val_loss']:.4f}" if ev and "val_loss" in ev[-1] else ""),
-                      flush=True)
-            if running and time.time() - last >= poll_s:
-                last = time.time()
-                print(f"[rins demo] {_progress([(lb, c) for lb, c, _, _ in running], t0, seen)}", flush=True)
-    except KeyboardInterrupt:  # the workers got the same Ctrl-C: each checkpoints at its step's end and stops
-        for _, _, p, _ in running:
-            p.join(timeout=120)
+                    p.terminate()
+    if stopped():
+        raise KeyboardInterrupt
+
+
+def _watch(waiting: list[tuple[str, Any]], running: list[tuple[str, Any, Any, Path]], procs: int, fresh: bool,
+           out: Path, poll_s: float, t0: float, stopped: Callable[[], bool]) -> None:
+    """Start the ``waiting`` runs, up to ``procs`` at once, and report each as it ends, until every run is done
+    or ``stopped()``; a failed run raises (after asking the others to stop), naming its output file."""
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no forked torch thread pools or locks
+    last, seen = 0.0, {}
+    while (waiting or running) and not stopped():
+        while waiting and len(running) < procs:
+            label, cfg = waiting.pop(0)
+            out_file = out / f"{cfg.name}.out"
+            p = ctx.Process(target=_train_child, args=(cfg, not fresh, str(out_file)), name=cfg.name)
+            p.start()
+            running.append((label, cfg, p, out_file))
+        time.sleep(min(1.0, poll_s))
+        for item in list(running):
+            label, cfg, p, out_file = item
             if p.is_alive():
-                p.terminate()
-        raise
+                continue
+            running.remove(item)
+            if p.exitcode != 0:
+                for _, _, q, _ in running:  # the others checkpoint at their step end and stop
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(q.pid, signal.SIGINT)
+                tail = out_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+                raise RuntimeError(f"demo run {label!r} failed (exit code {p.exitcode}); its output is in "
+                                   f"{out_file}, ending:\n" + "\n".join(tail))
+            ev = read_log(cfg.run_dir(), "eval")
+            print(f"[rins demo] {label}: done after {time.time() - t0:.0f} s"
+                  + (f", held-out loss {ev[-1]['val_loss']:.4f}" if ev and "val_loss" in ev[-1] else ""),
+                  flush=True)
+        if running and time.time() - last >= poll_s:
+            last = time.time()
+            print(f"[rins demo] {_progress([(lb, c) for lb, c, _, _ in running], t0, seen)}", flush=True)
 
 
 def _progress(running: list[tuple[str, Any]], t0: float, seen: dict[str, tuple[float, int]]) -> str:

@@ -65,7 +65,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -85,6 +84,7 @@ from .runs import (
     summary_path,
     write_run_summary,
 )
+from .stopping import forward_stop_signals
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
            "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "train_spec", "TrunkBusy"]
@@ -542,40 +542,6 @@ class SweepInterrupted(KeyboardInterrupt):
         self.unfinished = unfinished
 
 
-def _wait_workers(workers: list[subprocess.Popen]) -> tuple[list[int], bool]:
-    """Wait for the worker processes, forwarding SIGINT and SIGTERM sent to this process to them as SIGINT.
-
-    The workers run in their own process group, so a terminal's Ctrl-C reaches them once, through here (a
-    signal sent to the group as well would count as the second Ctrl-C, which stops a run without its step-end
-    checkpoint), and ``kill -INT`` on this process stops them too. The first signal asks each worker to finish
-    its step, checkpoint and stop; a second stops them at once. Returns the exit codes and whether any signal came.
-    """
-    import threading
-
-    hits = 0
-
-    def forward(signum: int, frame: Any) -> None:
-        nonlocal hits
-        hits += 1
-        if hits == 1:
-            print("[sweep] stopping: each worker checkpoints its run at the end of its step (Ctrl-C again to stop "
-                  "at once)", file=sys.stderr, flush=True)
-        for w in workers:
-            if w.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    w.send_signal(signal.SIGINT)
-
-    old: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        rcs = [w.wait() for w in workers]
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    return rcs, hits > 0
-
-
 def _copy_trunk(src: Path, dst: Path) -> None:
     """Copy the finished run ``src`` (its checkpoints, pre-decay state, log, config, tokenizer) to ``dst``, the
     branch that continues it; through a temporary folder renamed at the end, so a kill leaves no half copy."""
@@ -695,10 +661,11 @@ def run_sweep(sweep: Sweep, runs: list[RunSpec] | None = None, procs: int | None
             env = dict(os.environ)
             if gpus:  # pin worker k to one GPU (round robin)
                 env["CUDA_VISIBLE_DEVICES"] = str(gpus[k % len(gpus)])
-            # own process group: signals reach the workers only through _wait_workers (forwarded once)
+            # their own process group: stop signals reach them once, forwarded (rins.stopping)
             workers.append(subprocess.Popen(cmd + ["--worker-id", str(k)], env=env, process_group=0))
-        rcs, interrupted = _wait_workers(workers)
-        if interrupted:
+        with forward_stop_signals(lambda: [w.pid for w in workers if w.poll() is None], "sweep") as stopped:
+            rcs = [w.wait() for w in workers]
+        if stopped():
             raise SweepInterrupted([r.name for r in runs if not _trained(r, sweep.results_dir)])
         res = {"trained": [], "skipped": [], "busy": [], "failed": []}
         for r in runs:

@@ -617,23 +617,27 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class _StopOnInterrupt:
-    """The first Ctrl-C (SIGINT) asks the loop to stop at the end of the current step and checkpoint; a second
-    one interrupts at once. Only in the main thread of the main process (signal handlers live there)."""
+    """The first Ctrl-C (SIGINT) or SIGTERM (a scheduler's ``scancel``, ``docker stop``, a plain ``kill``) asks the
+    loop to stop at the end of the current step and checkpoint; a second one interrupts at once. Only in the main
+    thread of the main process (signal handlers live there)."""
 
     def __init__(self, active: bool) -> None:
         import signal
         import threading
 
         self._hit = False
-        self._old = None
+        self._old: dict[int, Any] = {}
         if active and threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._hit:
             raise KeyboardInterrupt
         self._hit = True
-        print("\n[rins] stopping after this step and checkpointing (Ctrl-C again to stop at once)",
+        import signal
+
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n[rins] {what}: stopping after this step and checkpointing (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
     def requested(self, run: _RunState) -> bool:
@@ -643,11 +647,11 @@ class _StopOnInterrupt:
         return hit
 
     def restore(self) -> None:
-        if self._old is not None:
-            import signal
+        import signal
 
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
 
 
 def _log_step(run: _RunState, logger: RunLogger, bar: Any, loss: torch.Tensor, gnorm: torch.Tensor, lr: float) -> None:

@@ -132,3 +132,32 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(corpus, cache, tmp_path, caps
     monkeypatch.setattr(T, "_optimise", real)
     assert cli(argv) == 0
     assert "resuming at step 2" in capsys.readouterr().out
+
+
+def test_sigterm_checkpoints_like_ctrl_c(corpus, cache, tmp_path, capsys, monkeypatch):
+    """SIGTERM (a scheduler's scancel, docker stop, a plain kill) also ends the step and checkpoints there."""
+    import os
+    import signal
+
+    import rins.train as T
+    from rins.checkpoint import latest_checkpoint
+    from rins.cli import main as cli
+
+    real = T._optimise
+
+    def optimise(run):
+        out = real(run)
+        if run.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(T, "_optimise", optimise)
+    argv = ["train", "--preset", "tiny", "--data.corpus", str(corpus), "--data.cache_dir", str(cache), "--out-dir",
+            str(tmp_path), "--name", "term", "--budget.steps", "6", "--progress", "false", "--ckpt_every", "100"]
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli(argv) == 130
+    err = capsys.readouterr().err
+    assert "[rins] SIGTERM: stopping after this step and checkpointing" in err
+    assert f"interrupted: the run was checkpointed at step 3/6 in {tmp_path / 'term'}" in err
+    assert latest_checkpoint(tmp_path / "term").name == "step_00000003"
+    assert signal.getsignal(signal.SIGTERM) == before

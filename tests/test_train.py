@@ -257,6 +257,42 @@ def test_demo_names_the_output_of_a_run_that_fails_in_its_worker(corpus, cache, 
     assert "NonFiniteError" in out.read_text()
 
 
+def test_demo_stop_signal_reaches_its_workers_once(corpus, cache, tmp_path):
+    """SIGINT to the demo's own process (Ctrl-C, whose workers are in their own process group, or ``kill -INT``)
+    is forwarded to its workers once: each checkpoints at the end of a step and stops, then the demo raises
+    KeyboardInterrupt (the CLI's one line says how to resume)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from rins.demo import run_demo
+    from rins.runs import is_complete
+
+    variants = [("baseline AB", {"signature": "AB"}), ("RINS A^2B", {"signature": "A^2B"})]
+    dirs = [tmp_path / "demo" / n for n in ("baseline-ab", "rins-a-2b")]
+
+    def hit_when_training() -> None:
+        deadline = time.time() + 240
+        while time.time() < deadline and not all(d.is_dir() and read_log(d, "train") for d in dirs):
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    threading.Thread(target=hit_when_training, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(out_dir=tmp_path / "demo", budget=5e11, preset="tiny", corpus=str(corpus), procs=2, poll_s=0.5,
+                 overrides=[f'data.cache_dir="{cache}"', "progress=false", "threads=1", "ckpt_every=100000",
+                            "log_every=1"], variants=variants)
+    assert signal.getsignal(signal.SIGINT) == before
+    for d in dirs:
+        out = (tmp_path / "demo" / f"{d.name}.out").read_text()
+        assert out.count("[rins] Ctrl-C: stopping after this step and checkpointing") == 1, out  # once, not twice
+        step = read_log(d, "train")[-1]["step"]
+        ck = latest_checkpoint(d)
+        assert ck is not None and ck.name == f"step_{step:08d}" and not is_complete(d)
+
+
 def test_demo_progress_eta_uses_the_recent_rate_not_the_startup(tmp_path, monkeypatch):
     """The progress line's ETA: remaining steps at the rate since the previous line (a slow compile at the
     start does not inflate it); none until every running run has moved."""
