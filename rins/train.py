@@ -505,7 +505,7 @@ def _loop(run: _RunState, stop_after: int | None) -> dict[str, Any]:
                    else ", RINS_PEAK_FLOPS)"))
     run.pace = _Pace(t0, run.step, run.tokens, run.flops, peak, "tok" if cfg.task == "lm" else "ex")
     run.model.train()
-    stop = _StopOnInterrupt(run.is_main)
+    stop = _StopOnInterrupt()  # on every rank: one rank's signal stops all at the same step (requested)
     try:
         while run.step < run.total:
             t_step = time.time()
@@ -618,16 +618,17 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class _StopOnInterrupt:
     """The first Ctrl-C (SIGINT) or SIGTERM (a scheduler's ``scancel``, ``docker stop``, a plain ``kill``) asks the
-    loop to stop at the end of the current step and checkpoint; a second one interrupts at once. Only in the main
-    thread of the main process (signal handlers live there)."""
+    loop to stop at the end of the current step and checkpoint; a second one interrupts at once. Only in a
+    process's main thread (signal handlers live there); under data parallelism every rank listens, and a signal to
+    any of them stops them all at the same step (:meth:`requested`)."""
 
-    def __init__(self, active: bool) -> None:
+    def __init__(self) -> None:
         import signal
         import threading
 
         self._hit = False
         self._old: dict[int, Any] = {}
-        if active and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, frame: Any) -> None:

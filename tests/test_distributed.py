@@ -68,9 +68,39 @@ def _worker(rank: int, world: int, port: int, jobs: list[dict]) -> None:
             from rins.config import TrainConfig
 
             cfg = TrainConfig.from_dict(job["cfg"])
+            if "sigterm" in job:  # a signal to one rank only (rank, step): every rank must stop at that step
+                _run_signalled(cfg, job["kind"], rank, *job["sigterm"])
+                continue
             run_distributed(cfg, job["kind"], stop_after=job.get("stop_after"), quiet=True)
     finally:
         dist.destroy_process_group()
+
+
+def _run_signalled(cfg, kind: str, rank: int, to_rank: int, at_step: int) -> None:
+    """Train ``cfg`` with SIGTERM sent to rank ``to_rank`` alone after step ``at_step``; the run must end with
+    TrainingInterrupted on every rank."""
+    import signal
+
+    import rins.train as T
+    from rins.train import run_distributed
+
+    real = T._optimise
+
+    def optimise(run):
+        out = real(run)
+        if rank == to_rank and run.step == at_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    T._optimise = optimise
+    try:
+        run_distributed(cfg, kind, quiet=True)
+    except T.TrainingInterrupted as e:
+        assert e.step == at_step, e
+    else:
+        raise AssertionError(f"rank {rank} was not interrupted")
+    finally:
+        T._optimise = real
 
 
 def _losses(run: Path) -> dict[int, float]:
@@ -109,6 +139,8 @@ def runs(tmp_path_factory) -> Path:
         {"cfg": _cfg(corpus, cache, out, "ddp_ckpt", **CKPT).to_dict(), "kind": "ddp"},
         {"cfg": _cfg(corpus, cache, out, "fsdp_compile", compile="true").to_dict(), "kind": "fsdp"},
         {"cfg": _cfg(corpus, cache, out, "ddp_compile", compile="true").to_dict(), "kind": "ddp"},
+        # SIGTERM (a scheduler's stop) to rank 1 alone: both ranks stop at the end of that step and checkpoint
+        {"cfg": _cfg(corpus, cache, out, "ddp_sigterm").to_dict(), "kind": "ddp", "sigterm": (1, 2)},
     ]
     mp.spawn(_worker, args=(2, _free_port(), jobs), nprocs=2, join=True)
     train(_cfg(corpus, cache, out, "fsdp_to_single"), quiet=True)
@@ -159,3 +191,13 @@ def test_distributed_checkpoint_is_the_single_process_format(runs):
     assert m1["optimizer"]["param_groups"] == m2["optimizer"]["param_groups"]
     assert m2["world_size"] == 2 and m2["dist"] == "fsdp"
     assert json.loads((runs / "fsdp" / "summary.json").read_text())["complete"]
+
+
+def test_a_stop_signal_to_one_rank_stops_every_rank_at_the_same_step(runs):
+    """Rank 1 alone got SIGTERM after step 2: both ranks raised TrainingInterrupted at step 2 (checked in the
+    workers) and the collective checkpoint is at step 2, resumable; the log ends there."""
+    from rins.checkpoint import latest_checkpoint
+
+    run = runs / "ddp_sigterm"
+    assert latest_checkpoint(run).name == "step_00000002"
+    assert sorted(_losses(run)) == [1, 2]
