@@ -22,13 +22,15 @@ __all__ = ["forward_stop_signals", "own_process_group"]
 @contextlib.contextmanager
 def forward_stop_signals(pids: Callable[[], Iterable[int]], what: str) -> Iterator[Callable[[], bool]]:
     """While active, SIGINT and SIGTERM sent to this process are forwarded as SIGINT to the live worker processes
-    ``pids()``: the first asks each to finish its step, checkpoint and stop; a second stops them at once.
+    ``pids()``: the first asks each to finish its step, checkpoint and stop; a second SIGINT stops them at once.
     ``what``: who is stopping, for the one line printed at the first signal. Yields ``stopped()``, true once a
     signal came. Outside the main thread (where handlers cannot be installed) nothing is forwarded."""
     hits = 0
 
     def forward(signum: int, frame: object) -> None:
         nonlocal hits
+        if hits and signum != signal.SIGINT:  # only a second Ctrl-C means "at once"; a SIGTERM now changes nothing
+            return
         hits += 1
         if hits == 1:
             print(f"[{what}] stopping: each worker checkpoints its run at the end of its step (Ctrl-C again to stop "

@@ -618,7 +618,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class _StopOnInterrupt:
     """The first Ctrl-C (SIGINT) or SIGTERM (a scheduler's ``scancel``, ``docker stop``, a plain ``kill``) asks the
-    loop to stop at the end of the current step and checkpoint; a second one interrupts at once. Only in a
+    loop to stop at the end of the current step and checkpoint; a second Ctrl-C interrupts at once. Only in a
     process's main thread (signal handlers live there); under data parallelism every rank listens, and a signal to
     any of them stops them all at the same step (:meth:`requested`)."""
 
@@ -632,11 +632,13 @@ class _StopOnInterrupt:
             self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self._hit:
-            raise KeyboardInterrupt
-        self._hit = True
         import signal
 
+        if self._hit:
+            if signum == signal.SIGINT:  # the user's second Ctrl-C
+                raise KeyboardInterrupt
+            return  # SIGTERM while stopping already (torchrun sends one after a Ctrl-C): the stop is under way
+        self._hit = True
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(f"\n[rins] {what}: stopping after this step and checkpointing (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
