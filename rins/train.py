@@ -618,15 +618,20 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class _StopOnInterrupt:
     """The first Ctrl-C (SIGINT) or SIGTERM (a scheduler's ``scancel``, ``docker stop``, a plain ``kill``) asks the
-    loop to stop at the end of the current step and checkpoint; a second Ctrl-C interrupts at once. Only in a
-    process's main thread (signal handlers live there); under data parallelism every rank listens, and a signal to
-    any of them stops them all at the same step (:meth:`requested`)."""
+    loop to stop at the end of the current step and checkpoint; a second Ctrl-C, :data:`AGAIN_AFTER_S` seconds
+    or more after the first, interrupts at once. A SIGINT sooner than that is the same Ctrl-C delivered twice (a
+    terminal signals the whole process group and a launcher such as ``torchrun`` forwards it to its workers as
+    well), and a later SIGTERM only repeats the request. Only in a process's main thread (signal handlers live
+    there); under data parallelism every rank listens, and a signal to any of them stops them all at the same
+    step (:meth:`requested`)."""
+
+    AGAIN_AFTER_S = 1.0
 
     def __init__(self) -> None:
         import signal
         import threading
 
-        self._hit = False
+        self._hit: float | None = None  # when the first signal came
         self._old: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -634,17 +639,17 @@ class _StopOnInterrupt:
     def _handle(self, signum: int, frame: Any) -> None:
         import signal
 
-        if self._hit:
-            if signum == signal.SIGINT:  # the user's second Ctrl-C
-                raise KeyboardInterrupt
-            return  # SIGTERM while stopping already (torchrun sends one after a Ctrl-C): the stop is under way
-        self._hit = True
+        if self._hit is not None:
+            if signum == signal.SIGINT and time.monotonic() - self._hit >= self.AGAIN_AFTER_S:
+                raise KeyboardInterrupt  # the user's second Ctrl-C
+            return  # the same request again: the stop is under way
+        self._hit = time.monotonic()
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(f"\n[rins] {what}: stopping after this step and checkpointing (Ctrl-C again to stop at once)",
               file=sys.stderr, flush=True)
 
     def requested(self, run: _RunState) -> bool:
-        hit = self._hit
+        hit = self._hit is not None
         if run.dist_ctx:  # every rank stops at the same step (the checkpoint is collective)
             hit = bool(run.dist_ctx.mean(torch.tensor(float(hit), device=run.device)) > 0)
         return hit

@@ -134,9 +134,45 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(corpus, cache, tmp_path, caps
     assert "resuming at step 2" in capsys.readouterr().out
 
 
-def test_sigterm_checkpoints_like_ctrl_c(corpus, cache, tmp_path, capsys, monkeypatch):
-    """SIGTERM (a scheduler's scancel, docker stop, a plain kill) also ends the step and checkpoints there; only a
-    second Ctrl-C stops at once, not a second SIGTERM."""
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_delivered_twice_checkpoints_at_the_step_end(sig, corpus, cache, tmp_path, capsys,
+                                                                   monkeypatch):
+    """SIGTERM (a scheduler's scancel, docker stop, a plain kill) ends the step and checkpoints there like Ctrl-C.
+    A signal delivered twice at once (a terminal's Ctrl-C reaches the whole process group and torchrun forwards
+    it too; scancel and torchrun both send SIGTERM) is one request, not "stop at once"."""
+    import os
+    import signal
+
+    import rins.train as T
+    from rins.checkpoint import latest_checkpoint
+    from rins.cli import main as cli
+
+    real = T._optimise
+    signum = getattr(signal, sig)
+
+    def optimise(run):
+        out = real(run)
+        if run.step == 3:
+            os.kill(os.getpid(), signum)
+            os.kill(os.getpid(), signum)
+        return out
+
+    monkeypatch.setattr(T, "_optimise", optimise)
+    argv = ["train", "--preset", "tiny", "--data.corpus", str(corpus), "--data.cache_dir", str(cache), "--out-dir",
+            str(tmp_path), "--name", "term", "--budget.steps", "6", "--progress", "false", "--ckpt_every", "100"]
+    before = signal.getsignal(signum)
+    assert cli(argv) == 130
+    err = capsys.readouterr().err
+    assert err.count("stopping after this step and checkpointing") == 1
+    assert f"[rins] {'Ctrl-C' if sig == 'SIGINT' else sig}: stopping after this step" in err
+    assert f"interrupted: the run was checkpointed at step 3/6 in {tmp_path / 'term'}" in err
+    assert latest_checkpoint(tmp_path / "term").name == "step_00000003"
+    assert signal.getsignal(signum) == before
+
+
+def test_a_second_ctrl_c_stops_at_once(corpus, cache, tmp_path, capsys, monkeypatch):
+    """A second Ctrl-C (after T._StopOnInterrupt.AGAIN_AFTER_S, here 0) stops inside the step: no step-end
+    checkpoint, the last periodic one is kept."""
     import os
     import signal
 
@@ -149,17 +185,15 @@ def test_sigterm_checkpoints_like_ctrl_c(corpus, cache, tmp_path, capsys, monkey
     def optimise(run):
         out = real(run)
         if run.step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM (torchrun's, after a Ctrl-C) does not cut it short
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
         return out
 
     monkeypatch.setattr(T, "_optimise", optimise)
+    monkeypatch.setattr(T._StopOnInterrupt, "AGAIN_AFTER_S", 0.0)
     argv = ["train", "--preset", "tiny", "--data.corpus", str(corpus), "--data.cache_dir", str(cache), "--out-dir",
-            str(tmp_path), "--name", "term", "--budget.steps", "6", "--progress", "false", "--ckpt_every", "100"]
-    before = signal.getsignal(signal.SIGTERM)
+            str(tmp_path), "--name", "twice", "--budget.steps", "6", "--progress", "false", "--ckpt_every", "2"]
     assert cli(argv) == 130
     err = capsys.readouterr().err
-    assert "[rins] SIGTERM: stopping after this step and checkpointing" in err
-    assert f"interrupted: the run was checkpointed at step 3/6 in {tmp_path / 'term'}" in err
-    assert latest_checkpoint(tmp_path / "term").name == "step_00000003"
-    assert signal.getsignal(signal.SIGTERM) == before
+    assert "interrupted: the run keeps its last checkpoint, if any; resume with: rins train" in err
+    assert latest_checkpoint(tmp_path / "twice").name == "step_00000002"
