@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"rins.plan", "rins.fields", "rins.arguments", "rins.resources", "rins.runfiles", "rins.losses",
                     "rins.data", "rins.loggers", "rins.runs", "rins.hardware", "rins.flops", "rins.corpora",
                     "rins.corpora.documents", "rins.corpora.cache", "rins.corpora.packages", "rins.corpora.parsers",
-                    "rins.corpora.files", "rins.corpora.huggingface", "rins.corpora.mixes"}),
+                    "rins.corpora.files", "rins.corpora.huggingface", "rins.corpora.mixes", "rins.stopping"}),
     ("core", {"rins.model", "rins.adaptive", "rins.siglip", "rins.checkpoint", "rins.distributed",
               "rins.vision_data", "rins.zeroshot"}),
     ("tasks", {"rins.tasks", "rins.tasks.base", "rins.tasks.lm", "rins.tasks.vision"}),
