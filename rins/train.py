@@ -12,7 +12,9 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import types
 import warnings
@@ -628,17 +630,12 @@ class _StopOnInterrupt:
     AGAIN_AFTER_S = 1.0
 
     def __init__(self) -> None:
-        import signal
-        import threading
-
         self._hit: float | None = None  # when the first signal came
         self._old: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        import signal
-
         if self._hit is not None:
             if signum == signal.SIGINT and time.monotonic() - self._hit >= self.AGAIN_AFTER_S:
                 raise KeyboardInterrupt  # the user's second Ctrl-C
@@ -655,8 +652,6 @@ class _StopOnInterrupt:
         return hit
 
     def restore(self) -> None:
-        import signal
-
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old = {}

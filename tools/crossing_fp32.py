@@ -119,26 +119,30 @@ def paired_block(seeds: dict[str, dict[int, dict]]) -> str:
             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
+def _study_runs(size: str, pattern: str = "*") -> list[dict]:
+    """The study's seed-0 summaries at ``size`` (bf16) whose run name matches ``{size}_{pattern}_s0``, rate scans
+    left out."""
+    runs = [json.loads(p.read_text()) for p in sorted(STUDY.glob(f"{size}_{pattern}_s0.json"))]
+    return [s for s in runs if not s.get("lr_scan") and s.get("size") == size]
+
+
 def study_curves(size: str = "S") -> dict[str, dict[float, float]]:
-    """label -> {budget: final loss} of the study's seed-0 main-grid runs at ``size`` (bf16)."""
+    """label -> {budget: final loss} of the study's seed-0 main-grid runs at ``size`` (bf16; held-out budgets
+    left out: they test the fits)."""
     curves: dict[str, dict[float, float]] = {}
-    for p in sorted(STUDY.glob(f"{size}_*_s0.json")):
-        s = json.loads(p.read_text())
-        if s.get("lr_scan") or s.get("holdout") or s.get("size") != size:
-            continue
-        curves.setdefault(_label(s["config"]), {})[float(s["budget"])] = float(s["val_loss"])
+    for s in _study_runs(size):
+        if not s.get("holdout"):
+            curves.setdefault(_label(s["config"]), {})[float(s["budget"])] = float(s["val_loss"])
     return curves
 
 
-def ab_token_points(size: str = "S") -> list[tuple[float, float]]:
-    """(tokens, final loss) of `AB` seed 0: the study's main-grid runs at ``size`` (bf16) and this study's float32
-    runs (each at its best rate), the baseline that :func:`equal_tokens_gap` interpolates in log tokens."""
-    pts = []
-    for p in sorted(STUDY.glob(f"{size}_AB_*_s0.json")):
-        s = json.loads(p.read_text())
-        if not s.get("lr_scan") and s.get("size") == size and _label(s["config"]) == "AB":  # held-out budgets too
-            pts.append((float(s["tokens"]), float(s["val_loss"])))
-    ab = load(RESULTS, size).get("AB")
+def ab_token_points(size: str = "S", ab: dict | None = None) -> list[tuple[float, float]]:
+    """(tokens, final loss) of `AB` seed 0: the study's main-grid runs at ``size`` (bf16, held-out budgets included)
+    and this study's float32 run ``ab`` (default: read from ``RESULTS``, at its best rate), the baseline that
+    :func:`equal_tokens_gap` interpolates in log tokens."""
+    pts = [(float(s["tokens"]), float(s["val_loss"])) for s in _study_runs(size, "AB_*")
+           if _label(s["config"]) == "AB"]
+    ab = load(RESULTS, size).get("AB") if ab is None else ab
     if ab is not None:
         pts.append((float(ab["tokens"]), float(ab["val_loss"])))
     return sorted(pts)
@@ -171,7 +175,7 @@ def block(size: str = "S") -> str:
             "Δ OOD vs `AB` | Δ vs `AB` at equal tokens | bf16 fit's prediction: loss (95%) | predicted Δ (95%) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     ab_ood = _ood(ab)
-    ab_pts = ab_token_points(size)
+    ab_pts = ab_token_points(size, ab)
     for label, s in sorted(runs.items(), key=lambda kv: (kv[0] != "AB", kv[0])):
         loss = float(s["val_loss"])
         per_r = ", ".join(f"{v:.4f}" for _, v in sorted((int(k), v) for k, v in (s.get("val_loss_r") or {}).items()))
