@@ -540,8 +540,10 @@ def _announce(run: _RunState) -> tuple[RunLogger, Any]:
     flops_per_step, units_per_step, total = run.flops_per_step, run.units_per_step, run.total
     console(f"[rins] run {cfg.name}: task={cfg.task} signature={getattr(core.config, 'signature', '?')} "
         f"params={run.params:,} device={run.device} dtype={cfg.dtype} world={run.world}")
+    split = _train_units(run)
     console(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
         f"tokens={total * units_per_step:,} total FLOPs={total * flops_per_step:.4g}"
+        + (f" = {total * units_per_step / split:.2f} passes over the training split ({split:,})" if split else "")
         + (f"; resuming at step {run.step}" if run.step else ""))
     console(f"[rins] blocks {'compiled' if run.compiled else 'eager'} ({run.compile_note})")
     logger = RunLogger(log_path(run.run_dir), run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())
@@ -717,12 +719,21 @@ def _checkpoint(run: _RunState, where: Path, keep_last: int | None = None) -> No
     save_checkpoint(where, run.step, run.core, run.opt, meta, keep_last=keep)
 
 
+def _train_units(run: _RunState) -> int | None:
+    """Tokens (or examples) in the training split, where the task says (``Task.train_units``)."""
+    units = getattr(run.task, "train_units", None)
+    return units() if callable(units) else None
+
+
 def _summarise(run: _RunState, last_eval: dict[str, Any], seconds: float) -> dict[str, Any]:
     summary = {"name": run.cfg.name, "run_dir": str(run.run_dir), "signature": getattr(run.core.config, "signature",
                                                                                      None),
                "params": run.params, "steps": run.total, "tokens": run.tokens, "flops": run.flops,
                "flops_per_step": run.flops_per_step, "seconds": seconds, "complete": run.step >= run.total,
                **last_eval}
+    split = _train_units(run)
+    if split:  # how often the run saw its data: beyond a few passes a compute-matched comparison measures memory
+        summary.update(train_units=split, passes=run.tokens / split)
     if run.is_main:
         write_run_summary_file(run.run_dir, summary)
     return summary

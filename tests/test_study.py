@@ -69,6 +69,10 @@ def test_every_finished_run_has_a_summary(study):
     assert s["params"] == s["embedding_params"] + s["non_embedding_params"] and s["non_embedding_params"] > 0
     assert s["flops"] <= 3e9 and s["tokens"] > 0 and set(s["val_loss_r"]) == {"1", "2", "3"}
     assert s["curve"] and s["curve"][-1]["step"] == s["steps"] and s["train_curve"][-1][0] == s["steps"]
+    # how often the run read its training split: the split's tokens are the prepared corpus's
+    metas = [json.loads(m.read_text()) for m in (root / "cache" / "data").glob("*/meta.json")]
+    assert s["train_units"] in {m["n_train_tokens"] for m in metas if m["corpus"] == s["config"]["data"]["corpus"]}
+    assert s["passes"] == pytest.approx(s["tokens"] / s["train_units"]) and s["passes"] > 0
     ev = s["evals"][str(root / "ood")]
     assert [r["r"] for r in ev["results"]] == [1, 2, 3] and all(r["bpb"] > 0 for r in ev["results"])
     # the summary equals what run_summary computes from the run directory (modulo time stamp and extras)

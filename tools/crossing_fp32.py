@@ -28,7 +28,9 @@ RESULTS = ROOT / "results" / "crossing-fp32"
 STUDY = ROOT / "results" / "study-long"
 BLOCK = "crossing_fp32"
 OOD = "mix-large:linux-doc"
-TRAIN_TOKENS = 41.0e6  # tokens in mix-large:-linux-doc's training split at vocabulary 1024 (docs/corpora.md)
+# tokens in mix-large:-linux-doc's training split at vocabulary 1024 (docs/corpora.md), for the summaries written
+# before runs recorded their own passes over their training split
+TRAIN_TOKENS = 41.0e6
 
 
 def _label(cfg: dict) -> str:
@@ -191,7 +193,7 @@ def block(size: str = "S") -> str:
         d_loss = "" if label == "AB" else f"{loss - float(ab['val_loss']):+.4f}"
         ood_txt = "n/a" if ood is None else f"{ood:.4f}"
         d_ood = "" if label == "AB" or ood is None or ab_ood is None else f"{ood - ab_ood:+.4f}"
-        passes = s["tokens"] / TRAIN_TOKENS
+        passes = s.get("passes", s["tokens"] / TRAIN_TOKENS)  # summaries before passes were recorded
         eq = None if label == "AB" else equal_tokens_gap(ab_pts, float(s["tokens"]), loss)
         d_eq = "" if label == "AB" else ("outside `AB`'s tokens" if eq is None else f"{eq:+.4f}")
         rows.append(f"| `{label}` | {s['tokens'] / 1e6:.1f} M ({passes:.2f}) | {loss:.4f} | {d_loss} | "

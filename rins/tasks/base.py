@@ -74,6 +74,11 @@ class StepAccounting:
         # summaries and step counts hold these numbers
         return self.unit_training_flops(unwrap(model), batch_size) * batch_size * self.units_per_example()
 
+    def train_units(self) -> int | None:
+        """Units (tokens or examples) in the training split, once :meth:`prepare` has run (None before): a run
+        reading ``tokens`` of them makes ``tokens / train_units()`` passes over it."""
+        return None
+
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
         """Training FLOPs executed at ``step`` (at the drawn depth under stochastic RINS)."""
         return self.unit_training_flops(unwrap(model), batch_size, step) * batch_size * self.units_per_example()

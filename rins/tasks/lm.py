@@ -66,6 +66,10 @@ class LMTask(StepAccounting):
         if self.run_dir is not None and not tokenizer_file(self.run_dir).exists():
             shutil.copyfile(self.bundle.tokenizer_path, tokenizer_file(self.run_dir))
 
+    def train_units(self) -> int | None:
+        """Tokens in the training split (None before :meth:`prepare`)."""
+        return None if self.bundle is None else int(self.bundle.meta["n_train_tokens"])
+
     config_class = LMConfig  # what TrainConfig.model holds for this task
 
     @classmethod

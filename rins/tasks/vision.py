@@ -117,6 +117,10 @@ class _VisionTask(StepAccounting):
             self.cfg.seed)
         self._check_lengths()
 
+    def train_units(self) -> int | None:
+        """Examples in the training split (None before :meth:`prepare`)."""
+        return None if self.train_data is None else len(self.train_data)
+
     def _check_lengths(self) -> None:
         """Warn when captions or zero-shot prompts are cut by the text tower's ``max_len`` (bytes + end token)."""
         L = getattr(getattr(self, "model_config", lambda: None)(), "text", None)
