@@ -63,7 +63,7 @@ def _validate_fields(obj: Any, prefix: str) -> None:
 class DataConfig:
     """Where tokens come from. ``corpus``: ``shakespeare`` (default), ``mix``, a path, or ``hf:NAME``."""
 
-    corpus: str = "shakespeare"  # shakespeare | mix | mix-large[:part] | a .txt/.md/.jsonl file or folder | hf:NAME
+    corpus: str = "shakespeare"  # shakespeare | mix | mix-large[:parts] | mix-xl[:parts] | a file or folder | hf:NAME
     cache_dir: str = field(default_factory=default_cache_dir)  # corpora/token cache: $RINS_CACHE|$XDG_CACHE_HOME/rins
     vocab_size: int = 8192  # size of the BPE vocabulary trained on the corpus
     val_fraction: float = 0.1  # share of documents held out for validation

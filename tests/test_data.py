@@ -212,6 +212,66 @@ def test_read_ztext(tmp_path):
     assert "<" not in docs[0].text + docs[1].text
 
 
+def test_read_sword_blocks_one_document_per_block(tmp_path):
+    """zCom (.bzs/.bzz) and zCom4 (.czs/.czz) commentaries: one document per compressed block, in file order."""
+    def write(folder: Path, testament: str, ext: str, blocks: list[str]) -> None:
+        data, index = b"", b""
+        for b in blocks:
+            comp = zlib.compress(b.encode()) if b else b""
+            index += struct.pack("<III", len(data), len(comp), len(b.encode()))
+            data += comp
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{testament}.{ext}zs").write_bytes(index)
+        (folder / f"{testament}.{ext}zz").write_bytes(data)
+
+    write(tmp_path / "mhcc", "ot", "b", ["", "Genesis<lb/>In the <hi>beginning</hi> &amp; after.",
+                                         '<note type="x">dropped</note>  '])
+    write(tmp_path / "mhcc", "nt", "b", ["Matthew: the <hi>genealogy</hi>."])
+    docs = parsers.read_sword_blocks(tmp_path / "mhcc", "mhcc")
+    # the empty block and the block that is only a note give no document; markup is stripped, entities decoded
+    assert [(d.name, d.text) for d in docs] == [("mhcc/ot-001", "Genesis\nIn the beginning & after."),
+                                                ("mhcc/nt-000", "Matthew: the genealogy.")]
+    write(tmp_path / "tdavid", "ot", "c", ["Psalm 1. Blessed.", "Psalm 2. Why?"])
+    (tmp_path / "tdavid" / "nt.czs").write_bytes(b"")  # zCom4 ships an empty New Testament
+    (tmp_path / "tdavid" / "nt.czz").write_bytes(b"")
+    assert [d.text for d in parsers.read_sword_blocks(tmp_path / "tdavid", "t")] == ["Psalm 1. Blessed.",
+                                                                                    "Psalm 2. Why?"]
+    assert parsers.read_sword_blocks(tmp_path / "nothing", "x") == []
+
+
+def test_html_to_text_keeps_the_page_text_only():
+    page = (
+        "<!DOCTYPE html><html><head><title>Title</title><style>p {color: red}</style>"
+        "<script>if (a < b) { x(); }</script></head><body>"
+        '<div class="navheader"><table><tr><td><a href="x">Prev</a><td>Next</table>'
+        "<p>an unclosed paragraph inside the bar<div>nested <div>twice</div></div></div>"
+        '<div role="navigation">Contents</div><nav>Home | Index</nav>'
+        '<h1>Writing   rhythms<a class="headerlink" href="#">\u00b6</a></h1>'
+        "<p>Durations are entered with&nbsp;numbers: <code>c4</code> &amp; <b>d8</b>.</p>\n\n\n"
+        "<pre>\n  first line\n    indented &lt;kept&gt;\n</pre>"
+        "<ul><li>one<li>two</ul><p></p><p></p><p></p><img src=x.png><br/>last"
+        '<div id="ft">Last update: today</div><footer>Footer</footer></body></html>'
+    )
+    text = parsers.html_to_text(page, ["navheader", "headerlink", "ft"])
+    assert text == ("Writing rhythms\n\nDurations are entered with numbers: c4 & d8.\n\n"
+                    "  first line\n    indented <kept>\n\none\ntwo\n\nlast\n")
+    # without the site's own classes only the generic navigation (nav, role, head, script) goes
+    loose = parsers.html_to_text(page)
+    assert "Prev" in loose and "twice" in loose and "Last update" in loose
+    assert "Contents" not in loose and "Home" not in loose and "Title" not in loose and "x();" not in loose
+    assert parsers.html_to_text("<html><head><title>x</title></head><body> <p> </p></body></html>") == ""
+
+
+def test_read_doc_tree_converts_and_drops_blank_pages(tmp_path):
+    (tmp_path / "html" / "sub").mkdir(parents=True)
+    (tmp_path / "html" / "a.html").write_text("<p>Alpha</p>")
+    (tmp_path / "html" / "sub" / "b.html").write_text("<nav>only navigation</nav>")
+    (tmp_path / "html" / "genindex.html").write_text("<p>Index</p>")
+    docs = parsers.read_doc_tree(tmp_path / "html", ["**/*.html"], "site", skip=("genindex.html",),
+                                 convert=parsers.html_to_text)
+    assert [(d.name, d.text) for d in docs] == [("site/a.html", "Alpha\n")]
+
+
 def _b64(n: int) -> str:
     s = ""
     while True:
@@ -456,7 +516,12 @@ def test_bits_per_byte_formula():
 def test_corpus_part_specs():
     assert mixes.parse_corpus_parts("mix") == ("mix", mixes.MIX_PARTS)
     group, parts = mixes.parse_corpus_parts("mix-large")
-    assert group == "mix-large" and parts == tuple(mixes.CORPUS_PARTS) and len(parts) == 11
+    # mix-large is fixed at its eleven parts (the study's corpus); mix-xl adds the later ones after them
+    assert group == "mix-large" and parts == mixes.MIX_LARGE_PARTS and len(parts) == 11
+    group, xl = mixes.parse_corpus_parts("mix-xl")
+    assert group == "mix-xl" and xl[:11] == parts and len(xl) == len(mixes.CORPUS_PARTS) > 11
+    assert set(xl) == set(mixes.CORPUS_PARTS)
+    assert mixes.parse_corpus_parts("mix-xl:-linux-doc")[1] == tuple(p for p in xl if p != "linux-doc")
     assert mixes.parse_corpus_parts("mix-large:linux-doc,perl-doc")[1] == ("linux-doc", "perl-doc")
     without = mixes.parse_corpus_parts("mix-large:-linux-doc")[1]
     assert "linux-doc" not in without and len(without) == 10
@@ -511,6 +576,81 @@ def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
                         "web": "unavailable"}
     with pytest.raises(CorpusUnavailableError, match="sword-text-web"):
         load_corpus("mix-large:web", tmp_path)
+
+
+def test_mix_xl_parts_read_their_packages(tmp_path, monkeypatch):
+    """Each part mix-xl adds, on a fake extracted package: what it reads, and the duplicates it leaves out
+    (index and search pages, single-page editions, generated references, all-in-one files)."""
+    files = {
+        "postgresql-doc-15": {"usr/share/doc/postgresql-doc-15/html/sql-select.html":
+                              '<div class="navheader">Prev Next</div><h1>SELECT</h1><p>retrieve rows</p>',
+                              "usr/share/doc/postgresql-doc-15/html/bookindex.html": "<p>Index</p>"},
+        "python-django-doc": {"usr/share/doc/python-django-doc/html/topics/http/sessions.html":
+                              '<div id="hd">Django documentation</div><h1>Sessions<a class="headerlink">#</a></h1>',
+                              "usr/share/doc/python-django-doc/html/_modules/django/db.html": "<pre>code</pre>",
+                              "usr/share/doc/python-django-doc/html/genindex.html": "<p>Index</p>"},
+        "python-sqlalchemy-doc": {"usr/share/doc/python-sqlalchemy-doc/rst/orm/session.rst": "Session\n=======\n"},
+        "python-pandas-doc": {"usr/share/doc/python-pandas-doc/html/_sources/user_guide/io.rst.txt": "IO tools\n"},
+        "sphinx-doc": {"usr/share/doc/sphinx-doc/html/_sources/usage/quickstart.rst.txt": "Quickstart\n"},
+        "git-doc": {"usr/share/doc/git-doc/git-rebase.txt": "git-rebase(1)\n", "usr/share/doc/git-doc/howto/"
+                    "revert-a-faulty-merge.txt": "Date: ...\n"},
+        "nodejs-doc": {"usr/share/doc/nodejs/api/fs.md.gz": gzip.compress(b"# File system\n"),
+                       "usr/share/doc/nodejs/api/index.md": "* [fs](fs.md)\n",
+                       "usr/share/doc/nodejs/api/all.md": "# File system\n"},
+        "octave-doc": {"usr/share/doc/octave/octave.html/Cell-Arrays.html": "<p>Cell arrays</p>",
+                       "usr/share/doc/octave/liboctave.html/Arrays.html": '<div class="header">Up</div><p>Arrays</p>'},
+        "maxima-doc": {"usr/share/doc/maxima-doc/html/maxima_10.html": "<p>Data types</p>",
+                       "usr/share/doc/maxima-doc/html/maxima_singlepage.html": "<p>Data types</p>"},
+        "lilypond-doc-html": {"usr/share/doc/lilypond/html/Documentation/notation/rhythms.html":
+                              '<table class="nav_table"><tr><td>Up</td></tr></table><p>Durations</p>',
+                              "usr/share/doc/lilypond/html/Documentation/internals/Beam.html": "<p>generated</p>"},
+        "python-sklearn-doc": {"usr/share/doc/python-sklearn-doc/html/_sources/modules/svm.rst.txt": "SVM\n"},
+        "python-astropy-doc": {"usr/share/doc/python-astropy-doc/html/_sources/units/index.rst.txt": "Units\n"},
+        "python-sympy-doc": {"usr/share/doc/python-sympy-doc/html/_sources/tutorial/intro.rst.txt": "Intro\n"},
+    }
+    comp = zlib.compress(b"Genesis. In the beginning.")
+    files["sword-comm-mhcc"] = {"usr/share/sword/modules/comments/zcom/mhcc/ot.bzs":
+                                struct.pack("<III", 0, len(comp), 26),
+                                "usr/share/sword/modules/comments/zcom/mhcc/ot.bzz": comp}
+    comp = zlib.compress(b"Psalm 1. Blessed is the man.")
+    files["sword-comm-tdavid"] = {"usr/share/sword/modules/comments/zcom/tdavid/ot.czs":
+                                  struct.pack("<III", 0, len(comp), 28),
+                                  "usr/share/sword/modules/comments/zcom/tdavid/ot.czz": comp}
+
+    def fake_fetch(package, cache_dir):
+        root = tmp_path / "debs" / package
+        for rel, content in files[package].items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(content if isinstance(content, bytes) else content.encode())
+        (root / ".complete").write_text(f"{package}_1.0_all.deb")
+        return root
+
+    monkeypatch.setattr(mixes, "fetch_deb", fake_fetch)
+    memo = tmp_path / "corpora" / "debian"
+    memo.mkdir(parents=True)
+    (memo / "postgresql-doc.resolved").write_text("postgresql-doc-15\n")
+    new = mixes.MIX_XL_PARTS[11:]
+    docs = load_corpus("mix-xl:" + ",".join(new), tmp_path)
+    assert {d.name: d.text for d in docs} == {
+        "postgresql-doc/sql-select.html": "SELECT\n\nretrieve rows\n",
+        "django-doc/topics/http/sessions.html": "Sessions\n",
+        "sqlalchemy-doc/orm/session.rst": "Session\n=======\n",
+        "pandas-doc/user_guide/io.rst": "IO tools\n",
+        "sphinx-doc/usage/quickstart.rst": "Quickstart\n",
+        "git-doc/git-rebase.txt": "git-rebase(1)\n",
+        "git-doc/howto/revert-a-faulty-merge.txt": "Date: ...\n",
+        "nodejs-doc/fs.md": "# File system\n",
+        "octave-doc/liboctave.html/Arrays.html": "Arrays\n",
+        "octave-doc/octave.html/Cell-Arrays.html": "Cell arrays\n",
+        "maxima-doc/maxima_10.html": "Data types\n",
+        "lilypond-doc/notation/rhythms.html": "Durations\n",
+        "sklearn-doc/modules/svm.rst": "SVM\n",
+        "astropy-doc/units/index.rst": "Units\n",
+        "sympy-doc/tutorial/intro.rst": "Intro\n",
+        "mhcc/ot-000": "Genesis. In the beginning.",
+        "tdavid/ot-000": "Psalm 1. Blessed is the man.",
+    }
+    assert mixes.part_versions(["postgresql-doc"], tmp_path) == {"postgresql-doc": "postgresql-doc-15_1.0_all.deb"}
 
 
 def test_fetch_never_runs_apt_get_update(tmp_path, monkeypatch):

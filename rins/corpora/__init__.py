@@ -16,6 +16,11 @@ Corpus specs accepted by :func:`load_corpus`:
   ``"mix-large:-a,-b"`` drops them (e.g. train without ``linux-doc`` and evaluate on it). Debian packages
   are downloaded with ``apt-get download`` and unpacked with ``dpkg-deb -x``, never installed; the
   version read is part of the cache key.
+* ``"mix-xl"``: ``mix-large`` + fifteen more parts (about 59 MB of text): the PostgreSQL, Django,
+  SQLAlchemy, pandas, Sphinx, Git, Node.js, GNU Octave, Maxima, LilyPond, scikit-learn, Astropy and SymPy
+  manuals (reST/Markdown/AsciiDoc sources where the package ships them, else HTML pages as text) and two
+  public-domain Bible commentaries (Matthew Henry's, Spurgeon's *Treasury of David*; Debian ``sword-comm-*``),
+  for training past a few passes over ``mix-large``. Strict, selectable and cached like ``mix-large``.
 * a local path (the built-in names win: write ``./shakespeare`` for a folder of that name): a
   ``.txt``/``.md`` file (one document), a folder (every ``*.txt``/``*.md`` below it, sorted, one document
   each) or a ``.jsonl`` file (one document per line: field ``"text"``, optional ``"id"`` or ``"name"``).

