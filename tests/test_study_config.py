@@ -283,9 +283,9 @@ def test_crossing_fp32_gap_at_equal_tokens(tmp_path, monkeypatch):
     write(study, "M_AB_C1e13_s0", "AB", 1e6, 4.0)
     write(study, "M_AB_C1e14_s0", "AB", 1e8, 3.0, holdout=True)  # a held-out budget is a measured point too
     write(study, "M_AB_C1e14_lr9_s0", "AB", 1e7, 9.0, lr_scan=True)  # a rate scan is not
-    write(res, "M_AB", "AB", 1e9, 2.0)
-    write(res, "M_A2B", "A^2B", 1e7, 3.4)
-    write(res, "M_A3B", "A^3B", 1e10, 1.9)
+    write(res, "M_AB", "AB", 1e9, 2.0, budget=8e14)  # one budget: equal compute, different tokens
+    write(res, "M_A2B", "A^2B", 1e7, 3.4, budget=8e14)
+    write(res, "M_A3B", "A^3B", 1e10, 1.9, budget=8e14)
     monkeypatch.setattr(mod, "STUDY", study)
     monkeypatch.setattr(mod, "RESULTS", res)
     assert mod.ab_token_points("M") == [(1e6, 4.0), (1e8, 3.0), (1e9, 2.0)]
@@ -293,3 +293,32 @@ def test_crossing_fp32_gap_at_equal_tokens(tmp_path, monkeypatch):
     assert rows["| `A^2B`"][7] == "-0.1000"  # 3.4 − 3.5, half way between 1e6 and 1e8 in log tokens
     assert rows["| `A^3B`"][7] == "outside `AB`'s tokens"
     assert rows["| `AB`"][7] == ""
+
+
+def test_crossing_fp32_keeps_budgets_apart(tmp_path, monkeypatch):
+    """Two budgets of one size (8e14 on the study's corpus, 1.6e15 on mix-xl): one table each, headed by budget and
+    corpus; seeds pair within a budget; a run on another corpus gets no bf16 prediction nor equal-tokens gap."""
+    mod = _tool("crossing_fp32")
+
+    def write(sig: str, budget: float, seed: int, loss: float, corpus: str) -> None:
+        cfg = {"model": {"signature": sig}, "optim": {"lr": 8e-3}, "seed": seed, "data": {"corpus": corpus}}
+        s = {"format": "rins-run-summary/1", "size": "M", "config": cfg, "val_loss": loss, "val_loss_r": {},
+             "budget": budget, "tokens": budget / 6e6, "passes": budget / 2e20}
+        (tmp_path / f"M_{sig}_{budget:g}_{seed}.json").write_text(json.dumps(s))
+
+    for seed, (ab, rins) in enumerate([(2.30, 2.31), (2.35, 2.37)]):
+        write("AB", 8e14, seed, ab, "mix-large:-linux-doc")
+        write("A^2B", 8e14, seed, rins, "mix-large:-linux-doc")
+    write("AB", 1.6e15, 0, 2.50, "mix-xl:-linux-doc")
+    write("A^2B", 1.6e15, 0, 2.45, "mix-xl:-linux-doc")
+    monkeypatch.setattr(mod, "RESULTS", tmp_path)
+    assert mod.budgets(tmp_path, "M") == [8e14, 1.6e15]
+    assert float(mod.load(tmp_path, "M", 1.6e15)["AB"]["val_loss"]) == 2.50
+    assert float(mod.load(tmp_path, "M")["AB"]["val_loss"]) == 2.30  # default: the smallest budget
+    text = mod.block("M")
+    first, second = text.split("**M at 1.6e+15 FLOPs** (`mix-xl:-linux-doc`):")
+    assert first.startswith("**M at 8e+14 FLOPs** (`mix-large:-linux-doc`):")
+    assert "| `A^2B` | 0, 1 | +0.0100, +0.0200 | +0.0150 ± 0.0100 |" in first  # 8e14's seeds only
+    row = next(line for line in second.splitlines() if line.startswith("| `A^2B`")).split(" | ")
+    assert row[3] == "-0.0500" and row[7] == "other corpus" and row[8] == "other corpus"
+    assert "Paired" not in second  # one seed at 1.6e15

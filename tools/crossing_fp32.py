@@ -28,6 +28,7 @@ RESULTS = ROOT / "results" / "crossing-fp32"
 STUDY = ROOT / "results" / "study-long"
 BLOCK = "crossing_fp32"
 OOD = "mix-large:linux-doc"
+STUDY_CORPUS = "mix-large:-linux-doc"  # what the bf16 study and the float32 runs up to 8e14 trained on
 # tokens in mix-large:-linux-doc's training split at vocabulary 1024 (docs/corpora.md), for the summaries written
 # before runs recorded their own passes over their training split
 TRAIN_TOKENS = 41.0e6
@@ -42,12 +43,28 @@ def _label(cfg: dict) -> str:
     return sig
 
 
-def _by_rate(folder: Path, size: str) -> dict[str, dict[float, dict[int, dict]]]:
-    """label -> learning rate -> seed -> summary, for the summaries of ``folder`` at ``size``."""
-    out: dict[str, dict[float, dict[int, dict]]] = {}
+def _summaries(folder: Path, size: str) -> list[dict]:
+    """The run summaries of ``folder`` at ``size``."""
+    out = []
     for p in sorted(folder.glob("*.json")):
         s = json.loads(p.read_text())
-        if s.get("format") != "rins-run-summary/1" or s.get("size", "S") != size:
+        if s.get("format") == "rins-run-summary/1" and s.get("size", "S") == size:
+            out.append(s)
+    return out
+
+
+def budgets(folder: Path, size: str) -> list[float]:
+    """The budgets ``folder`` has summaries of at ``size``, smallest first."""
+    return sorted({float(s["budget"]) for s in _summaries(folder, size)})
+
+
+def _by_rate(folder: Path, size: str, budget: float | None = None) -> dict[str, dict[float, dict[int, dict]]]:
+    """label -> learning rate -> seed -> summary, for the summaries of ``folder`` at ``size`` (and ``budget``;
+    default: the smallest budget there)."""
+    budget = min(budgets(folder, size), default=None) if budget is None else budget
+    out: dict[str, dict[float, dict[int, dict]]] = {}
+    for s in _summaries(folder, size):
+        if float(s["budget"]) != budget:
             continue
         lr = float(s["config"]["optim"]["lr"])
         out.setdefault(_label(s["config"]), {}).setdefault(lr, {})[int(s["config"]["seed"])] = s
@@ -64,21 +81,21 @@ def _best_rate(rates: dict[float, dict[int, dict]]) -> float:
     return min(rates, key=key)
 
 
-def load_seeds(folder: Path, size: str = "S") -> dict[str, dict[int, dict]]:
-    """label -> seed -> summary, for the summaries of ``folder`` at ``size``, each layout at its best learning rate
-    (:func:`_best_rate`; S's grids have one rate per layout)."""
-    return {label: rates[_best_rate(rates)] for label, rates in _by_rate(folder, size).items()}
+def load_seeds(folder: Path, size: str = "S", budget: float | None = None) -> dict[str, dict[int, dict]]:
+    """label -> seed -> summary, for the summaries of ``folder`` at ``size`` and ``budget`` (default: the smallest),
+    each layout at its best learning rate (:func:`_best_rate`; S's grids have one rate per layout)."""
+    return {label: rates[_best_rate(rates)] for label, rates in _by_rate(folder, size, budget).items()}
 
 
-def load(folder: Path, size: str = "S") -> dict[str, dict]:
-    """label -> seed-0 summary of ``folder`` at ``size``."""
-    return {label: seeds[0] for label, seeds in load_seeds(folder, size).items() if 0 in seeds}
+def load(folder: Path, size: str = "S", budget: float | None = None) -> dict[str, dict]:
+    """label -> seed-0 summary of ``folder`` at ``size`` and ``budget`` (default: the smallest)."""
+    return {label: seeds[0] for label, seeds in load_seeds(folder, size, budget).items() if 0 in seeds}
 
 
-def rates_note(folder: Path, size: str) -> str:
+def rates_note(folder: Path, size: str, budget: float | None = None) -> str:
     """One line per layout trained at more than one rate: each rate's seed-0 loss and the one kept; empty else."""
     lines = []
-    for label, rates in sorted(_by_rate(folder, size).items()):
+    for label, rates in sorted(_by_rate(folder, size, budget).items()):
         if len(rates) < 2:
             continue
         best = _best_rate(rates)
@@ -138,13 +155,14 @@ def study_curves(size: str = "S") -> dict[str, dict[float, float]]:
     return curves
 
 
-def ab_token_points(size: str = "S", ab: dict | None = None) -> list[tuple[float, float]]:
+def ab_token_points(size: str = "S", ab: dict | None = None, budget: float | None = None
+                    ) -> list[tuple[float, float]]:
     """(tokens, final loss) of `AB` seed 0: the study's main-grid runs at ``size`` (bf16, held-out budgets included)
     and this study's float32 run ``ab`` (default: read from ``RESULTS``, at its best rate), the baseline that
     :func:`equal_tokens_gap` interpolates in log tokens."""
     pts = [(float(s["tokens"]), float(s["val_loss"])) for s in _study_runs(size, "AB_*")
            if _label(s["config"]) == "AB"]
-    ab = load(RESULTS, size).get("AB") if ab is None else ab
+    ab = load(RESULTS, size, budget).get("AB") if ab is None else ab
     if ab is not None:
         pts.append((float(ab["tokens"]), float(ab["val_loss"])))
     return sorted(pts)
@@ -167,23 +185,44 @@ EXPECTED = {"S": {"AB", "A^2B", "A^3B p_s=0.5 + round adapters"}, "M": {"AB", "A
 
 
 def block(size: str = "S") -> str:
-    """The markdown block of ``size``: the seed-0 table, the rates tried, the paired-over-seeds table."""
-    runs = load(RESULTS, size)
-    if "AB" not in runs:
+    """The markdown block of ``size``: per budget, the seed-0 table, the rates tried, the paired-over-seeds table
+    (headed by its budget and corpus where there are several budgets)."""
+    found = budgets(RESULTS, size)
+    if not found:
         return f"_No size-{size} run of configs/crossing-fp32.toml has finished yet._\n"
+    if len(found) == 1:
+        return _block_at(size, found[0])
+    parts = []
+    for b in found:
+        some_run = next(iter(next(iter(load_seeds(RESULTS, size, b).values())).values()))
+        corpus = (some_run["config"].get("data") or {}).get("corpus", STUDY_CORPUS)
+        parts.append(f"**{size} at {b:g} FLOPs** (`{corpus}`):\n\n" + _block_at(size, b))
+    return "\n".join(parts)
+
+
+def _block_at(size: str, budget: float) -> str:
+    """The tables of ``size`` at ``budget``; a layout's bf16 prediction and equal-tokens gap only on the study's
+    corpus (the bf16 study and its `AB` curve were trained on it)."""
+    runs = load(RESULTS, size, budget)
+    if "AB" not in runs:
+        return f"_No size-{size} `AB` run at {budget:g} FLOPs has finished yet._\n"
     ab = runs["AB"]
-    curves = study_curves(size)
+    curves = study_curves(size) if _on_study_corpus(ab) else {}
     rows = ["| layout | tokens (passes) | held-out loss, fp32 | Δ vs `AB` | per depth r = 1 … | kernel docs (OOD) | "
             "Δ OOD vs `AB` | Δ vs `AB` at equal tokens | bf16 fit's prediction: loss (95%) | predicted Δ (95%) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     ab_ood = _ood(ab)
-    ab_pts = ab_token_points(size, ab)
+    ab_pts = ab_token_points(size, ab) if _on_study_corpus(ab) else []
     for label, s in sorted(runs.items(), key=lambda kv: (kv[0] != "AB", kv[0])):
         loss = float(s["val_loss"])
         per_r = ", ".join(f"{v:.4f}" for _, v in sorted((int(k), v) for k, v in (s.get("val_loss_r") or {}).items()))
         ood = _ood(s)
-        pred = predict_budget({"AB": curves["AB"], label: curves[label]}, float(s["budget"])) \
-            if label in curves and "AB" in curves else {"status": "no study curve"}
+        if not _on_study_corpus(s):
+            pred = {"status": "other corpus"}
+        elif label in curves and "AB" in curves:
+            pred = predict_budget({"AB": curves["AB"], label: curves[label]}, float(s["budget"]))
+        else:
+            pred = {"status": "no study curve"}
         if pred.get("status") == "ok":
             lo, hi = pred["ci"][label]
             p_loss = f"{pred['pred'][label]:.3f} ({lo:.3f} … {hi:.3f})"
@@ -194,13 +233,24 @@ def block(size: str = "S") -> str:
         ood_txt = "n/a" if ood is None else f"{ood:.4f}"
         d_ood = "" if label == "AB" or ood is None or ab_ood is None else f"{ood - ab_ood:+.4f}"
         passes = s.get("passes", s["tokens"] / TRAIN_TOKENS)  # summaries before passes were recorded
-        eq = None if label == "AB" else equal_tokens_gap(ab_pts, float(s["tokens"]), loss)
-        d_eq = "" if label == "AB" else ("outside `AB`'s tokens" if eq is None else f"{eq:+.4f}")
+        if label == "AB":
+            d_eq = ""
+        elif not ab_pts:
+            d_eq = "other corpus"
+        else:
+            eq = equal_tokens_gap(ab_pts, float(s["tokens"]), loss)
+            d_eq = "outside `AB`'s tokens" if eq is None else f"{eq:+.4f}"
         rows.append(f"| `{label}` | {s['tokens'] / 1e6:.1f} M ({passes:.2f}) | {loss:.4f} | {d_loss} | "
                     f"{per_r or '—'} | {ood_txt} | {d_ood} | {d_eq} | {p_loss} | {p_gap} |")
     missing = sorted(EXPECTED.get(size, {"AB"}) - set(runs))
     note = f"\nNot finished yet: {', '.join(f'`{m}`' for m in missing)}.\n" if missing else ""
-    return "\n".join(rows) + "\n" + note + rates_note(RESULTS, size) + paired_block(load_seeds(RESULTS, size))
+    return ("\n".join(rows) + "\n" + note + rates_note(RESULTS, size, budget)
+            + paired_block(load_seeds(RESULTS, size, budget)))
+
+
+def _on_study_corpus(s: dict) -> bool:
+    """Trained on the bf16 study's corpus (summaries without a data table predate other corpora)."""
+    return (s.get("config", {}).get("data") or {}).get("corpus", STUDY_CORPUS) == STUDY_CORPUS
 
 
 BLOCKS = {"S": BLOCK, "M": BLOCK + "_M"}
