@@ -543,7 +543,8 @@ def _announce(run: _RunState) -> tuple[RunLogger, Any]:
     split = _train_units(run)
     console(f"[rins] FLOPs/step={flops_per_step:.4g} (expected) units/step={units_per_step:,} steps={total:,} "
         f"tokens={total * units_per_step:,} total FLOPs={total * flops_per_step:.4g}"
-        + (f" = {total * units_per_step / split:.2f} passes over the training split ({split:,})" if split else "")
+        + (f" = {total * units_per_step / split:.3g} passes over the training split ({split:,} "
+           f"{'tokens' if cfg.task == 'lm' else 'examples'})" if split else "")
         + (f"; resuming at step {run.step}" if run.step else ""))
     console(f"[rins] blocks {'compiled' if run.compiled else 'eager'} ({run.compile_note})")
     logger = RunLogger(log_path(run.run_dir), run.is_main, parse_loggers(cfg.loggers), run.step, cfg.to_dict())

@@ -39,6 +39,16 @@ def test_budget_to_steps_is_compute_matched(corpus, cache, tmp_path):
     assert plan_steps(tok, fps_ab, 256) == 10
 
 
+def test_a_run_says_how_often_it_reads_its_training_split(corpus, cache, tmp_path, capsys):
+    c = cfg_for(corpus, cache, tmp_path, **{"budget.tokens": 2560})
+    s = train(c)
+    task = LMTask(c, None)
+    task.prepare()
+    split = task.bundle.meta["n_train_tokens"]
+    assert s["train_units"] == split and s["passes"] == pytest.approx(2560 / split)
+    assert f"= {2560 / split:.3g} passes over the training split ({split:,} tokens)" in capsys.readouterr().out
+
+
 def test_compute_matched_runs_realise_equal_flops(corpus, cache, tmp_path):
     budget = 3e9
     out = {}
