@@ -192,12 +192,8 @@ def block(size: str = "S") -> str:
         return f"_No size-{size} run of configs/crossing-fp32.toml has finished yet._\n"
     if len(found) == 1:
         return _block_at(size, found[0])
-    parts = []
-    for b in found:
-        some_run = next(iter(next(iter(load_seeds(RESULTS, size, b).values())).values()))
-        corpus = (some_run["config"].get("data") or {}).get("corpus", STUDY_CORPUS)
-        parts.append(f"**{size} at {b:g} FLOPs** (`{corpus}`):\n\n" + _block_at(size, b))
-    return "\n".join(parts)
+    corpus = {float(s["budget"]): _corpus(s) for s in _summaries(RESULTS, size)}
+    return "\n".join(f"**{size} at {b:g} FLOPs** (`{corpus[b]}`):\n\n" + _block_at(size, b) for b in found)
 
 
 def _block_at(size: str, budget: float) -> str:
@@ -248,9 +244,14 @@ def _block_at(size: str, budget: float) -> str:
             + paired_block(load_seeds(RESULTS, size, budget)))
 
 
+def _corpus(s: dict) -> str:
+    """The corpus a run trained on (summaries without a data table predate other corpora: the study's)."""
+    return (s.get("config", {}).get("data") or {}).get("corpus", STUDY_CORPUS)
+
+
 def _on_study_corpus(s: dict) -> bool:
-    """Trained on the bf16 study's corpus (summaries without a data table predate other corpora)."""
-    return (s.get("config", {}).get("data") or {}).get("corpus", STUDY_CORPUS) == STUDY_CORPUS
+    """Trained on the bf16 study's corpus."""
+    return _corpus(s) == STUDY_CORPUS
 
 
 BLOCKS = {"S": BLOCK, "M": BLOCK + "_M"}
