@@ -51,6 +51,11 @@ last checkpoint. Every run directory is guarded by a lock file (``RUN_DIR.lock``
 ``--procs N`` workers that walk the same list never train the same run twice.
 After moving runs between grids (a rate check won, so a point's main run changes rate), ``--relabel``
 rewrites the ``grid``/``grids``/``lr_scan``/``holdout`` labels of the committed summaries to match the TOML.
+
+A run longer than one machine's life moves with the results: ``--park`` copies the newest checkpoint of each
+unfinished run (with its config, tokenizer, log and a WSD run's pre-decay state) to
+``results_dir/inflight/<run>/``; commit that folder, and a sweep on another machine resumes each run from it
+(when it is newer than what the machine has). The parked copy is deleted when the run's summary is written.
 """
 
 from __future__ import annotations
@@ -75,7 +80,10 @@ from typing import Any
 from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
 from .runs import (
+    CONFIG_FILE,
     LOCK_SUFFIX,
+    LOG_FILE,
+    TOKENIZER_FILE,
     atomic_write_json,
     is_complete,
     load_summary,
@@ -87,7 +95,8 @@ from .runs import (
 from .stopping import forward_stop_signals
 
 __all__ = ["RunSpec", "Sweep", "load_sweep", "expand_grid", "run_name", "is_complete", "run_lock", "lock_holder",
-           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "train_spec", "TrunkBusy"]
+           "dry_run_table", "run_sweep", "add_sweep_arguments", "cmd_sweep", "train_spec", "TrunkBusy", "park_run",
+           "unpark_run", "parked_dir", "PARKED"]
 
 GRID_KEYS = {"name", "layouts", "budgets", "sizes", "p_skip", "adapters", "seeds", "taxonomy", "set", "lr", "scan",
              "holdout", "branches"}
@@ -529,6 +538,85 @@ def relabel_summaries(runs: list[RunSpec], results_dir: Path) -> list[tuple[str,
     return changed
 
 
+PARKED = "inflight"  # results_dir/inflight/<run>/: an unfinished run's newest state, committed to change machines
+
+
+def parked_dir(results_dir: str | Path, name: str) -> Path:
+    """Where ``--park`` puts the run ``name``'s newest state: ``results_dir/inflight/<name>/``."""
+    return Path(results_dir) / PARKED / name
+
+
+def _step_of(ck: Path | None) -> int:
+    """The step of a checkpoint folder (``step_00001234``), -1 for none."""
+    return -1 if ck is None else int(ck.name.removeprefix("step_"))
+
+
+def _copy_run_state(src: Path, dst: Path, ck: Path) -> None:
+    """Copy a run's files, its checkpoint ``ck`` (as its only one, marked LATEST) and its pre-decay state from
+    ``src`` to ``dst``, through a temporary folder renamed at the end: a kill leaves the old ``dst`` intact."""
+    from .checkpoint import CHECKPOINTS, PRE_DECAY, mark_latest
+
+    tmp = dst.parent / f".{dst.name}.copy-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in (CONFIG_FILE, TOKENIZER_FILE, LOG_FILE):
+        if (src / f).is_file():
+            shutil.copy2(src / f, tmp / f)
+    shutil.copytree(ck, tmp / CHECKPOINTS / ck.name)
+    mark_latest(tmp / CHECKPOINTS / ck.name)
+    if (src / PRE_DECAY).is_dir():  # a WSD run past its decay's start: what --extend (a later branch) continues
+        shutil.copytree(src / PRE_DECAY, tmp / PRE_DECAY)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+
+
+def park_run(spec: RunSpec, results_dir: str | Path) -> Path | None:
+    """Copy the newest checkpoint of ``spec``'s unfinished run to :func:`parked_dir` (replacing an older parked
+    copy), so that committing ``results_dir`` carries the run to another machine. Returns the parked folder,
+    or ``None`` when the run has no checkpoint here or is already summarised. Raises ``RuntimeError`` while
+    a worker trains the run (its lock is held): stop it first (Ctrl-C checkpoints it)."""
+    from .checkpoint import latest_checkpoint
+
+    res = Path(results_dir)
+    with run_lock(spec.run_dir) as got:
+        if not got:
+            raise RuntimeError(f"{spec.name} is being trained ({lock_holder(spec.run_dir)}): stop its worker first "
+                               "(Ctrl-C or kill -INT checkpoints it), then park it")
+        ck = latest_checkpoint(spec.run_dir)
+        if ck is None or _summarised(spec, res):
+            return None
+        dst = parked_dir(res, spec.name)
+        if _step_of(latest_checkpoint(dst)) < _step_of(ck):
+            _copy_run_state(spec.run_dir, dst, ck)
+        return dst
+
+
+def unpark_run(spec: RunSpec, results_dir: str | Path | None) -> int | None:
+    """Resume from a parked copy (:func:`park_run`, e.g. committed on another machine) when it is newer than
+    the run directory's newest checkpoint: the run directory is replaced by it after the parked checkpoint's
+    hashes were verified. Returns the step restored, or ``None`` (nothing parked, or nothing newer)."""
+    from .checkpoint import latest_checkpoint, load_checkpoint
+
+    if results_dir is None or is_complete(spec.run_dir):
+        return None
+    src = parked_dir(results_dir, spec.name)
+    pk = latest_checkpoint(src)
+    if pk is None or _step_of(pk) <= _step_of(latest_checkpoint(spec.run_dir)):
+        return None
+    load_checkpoint(pk)  # CheckpointError on a corrupt or truncated copy, before the run directory is touched
+    _copy_run_state(src, spec.run_dir, pk)
+    return _step_of(pk)
+
+
+def _drop_parked(spec: RunSpec, results_dir: Path) -> None:
+    """The run is summarised: its parked copy is no longer needed (delete it with the summary's commit)."""
+    d = parked_dir(results_dir, spec.name)
+    if d.is_dir():
+        shutil.rmtree(d)
+        with contextlib.suppress(OSError):
+            d.parent.rmdir()  # the last one: no empty inflight/ left behind
+
+
 class TrunkBusy(Exception):
     """The trunk a branch continues is being trained by another worker: the branch waits for a later walk."""
 
@@ -553,15 +641,19 @@ def _copy_trunk(src: Path, dst: Path) -> None:
 
 
 def train_spec(spec: RunSpec, by_name: dict[str, RunSpec], quiet: bool = True,
-               say: Any = None) -> dict[str, Any]:
+               say: Any = None, results_dir: Path | None = None) -> dict[str, Any]:
     """Train one grid point (resuming it). A branch of a WSD trunk (``spec.follows``) starts as a copy of the
     finished run of the next smaller budget and continues it with ``--extend``: back to where that run's decay
     began, on at the stable rate, and its own decay at its own budget. A trunk that is missing here (its summary
     was committed on another machine) is trained first; one locked by another worker raises :class:`TrunkBusy`.
+    With ``results_dir``, a newer parked copy of the run there (:func:`park_run`) is restored first.
     """
     from .checkpoint import latest_checkpoint
     from .train import train
 
+    step = unpark_run(spec, results_dir)
+    if step is not None and say:
+        say(f"[sweep] {spec.name}: resuming from its parked copy at step {step} ({parked_dir(results_dir, spec.name)})")
     if spec.follows is None:
         return train(spec.train_config(), resume=True, quiet=quiet)
     if latest_checkpoint(spec.run_dir) is None:
@@ -575,7 +667,7 @@ def train_spec(spec: RunSpec, by_name: dict[str, RunSpec], quiet: bool = True,
                 if not is_complete(pred.run_dir):
                     if say:
                         say(f"[sweep] {spec.name}: training the trunk it continues first: {pred.name}")
-                    train_spec(pred, by_name, quiet, say)
+                    train_spec(pred, by_name, quiet, say, results_dir)
         _copy_trunk(pred.run_dir, spec.run_dir)
     return train(spec.train_config(), resume=True, quiet=quiet, extend=True)
 
@@ -618,12 +710,13 @@ def run_worker(runs: list[RunSpec], worker: int = 0, quiet: bool = False, log: A
                 if not is_complete(spec.run_dir):
                     say(f"{tag}: training (budget {spec.budget:.3g} FLOPs"
                         + (f", continuing {spec.follows})" if spec.follows else ")"))
-                    s = train_spec(spec, by_name, quiet, say)
+                    s = train_spec(spec, by_name, quiet, say, res_dir)
                     out["trained"].append(spec.name)
                     say(f"{tag}: done in {time.time() - t0:.0f}s, {s.get('steps')} steps, {s.get('tokens'):,} "
                         f"tokens, val_loss {s.get('val_loss', float('nan')):.4f}")
                 if res_dir is not None:
                     p = finish_run(spec, res_dir, evals, eval_batches)
+                    _drop_parked(spec, res_dir)
                     say(f"{tag}: summary {p}")
             except TrunkBusy as e:
                 out["busy"].append(spec.name)
@@ -694,10 +787,37 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relabel", action="store_true",
                    help="rewrite the grid labels (grid, grids, lr_scan, holdout) of the selected runs' summaries in "
                         "[sweep] results_dir to match this TOML (after moving runs between grids); train nothing")
+    p.add_argument("--park", action="store_true",
+                   help="copy the newest checkpoint of each selected unfinished run to [sweep] results_dir/inflight/ "
+                        "(commit it: a sweep on another machine resumes from it); train nothing")
     p.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_sweep)
+
+
+def _cmd_park(sw: Sweep, runs: list[RunSpec]) -> int:
+    """``rins sweep SWEEP.toml --park``: park every selected unfinished run that has a checkpoint here."""
+    from .checkpoint import latest_checkpoint
+
+    if sw.results_dir is None:
+        print(f"rins sweep: error: --park needs [sweep] results_dir in {sw.path}", file=sys.stderr)
+        return 2
+    parked, busy = [], []
+    for spec in runs:
+        try:
+            d = park_run(spec, sw.results_dir)
+        except RuntimeError as e:
+            busy.append(spec.name)
+            print(f"rins sweep: {e}", file=sys.stderr)
+            continue
+        if d is not None:
+            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            parked.append(d)
+            print(f"{spec.name}: step {_step_of(latest_checkpoint(d))} -> {d} ({size / 1e6:.1f} MB)")
+    print(f"rins sweep: {len(parked)} runs parked in {sw.results_dir / PARKED}"
+          + (": commit it; `rins sweep` on any machine resumes them from there" if parked else ""))
+    return 1 if busy else 0
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:
@@ -730,6 +850,8 @@ def cmd_sweep(a: argparse.Namespace) -> int:
             print(f"{name}: {old} -> {new}")
         print(f"rins sweep: relabelled {len(changed)} summaries in {sw.results_dir}")
         return 0
+    if a.park:
+        return _cmd_park(sw, runs)
     if a.dry_run:
         text, rows = dry_run_table(runs, sw.results_dir)
         print(json.dumps(rows, indent=1) if a.json else text)

@@ -433,3 +433,78 @@ def test_branches_refuse_another_schedule(tmp_path):
                                 "set": {"optim": {"schedule": "cosine"}}}], tmp_path)
     with pytest.raises(ValueError, match="branches must be true or false"):
         expand_grid(base, {}, [{"layouts": ["AB"], "budgets": [1e9], "branches": "yes"}], tmp_path)
+
+
+def _sweep_with_results(tmp_path: Path, corpus: Path, cache: Path, out: str) -> Path:
+    """GRID2 training into ``tmp_path/out`` (one "machine"), its summaries into the shared ``tmp_path/res``."""
+    p = write_sweep(tmp_path / f"{out}.toml", corpus, cache, tmp_path / out, GRID2)
+    p.write_text(p.read_text().replace("threads = 1", f'threads = 1\nresults_dir = "{tmp_path / "res"}"'))
+    return p
+
+
+def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys):
+    from rins.checkpoint import latest_checkpoint
+    from rins.sweep import park_run, parked_dir
+
+    ref = load_sweep(_sweep_with_results(tmp_path, corpus, cache, "ref")).runs[1]
+    want = train(ref.train_config(), quiet=True)  # the run uninterrupted
+    sw_a = _sweep_with_results(tmp_path, corpus, cache, "a")
+    rec = load_sweep(sw_a).runs[1]
+    train(rec.train_config(), quiet=True, stop_after=3)  # machine a trains 3 steps, then its session ends
+    with run_lock(rec.run_dir) as got:  # a worker still training it: parking refuses, naming the fix
+        assert got
+        assert run_verb("sweep", [str(sw_a), "--park"]) == 1
+    assert "stop its worker first" in capsys.readouterr().err
+    assert run_verb("sweep", [str(sw_a), "--park"]) == 0
+    parked = parked_dir(tmp_path / "res", rec.name)
+    assert "1 runs parked" in capsys.readouterr().out
+    assert latest_checkpoint(parked).name == latest_checkpoint(rec.run_dir).name == "step_00000003"
+    assert {p.name for p in parked.iterdir()} == {"config.json", "tokenizer.json", "log.jsonl", "checkpoints"}
+    assert park_run(load_sweep(sw_a).runs[0], tmp_path / "res") is None  # nothing trained: nothing to park
+    # machine b has only the committed results folder: its sweep resumes the run from the parked copy
+    sw_b = _sweep_with_results(tmp_path, corpus, cache, "b")
+    assert run_verb("sweep", [str(sw_b), "--only", "*Ax2B*"]) == 0
+    assert "resuming from its parked copy at step 3" in capsys.readouterr().out
+    rec_b = load_sweep(sw_b).runs[1]
+    log = [json.loads(line) for line in (rec_b.run_dir / "log.jsonl").read_text().splitlines()]
+    assert sum(r.get("event") == "start" for r in log) == 1  # continued, not restarted
+    got = json.loads((tmp_path / "res" / f"{rec.name}.json").read_text())
+    assert got["steps"] == want["steps"] and got["val_loss"] == want["val_loss"]  # exactly the uninterrupted run
+    assert not (tmp_path / "res" / "inflight").exists()  # summarised: the parked copy went with it
+
+
+def test_a_corrupt_or_older_parked_copy_is_not_used(corpus, cache, tmp_path, capsys):
+    from rins.checkpoint import CheckpointError, latest_checkpoint
+    from rins.sweep import park_run, parked_dir, unpark_run
+
+    sw = load_sweep(_sweep_with_results(tmp_path, corpus, cache, "a"))
+    rec = sw.runs[1]
+    train(rec.train_config(), quiet=True, stop_after=2)
+    park_run(rec, tmp_path / "res")
+    train(rec.train_config(), quiet=True, stop_after=4)  # this machine went on (to step 6): the parked copy is older
+    assert unpark_run(rec, tmp_path / "res") is None
+    assert latest_checkpoint(rec.run_dir).name == "step_00000006"
+    assert latest_checkpoint(park_run(rec, tmp_path / "res")).name == "step_00000006"  # re-parking replaces it
+    # another machine, a parked copy damaged in transit: refused before anything is written
+    other = load_sweep(_sweep_with_results(tmp_path, corpus, cache, "b")).runs[1]
+    w = latest_checkpoint(parked_dir(tmp_path / "res", rec.name)) / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        unpark_run(other, tmp_path / "res")
+    assert not other.run_dir.exists()
+
+
+def test_resuming_on_a_corpus_that_now_tokenises_differently_is_refused(corpus, cache, tmp_path):
+    sw = load_sweep(write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2))
+    rec = sw.runs[1]
+    train(rec.train_config(), quiet=True, stop_after=2)
+    tok = rec.run_dir / "tokenizer.json"
+    t = json.loads(tok.read_text())
+    vocab = t["model"]["vocab"]
+    a, b = list(vocab)[-2:]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # the run started on a tokenizer that maps two pieces the other way
+    tok.write_text(json.dumps(t))
+    with pytest.raises(ValueError, match="another vocabulary than the tokenizer this run started with"):
+        train(rec.train_config(), quiet=True, resume=True)

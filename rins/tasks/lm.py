@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import warnings
@@ -42,6 +43,11 @@ def mean_loss(model: nn.Module, ds: Any, r: int | None, batch_size: int, limit: 
     return tot / n, n, w
 
 
+def _tokenizer_model(path: Path) -> Any:
+    """The vocabulary and merges of a tokenizer.json (what maps text to ids; not the file's formatting)."""
+    return json.loads(path.read_text(encoding="utf-8")).get("model")
+
+
 class LMTask(StepAccounting):
     """Next-token prediction on a tokenised corpus (:mod:`rins.data`); a :class:`rins.tasks.Task`."""
 
@@ -63,8 +69,24 @@ class LMTask(StepAccounting):
                                    tokenizer=d.tokenizer)
         self.train_ds = TokenDataset(self.bundle.train_path, d.seq_len)
         self.val_ds = TokenDataset(self.bundle.val_path, d.seq_len)
-        if self.run_dir is not None and not tokenizer_file(self.run_dir).exists():
-            shutil.copyfile(self.bundle.tokenizer_path, tokenizer_file(self.run_dir))
+        if self.run_dir is not None:
+            self._keep_tokenizer(tokenizer_file(self.run_dir), Path(self.bundle.tokenizer_path))
+
+    def _keep_tokenizer(self, kept: Path, prepared: Path) -> None:
+        """Copy the prepared tokenizer into the run directory; a run with checkpoints must resume with the one
+        it started with (else its weights would read other token ids): refuse a corpus that now tokenises
+        differently, e.g. prepared on another machine after a source package changed."""
+        from ..checkpoint import latest_checkpoint
+
+        if kept.exists() and latest_checkpoint(self.run_dir) is not None:
+            if _tokenizer_model(kept) != _tokenizer_model(prepared):
+                raise ValueError(
+                    f"{self.cfg.data.corpus!r} prepared here ({prepared}) has another vocabulary than the tokenizer "
+                    f"this run started with ({kept}): the corpus's sources changed since (e.g. a package version), "
+                    f"so resuming would feed the checkpoint other token ids. Resume where the original corpus is "
+                    f"prepared, or start the run over (delete {self.run_dir})")
+            return
+        shutil.copyfile(prepared, kept)
 
     def train_units(self) -> int | None:
         """Tokens in the training split (None before :meth:`prepare`)."""
