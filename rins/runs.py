@@ -309,7 +309,8 @@ def run_summary(run_dir: str | Path, extra: dict[str, Any] | None = None) -> dic
     train_curve = [[e["step"], round(float(e["loss"]), 5)] for i, e in enumerate(train)
                    if i % stride == 0 or i == len(train) - 1]
     speed = [e.get("units_per_s") for e in train if e.get("units_per_s")]
-    keys = ("val_loss", "val_loss_r", "val_bpb", "bytes_per_token", "val_ppl", "train_units", "passes")
+    keys = ("val_loss", "val_loss_r", "val_bpb", "bytes_per_token", "val_ppl", "train_units", "passes",
+            "data_identity")
     out: dict[str, Any] = {
         "format": SUMMARY_FORMAT,
         "name": str(cfg.get("name", rd.name)),

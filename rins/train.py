@@ -735,6 +735,9 @@ def _summarise(run: _RunState, last_eval: dict[str, Any], seconds: float) -> dic
     split = _train_units(run)
     if split:  # how often the run saw its data: beyond a few passes a compute-matched comparison measures memory
         summary.update(train_units=split, passes=run.tokens / split)
+    ident = getattr(run.task, "data_identity", None)
+    if callable(ident) and ident() is not None:  # which data, with its source versions: comparable across machines
+        summary["data_identity"] = ident()
     if run.is_main:
         write_run_summary_file(run.run_dir, summary)
     return summary

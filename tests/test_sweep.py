@@ -470,6 +470,7 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     assert sum(r.get("event") == "start" for r in log) == 1  # continued, not restarted
     got = json.loads((tmp_path / "res" / f"{rec.name}.json").read_text())
     assert got["steps"] == want["steps"] and got["val_loss"] == want["val_loss"]  # exactly the uninterrupted run
+    assert got["data_identity"] == want["data_identity"]  # and says which data it read
     assert not (tmp_path / "res" / "inflight").exists()  # summarised: the parked copy went with it
 
 

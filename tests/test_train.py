@@ -47,6 +47,9 @@ def test_a_run_says_how_often_it_reads_its_training_split(corpus, cache, tmp_pat
     split = task.bundle.meta["n_train_tokens"]
     assert s["train_units"] == split and s["passes"] == pytest.approx(2560 / split)
     assert f"= {2560 / split:.3g} passes over the training split ({split:,} tokens)" in capsys.readouterr().out
+    # and which data it read: the corpus's identity (here the local folder's content hash), as its cache key
+    assert s["data_identity"] == task.bundle.meta["cache_key"] and s["data_identity"]["content_sha256"]
+    assert s["data_identity"]["corpus"] == str(Path(corpus).resolve())
 
 
 def test_compute_matched_runs_realise_equal_flops(corpus, cache, tmp_path):

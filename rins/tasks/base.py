@@ -79,6 +79,12 @@ class StepAccounting:
         reading ``tokens`` of them makes ``tokens / train_units()`` passes over it."""
         return None
 
+    def data_identity(self) -> dict[str, Any] | None:
+        """What names the training data's content (corpus, tokenizer settings, source versions), once
+        :meth:`prepare` has run: recorded in the run's summary, so a run resumed on another machine, or two runs
+        compared across machines, can be checked to have read the same data. None where the task cannot say."""
+        return None
+
     def realised_flops(self, model: nn.Module, step: int, batch_size: int) -> float:
         """Training FLOPs executed at ``step`` (at the drawn depth under stochastic RINS)."""
         return self.unit_training_flops(unwrap(model), batch_size, step) * batch_size * self.units_per_example()

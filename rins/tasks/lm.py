@@ -92,6 +92,10 @@ class LMTask(StepAccounting):
         """Tokens in the training split (None before :meth:`prepare`)."""
         return None if self.bundle is None else int(self.bundle.meta["n_train_tokens"])
 
+    def data_identity(self) -> dict[str, Any] | None:
+        """The prepared corpus's cache key: corpus, vocabulary, split, seed and the source versions read."""
+        return None if self.bundle is None else self.bundle.meta.get("cache_key")
+
     config_class = LMConfig  # what TrainConfig.model holds for this task
 
     @classmethod
