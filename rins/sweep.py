@@ -452,7 +452,27 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
             "size": spec.size, "budget": spec.budget, "p_skip": spec.p_skip, "adapters": spec.adapters,
             "seed": spec.seed, "params": params, "flops_per_step": flops_per_step, "steps": steps,
             "tokens": steps * units_per_step, "flops": steps * flops_per_step, "error": err,
-            "complete": _trained(spec, results_dir)}
+            "complete": _trained(spec, results_dir), **_progress(spec, results_dir)}
+
+
+def _progress(spec: RunSpec, results_dir: Path | None) -> dict[str, int | None]:
+    """``at_step``: the newest checkpoint's step here; ``parked_step``: its parked copy's (None: none)."""
+    from .checkpoint import latest_checkpoint
+
+    here = _step_of(latest_checkpoint(spec.run_dir))
+    parked = -1 if results_dir is None else _step_of(latest_checkpoint(parked_dir(results_dir, spec.name)))
+    return {"at_step": here if here >= 0 else None, "parked_step": parked if parked >= 0 else None}
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row["complete"]:
+        return "complete"
+    if row["error"]:
+        return "ERROR: " + row["error"]
+    here, parked = row["at_step"] or 0, row["parked_step"] or 0
+    if parked > here:
+        return f"parked at step {parked:,}"
+    return f"at step {here:,}" if here else "todo"
 
 
 def dry_run_table(runs: list[RunSpec], results_dir: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
@@ -461,7 +481,7 @@ def dry_run_table(runs: list[RunSpec], results_dir: Path | None = None) -> tuple
     head = f"{'#':>3}  {'run':<44} {'params':>11} {'budget':>9} {'steps':>7} {'tokens':>12} {'FLOPs':>9}  status"
     lines = [head, "-" * len(head)]
     for i, row in enumerate(rows):
-        status = "complete" if row["complete"] else ("ERROR: " + row["error"] if row["error"] else "todo")
+        status = _status(row)
         lines.append(f"{i:>3}  {row['name']:<44} {row['params']:>11,} {row['budget']:>9.3g} {row['steps']:>7,} "
                      f"{row['tokens']:>12,} {row['flops']:>9.3g}  {status}")
     tot_f = sum(r["flops"] for r in rows if not r["complete"])

@@ -463,6 +463,8 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     assert park_run(load_sweep(sw_a).runs[0], tmp_path / "res") is None  # nothing trained: nothing to park
     # machine b has only the committed results folder: its sweep resumes the run from the parked copy
     sw_b = _sweep_with_results(tmp_path, corpus, cache, "b")
+    assert run_verb("sweep", [str(sw_b), "--dry-run", "--only", "*Ax2B*"]) == 0
+    assert "parked at step 3" in capsys.readouterr().out
     assert run_verb("sweep", [str(sw_b), "--only", "*Ax2B*"]) == 0
     assert "resuming from its parked copy at step 3" in capsys.readouterr().out
     rec_b = load_sweep(sw_b).runs[1]
@@ -485,6 +487,8 @@ def test_a_corrupt_or_older_parked_copy_is_not_used(corpus, cache, tmp_path, cap
     train(rec.train_config(), quiet=True, stop_after=4)  # this machine went on (to step 6): the parked copy is older
     assert unpark_run(rec, tmp_path / "res") is None
     assert latest_checkpoint(rec.run_dir).name == "step_00000006"
+    assert run_verb("sweep", [str(_sweep_with_results(tmp_path, corpus, cache, "a")), "--dry-run"]) == 0
+    assert "at step 6" in capsys.readouterr().out
     assert latest_checkpoint(park_run(rec, tmp_path / "res")).name == "step_00000006"  # re-parking replaces it
     # another machine, a parked copy damaged in transit: refused before anything is written
     other = load_sweep(_sweep_with_results(tmp_path, corpus, cache, "b")).runs[1]
