@@ -435,10 +435,11 @@ def test_branches_refuse_another_schedule(tmp_path):
         expand_grid(base, {}, [{"layouts": ["AB"], "budgets": [1e9], "branches": "yes"}], tmp_path)
 
 
-def _sweep_with_results(tmp_path: Path, corpus: Path, cache: Path, out: str) -> Path:
-    """GRID2 training into ``tmp_path/out`` (one "machine"), its summaries into the shared ``tmp_path/res``."""
-    p = write_sweep(tmp_path / f"{out}.toml", corpus, cache, tmp_path / out, GRID2)
-    p.write_text(p.read_text().replace("threads = 1", f'threads = 1\nresults_dir = "{tmp_path / "res"}"'))
+def _sweep_with_results(tmp_path: Path, corpus: Path, cache: Path, out: str, grids: str = GRID2,
+                        res: str = "res") -> Path:
+    """``grids`` training into ``tmp_path/out`` (one "machine"), its summaries into ``tmp_path/res`` (shared)."""
+    p = write_sweep(tmp_path / f"{out}.toml", corpus, cache, tmp_path / out, grids)
+    p.write_text(p.read_text().replace("threads = 1", f'threads = 1\nresults_dir = "{tmp_path / res}"'))
     return p
 
 
@@ -513,3 +514,26 @@ def test_resuming_on_a_corpus_that_now_tokenises_differently_is_refused(corpus, 
     tok.write_text(json.dumps(t))
     with pytest.raises(ValueError, match="another vocabulary than the tokenizer this run started with"):
         train(rec.train_config(), quiet=True, resume=True)
+
+
+def test_a_parked_wsd_branch_resumes_mid_decay_on_another_machine(corpus, cache, tmp_path):
+    from rins.sweep import _copy_trunk, park_run, parked_dir, plan_run
+
+    ref = _sweep_with_results(tmp_path, corpus, cache, "ref", BRANCHED, res="res-ref")
+    assert run_verb("sweep", [str(ref)]) == 0  # trunk and branch uninterrupted
+    sw_a = _sweep_with_results(tmp_path, corpus, cache, "a", BRANCHED)
+    short, long = load_sweep(sw_a).runs
+    assert run_verb("sweep", [str(sw_a), "--only", short.name]) == 0  # machine a: the trunk lands
+    s1 = json.loads((tmp_path / "res" / f"{short.name}.json").read_text())["steps"]
+    s2 = plan_run(long)["steps"]
+    _copy_trunk(short.run_dir, long.run_dir)  # the branch, as the sweep starts it, stopped 2 steps before its end
+    train(long.train_config(), quiet=True, resume=True, extend=True, stop_after=s2 - (s1 - round(0.25 * s1)) - 2)
+    assert (long.run_dir / "pre_decay").is_dir()  # in its own decay: the state a longer branch would continue
+    parked = park_run(long, tmp_path / "res")
+    assert parked == parked_dir(tmp_path / "res", long.name) and (parked / "pre_decay").is_dir()
+    sw_b = _sweep_with_results(tmp_path, corpus, cache, "b", BRANCHED)
+    assert run_verb("sweep", [str(sw_b)]) == 0  # machine b: trunk summarised, branch resumed from its parked copy
+    assert not (tmp_path / "b" / short.name).exists()  # the trunk was not trained again
+    got = json.loads((tmp_path / "res" / f"{long.name}.json").read_text())
+    want = json.loads((tmp_path / "res-ref" / f"{long.name}.json").read_text())
+    assert (got["steps"], got["val_loss"], got["follows"]) == (want["steps"], want["val_loss"], short.name)
