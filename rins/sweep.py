@@ -455,13 +455,17 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
             "complete": _trained(spec, results_dir), **_progress(spec, results_dir)}
 
 
-def _progress(spec: RunSpec, results_dir: Path | None) -> dict[str, int | None]:
-    """``at_step``: the newest checkpoint's step here; ``parked_step``: its parked copy's (None: none)."""
+def _progress(spec: RunSpec, results_dir: Path | None) -> dict[str, Any]:
+    """``at_step``: the newest checkpoint's step here; ``parked_step``: its parked copy's (None: none);
+    ``units_per_s``: the run's last logged training speed here (None: not trained here)."""
     from .checkpoint import latest_checkpoint
+    from .runs import read_log
 
     here = _step_of(latest_checkpoint(spec.run_dir))
     parked = -1 if results_dir is None else _step_of(latest_checkpoint(parked_dir(results_dir, spec.name)))
-    return {"at_step": here if here >= 0 else None, "parked_step": parked if parked >= 0 else None}
+    speed = [e["units_per_s"] for e in read_log(spec.run_dir, "train") if e.get("units_per_s")] if here >= 0 else []
+    return {"at_step": here if here >= 0 else None, "parked_step": parked if parked >= 0 else None,
+            "units_per_s": speed[-1] if speed else None}
 
 
 def _status(row: dict[str, Any]) -> str:
@@ -472,7 +476,13 @@ def _status(row: dict[str, Any]) -> str:
     here, parked = row["at_step"] or 0, row["parked_step"] or 0
     if parked > here:
         return f"parked at step {parked:,}"
-    return f"at step {here:,}" if here else "todo"
+    if not here:
+        return "todo"
+    status = f"at step {here:,}"
+    if row["units_per_s"] and row["steps"]:  # at the last speed logged here: a rough guide on a shared machine
+        left = (row["steps"] - here) * row["tokens"] / row["steps"] / row["units_per_s"]
+        status += f", ~{left / 3600:.1f} h left"
+    return status
 
 
 def dry_run_table(runs: list[RunSpec], results_dir: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
