@@ -78,15 +78,16 @@ class LMTask(StepAccounting):
         differently, e.g. prepared on another machine after a source package changed."""
         from ..checkpoint import latest_checkpoint
 
-        if kept.exists() and latest_checkpoint(self.run_dir) is not None:
-            if _tokenizer_model(kept) != _tokenizer_model(prepared):
+        if kept.exists():
+            if _tokenizer_model(kept) == _tokenizer_model(prepared):
+                return
+            if latest_checkpoint(self.run_dir) is not None:
                 raise ValueError(
                     f"{self.cfg.data.corpus!r} prepared here ({prepared}) has another vocabulary than the tokenizer "
                     f"this run started with ({kept}): the corpus's sources changed since (e.g. a package version), "
                     f"so resuming would feed the checkpoint other token ids. Resume where the original corpus is "
                     f"prepared, or start the run over (delete {self.run_dir})")
-            return
-        shutil.copyfile(prepared, kept)
+        shutil.copyfile(prepared, kept)  # new, or left by a start that never checkpointed: this run's own
 
     def train_units(self) -> int | None:
         """Tokens in the training split (None before :meth:`prepare`)."""
