@@ -808,18 +808,20 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep", help="sweep TOML file ([base], [sizes.*], [[grid]])")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="only runs whose name or grid matches this glob (or contains it); repeatable")
-    p.add_argument("--dry-run", action="store_true", help="print the grid with params/steps/tokens; train nothing")
+    mode = p.add_mutually_exclusive_group()  # each of these trains nothing: one at a time
+    mode.add_argument("--dry-run", action="store_true",
+                      help="print the grid with params/steps/tokens and each run's progress; train nothing")
     p.add_argument("--procs", type=int, default=None, help="worker processes (default [sweep] procs or 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (0: torch default)")
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids; worker k uses gpus[k %% n], e.g. 0,1,2,3")
     p.add_argument("--out-dir", default=None, help="parent folder of the runs (default [sweep] out_dir)")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON rows")
-    p.add_argument("--relabel", action="store_true",
-                   help="rewrite the grid labels (grid, grids, lr_scan, holdout) of the selected runs' summaries in "
-                        "[sweep] results_dir to match this TOML (after moving runs between grids); train nothing")
-    p.add_argument("--park", action="store_true",
-                   help="copy the newest checkpoint of each selected unfinished run to [sweep] results_dir/inflight/ "
-                        "(commit it: a sweep on another machine resumes from it); train nothing")
+    mode.add_argument("--relabel", action="store_true",
+                      help="rewrite the grid labels (grid, grids, lr_scan, holdout) of the selected runs' summaries "
+                           "in [sweep] results_dir to match this TOML (after moving runs between grids); train nothing")
+    mode.add_argument("--park", action="store_true",
+                      help="copy the newest checkpoint of each selected unfinished run to [sweep] results_dir/"
+                           "inflight/ (commit it: a sweep on another machine resumes from it); train nothing")
     p.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)

@@ -88,6 +88,11 @@ def test_dry_run_prints_grid_and_trains_nothing(corpus, cache, tmp_path, capsys)
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 1 and rows[0]["steps"] > 0 and rows[0]["tokens"] == rows[0]["steps"] * 8 * 32
     assert run_verb("sweep", [str(sw), "--only", "nothing-matches"]) == 2
+    capsys.readouterr()
+    assert run_verb("sweep", [str(sw), "--dry-run", "--park"]) == 2  # two modes that train nothing: say which
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert run_verb("sweep", [str(sw), "--park"]) == 2  # nowhere to park: no [sweep] results_dir
+    assert "--park needs [sweep] results_dir" in capsys.readouterr().err
 
 
 def test_sweep_trains_skips_complete_and_resumes(corpus, cache, tmp_path, capsys):
