@@ -322,3 +322,46 @@ def test_crossing_fp32_keeps_budgets_apart(tmp_path, monkeypatch):
     row = next(line for line in second.splitlines() if line.startswith("| `A^2B`")).split(" | ")
     assert row[3] == "-0.0500" and row[7] == "other corpus" and row[8] == "other corpus"
     assert "Paired" not in second  # one seed at 1.6e15
+
+
+def test_results_md_crossing_answer_matches_its_summaries():
+    """RESULTS.md's answer tables are what tools/crossing_answer.py makes from the committed summaries now."""
+    got = _results_block("crossing_answer")
+    assert got is not None, "RESULTS.md has no crossing_answer block"
+    assert got == _tool("crossing_answer").block(), \
+        "RESULTS.md is stale: run .venv/bin/python tools/crossing_answer.py --write"
+
+
+def test_crossing_answer_verdicts(tmp_path):
+    """Paired gaps per budget and the verdict: below `AB` only when the paired interval is (or, on one seed, the
+    gap is) below zero; a tie named as such; study budgets (bf16, scans left out) before float32 ones."""
+    mod = _tool("crossing_answer")
+    study, fp32 = tmp_path / "study", tmp_path / "fp32"
+    study.mkdir()
+    fp32.mkdir()
+
+    def write(folder, sig: str, budget: float, seed: int, loss: float, scan: bool = False) -> None:
+        cfg = {"model": {"signature": sig}, "optim": {"lr": 4e-3}, "seed": seed}
+        s = {"format": "rins-run-summary/1", "size": "S", "config": cfg, "val_loss": loss, "val_loss_r": {},
+             "budget": budget, "tokens": 1e7, "lr_scan": scan}
+        (folder / f"S_{sig}_{budget:g}_{seed}_{scan}.json").write_text(json.dumps(s))
+
+    for k, (ab, a2, ab2c) in enumerate([(3.0, 3.2, 3.10), (3.1, 3.3, 3.15), (3.2, 3.45, 3.30)]):
+        write(study, "AB", 7e13, k, ab)
+        write(study, "A^2B", 7e13, k, a2)
+        write(study, "AB^2C", 7e13, k, ab2c)
+    write(study, "A^2B", 7e13, 0, 1.0, scan=True)  # a rate scan: left out
+    for k, (ab, a2, ab2c) in enumerate([(2.5, 2.40, 2.49), (2.6, 2.52, 2.62)]):
+        write(fp32, "AB", 2.2e14, k, ab)
+        write(fp32, "A^2B", 2.2e14, k, a2)
+        write(fp32, "AB^2C", 2.2e14, k, ab2c)
+    write(fp32, "A^3B", 2.2e14, 0, 2.45)
+    text = mod.block(study, fp32)
+    assert "| layout | 7e13 | 2.2e14 fp32 | verdict |" in text
+    assert "| `A^2B` | +0.217 ± 0.033 (3) | -0.090 ± 0.020 (2) | **below `AB` from 2.2e14 fp32** (-0.090 ± 0.020, 2 seeds) |" \
+        in text
+    assert "below `AB` at no budget; at 2.2e14 fp32 +0.005 ± 0.030 (2 seeds): a tie not excluded" in text
+    assert "**below `AB` at 2.2e14 fp32 on one seed** (-0.050); more seeds to confirm" in text
+    assert text.startswith("**Measured below `AB`: `A^2B` at size S, `A^3B` at size S.**")
+    assert mod.gap({0: 2.0}, {1: 2.0}) is None  # no common seed: no gap
+    assert mod.verdict([("1e14", (0.1, None, 1))]) == "behind at every budget measured, up to 1e14 (+0.100, 1 seed)"
