@@ -358,8 +358,8 @@ def test_crossing_answer_verdicts(tmp_path):
     write(fp32, "A^3B", 2.2e14, 0, 2.45)
     text = mod.block(study, fp32)
     assert "| layout | 7e13 | 2.2e14 fp32 | verdict |" in text
-    assert "| `A^2B` | +0.217 ± 0.033 (3) | -0.090 ± 0.020 (2) | **below `AB` from 2.2e14 fp32** (-0.090 ± 0.020, 2 seeds) |" \
-        in text
+    assert ("| `A^2B` | +0.217 ± 0.033 (3) | -0.090 ± 0.020 (2) | **below `AB` from 2.2e14 fp32** (-0.090 ± 0.020, "
+            "2 seeds) |") in text
     assert "below `AB` at no budget; at 2.2e14 fp32 +0.005 ± 0.030 (2 seeds): a tie not excluded" in text
     assert "**below `AB` at 2.2e14 fp32 on one seed** (-0.050); more seeds to confirm" in text
     assert text.startswith("**Measured below `AB`: `A^2B` at size S, `A^3B` at size S.**")
