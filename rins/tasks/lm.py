@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import latest_checkpoint
 from ..distributed import unwrap
 from ..fields import given_fields
 from ..model import LMConfig, RecursiveLM, StackConfig
@@ -76,8 +77,6 @@ class LMTask(StepAccounting):
         """Copy the prepared tokenizer into the run directory; a run with checkpoints must resume with the one
         it started with (else its weights would read other token ids): refuse a corpus that now tokenises
         differently, e.g. prepared on another machine after a source package changed."""
-        from ..checkpoint import latest_checkpoint
-
         if kept.exists():
             if _tokenizer_model(kept) == _tokenizer_model(prepared):
                 return
