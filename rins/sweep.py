@@ -847,7 +847,7 @@ def _cmd_park(sw: Sweep, runs: list[RunSpec]) -> int:
             size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
             parked.append(d)
             print(f"{spec.name}: step {_step_of(latest_checkpoint(d))} -> {d} ({size / 1e6:.1f} MB)")
-    print(f"rins sweep: {len(parked)} runs parked in {sw.results_dir / PARKED}"
+    print(f"rins sweep: {len(parked)} run{'' if len(parked) == 1 else 's'} parked in {sw.results_dir / PARKED}"
           + (": commit it; `rins sweep` on any machine resumes them from there" if parked else ""))
     return 1 if busy else 0
 

@@ -464,7 +464,7 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     assert "stop its worker first" in capsys.readouterr().err
     assert run_verb("sweep", [str(sw_a), "--park"]) == 0
     parked = parked_dir(tmp_path / "res", rec.name)
-    assert "1 runs parked" in capsys.readouterr().out
+    assert "1 run parked" in capsys.readouterr().out
     assert latest_checkpoint(parked).name == latest_checkpoint(rec.run_dir).name == "step_00000003"
     assert {p.name for p in parked.iterdir()} == {"config.json", "tokenizer.json", "log.jsonl", "checkpoints"}
     assert park_run(load_sweep(sw_a).runs[0], tmp_path / "res") is None  # nothing trained: nothing to park
