@@ -1,3 +1,4 @@
+import importlib.util
 import random
 from pathlib import Path
 
@@ -9,6 +10,19 @@ from rins import LMConfig, RecursiveLM
 # Tiny models are overhead-bound: one intra-op thread is as fast and avoids oversubscription when the
 # suite shares the machine with other jobs.
 torch.set_num_threads(1)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relpath: str):
+    """A script of the repository that is not a package module (``benchmarks/x.py``, ``tools/y.py``), imported
+    from its path."""
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def tiny_config(**kw) -> LMConfig:

@@ -1,11 +1,11 @@
 """benchmarks/vs_commit.py times the run the sweep trains, on both sides, from the same --set lines."""
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from rins.config import load_config
 from rins.sweep import load_sweep
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("vs_commit", ROOT / "benchmarks" / "vs_commit.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/vs_commit.py")
 
 
 @pytest.mark.parametrize("sweep", ["study-long.toml", "crossing-fp32.toml"])

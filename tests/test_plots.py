@@ -6,6 +6,7 @@ from pathlib import Path
 
 import matplotlib
 import pytest
+from conftest import load_script
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -105,11 +106,7 @@ def test_one_colour_per_layout_in_every_figure_and_legends_beside_the_axes(tmp_p
 
 def test_siglip_benchmark_plot_has_integer_depth_ticks(tmp_path, monkeypatch):
     """The SigLIP study figure: depth ticks are whole rounds and the no-recursion line is under the curves."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("siglip_cpu_study", ROOT / "benchmarks" / "siglip_cpu_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/siglip_cpu_study.py")
     tower = {"n_layers": 4, "d_model": 32}
     res = [{"name": "siglip-baseline", "task": "siglip", "model": {"image": tower, "text": tower},
             "zeroshot_top1": 0.7},
@@ -166,7 +163,6 @@ def _line_colours(ax) -> dict[str, set[str]]:
 def test_a_layout_has_one_colour_in_every_plotting_module(tmp_path, monkeypatch):
     """The demo, the report's figures, the adaptive-depth figure and the SigLIP benchmark take a layout's colour
     from rins.plots.layout_color: the same layout is drawn in the same colour by each of them."""
-    import importlib.util
     import json
 
     from rins import demo
@@ -211,9 +207,7 @@ def test_a_layout_has_one_colour_in_every_plotting_module(tmp_path, monkeypatch)
     got += [("adaptive", ("A^3B", 1, 0.5, "round"), _hex(line.get_color())) for line in lines]
 
     # benchmarks/siglip_cpu_study.py
-    spec = importlib.util.spec_from_file_location("siglip_cpu_study", ROOT / "benchmarks" / "siglip_cpu_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/siglip_cpu_study.py")
     tower = {"n_layers": 4, "d_model": 32}
     mod.plot([{"name": "base", "task": "siglip", "model": {"image": tower, "text": tower}, "zeroshot_top1": 0.7},
               {"name": "rins", "task": "siglip", "model": {"image": {**tower, "signature": "A^2B"}, "text": tower},

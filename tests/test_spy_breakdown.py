@@ -1,19 +1,9 @@
 """benchmarks/spy_breakdown.py classes py-spy samples by the generated-graph line they stand on."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _mod():
-    spec = importlib.util.spec_from_file_location("spy_breakdown", ROOT / "benchmarks" / "spy_breakdown.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+from conftest import ROOT, load_script
 
 GRAPH = """def call(args):
     buf1 = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default(q, k, v, 0.0, True)
@@ -37,7 +27,7 @@ def test_samples_are_classed_by_the_graph_line_not_the_lost_native_frames(tmp_pa
         f"{LOOP};_run (rins/losses.py:52);mkl_blas_def_sgemm_kernel_0_zen 2",
         "Thread._bootstrap (threading.py:1);TMonitor.run (tqdm/_monitor.py:60);Condition.wait 50",  # idle thread
     ]
-    total, out = _mod().breakdown(raw, graphs)
+    total, out = load_script("benchmarks/spy_breakdown.py").breakdown(raw, graphs)
     assert total == 20
     assert out == {"attention, forward (flash kernel)": 6, "dense matmuls in the blocks (GEMM)": 3,
                    "compiled elementwise (norms, RoPE, SwiGLU, residuals)": 1,

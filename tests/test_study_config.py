@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from rins.config import TrainConfig, load_config
 from rins.demo import DEMO_PRESET, DEMO_SHAPE, DEMO_VARIANTS, demo_overrides
@@ -175,12 +176,7 @@ def test_results_md_tables_match_the_committed_summaries():
 
 def _tool(name: str):
     """The script tools/NAME.py as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f"tools/{name}.py")
 
 
 def _results_block(name: str) -> str | None:
