@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from rins.study_report import paired_diff  # noqa: E402
 from tools import crossing_fp32  # noqa: E402
 from tools.blocks import write_block  # noqa: E402
 
@@ -51,16 +52,10 @@ def _fp32_seeds(folder: Path, size: str) -> dict[float, dict[str, dict[int, floa
 
 def gap(layout: dict[int, float], ab: dict[int, float]) -> tuple[float, float | None, int] | None:
     """(mean paired Δ, 2 SE or None on one seed, seeds) over the seeds both have; None without a common seed."""
-    common = sorted(set(layout) & set(ab))
-    if not common:
+    mean, se, d = paired_diff(layout, ab)
+    if not d:
         return None
-    d = [layout[k] - ab[k] for k in common]
-    n = len(d)
-    mean = sum(d) / n
-    if n < 2:
-        return mean, None, 1
-    sd = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5
-    return mean, 2 * sd / n ** 0.5, n
+    return mean, (2 * se if len(d) > 1 else None), len(d)
 
 
 def _budget(b: float) -> str:
