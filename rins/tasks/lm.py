@@ -18,7 +18,8 @@ from ..checkpoint import latest_checkpoint
 from ..distributed import unwrap
 from ..fields import given_fields
 from ..model import LMConfig, RecursiveLM, StackConfig
-from ..runs import tokenizer_file
+from ..runfiles import atomic_write_json
+from ..runs import data_identity_file, read_json, tokenizer_file
 from .base import StepAccounting, autocast, default_depths, depth_label
 
 __all__ = ["LMTask", "eval_batch_size", "mean_loss"]
@@ -49,6 +50,41 @@ def _tokenizer_model(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")).get("model")
 
 
+def identity_change(started: dict[str, Any] | None, here: dict[str, Any] | None,
+                    corpus_dir: Path | None = None) -> str:
+    """In words, what differs between the data identity a run started on and the one prepared here, in the
+    prepared-data folder ``corpus_dir`` (``CACHE_DIR/data/NAME``); empty when nothing differs or the start's
+    identity is unknown. Where a Debian package's version differs it adds the fix: ``apt-get download`` takes
+    the newest version the machine's package lists know, and the cache keeps the first version read, so a
+    machine whose lists are older (or newer) reads another one."""
+    if not started or not here:
+        return ""
+    diffs, debs = [], []
+    for key in sorted(set(started) | set(here)):
+        a, b = started.get(key), here.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):  # "source": {part: version read}
+            for part in sorted(set(a) | set(b)):
+                va, vb = a.get(part), b.get(part)
+                if va != vb:
+                    diffs.append(f"{part}: {va} when the run started, {vb} here")
+                    debs += [v.split("_")[0] for v in (va, vb) if isinstance(v, str) and v.endswith(".deb")]
+        else:
+            diffs.append(f"{key}: {a} when the run started, {b} here")
+    if not diffs:
+        return ""
+    text = "; ".join(diffs)
+    if debs:
+        corpus_dir = Path(corpus_dir or "CACHE_DIR/data/CORPUS")
+        where = corpus_dir.parent.parent / "corpora" / "debian"
+        folders = ", ".join(str(where / d) for d in dict.fromkeys(debs))
+        text += (f". apt downloads the newest version its package lists know and the cache keeps the first one "
+                 f"read: to read the run's versions, update the lists (`apt-get update`), delete {folders} and "
+                 f"{corpus_dir}, then resume (a mirror may no longer serve an old version)")
+    return text
+
+
 class LMTask(StepAccounting):
     """Next-token prediction on a tokenised corpus (:mod:`rins.data`); a :class:`rins.tasks.Task`."""
 
@@ -74,19 +110,31 @@ class LMTask(StepAccounting):
             self._keep_tokenizer(tokenizer_file(self.run_dir), Path(self.bundle.tokenizer_path))
 
     def _keep_tokenizer(self, kept: Path, prepared: Path) -> None:
-        """Copy the prepared tokenizer into the run directory; a run with checkpoints must resume with the one
-        it started with (else its weights would read other token ids): refuse a corpus that now tokenises
-        differently, e.g. prepared on another machine after a source package changed."""
+        """Copy the prepared tokenizer and the data's identity into the run directory; a run with checkpoints
+        must resume with the tokenizer it started with (else its weights would read other token ids): refuse a
+        corpus that now tokenises differently, e.g. prepared on another machine that read another version of a
+        source package, and say which source differs."""
+        ident_file = data_identity_file(self.run_dir)
+        here = self.data_identity()
         if kept.exists():
+            started = read_json(ident_file) or None
+            change = identity_change(started, here, prepared.parent)
             if _tokenizer_model(kept) == _tokenizer_model(prepared):
+                if change:  # same ids, other text: training goes on; the summary records the data read here
+                    warnings.warn(f"{self.run_dir}: resuming on a corpus prepared from other sources than the run "
+                                  f"started on ({change})", stacklevel=2)
                 return
             if latest_checkpoint(self.run_dir) is not None:
                 raise ValueError(
                     f"{self.cfg.data.corpus!r} prepared here ({prepared}) has another vocabulary than the tokenizer "
-                    f"this run started with ({kept}): the corpus's sources changed since (e.g. a package version), "
-                    f"so resuming would feed the checkpoint other token ids. Resume where the original corpus is "
-                    f"prepared, or start the run over (delete {self.run_dir})")
+                    f"this run started with ({kept}): "
+                    + (f"its sources differ ({change})" if change else
+                       "the corpus's sources changed since (e.g. a package version)")
+                    + f", so resuming would feed the checkpoint other token ids. Resume where the original corpus "
+                    f"is prepared, or start the run over (delete {self.run_dir})")
         shutil.copyfile(prepared, kept)  # new, or left by a start that never checkpointed: this run's own
+        if here is not None and read_json(ident_file) != here:  # every rank prepares: one write is enough
+            atomic_write_json(ident_file, here)
 
     def train_units(self) -> int | None:
         """Tokens in the training split (None before :meth:`prepare`)."""
