@@ -309,7 +309,7 @@ def test_no_function_is_longer_than_80_lines():
 
 
 # the files of a run directory; rins.runs names them and is the only module that opens them
-RUN_FILES = ("log.jsonl", "summary.json", "config.json", "tokenizer.json", ".lock")
+RUN_FILES = ("log.jsonl", "summary.json", "config.json", "tokenizer.json", "data_identity.json", ".lock")
 # where the same names mean other files: Hugging Face model folders (hf.py), the data cache (data.py, corpora/),
 # the demo's own summary of its three runs (demo.py)
 OTHER_FOLDERS = {"rins.hf": ("config.json", "tokenizer.json"), "rins.data": ("tokenizer.json", ".lock"),
