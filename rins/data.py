@@ -40,6 +40,8 @@ __all__ = [
     "Document",
     "TokenDataset",
     "bytes_per_token",
+    "data_identity",
+    "identity_change",
     "load_bundle",
     "load_corpus",
     "load_tokenizer",
@@ -370,6 +372,53 @@ def _split_stats(n_docs: int, train_docs: Sequence[Document], val_docs: Sequence
         "train_docs": [d.name for d in train_docs],
         "val_docs": [d.name for d in val_docs],
     }
+
+
+def data_identity(corpus: str = "shakespeare", cache_dir: str | Path | None = None, vocab_size: int = 8192,
+                  val_fraction: float = 0.1, seed: int = 0, tokenizer: str | Path | None = None) -> dict[str, Any]:
+    """What :func:`prepare_data` with these arguments would record as the corpus's identity (its cache key:
+    the settings, and the source versions read or the local file's SHA-256), without tokenising anything;
+    a built-in corpus's sources are fetched into the cache when missing."""
+    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
+    return _cache_key(corpus, vocab_size, val_fraction, seed, tokenizer, cache_dir)[1]
+
+
+def identity_change(started: dict[str, Any] | None, here: dict[str, Any] | None,
+                    cache_dir: str | Path | None = None, corpus_dir: str | Path | None = None,
+                    then: str = "before") -> str:
+    """In words, what differs between a data identity (:func:`data_identity`) recorded earlier (``then``: at a
+    run's start, in a summary) and the one here; empty when nothing differs or the earlier one is unknown.
+
+    Where a Debian package's version differs it adds the fix, naming the data cache ``cache_dir`` and the
+    prepared corpus ``corpus_dir`` (a folder of ``cache_dir/data``): ``apt-get download`` takes the newest
+    version the machine's package lists know and the cache keeps the first version read, so a machine whose
+    lists are older (or newer) reads another one."""
+    if not started or not here:
+        return ""
+    diffs, debs = [], []
+    for key in sorted(set(started) | set(here)):
+        a, b = started.get(key), here.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):  # "source": {part: version read}
+            for part in sorted(set(a) | set(b)):
+                va, vb = a.get(part), b.get(part)
+                if va != vb:
+                    diffs.append(f"{part}: {va} {then}, {vb} here")
+                    debs += [v.split("_")[0] for v in (va, vb) if isinstance(v, str) and v.endswith(".deb")]
+        else:
+            diffs.append(f"{key}: {a} {then}, {b} here")
+    if not diffs:
+        return ""
+    text = "; ".join(diffs)
+    if debs:
+        cache = Path(cache_dir or "CACHE_DIR")
+        folders = ", ".join(str(cache / "corpora" / "debian" / d) for d in dict.fromkeys(debs))
+        corpus = corpus_dir or f"the prepared corpus (in {cache / 'data'})"
+        text += (f". apt downloads the newest version its package lists know and the cache keeps the first one "
+                 f"read: to read the earlier versions, update the lists (`apt-get update`), delete {folders} and "
+                 f"{corpus}, then resume (a mirror may no longer serve an old version)")
+    return text
 
 
 def prepare_data(corpus: str = "shakespeare", cache_dir: str | Path | None = None, vocab_size: int = 8192,

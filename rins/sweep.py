@@ -89,6 +89,7 @@ from .runs import (
     is_complete,
     load_summary,
     lock_holder,
+    read_json,
     run_lock,
     summary_path,
     write_run_summary,
@@ -671,6 +672,50 @@ def _copy_trunk(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
+# the keys of a data identity (rins.data.data_identity) that name the text itself: runs of one sweep on the same
+# corpus must agree on them whatever their vocabulary, split or seed
+_CONTENT_KEYS = ("source", "content_sha256")
+
+
+def recorded_identities(results_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(file, data identity)`` of what a sweep's runs read: each summary's ``data_identity`` in
+    ``results_dir`` and each parked copy's ``data_identity.json`` (older records without one are left out)."""
+    out = []
+    for f in [*sorted(results_dir.glob("*.json")), *sorted(results_dir.glob(f"{PARKED}/*/{DATA_IDENTITY_FILE}"))]:
+        obj = read_json(f)
+        ident = obj.get("data_identity") if f.name != DATA_IDENTITY_FILE else obj
+        if isinstance(ident, dict) and ident.get("corpus") is not None:
+            out.append((str(f.relative_to(results_dir)), ident))
+    return out
+
+
+def check_same_data(spec: RunSpec, results_dir: Path | None) -> None:
+    """Refuse to train ``spec`` on other text than the sweep's runs on the same corpus read (summaries and
+    parked copies in ``results_dir``): e.g. a machine whose apt lists are older reads other package versions,
+    and its runs would be compared with the others on a different corpus. The error names what differs and
+    the fix. Language-model runs only."""
+    from .data import data_identity, identity_change
+    from .fields import default_cache_dir
+
+    cfg = spec.train_config()
+    if results_dir is None or cfg.task != "lm" or not results_dir.is_dir():
+        return
+    recorded = recorded_identities(results_dir)
+    if not recorded:
+        return
+    d = cfg.data
+    here = data_identity(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, cfg.seed, d.tokenizer)
+    here_text = {k: here.get(k) for k in _CONTENT_KEYS}
+    for f, ident in recorded:
+        then = {k: ident.get(k) for k in _CONTENT_KEYS}
+        if ident["corpus"] == here["corpus"] and then != here_text:  # a local corpus: its resolved path
+            change = identity_change(then, here_text, d.cache_dir or default_cache_dir(), then=f"in {f}")
+            raise ValueError(
+                f"{spec.name}: the corpus {d.corpus!r} prepared here is not the text the sweep's other runs read "
+                f"({change}), so this run would be compared with them on other data. Prepare the same sources "
+                f"here, or give this sweep another results_dir")
+
+
 def train_spec(spec: RunSpec, by_name: dict[str, RunSpec], quiet: bool = True,
                say: Any = None, results_dir: Path | None = None) -> dict[str, Any]:
     """Train one grid point (resuming it). A branch of a WSD trunk (``spec.follows``) starts as a copy of the
@@ -682,6 +727,7 @@ def train_spec(spec: RunSpec, by_name: dict[str, RunSpec], quiet: bool = True,
     from .checkpoint import latest_checkpoint
     from .train import train
 
+    check_same_data(spec, results_dir)
     step = unpark_run(spec, results_dir)
     if step is not None and say:
         say(f"[sweep] {spec.name}: resuming from its parked copy at step {step} ({parked_dir(results_dir, spec.name)})")

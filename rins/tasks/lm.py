@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import latest_checkpoint
+from ..data import identity_change
 from ..distributed import unwrap
 from ..fields import given_fields
 from ..model import LMConfig, RecursiveLM, StackConfig
@@ -50,41 +51,6 @@ def _tokenizer_model(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")).get("model")
 
 
-def identity_change(started: dict[str, Any] | None, here: dict[str, Any] | None,
-                    corpus_dir: Path | None = None) -> str:
-    """In words, what differs between the data identity a run started on and the one prepared here, in the
-    prepared-data folder ``corpus_dir`` (``CACHE_DIR/data/NAME``); empty when nothing differs or the start's
-    identity is unknown. Where a Debian package's version differs it adds the fix: ``apt-get download`` takes
-    the newest version the machine's package lists know, and the cache keeps the first version read, so a
-    machine whose lists are older (or newer) reads another one."""
-    if not started or not here:
-        return ""
-    diffs, debs = [], []
-    for key in sorted(set(started) | set(here)):
-        a, b = started.get(key), here.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):  # "source": {part: version read}
-            for part in sorted(set(a) | set(b)):
-                va, vb = a.get(part), b.get(part)
-                if va != vb:
-                    diffs.append(f"{part}: {va} when the run started, {vb} here")
-                    debs += [v.split("_")[0] for v in (va, vb) if isinstance(v, str) and v.endswith(".deb")]
-        else:
-            diffs.append(f"{key}: {a} when the run started, {b} here")
-    if not diffs:
-        return ""
-    text = "; ".join(diffs)
-    if debs:
-        corpus_dir = Path(corpus_dir or "CACHE_DIR/data/CORPUS")
-        where = corpus_dir.parent.parent / "corpora" / "debian"
-        folders = ", ".join(str(where / d) for d in dict.fromkeys(debs))
-        text += (f". apt downloads the newest version its package lists know and the cache keeps the first one "
-                 f"read: to read the run's versions, update the lists (`apt-get update`), delete {folders} and "
-                 f"{corpus_dir}, then resume (a mirror may no longer serve an old version)")
-    return text
-
-
 class LMTask(StepAccounting):
     """Next-token prediction on a tokenised corpus (:mod:`rins.data`); a :class:`rins.tasks.Task`."""
 
@@ -118,7 +84,8 @@ class LMTask(StepAccounting):
         here = self.data_identity()
         if kept.exists():
             started = read_json(ident_file) or None
-            change = identity_change(started, here, prepared.parent)
+            change = identity_change(started, here, prepared.parent.parent.parent, prepared.parent,
+                                     then="when the run started")
             if _tokenizer_model(kept) == _tokenizer_model(prepared):
                 if change:  # same ids, other text: training goes on; the summary records the data read here
                     warnings.warn(f"{self.run_dir}: resuming on a corpus prepared from other sources than the run "
