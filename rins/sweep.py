@@ -500,7 +500,28 @@ def dry_run_table(runs: list[RunSpec], results_dir: Path | None = None) -> tuple
     lines.append(f"{len(rows)} runs ({sum(r['complete'] for r in rows)} complete); "
                  f"{tot_f:.3g} training FLOPs still to run; "
                  f"{sum(r['tokens'] for r in rows):,} tokens in all")
+    lines += _data_check(runs, rows, results_dir)
     return "\n".join(lines), rows
+
+
+def _data_check(runs: list[RunSpec], rows: list[dict[str, Any]], results_dir: Path | None) -> list[str]:
+    """One line per corpus still to train on that is not the text the sweep's recorded runs read (what
+    :func:`check_same_data` would refuse), so a new machine's stale package versions show before hours start."""
+    out, seen = [], set()
+    for spec, row in zip(runs, rows, strict=True):
+        if row["complete"] or row["error"]:
+            continue
+        corpus = spec.train_config().data.corpus
+        if corpus in seen:
+            continue
+        seen.add(corpus)
+        try:
+            check_same_data(spec, results_dir)
+        except ValueError as e:
+            out.append(f"data: {e}")
+        except Exception as e:  # noqa: BLE001 - a source that cannot be fetched here: training would say so too
+            out.append(f"data: {spec.name}: cannot check the corpus here ({type(e).__name__}: {e})")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -700,15 +721,16 @@ def check_same_data(spec: RunSpec, results_dir: Path | None) -> None:
     cfg = spec.train_config()
     if results_dir is None or cfg.task != "lm" or not results_dir.is_dir():
         return
-    recorded = recorded_identities(results_dir)
-    if not recorded:
-        return
     d = cfg.data
+    names = {d.corpus, str(Path(d.corpus).resolve())}  # a built-in corpus's spec, or a local one's resolved path
+    recorded = [(f, i) for f, i in recorded_identities(results_dir) if i["corpus"] in names]
+    if not recorded:  # nothing to compare with: the sources are not even fetched
+        return
     here = data_identity(d.corpus, d.cache_dir, d.vocab_size, d.val_fraction, cfg.seed, d.tokenizer)
     here_text = {k: here.get(k) for k in _CONTENT_KEYS}
     for f, ident in recorded:
         then = {k: ident.get(k) for k in _CONTENT_KEYS}
-        if ident["corpus"] == here["corpus"] and then != here_text:  # a local corpus: its resolved path
+        if then != here_text:
             change = identity_change(then, here_text, d.cache_dir or default_cache_dir(), then=f"in {f}")
             raise ValueError(
                 f"{spec.name}: the corpus {d.corpus!r} prepared here is not the text the sweep's other runs read "

@@ -564,7 +564,12 @@ def test_a_sweep_refuses_a_run_on_other_text_than_its_summarised_runs_read(corpu
                      rf"text the sweep's other runs read \(content_sha256: [0-9a-f]{{64}} in {first.name}\.json, "
                      r"[0-9a-f]{64} here\)", out), out
     assert not second.run_dir.exists()  # refused before anything was trained or written
+    assert run_verb("sweep", [str(sw), "--dry-run"]) == 0  # and --dry-run says so before hours start
+    assert re.search(rf"\ndata: {second.name}: the corpus .* is not the text the sweep's other runs read "
+                     r"\(content_sha256: ", capsys.readouterr().out)
     doc.write_text(text)  # the same text again: it trains
+    assert run_verb("sweep", [str(sw), "--dry-run"]) == 0
+    assert "data:" not in capsys.readouterr().out
     assert run_verb("sweep", [str(sw), "--only", second.name]) == 0
     assert (tmp_path / "res" / f"{second.name}.json").is_file()
 
