@@ -358,6 +358,21 @@ def test_crossing_answer_verdicts(tmp_path):
             "2 seeds) |") in text
     assert "below `AB` at no budget; at 2.2e14 fp32 +0.005 ± 0.030 (2 seeds): a tie not excluded" in text
     assert "**below `AB` at 2.2e14 fp32 on one seed** (-0.050); more seeds to confirm" in text
-    assert text.startswith("**Measured below `AB`: `A^2B` at size S, `A^3B` at size S.**")
+    assert text.startswith("**Measured below `AB`** (over seeds): `A^2B` at size S. **Below `AB` on one seed**: "
+                           "`A^3B` at size S.\n")  # A^3B: one seed and no seed spread known at all
     assert mod.gap({0: 2.0}, {1: 2.0}) is None  # no common seed: no gap
-    assert mod.verdict([("1e14", (0.1, None, 1))]) == "behind at every budget measured, up to 1e14 (+0.100, 1 seed)"
+    assert mod.verdict([("1e14", (0.1, None, 1))]) == (
+        "behind at every budget measured, up to 1e14 (+0.100, 1 seed)", "behind")
+    # one seed is judged against the seed spread of the nearest smaller budget with 2+ seeds: 2 SD = 2 SE × √n
+    three = ("1e14", (0.05, 0.02, 3))  # 2 SD = 0.0346
+    assert mod.verdict([three, ("8e14", (-0.001, None, 1))]) == (
+        "**level with `AB` at 8e14** on one seed (-0.001, within the ±0.035 seed spread measured at 1e14): a tie, "
+        "not yet a crossing; more seeds to decide", "level")
+    assert mod.verdict([three, ("8e14", (-0.05, None, 1))]) == (
+        "**below `AB` at 8e14 on one seed** (-0.050, beyond the ±0.035 seed spread measured at 1e14); more seeds to "
+        "confirm", "one seed")
+    assert mod.verdict([three, ("8e14", (0.02, None, 1))]) == (
+        "below `AB` at no budget; at 8e14 +0.020 on one seed, within the ±0.035 seed spread measured at 1e14: a tie "
+        "not excluded", "behind")
+    # level at one budget, behind again at the largest: where it stands now decides
+    assert mod.verdict([("4e14", (-0.01, None, 1)), three, ("8e14", (0.06, None, 1))])[1] == "behind"

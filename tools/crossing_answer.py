@@ -8,8 +8,10 @@ at every budget measured (paired by seed, ± 2 SE), and the verdict — the firs
 Budgets up to 4e14 are the long study's (results/study-long: bf16, each layout's main runs, rate scans left out);
 larger ones are configs/crossing-fp32.toml's (results/crossing-fp32: float32, each layout at its best rate), marked
 "fp32": the gap between two layouts trained in the same precision is compared, never a loss across precisions.
-A gap counts as measured below `AB` when its paired mean + 2 SE is below zero (2+ seeds), or, on one seed, when it
-is negative (said so); "tie not excluded" when the interval of 2+ seeds holds zero.
+A gap counts as measured below `AB` when its paired mean + 2 SE is below zero (2+ seeds). A gap on one seed is
+judged against the seed spread: 2 SD of the paired gap over the seeds of the nearest smaller budget (else any) with
+2+ seeds, same size and layout; a negative one-seed gap beyond it is "below `AB` on one seed", within it "level with
+`AB`" (a tie, not a crossing). "A tie not excluded" where the interval (or the one-seed spread) holds zero.
 """
 
 from __future__ import annotations
@@ -69,22 +71,55 @@ def _cell(g: tuple[float, float | None, int] | None) -> str:
     return f"{mean:+.3f} (1)" if se2 is None else f"{mean:+.3f} ± {se2:.3f} ({n})"
 
 
-def verdict(points: list[tuple[str, tuple[float, float | None, int]]]) -> str:
-    """The first budget measured below `AB`, else where it stands at the largest budget measured."""
-    for budget, (mean, se2, n) in points:
+def spreads(points: list[tuple[str, tuple[float, float | None, int]]]) -> list[tuple[float, str] | None]:
+    """Per point, (2 SD of one seed's paired gap, the budget it was measured at) for a one-seed point: from the
+    nearest smaller budget with 2+ seeds, else the nearest larger one; None for points of 2+ seeds or where no
+    budget has 2+ seeds."""
+    multi = [(k, budget, se2 * n ** 0.5) for k, (budget, (_, se2, n)) in enumerate(points) if se2 is not None]
+    out: list[tuple[float, str] | None] = []
+    for k, (_, (_, se2, _)) in enumerate(points):
+        if se2 is not None or not multi:
+            out.append(None)
+            continue
+        before = [m for m in multi if m[0] < k]
+        _, budget, sd2 = before[-1] if before else multi[0]
+        out.append((sd2, budget))
+    return out
+
+
+def verdict(points: list[tuple[str, tuple[float, float | None, int]]]) -> tuple[str, str]:
+    """(verdict, kind): the first budget measured below `AB` (kind "below", or "one seed" on one seed beyond
+    the seed spread or where none is known), else a one-seed gap below zero within the seed spread ("level"),
+    else where it stands at the largest budget measured ("behind")."""
+    level = None
+    for (budget, (mean, se2, n)), spread in zip(points, spreads(points), strict=True):
         if se2 is not None and mean + se2 < 0:
-            return f"**below `AB` from {budget}** ({mean:+.3f} ± {se2:.3f}, {n} seeds)"
+            return f"**below `AB` from {budget}** ({mean:+.3f} ± {se2:.3f}, {n} seeds)", "below"
         if se2 is None and mean < 0:
-            return f"**below `AB` at {budget} on one seed** ({mean:+.3f}); more seeds to confirm"
-    budget, (mean, se2, n) = points[-1]
+            if spread is None:
+                return f"**below `AB` at {budget} on one seed** ({mean:+.3f}); more seeds to confirm", "one seed"
+            sd2, at = spread
+            if mean + sd2 < 0:
+                return (f"**below `AB` at {budget} on one seed** ({mean:+.3f}, beyond the ±{sd2:.3f} seed spread "
+                        f"measured at {at}); more seeds to confirm", "one seed")
+            level = (f"**level with `AB` at {budget}** on one seed ({mean:+.3f}, within the ±{sd2:.3f} seed spread "
+                     f"measured at {at}): a tie, not yet a crossing; more seeds to decide", "level")
+    if level is not None and points[-1][1][0] < 0:
+        return level
+    (budget, (mean, se2, n)), spread = points[-1], spreads(points)[-1]
     if se2 is not None and mean - se2 < 0:
-        return f"below `AB` at no budget; at {budget} {mean:+.3f} ± {se2:.3f} ({n} seeds): a tie not excluded"
-    return f"behind at every budget measured, up to {budget} ({mean:+.3f}, {n} seed{'s' if n > 1 else ''})"
+        return (f"below `AB` at no budget; at {budget} {mean:+.3f} ± {se2:.3f} ({n} seeds): a tie not excluded",
+                "behind")
+    if spread is not None and mean - spread[0] < 0:
+        return (f"below `AB` at no budget; at {budget} {mean:+.3f} on one seed, within the ±{spread[0]:.3f} seed "
+                f"spread measured at {spread[1]}: a tie not excluded", "behind")
+    return f"behind at every budget measured, up to {budget} ({mean:+.3f}, {n} seed{'s' if n > 1 else ''})", "behind"
 
 
 def block(study: Path = STUDY, fp32: Path = FP32) -> str:
     """The markdown block: one table per size."""
-    parts, below = [], []
+    parts: list[str] = []
+    found: dict[str, list[str]] = {}
     for size in ("S", "M"):
         cols = [(_budget(b), data) for b, data in sorted(_study_seeds(study, size).items())]
         cols += [(f"{_budget(b)} fp32", data) for b, data in sorted(_fp32_seeds(fp32, size).items())]
@@ -96,15 +131,20 @@ def block(study: Path = STUDY, fp32: Path = FP32) -> str:
             measured = [(name, g) for name, g in gaps if g is not None]
             if not measured:
                 continue
-            v = verdict(measured)
-            if v.startswith("**below"):
-                below.append(f"`{label}` at size {size}")
+            v, kind = verdict(measured)
+            if kind != "behind":
+                found.setdefault(kind, []).append(f"`{label}` at size {size}")
             rows.append(f"| `{label}` | " + " | ".join(_cell(g) for _, g in gaps) + f" | {v} |")
         head = "| layout | " + " | ".join(name for name, _ in cols) + " | verdict |"
         parts.append(f"**Size {size}** (Δ = layout − `AB`, nats, paired by seed; ± 2 SE (seeds)):\n\n{head}\n"
                      + "|---" * (len(cols) + 2) + "|\n" + "\n".join(rows) + "\n")
-    head = ("**Measured below `AB`: " + ", ".join(below) + ".**" if below else
-            "**Nothing has crossed yet: no recursive layout is measured below `AB` at any budget, at either size.**")
+    if not found:
+        head = "**Nothing has crossed yet: no recursive layout is measured below `AB` at any budget, at either size.**"
+    else:
+        said = {"below": "**Measured below `AB`** (over seeds)", "one seed": "**Below `AB` on one seed**",
+                "level": "**Level with `AB` on one seed**, within the seed spread (a tie, not yet a crossing)"}
+        head = (("" if "below" in found else "No recursive layout is yet measured below `AB` over seeds. ")
+                + " ".join(f"{said[k]}: {', '.join(found[k])}." for k in said if k in found))
     return head + "\n\n" + "\n".join(parts)
 
 
