@@ -417,7 +417,7 @@ def identity_change(started: dict[str, Any] | None, here: dict[str, Any] | None,
         corpus = corpus_dir or f"the prepared corpus (in {cache / 'data'})"
         text += (f". apt downloads the newest version its package lists know and the cache keeps the first one "
                  f"read: to read the earlier versions, update the lists (`apt-get update`), delete {folders} and "
-                 f"{corpus}, then resume (a mirror may no longer serve an old version)")
+                 f"{corpus}, then run again (a mirror may no longer serve an old version)")
     return text
 
 
