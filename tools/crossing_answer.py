@@ -91,8 +91,8 @@ def verdict(points: list[tuple[str, tuple[float, float | None, int]]]) -> tuple[
     """(verdict, kind): the first budget measured below `AB` (kind "below", or "one seed" on one seed beyond
     the seed spread or where none is known), else a one-seed gap below zero within the seed spread ("level"),
     else where it stands at the largest budget measured ("behind")."""
-    level = None
-    for (budget, (mean, se2, n)), spread in zip(points, spreads(points), strict=True):
+    level, spread_of = None, spreads(points)
+    for (budget, (mean, se2, n)), spread in zip(points, spread_of, strict=True):
         if se2 is not None and mean + se2 < 0:
             return f"**below `AB` from {budget}** ({mean:+.3f} ± {se2:.3f}, {n} seeds)", "below"
         if se2 is None and mean < 0:
@@ -106,7 +106,7 @@ def verdict(points: list[tuple[str, tuple[float, float | None, int]]]) -> tuple[
                      f"measured at {at}): a tie, not yet a crossing; more seeds to decide", "level")
     if level is not None and points[-1][1][0] < 0:
         return level
-    (budget, (mean, se2, n)), spread = points[-1], spreads(points)[-1]
+    (budget, (mean, se2, n)), spread = points[-1], spread_of[-1]
     if se2 is not None and mean - se2 < 0:
         return (f"below `AB` at no budget; at {budget} {mean:+.3f} ± {se2:.3f} ({n} seeds): a tie not excluded",
                 "behind")
