@@ -81,9 +81,8 @@ class LMTask(StepAccounting):
         corpus that now tokenises differently, e.g. prepared on another machine that read another version of a
         source package, and say which source differs."""
         ident_file = data_identity_file(self.run_dir)
-        here = self.data_identity()
+        here, started = self.data_identity(), read_json(ident_file) or None
         if kept.exists():
-            started = read_json(ident_file) or None
             change = identity_change(started, here, prepared.parent.parent.parent, prepared.parent,
                                      then="when the run started")
             if _tokenizer_model(kept) == _tokenizer_model(prepared):
@@ -100,7 +99,7 @@ class LMTask(StepAccounting):
                     + f", so resuming would feed the checkpoint other token ids. Resume where the original corpus "
                     f"is prepared, or start the run over (delete {self.run_dir})")
         shutil.copyfile(prepared, kept)  # new, or left by a start that never checkpointed: this run's own
-        if here is not None and read_json(ident_file) != here:  # every rank prepares: one write is enough
+        if here is not None and started != here:  # every rank prepares: one write is enough
             atomic_write_json(ident_file, here)
 
     def train_units(self) -> int | None:
