@@ -247,17 +247,28 @@ def test_results_blocks_are_rewritten_in_place_with_their_begin_line_kept():
         blocks.write_block(doc, "u", "x")
 
 
-def test_crossing_fp32_pairs_each_layout_with_ab_of_the_same_seed():
-    """The paired table: Δ per seed against `AB` of that seed, mean ± 2 SE; nothing while only one seed pairs."""
+def test_crossing_fp32_pairs_each_layout_with_ab_of_the_same_seed(tmp_path, monkeypatch):
+    """The paired table: Δ per seed against `AB` of that seed, mean ± 2 SE, in domain, out of domain and at equal
+    tokens (against that seed's own `AB` curve: the study's runs of that seed and its float32 run); nothing while only
+    one seed pairs."""
     mod = _tool("crossing_fp32")
+    monkeypatch.setattr(mod, "STUDY", tmp_path)
 
-    def run(loss: float, ood: float) -> dict:
-        return {"val_loss": loss, "val_loss_r": {"2": loss}, "evals": {mod.OOD: {"results": [{"r": 2, "loss": ood}]}}}
+    def run(loss: float, ood: float, tokens: float = 4e7) -> dict:
+        return {"val_loss": loss, "val_loss_r": {"2": loss}, "evals": {mod.OOD: {"results": [{"r": 2, "loss": ood}]}},
+                "tokens": tokens, "size": "S"}
 
-    seeds = {"AB": {0: run(2.40, 3.30), 1: run(2.50, 3.20), 2: run(2.45, 3.25)},
+    for seed, loss in ((0, 2.60), (1, 2.90)):  # each seed's smaller bf16 `AB` run: its own curve
+        s = {"config": {"model": {"signature": "AB"}}, "size": "S", "tokens": 2e7, "val_loss": loss}
+        (tmp_path / f"S_AB_C7e13_s{seed}.json").write_text(json.dumps(s))
+    seeds = {"AB": {0: run(2.40, 3.30, 8e7), 1: run(2.50, 3.20, 8e7), 2: run(2.45, 3.25, 8e7)},
              "A^2B": {0: run(2.41, 3.28), 1: run(2.53, 3.19)}, "A^3B": {0: run(2.6, 3.4)}}
     text = mod.paired_block(seeds)
-    assert "| `A^2B` | 0, 1 | +0.0100, +0.0300 | +0.0200 ± 0.0200 | -0.0200, -0.0100 | -0.0150 ± 0.0100 |" in text
+    # 4e7 tokens lie half way between 2e7 and 8e7 in log tokens: `AB` there is 2.50 (seed 0) and 2.70 (seed 1)
+    assert ("| `A^2B` | 0, 1 | +0.0100, +0.0300 | +0.0200 ± 0.0200 | -0.0200, -0.0100 | -0.0150 ± 0.0100 | "
+            "-0.0900, -0.1700 | -0.1300 ± 0.0800 |") in text
+    seeds["AB"][1]["tokens"] = 1e7  # seed 1's `AB` curve now ends below the layout's tokens: no gap for it
+    assert "| -0.0900, n/a | -0.0900 (1 seed) |" in mod.paired_block(seeds)
     assert "A^3B" not in text  # one seed: no pair to average
     assert mod.paired_block({"AB": seeds["AB"], "A^3B": seeds["A^3B"]}) == ""
 

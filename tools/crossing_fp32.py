@@ -128,20 +128,34 @@ def paired_block(seeds: dict[str, dict[int, dict]]) -> str:
         d_in = [float(runs[k]["val_loss"]) - float(ab[k]["val_loss"]) for k in common]
         oods = [(_ood(runs[k]), _ood(ab[k])) for k in common]
         d_ood = [a - b for a, b in oods if a is not None and b is not None]
+        d_eq = [_equal_tokens(runs[k], ab[k], k) for k in common]
         rows.append(f"| `{label}` | {', '.join(map(str, common))} | {', '.join(f'{d:+.4f}' for d in d_in)} | "
                     f"{_mean_2se(d_in)} | {', '.join(f'{d:+.4f}' for d in d_ood) or 'n/a'} | "
-                    f"{_mean_2se(d_ood) if d_ood else 'n/a'} |")
+                    f"{_mean_2se(d_ood) if d_ood else 'n/a'} | "
+                    f"{', '.join('n/a' if d is None else f'{d:+.4f}' for d in d_eq)} | "
+                    f"{_mean_2se(known) if (known := [d for d in d_eq if d is not None]) else 'n/a'} |")
     if not rows:
         return ""
-    return ("\nPaired over seeds (Δ = layout − `AB` of the same seed, nats; ± 2 SE over seeds):\n\n"
-            "| layout | seeds | Δ per seed | Δ mean ± 2 SE | Δ OOD per seed | Δ OOD mean ± 2 SE |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    return ("\nPaired over seeds (Δ = layout − `AB` of the same seed, nats; ± 2 SE over seeds; at equal tokens: "
+            "the layout's loss minus its seed's `AB` interpolated in log tokens between that seed's bf16 study runs "
+            "and its float32 run):\n\n"
+            "| layout | seeds | Δ per seed | Δ mean ± 2 SE | Δ OOD per seed | Δ OOD mean ± 2 SE | "
+            "Δ at equal tokens per seed | mean ± 2 SE |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
-def _study_runs(size: str, pattern: str = "*") -> list[dict]:
-    """The study's seed-0 summaries at ``size`` (bf16) whose run name matches ``{size}_{pattern}_s0``, rate scans
-    left out."""
-    runs = [json.loads(p.read_text()) for p in sorted(STUDY.glob(f"{size}_{pattern}_s0.json"))]
+def _equal_tokens(run: dict, ab: dict, seed: int) -> float | None:
+    """``run``'s gap to `AB` of ``seed`` at equal tokens (None off the study's corpus or outside `AB`'s tokens)."""
+    if not (_on_study_corpus(run) and _on_study_corpus(ab)):
+        return None
+    pts = ab_token_points(str(ab.get("size", "S")), ab, seed=seed)
+    return equal_tokens_gap(pts, float(run["tokens"]), float(run["val_loss"]))
+
+
+def _study_runs(size: str, pattern: str = "*", seed: int = 0) -> list[dict]:
+    """The study's summaries of ``seed`` at ``size`` (bf16) whose run name matches ``{size}_{pattern}_s{seed}``,
+    rate scans left out."""
+    runs = [json.loads(p.read_text()) for p in sorted(STUDY.glob(f"{size}_{pattern}_s{seed}.json"))]
     return [s for s in runs if not s.get("lr_scan") and s.get("size") == size]
 
 
@@ -155,12 +169,12 @@ def study_curves(size: str = "S") -> dict[str, dict[float, float]]:
     return curves
 
 
-def ab_token_points(size: str = "S", ab: dict | None = None, budget: float | None = None
+def ab_token_points(size: str = "S", ab: dict | None = None, budget: float | None = None, seed: int = 0
                     ) -> list[tuple[float, float]]:
-    """(tokens, final loss) of `AB` seed 0: the study's main-grid runs at ``size`` (bf16, held-out budgets included)
-    and this study's float32 run ``ab`` (default: read from ``RESULTS``, at its best rate), the baseline that
-    :func:`equal_tokens_gap` interpolates in log tokens."""
-    pts = [(float(s["tokens"]), float(s["val_loss"])) for s in _study_runs(size, "AB_*")
+    """(tokens, final loss) of `AB` at ``seed``: the study's runs at ``size`` (bf16, held-out budgets included, rate
+    scans left out) and this study's float32 run ``ab`` (default: seed 0's, read from ``RESULTS``, at its best
+    rate), the baseline that :func:`equal_tokens_gap` interpolates in log tokens."""
+    pts = [(float(s["tokens"]), float(s["val_loss"])) for s in _study_runs(size, "AB_*", seed)
            if _label(s["config"]) == "AB"]
     ab = load(RESULTS, size, budget).get("AB") if ab is None else ab
     if ab is not None:
