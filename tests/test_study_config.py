@@ -339,6 +339,15 @@ def test_results_md_crossing_answer_matches_its_summaries():
         "RESULTS.md is stale: run .venv/bin/python tools/crossing_answer.py --write"
 
 
+def test_readme_crossing_answer_matches_its_summaries():
+    """The README's short answer (headline, one row per size and layout) is what tools/crossing_answer.py makes from
+    the committed summaries now."""
+    got = _tool("blocks").read_block((ROOT / "README.md").read_text(encoding="utf-8"), "crossing_answer_short")
+    assert got is not None, "README.md has no crossing_answer_short block"
+    assert got == _tool("crossing_answer").summary(), \
+        "README.md is stale: run .venv/bin/python tools/crossing_answer.py --write"
+
+
 def test_crossing_answer_verdicts(tmp_path):
     """Paired gaps per budget and the verdict: below `AB` only when the paired interval is (or, on one seed, the
     gap is) below zero; a tie named as such; study budgets (bf16, scans left out) before float32 ones."""
@@ -371,6 +380,11 @@ def test_crossing_answer_verdicts(tmp_path):
     assert "**below `AB` at 2.2e14 fp32 on one seed** (-0.050); more seeds to confirm" in text
     assert text.startswith("**Measured below `AB`** (over seeds): `A^2B` at size S. **Below `AB` on one seed**: "
                            "`A^3B` at size S.\n")  # A^3B: one seed and no seed spread known at all
+    short = mod.summary(study, fp32)  # the README's: the gap at each layout's largest budget, the verdict in brief
+    assert short.startswith("**Measured below `AB`** (over seeds)")
+    assert "| S | `A^2B` | 2.2e14 fp32: -0.090 ± 0.020 (2) | **below `AB` from 2.2e14 fp32** |" in short
+    assert "| S | `AB^2C` | 2.2e14 fp32: +0.005 ± 0.030 (2) | behind, a tie not excluded |" in short
+    assert "| S | `A^3B` | 2.2e14 fp32: -0.050 (1) | **below `AB` on one seed**: more seeds to confirm |" in short
     assert mod.gap({0: 2.0}, {1: 2.0}) is None  # no common seed: no gap
     assert mod.verdict([("1e14", (0.1, None, 1))]) == (
         "behind at every budget measured, up to 1e14 (+0.100, 1 seed)", "behind")

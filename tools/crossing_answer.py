@@ -1,9 +1,10 @@
 """The answer so far to "does RINS pay, and where?": per size, each recursive layout's compute-matched gap to `AB`
 at every budget measured (paired by seed, ± 2 SE), and the verdict — the first budget where it is measured below
-`AB`, or the largest where it is still behind. RESULTS.md's "crossing_answer" block.
+`AB`, or the largest where it is still behind. RESULTS.md's "crossing_answer" block, and its short form (one row per
+layout: the gap at the largest budget and the verdict) in the README's "crossing_answer_short" block.
 
-    .venv/bin/python tools/crossing_answer.py            # prints the block
-    .venv/bin/python tools/crossing_answer.py --write    # rewrites it in RESULTS.md
+    .venv/bin/python tools/crossing_answer.py            # prints the blocks
+    .venv/bin/python tools/crossing_answer.py --write    # rewrites them in RESULTS.md and the README
 
 Budgets up to 4e14 are the long study's (results/study-long: bf16, each layout's main runs, rate scans left out);
 larger ones are configs/crossing-fp32.toml's (results/crossing-fp32: float32, each layout at its best rate), marked
@@ -30,6 +31,7 @@ from tools.blocks import write_block  # noqa: E402
 STUDY = ROOT / "results" / "study-long"
 FP32 = ROOT / "results" / "crossing-fp32"
 BLOCK = "crossing_answer"
+SHORT = "crossing_answer_short"  # the README's
 LAYOUTS = ("A^2B", "AB^2C", "A^3B p_s=0.5 + round adapters", "(AB)^2", "A^3B")  # the study's, closest first
 
 
@@ -116,10 +118,9 @@ def verdict(points: list[tuple[str, tuple[float, float | None, int]]]) -> tuple[
     return f"behind at every budget measured, up to {budget} ({mean:+.3f}, {n} seed{'s' if n > 1 else ''})", "behind"
 
 
-def block(study: Path = STUDY, fp32: Path = FP32) -> str:
-    """The markdown block: one table per size."""
-    parts: list[str] = []
-    found: dict[str, list[str]] = {}
+def _sizes(study: Path, fp32: Path) -> list[tuple[str, list[str], list[tuple[str, list, str, str]]]]:
+    """Per size with runs: (size, budget column names, [(layout, its gap per column, verdict, kind)])."""
+    out = []
     for size in ("S", "M"):
         cols = [(_budget(b), data) for b, data in sorted(_study_seeds(study, size).items())]
         cols += [(f"{_budget(b)} fp32", data) for b, data in sorted(_fp32_seeds(fp32, size).items())]
@@ -129,32 +130,70 @@ def block(study: Path = STUDY, fp32: Path = FP32) -> str:
         for label in LAYOUTS:
             gaps = [(name, gap(data.get(label, {}), data.get("AB", {}))) for name, data in cols]
             measured = [(name, g) for name, g in gaps if g is not None]
-            if not measured:
-                continue
-            v, kind = verdict(measured)
+            if measured:
+                rows.append((label, gaps, *verdict(measured)))
+        out.append((size, [name for name, _ in cols], rows))
+    return out
+
+
+def headline(sizes: list[tuple[str, list[str], list[tuple[str, list, str, str]]]]) -> str:
+    """The answer in a sentence: which layouts are below or level with `AB` where, or that nothing has crossed."""
+    found: dict[str, list[str]] = {}
+    for size, _, rows in sizes:
+        for label, _, _, kind in rows:
             if kind != "behind":
                 found.setdefault(kind, []).append(f"`{label}` at size {size}")
-            rows.append(f"| `{label}` | " + " | ".join(_cell(g) for _, g in gaps) + f" | {v} |")
-        head = "| layout | " + " | ".join(name for name, _ in cols) + " | verdict |"
-        parts.append(f"**Size {size}** (Δ = layout − `AB`, nats, paired by seed; ± 2 SE (seeds)):\n\n{head}\n"
-                     + "|---" * (len(cols) + 2) + "|\n" + "\n".join(rows) + "\n")
     if not found:
-        head = "**Nothing has crossed yet: no recursive layout is measured below `AB` at any budget, at either size.**"
-    else:
-        said = {"below": "**Measured below `AB`** (over seeds)", "one seed": "**Below `AB` on one seed**",
-                "level": "**Level with `AB` on one seed**, within the seed spread (a tie, not yet a crossing)"}
-        head = (("" if "below" in found else "No recursive layout is yet measured below `AB` over seeds. ")
-                + " ".join(f"{said[k]}: {', '.join(found[k])}." for k in said if k in found))
-    return head + "\n\n" + "\n".join(parts)
+        return "**Nothing has crossed yet: no recursive layout is measured below `AB` at any budget, at either size.**"
+    said = {"below": "**Measured below `AB`** (over seeds)", "one seed": "**Below `AB` on one seed**",
+            "level": "**Level with `AB` on one seed**, within the seed spread (a tie, not yet a crossing)"}
+    return (("" if "below" in found else "No recursive layout is yet measured below `AB` over seeds. ")
+            + " ".join(f"{said[k]}: {', '.join(found[k])}." for k in said if k in found))
+
+
+def block(study: Path = STUDY, fp32: Path = FP32) -> str:
+    """The markdown block of RESULTS.md: the headline, then one table per size (every budget)."""
+    sizes = _sizes(study, fp32)
+    parts = []
+    for size, cols, rows in sizes:
+        head = "| layout | " + " | ".join(cols) + " | verdict |"
+        body = [f"| `{label}` | " + " | ".join(_cell(g) for _, g in gaps) + f" | {v} |" for label, gaps, v, _ in rows]
+        parts.append(f"**Size {size}** (Δ = layout − `AB`, nats, paired by seed; ± 2 SE (seeds)):\n\n{head}\n"
+                     + "|---" * (len(cols) + 2) + "|\n" + "\n".join(body) + "\n")
+    return headline(sizes) + "\n\n" + "\n".join(parts)
+
+
+def _short(v: str, kind: str) -> str:
+    """A verdict in a few words (the README's table gives the gap next to it)."""
+    if kind == "below":
+        return v.split(" (", 1)[0]  # "**below `AB` from BUDGET**"
+    if kind == "one seed":
+        return "**below `AB` on one seed**: more seeds to confirm"
+    if kind == "level":
+        return "**level** on one seed, within the seed spread: a tie"
+    return "behind, a tie not excluded" if "tie not excluded" in v else "behind"
+
+
+def summary(study: Path = STUDY, fp32: Path = FP32) -> str:
+    """The README's short block: the headline and one row per size and layout (its gap at the largest budget
+    measured, and the verdict)."""
+    sizes = _sizes(study, fp32)
+    rows = ["| size | layout | Δ vs `AB` at the largest budget measured (seeds) | verdict |", "|---|---|---|---|"]
+    for size, _, layouts in sizes:
+        for label, gaps, v, kind in layouts:
+            name, last = [(name, g) for name, g in gaps if g is not None][-1]
+            rows.append(f"| {size} | `{label}` | {name}: {_cell(last)} | {_short(v, kind)} |")
+    return headline(sizes) + "\n\n" + "\n".join(rows) + "\n"
 
 
 def main() -> None:
     if "--write" not in sys.argv:
-        print(block())
+        print(block() + "\n" + summary())
         return
-    path = ROOT / "RESULTS.md"
-    path.write_text(write_block(path.read_text(), BLOCK, block()))
-    print(f"wrote the {BLOCK} block of {path}")
+    for name, blk, make in (("RESULTS.md", BLOCK, block), ("README.md", SHORT, summary)):
+        path = ROOT / name
+        path.write_text(write_block(path.read_text(), blk, make()))
+        print(f"wrote the {blk} block of {path}")
 
 
 if __name__ == "__main__":
