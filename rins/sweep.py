@@ -56,6 +56,7 @@ A run longer than one machine's life moves with the results: ``--park`` copies t
 unfinished run (with its config, tokenizer, log and a WSD run's pre-decay state) to
 ``results_dir/inflight/<run>/``; commit that folder, and a sweep on another machine resumes each run from it
 (when it is newer than what the machine has). The parked copy is deleted when the run's summary is written.
+``--park`` does not stop a worker: a run being trained is parked from its newest complete checkpoint as it goes.
 """
 
 from __future__ import annotations
@@ -618,7 +619,8 @@ def _copy_run_state(src: Path, dst: Path, ck: Path) -> None:
     shutil.copytree(ck, tmp / CHECKPOINTS / ck.name)
     mark_latest(tmp / CHECKPOINTS / ck.name)
     if (src / PRE_DECAY).is_dir():  # a WSD run past its decay's start: what --extend (a later branch) continues
-        shutil.copytree(src / PRE_DECAY, tmp / PRE_DECAY)
+        # hidden names are a live writer's temporary folders (runfiles.temp_path): not state
+        shutil.copytree(src / PRE_DECAY, tmp / PRE_DECAY, ignore=shutil.ignore_patterns(".*"))
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
 
@@ -626,22 +628,38 @@ def _copy_run_state(src: Path, dst: Path, ck: Path) -> None:
 def park_run(spec: RunSpec, results_dir: str | Path) -> Path | None:
     """Copy the newest checkpoint of ``spec``'s unfinished run to :func:`parked_dir` (replacing an older parked
     copy), so that committing ``results_dir`` carries the run to another machine. Returns the parked folder,
-    or ``None`` when the run has no checkpoint here or is already summarised. Raises ``RuntimeError`` while
-    a worker trains the run (its lock is held): stop it first (Ctrl-C checkpoints it)."""
+    or ``None`` when the run has no checkpoint here or is already summarised.
+
+    A run that a worker is training (its lock is held) is parked live: its newest complete checkpoint is copied
+    while training goes on (checkpoints are published by an atomic rename and the two before the newest are kept,
+    so the copy reads a finished folder; a copy that loses a race with the pruning is retried). The log may hold
+    steps past that checkpoint: a resume drops them (:func:`rins.runs.truncate_log`)."""
+    return _park(spec, Path(results_dir))[0]
+
+
+def _park(spec: RunSpec, res: Path) -> tuple[Path | None, bool]:
+    """:func:`park_run`, and whether the run was being trained (parked live)."""
     from .checkpoint import latest_checkpoint
 
-    res = Path(results_dir)
-    with run_lock(spec.run_dir) as got:
-        if not got:
-            raise RuntimeError(f"{spec.name} is being trained ({lock_holder(spec.run_dir)}): stop its worker first "
-                               "(Ctrl-C or kill -INT checkpoints it), then park it")
-        ck = latest_checkpoint(spec.run_dir)
-        if ck is None or _summarised(spec, res):
-            return None
-        dst = parked_dir(res, spec.name)
-        if _step_of(latest_checkpoint(dst)) < _step_of(ck):
-            _copy_run_state(spec.run_dir, dst, ck)
-        return dst
+    with run_lock(spec.run_dir) as idle:
+        for attempt in range(3):
+            ck = latest_checkpoint(spec.run_dir)
+            if ck is None or _summarised(spec, res):
+                return None, not idle
+            dst = parked_dir(res, spec.name)
+            if _step_of(latest_checkpoint(dst)) >= _step_of(ck):
+                return dst, not idle
+            try:
+                _copy_run_state(spec.run_dir, dst, ck)
+            except (FileNotFoundError, shutil.Error):
+                if idle or attempt == 2:  # nothing else writes an idle run: a missing file is a real fault
+                    raise
+                continue  # the worker pruned the folder mid-copy: take its newer one
+            if not idle and _summarised(spec, res):  # the run finished meanwhile: its summary replaces the copy
+                shutil.rmtree(dst, ignore_errors=True)
+                return None, True
+            return dst, not idle
+    return None, not idle
 
 
 def unpark_run(spec: RunSpec, results_dir: str | Path | None) -> int | None:
@@ -904,21 +922,17 @@ def _cmd_park(sw: Sweep, runs: list[RunSpec]) -> int:
     if sw.results_dir is None:
         print(f"rins sweep: error: --park needs [sweep] results_dir in {sw.path}", file=sys.stderr)
         return 2
-    parked, busy = [], []
+    parked = []
     for spec in runs:
-        try:
-            d = park_run(spec, sw.results_dir)
-        except RuntimeError as e:
-            busy.append(spec.name)
-            print(f"rins sweep: {e}", file=sys.stderr)
-            continue
+        d, live = _park(spec, sw.results_dir)
         if d is not None:
             size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
             parked.append(d)
-            print(f"{spec.name}: step {_step_of(latest_checkpoint(d))} -> {d} ({size / 1e6:.1f} MB)")
+            live = " (live: its worker goes on training; park again for a newer step)" if live else ""
+            print(f"{spec.name}: step {_step_of(latest_checkpoint(d))} -> {d} ({size / 1e6:.1f} MB){live}")
     print(f"rins sweep: {len(parked)} run{'' if len(parked) == 1 else 's'} parked in {sw.results_dir / PARKED}"
           + (": commit it; `rins sweep` on any machine resumes them from there" if parked else ""))
-    return 1 if busy else 0
+    return 0
 
 
 def cmd_sweep(a: argparse.Namespace) -> int:

@@ -458,14 +458,21 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     sw_a = _sweep_with_results(tmp_path, corpus, cache, "a")
     rec = load_sweep(sw_a).runs[1]
     train(rec.train_config(), quiet=True, stop_after=3)  # machine a trains 3 steps, then its session ends
-    with run_lock(rec.run_dir) as got:  # a worker still training it: parking refuses, naming the fix
+    # a worker still training it: it has logged a step past its checkpoint, a line half written, and a checkpoint
+    # half written (a hidden temporary folder); parking takes the newest complete checkpoint and lets it train on
+    log_file = rec.run_dir / "log.jsonl"
+    log_file.write_text(log_file.read_text() + json.dumps({"event": "train", "step": 4, "loss": 9.9}) + '\n{"ev')
+    (rec.run_dir / "checkpoints" / ".step_00000004.tmp-99999").mkdir()
+    with run_lock(rec.run_dir) as got:
         assert got
-        assert run_verb("sweep", [str(sw_a), "--park"]) == 1
-    assert "stop its worker first" in capsys.readouterr().err
-    assert run_verb("sweep", [str(sw_a), "--park"]) == 0
+        assert run_verb("sweep", [str(sw_a), "--park"]) == 0
+    assert "(live: its worker goes on training" in capsys.readouterr().out
     parked = parked_dir(tmp_path / "res", rec.name)
-    assert "1 run parked" in capsys.readouterr().out
     assert latest_checkpoint(parked).name == latest_checkpoint(rec.run_dir).name == "step_00000003"
+    assert {p.name for p in (parked / "checkpoints").iterdir()} == {"LATEST", "step_00000003"}
+    assert run_verb("sweep", [str(sw_a), "--park"]) == 0  # idle now, nothing newer: the parked copy stays
+    out = capsys.readouterr().out
+    assert "1 run parked" in out and "live" not in out
     assert {p.name for p in parked.iterdir()} == {"config.json", "tokenizer.json", "data_identity.json", "log.jsonl",
                                                 "checkpoints"}
     assert park_run(load_sweep(sw_a).runs[0], tmp_path / "res") is None  # nothing trained: nothing to park
@@ -481,7 +488,35 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     got = json.loads((tmp_path / "res" / f"{rec.name}.json").read_text())
     assert got["steps"] == want["steps"] and got["val_loss"] == want["val_loss"]  # exactly the uninterrupted run
     assert got["data_identity"] == want["data_identity"]  # and says which data it read
+    assert not any(r.get("loss") == 9.9 for r in log)  # the step logged past the parked checkpoint was dropped
     assert not (tmp_path / "res" / "inflight").exists()  # summarised: the parked copy went with it
+
+
+def test_parking_a_live_run_retries_a_copy_that_loses_a_race_with_pruning(corpus, cache, tmp_path, monkeypatch):
+    """While a worker trains the run, a checkpoint folder can vanish under the copy (pruned): park takes the newer one;
+    on an idle run nothing else writes, so a missing file is an error, not retried."""
+    import rins.sweep as sweep_mod
+    from rins.checkpoint import latest_checkpoint
+
+    rec = load_sweep(_sweep_with_results(tmp_path, corpus, cache, "a")).runs[1]
+    train(rec.train_config(), quiet=True, stop_after=3)
+    real, calls = sweep_mod._copy_run_state, []
+
+    def racy(src, dst, ck):
+        calls.append(ck.name)
+        if len(calls) == 1:
+            raise FileNotFoundError(ck / "optimizer.safetensors")
+        real(src, dst, ck)
+
+    monkeypatch.setattr(sweep_mod, "_copy_run_state", racy)
+    with run_lock(rec.run_dir):
+        parked = sweep_mod.park_run(rec, tmp_path / "res")
+    assert calls == ["step_00000003", "step_00000003"] and latest_checkpoint(parked).name == "step_00000003"
+    calls.clear()
+    shutil.rmtree(parked)
+    with pytest.raises(FileNotFoundError):
+        sweep_mod.park_run(rec, tmp_path / "res")
+    assert calls == ["step_00000003"]
 
 
 def test_a_corrupt_or_older_parked_copy_is_not_used(corpus, cache, tmp_path, capsys):
