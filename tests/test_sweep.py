@@ -494,7 +494,8 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
 
 def test_parking_a_live_run_retries_a_copy_that_loses_a_race_with_pruning(corpus, cache, tmp_path, monkeypatch):
     """While a worker trains the run, a checkpoint folder can vanish under the copy (pruned): park takes the newer one;
-    on an idle run nothing else writes, so a missing file is an error, not retried."""
+    on an idle run nothing else writes, so a missing file is an error, not retried. A run that finishes during the
+    copy keeps its summary and no parked copy."""
     import rins.sweep as sweep_mod
     from rins.checkpoint import latest_checkpoint
 
@@ -517,6 +518,15 @@ def test_parking_a_live_run_retries_a_copy_that_loses_a_race_with_pruning(corpus
     with pytest.raises(FileNotFoundError):
         sweep_mod.park_run(rec, tmp_path / "res")
     assert calls == ["step_00000003"]
+
+    def finishing(src, dst, ck):  # the worker writes the run's summary while the copy is made
+        real(src, dst, ck)
+        sweep_mod.summary_path(tmp_path / "res", rec.name).write_text("{}")
+
+    monkeypatch.setattr(sweep_mod, "_copy_run_state", finishing)
+    with run_lock(rec.run_dir):
+        assert sweep_mod.park_run(rec, tmp_path / "res") is None
+    assert not sweep_mod.parked_dir(tmp_path / "res", rec.name).exists()  # no stale copy beside the summary
 
 
 def test_a_corrupt_or_older_parked_copy_is_not_used(corpus, cache, tmp_path, capsys):
