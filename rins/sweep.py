@@ -631,9 +631,10 @@ def park_run(spec: RunSpec, results_dir: str | Path) -> Path | None:
     or ``None`` when the run has no checkpoint here or is already summarised.
 
     A run that a worker is training (its lock is held) is parked live: its newest complete checkpoint is copied
-    while training goes on (checkpoints are published by an atomic rename and the two before the newest are kept,
-    so the copy reads a finished folder; a copy that loses a race with the pruning is retried). The log may hold
-    steps past that checkpoint: a resume drops them (:func:`rins.runs.truncate_log`)."""
+    while training goes on (checkpoints are published by an atomic rename, and a folder is pruned only after newer
+    ones are published, ``keep_last``: the copy reads a finished folder, and one that loses a race with the pruning
+    is retried on the newer one). The log may hold steps past that checkpoint: a resume drops them
+    (:func:`rins.runs.truncate_log`)."""
     return _park(spec, Path(results_dir))[0]
 
 
@@ -928,8 +929,8 @@ def _cmd_park(sw: Sweep, runs: list[RunSpec]) -> int:
         if d is not None:
             size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
             parked.append(d)
-            live = " (live: its worker goes on training; park again for a newer step)" if live else ""
-            print(f"{spec.name}: step {_step_of(latest_checkpoint(d))} -> {d} ({size / 1e6:.1f} MB){live}")
+            note = " (live: its worker goes on training; park again for a newer step)" if live else ""
+            print(f"{spec.name}: step {_step_of(latest_checkpoint(d))} -> {d} ({size / 1e6:.1f} MB){note}")
     print(f"rins sweep: {len(parked)} run{'' if len(parked) == 1 else 's'} parked in {sw.results_dir / PARKED}"
           + (": commit it; `rins sweep` on any machine resumes them from there" if parked else ""))
     return 0
