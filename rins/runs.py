@@ -36,7 +36,7 @@ from typing import Any
 from .runfiles import atomic_write_json, atomic_write_text, read_json_object
 
 __all__ = ["SUMMARY_FORMAT", "RunRecord", "read_log", "log_path", "start_record", "read_json", "run_config",
-           "is_complete", "run_lock", "lock_holder", "find_runs", "read_run", "run_summary", "write_run_summary",
+           "is_complete", "run_lock", "lock_holder", "lock_pid", "find_runs", "read_run", "run_summary", "write_run_summary",
            "load_summary", "summary_path", "atomic_write_json", "CONFIG_FILE", "LOG_FILE", "SUMMARY_FILE",
            "TOKENIZER_FILE", "LOCK_SUFFIX", "is_run_dir", "run_dir_of", "write_run_config", "truncate_log",
            "tokenizer_file", "read_run_summary", "write_run_summary_file", "archive_run_summary", "clear_run_files",
@@ -244,6 +244,23 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def lock_pid(run_dir: str | Path) -> int | None:
+    """The process that holds ``RUN_DIR.lock``, read without taking the lock (a probe that took it could make a
+    starting worker skip the run): the pid the holder wrote, if that process is alive; None for no lock file or
+    a killed holder's stale one."""
+    try:
+        pid = int(lock_file(run_dir).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return pid
 
 
 def lock_holder(run_dir: str | Path) -> str:

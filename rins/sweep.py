@@ -90,6 +90,7 @@ from .runs import (
     is_complete,
     load_summary,
     lock_holder,
+    lock_pid,
     read_json,
     run_lock,
     summary_path,
@@ -460,7 +461,8 @@ def plan_run(spec: RunSpec, results_dir: Path | None = None) -> dict[str, Any]:
 
 def _progress(spec: RunSpec, results_dir: Path | None) -> dict[str, Any]:
     """``at_step``: the newest checkpoint's step here; ``parked_step``: its parked copy's (None: none);
-    ``units_per_s``: the run's last logged training speed here (None: not trained here)."""
+    ``units_per_s``: the run's last logged training speed here (None: not trained here); ``training_pid``: the
+    process training it now (None: none)."""
     from .checkpoint import latest_checkpoint
     from .runs import read_log
 
@@ -468,7 +470,7 @@ def _progress(spec: RunSpec, results_dir: Path | None) -> dict[str, Any]:
     parked = -1 if results_dir is None else _step_of(latest_checkpoint(parked_dir(results_dir, spec.name)))
     speed = [e["units_per_s"] for e in read_log(spec.run_dir, "train") if e.get("units_per_s")] if here >= 0 else []
     return {"at_step": here if here >= 0 else None, "parked_step": parked if parked >= 0 else None,
-            "units_per_s": speed[-1] if speed else None}
+            "units_per_s": speed[-1] if speed else None, "training_pid": lock_pid(spec.run_dir)}
 
 
 def _status(row: dict[str, Any]) -> str:
@@ -477,11 +479,12 @@ def _status(row: dict[str, Any]) -> str:
     if row["error"]:
         return "ERROR: " + row["error"]
     here, parked = row["at_step"] or 0, row["parked_step"] or 0
+    now = f"training (process {row['training_pid']}), " if row.get("training_pid") else ""
     if parked > here:
-        return f"parked at step {parked:,}"
+        return f"{now}parked at step {parked:,}"
     if not here:
-        return "todo"
-    status = f"at step {here:,}"
+        return f"{now}no checkpoint yet" if now else "todo"
+    status = f"{now}at step {here:,}"
     if row["units_per_s"] and row["steps"]:  # at the last speed logged here: a rough guide on a shared machine
         left = (row["steps"] - here) * row["tokens"] / row["steps"] / row["units_per_s"]
         status += f", ~{left / 3600:.1f} h left"

@@ -1,15 +1,17 @@
 """``rins sweep``: grid expansion and naming, dry run, skip-complete, resume, the per-run lock, workers."""
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from rins.cli import run_verb
 from rins.plan import enumerate_variants
-from rins.runs import read_log
+from rins.runs import lock_file, read_log
 from rins.sweep import expand_grid, is_complete, load_sweep, run_lock, run_name, run_worker
 from rins.train import train
 
@@ -466,7 +468,14 @@ def test_a_parked_run_resumes_on_another_machine(corpus, cache, tmp_path, capsys
     with run_lock(rec.run_dir) as got:
         assert got
         assert run_verb("sweep", [str(sw_a), "--park"]) == 0
-    assert "(live: its worker goes on training" in capsys.readouterr().out
+        assert "(live: its worker goes on training" in capsys.readouterr().out
+        assert run_verb("sweep", [str(sw_a), "--dry-run"]) == 0  # the table says who trains it now
+        assert f"training (process {os.getpid()}), at step 3" in capsys.readouterr().out
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    lock_file(rec.run_dir).write_text(f"{dead.pid}\n")  # a killed worker's stale lock file: nobody trains it
+    assert run_verb("sweep", [str(sw_a), "--dry-run"]) == 0
+    assert "training (" not in capsys.readouterr().out
     parked = parked_dir(tmp_path / "res", rec.name)
     assert latest_checkpoint(parked).name == latest_checkpoint(rec.run_dir).name == "step_00000003"
     assert {p.name for p in (parked / "checkpoints").iterdir()} == {"LATEST", "step_00000003"}
