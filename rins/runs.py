@@ -36,7 +36,8 @@ from typing import Any
 from .runfiles import atomic_write_json, atomic_write_text, read_json_object
 
 __all__ = ["SUMMARY_FORMAT", "RunRecord", "read_log", "log_path", "start_record", "read_json", "run_config",
-           "is_complete", "run_lock", "lock_holder", "lock_pid", "find_runs", "read_run", "run_summary", "write_run_summary",
+           "is_complete", "run_lock", "lock_holder", "lock_pid", "find_runs", "read_run", "run_summary",
+           "write_run_summary",
            "load_summary", "summary_path", "atomic_write_json", "CONFIG_FILE", "LOG_FILE", "SUMMARY_FILE",
            "TOKENIZER_FILE", "LOCK_SUFFIX", "is_run_dir", "run_dir_of", "write_run_config", "truncate_log",
            "tokenizer_file", "read_run_summary", "write_run_summary_file", "archive_run_summary", "clear_run_files",

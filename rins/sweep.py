@@ -912,7 +912,8 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
                            "in [sweep] results_dir to match this TOML (after moving runs between grids); train nothing")
     mode.add_argument("--park", action="store_true",
                       help="copy the newest checkpoint of each selected unfinished run to [sweep] results_dir/"
-                           "inflight/ (commit it: a sweep on another machine resumes from it); train nothing")
+                           "inflight/ (commit it: a sweep on another machine resumes from it), runs being trained "
+                           "too, without stopping them; train nothing")
     p.add_argument("--verbose", action="store_true", help="show the trainer's per-step output")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--worker-id", type=int, default=0, help=argparse.SUPPRESS)
