@@ -247,13 +247,20 @@ def run_lock(run_dir: str | Path, reentrant: bool = False) -> Iterator[bool]:
         os.close(fd)
 
 
+def _recorded_pid(run_dir: str | Path) -> int | None:
+    """The pid written into ``RUN_DIR.lock`` by its holder (None: no lock file, or none written yet)."""
+    try:
+        return int(lock_file(run_dir).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def lock_pid(run_dir: str | Path) -> int | None:
     """The process that holds ``RUN_DIR.lock``, read without taking the lock (a probe that took it could make a
     starting worker skip the run): the pid the holder wrote, if that process is alive; None for no lock file or
     a killed holder's stale one."""
-    try:
-        pid = int(lock_file(run_dir).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+    pid = _recorded_pid(run_dir)
+    if pid is None:
         return None
     try:
         os.kill(pid, 0)
@@ -266,10 +273,8 @@ def lock_pid(run_dir: str | Path) -> int | None:
 
 def lock_holder(run_dir: str | Path) -> str:
     """Who holds ``RUN_DIR.lock``, for error messages: ``process 1234 (rins train ...)`` as far as known."""
-    lock = lock_file(run_dir)
-    try:
-        pid = int(lock.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+    pid = _recorded_pid(run_dir)
+    if pid is None:
         return "another process"
     try:
         cmd = " ".join(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").replace("\0", " ").split())
